@@ -1,0 +1,305 @@
+"""Typed pruning configuration: enums, the block specification and :class:`PruningConfig`.
+
+A :class:`PruningConfig` is saved as ``nnprune_config.json`` next to every checkpoint, so a run can
+be reproduced and a masked checkpoint can be re-patched when it is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from nnprune.errors import NNPruneError
+
+CONFIG_FILE = "nnprune_config.json"
+
+
+class BinarizerKind(str, Enum):
+    """How mask scores become a (0/1) mask."""
+
+    NONE = "none"  # no pruning (dense fine-tuning baseline)
+    TOPK = "topk"  # keep the top fraction of scores (movement pruning)
+    THRESHOLD = "threshold"  # keep scores above a threshold
+    SIGMOID_THRESHOLD = "sigmoid_threshold"  # keep sigmoid(scores) above a threshold (soft movement)
+    L0 = "l0"  # hard-concrete gates (Louizos et al.), deterministic at eval
+    MAGNITUDE = "magnitude"  # keep the blocks of largest mean |W|, no learned scores
+
+
+class StructureKind(str, Enum):
+    """Shape of the blocks that share one mask score."""
+
+    DENSE = "dense"  # not pruned
+    BLOCK = "block"  # M x N blocks (1 x 1 = unstructured)
+    ROW = "row"  # whole output rows
+    COLUMN = "column"  # whole input columns
+    HEAD = "head"  # whole attention heads: rows of Q/K/V, columns of the attention output
+    FFN_DIM = "ffn_dim"  # FFN dimensions shared by FFN-in rows and FFN-out columns
+
+
+class RegularizationKind(str, Enum):
+    NONE = "none"
+    L1 = "l1"  # mean of sigmoid(scores)
+    L0 = "l0"  # expected L0 norm of hard-concrete gates
+
+
+class ScoreInit(str, Enum):
+    CONSTANT = "constant"
+    UNIFORM = "uniform"
+    KAIMING = "kaiming"
+
+
+_BLOCK_RE = re.compile(r"^(\d+)x(\d+)$")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What one mask score covers. Parsed from ``"32x32"``, ``"1x1"``, ``"row"``, ``"column"``,
+    ``"head"``, ``"ffn_dim"`` or ``"dense"``."""
+
+    kind: StructureKind
+    rows: int = 1
+    cols: int = 1
+
+    @classmethod
+    def parse(cls, text: "str | BlockSpec") -> "BlockSpec":
+        if isinstance(text, BlockSpec):
+            return text
+        t = str(text).strip().lower().replace("×", "x")
+        m = _BLOCK_RE.match(t)
+        if m:
+            rows, cols = int(m.group(1)), int(m.group(2))
+            if rows < 1 or cols < 1:
+                raise NNPruneError(f"block shape {text!r} must have positive sides")
+            return cls(StructureKind.BLOCK, rows, cols)
+        aliases = {"col": "column", "cols": "column", "rows": "row", "heads": "head",
+                   "ffn": "ffn_dim", "1d_alt": "ffn_dim", "none": "dense"}
+        t = aliases.get(t, t)
+        try:
+            kind = StructureKind(t)
+        except ValueError:
+            raise NNPruneError(
+                f"unknown block shape {text!r}; use MxN (e.g. 32x32), row, column, head, ffn_dim "
+                "or dense") from None
+        if kind is StructureKind.BLOCK:
+            raise NNPruneError("block shape 'block' needs sides, e.g. 32x32")
+        return cls(kind)
+
+    def __str__(self) -> str:
+        if self.kind is StructureKind.BLOCK:
+            return f"{self.rows}x{self.cols}"
+        return self.kind.value
+
+
+def _is_fraction_or_steps(value: float) -> bool:
+    return value >= 0 and (value < 1 or float(value).is_integer())
+
+
+@dataclass
+class PruningConfig:
+    """Every knob of a fine-pruning run. Field names are the keys of config files and of
+    ``--set key=value`` overrides.
+
+    Schedule positions (``initial_warmup``, ``final_warmup``) are fractions of training when in
+    [0, 1) and step counts when whole numbers >= 1.
+    """
+
+    method: str = "custom"
+    binarizer: BinarizerKind = BinarizerKind.TOPK
+    # --- what is pruned, and in which blocks
+    attention_block: BlockSpec = field(default_factory=lambda: BlockSpec(StructureKind.BLOCK, 1, 1))
+    ffn_block: BlockSpec = field(default_factory=lambda: BlockSpec(StructureKind.BLOCK, 1, 1))
+    global_topk: bool = False
+    # --- cubic schedule of the threshold (keep fraction for topK/magnitude)
+    initial_threshold: float = 1.0
+    final_threshold: float = 0.1
+    initial_warmup: float = 0.1
+    final_warmup: float = 0.3
+    # --- regularization of the mask scores
+    regularization: RegularizationKind = RegularizationKind.NONE
+    attention_lambda: float = 0.0
+    ffn_lambda: float = 0.0
+    decoder_lambda_scale: float = 1.0  # multiplies both lambdas on decoder layers (BART: 2)
+    # --- density target (beyond the paper): topK schedules to it, regularized methods adapt lambda
+    target_density: Optional[float] = None
+    # integral gain of the density controller, per pruning phase (log-lambda units per unit of
+    # density error, spread over the steps between warm-up and cool-down)
+    density_controller_gain: float = 50.0
+    # --- mask scores
+    score_init: ScoreInit = ScoreInit.CONSTANT
+    score_init_scale: float = 0.0
+    mask_scores_learning_rate: float = 1e-2
+    # --- distillation
+    teacher: Optional[str] = None
+    alpha_ce: float = 1.0
+    alpha_teacher: float = 0.0
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.binarizer = _enum(BinarizerKind, self.binarizer, "binarizer")
+        self.regularization = _enum(RegularizationKind, self.regularization, "regularization")
+        self.score_init = _enum(ScoreInit, self.score_init, "score_init")
+        self.attention_block = BlockSpec.parse(self.attention_block)
+        self.ffn_block = BlockSpec.parse(self.ffn_block)
+        if self.attention_block.kind is StructureKind.FFN_DIM:
+            raise NNPruneError("attention_block cannot be ffn_dim (that shape is for the FFN)")
+        if self.ffn_block.kind is StructureKind.HEAD:
+            raise NNPruneError("ffn_block cannot be head (that shape is for attention)")
+        if self.target_density is not None and not 0 < self.target_density <= 1:
+            raise NNPruneError(f"target density must be in (0, 1], got {self.target_density}")
+        if self.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
+            for name in ("initial_threshold", "final_threshold"):
+                v = getattr(self, name)
+                if not 0 < v <= 1:
+                    raise NNPruneError(
+                        f"{name} is the fraction of weights kept by {self.binarizer.value}; "
+                        f"it must be in (0, 1], got {v}")
+        if self.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
+            for name in ("initial_threshold", "final_threshold"):
+                v = getattr(self, name)
+                if not 0 <= v < 1:
+                    raise NNPruneError(f"{name} for sigmoid_threshold must be in [0, 1), got {v}")
+        for name in ("initial_warmup", "final_warmup"):
+            if not _is_fraction_or_steps(getattr(self, name)):
+                raise NNPruneError(
+                    f"{name} must be a fraction in [0, 1) or a whole number of steps, got "
+                    f"{getattr(self, name)}")
+        if (self.initial_warmup < 1 and self.final_warmup < 1
+                and self.initial_warmup + self.final_warmup >= 1):
+            raise NNPruneError("initial_warmup + final_warmup must leave room for pruning (< 1)")
+        for name in ("attention_lambda", "ffn_lambda", "decoder_lambda_scale", "density_controller_gain",
+                     "mask_scores_learning_rate", "alpha_ce", "alpha_teacher"):
+            if getattr(self, name) < 0:
+                raise NNPruneError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise NNPruneError(f"temperature must be > 0, got {self.temperature}")
+        if self.alpha_ce + self.alpha_teacher <= 0:
+            raise NNPruneError("alpha_ce + alpha_teacher must be > 0")
+        if self.target_density is not None and self.prunes:
+            if self.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
+                self.final_threshold = self.target_density
+            elif self.regularization is RegularizationKind.NONE:
+                raise NNPruneError(
+                    f"--target-density needs a topk/magnitude binarizer or a regularization; "
+                    f"method {self.method!r} has binarizer {self.binarizer.value} and none")
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def prunes(self) -> bool:
+        return self.binarizer is not BinarizerKind.NONE
+
+    @property
+    def uses_scores(self) -> bool:
+        return self.binarizer not in (BinarizerKind.NONE, BinarizerKind.MAGNITUDE)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.value if isinstance(v, Enum) else str(v) if isinstance(v, BlockSpec) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PruningConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NNPruneError(
+                f"unknown pruning config key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "PruningConfig":
+        """A copy with ``changes`` applied and validated (strings are coerced to field types)."""
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in changes.items():
+            if key not in current:
+                known = ", ".join(sorted(current))
+                raise NNPruneError(f"unknown pruning config key {key!r}; known: {known}")
+            current[key] = _coerce(key, value, current[key])
+        return PruningConfig(**current)
+
+
+def _enum(enum_cls: type[Enum], value: Any, name: str) -> Any:
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(str(value).lower().replace("-", "_"))
+    except ValueError:
+        known = ", ".join(e.value for e in enum_cls)
+        raise NNPruneError(f"unknown {name} {value!r}; known: {known}") from None
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(PruningConfig)}
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """Turn a CLI/file string into the field's type (enums and block specs parse later)."""
+    if not isinstance(value, str):
+        return value
+    ftype = str(_FIELD_TYPES[key])
+    if value.lower() in ("none", "null") and "Optional" in ftype:
+        return None
+    try:
+        if ftype == "bool":
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if "float" in ftype:
+            return float(value)
+    except ValueError:
+        raise NNPruneError(f"{key} expects a {ftype.replace('Optional[', '').rstrip(']')}, "
+                           f"got {value!r}") from None
+    return value
+
+
+def load_config_file(path: "str | Path") -> dict[str, Any]:
+    """Read a YAML or JSON mapping of config overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise NNPruneError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise different types; both are user errors
+        raise NNPruneError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise NNPruneError(f"config file {p} must contain a mapping of keys to values")
+    return data
+
+
+def save_pruning_config(config: PruningConfig, directory: "str | Path",
+                        extra: Optional[dict[str, Any]] = None) -> Path:
+    """Write ``nnprune_config.json`` (the pruning config plus run metadata) atomically."""
+    from nnprune.io_utils import atomic_write_text
+
+    payload = {"pruning": config.to_dict(), **(extra or {})}
+    path = Path(directory) / CONFIG_FILE
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise NNPruneError(f"{path} is corrupted: {exc}") from None
+
+
+__all__ = [
+    "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
+    "PruningConfig", "load_config_file", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE",
+]

@@ -1,0 +1,213 @@
+"""``MaskedLinear``: an ``nn.Linear`` whose weight is multiplied by a block mask.
+
+The mask scores live on a grid ``(R, C) = (out // block_rows, in // block_cols)``; the mask of
+the grid is expanded to the weight's ``(out, in)`` shape. Rows, columns, attention heads and FFN
+dimensions are all block grids of a particular shape (see :func:`resolve_block`). An FFN-out
+layer can borrow its scores from the FFN-in layer of the same FFN, so one score vector of size
+``intermediate`` decides both the FFN-in rows and the FFN-out columns.
+
+Keeping ``weight`` and ``bias`` as the same parameters (same names) as the original linear layer
+makes patching and un-patching exact inverses, and keeps checkpoints' weight names unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core import binarizers as B
+from nnprune.pruning_core.architectures import Role
+from nnprune.pruning_core.config import BinarizerKind, BlockSpec, ScoreInit, StructureKind
+
+
+def resolve_block(spec: BlockSpec, role: Role, out_features: int, in_features: int,
+                  num_heads: int, where: str = "") -> tuple[int, int]:
+    """Concrete ``(block_rows, block_cols)`` for ``spec`` on a weight ``(out, in)``.
+
+    Heads are ``out // num_heads`` rows of Q/K/V and ``in // num_heads`` columns of the
+    attention output; FFN dimensions are rows of FFN-in and columns of FFN-out.
+    """
+    kind = spec.kind
+    if kind is StructureKind.BLOCK:
+        rows, cols = spec.rows, spec.cols
+    elif kind is StructureKind.ROW:
+        rows, cols = 1, in_features
+    elif kind is StructureKind.COLUMN:
+        rows, cols = out_features, 1
+    elif kind is StructureKind.HEAD:
+        if role is Role.ATTN_OUTPUT:
+            rows, cols = out_features, in_features // num_heads
+        else:
+            rows, cols = out_features // num_heads, in_features
+    elif kind is StructureKind.FFN_DIM:
+        rows, cols = (1, in_features) if role is Role.FFN_IN else (out_features, 1)
+    else:  # DENSE layers are never patched
+        raise ValueError(f"no block for {spec}")
+    if rows < 1 or cols < 1 or out_features % rows or in_features % cols:
+        raise NNPruneError(
+            f"block shape {spec} ({rows}x{cols}) does not divide the weight "
+            f"{out_features}x{in_features} of {where or role.value}")
+    return rows, cols
+
+
+class MaskedLinear(nn.Linear):
+    """``y = x (W ⊙ M)^T + b ⊙ m_row`` with ``M`` expanded from a block mask.
+
+    Shapes: ``x (..., in)``, ``W (out, in)``, block mask ``(R, C)``, ``M (out, in)``,
+    ``m_row (out,)`` (a bias entry is dropped with its fully masked row).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 block_rows: int, block_cols: int, binarizer: BinarizerKind,
+                 score_init: ScoreInit = ScoreInit.CONSTANT, score_init_scale: float = 0.0,
+                 score_source: Optional["MaskedLinear"] = None,
+                 device=None, dtype=None) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.block_rows, self.block_cols = block_rows, block_cols
+        self.grid = (out_features // block_rows, in_features // block_cols)
+        self.binarizer = BinarizerKind(binarizer)
+        # Current and final schedule values (keep fraction for topK/magnitude, else threshold).
+        self.threshold = 1.0
+        self.final_threshold = 1.0
+        # Set by the pruner for global topK: a score cutoff shared by all layers.
+        self.global_cutoff: Optional[float] = None
+        # Plain attributes, not submodules: a shared FFN pair would otherwise form a module cycle.
+        object.__setattr__(self, "score_source", score_source)
+        object.__setattr__(self, "partner", None)
+        self._cached_mask: Optional[torch.Tensor] = None
+        if score_source is None and self.binarizer not in (BinarizerKind.MAGNITUDE,):
+            self.mask_scores = nn.Parameter(torch.empty(self.grid, device=device, dtype=dtype))
+            init_scores(self.mask_scores, score_init, score_init_scale)
+        else:
+            self.register_parameter("mask_scores", None)
+        if score_source is not None:
+            if score_source.grid != (self.grid[1], self.grid[0]):
+                raise ValueError(f"shared scores {score_source.grid} do not fit grid {self.grid}")
+            object.__setattr__(score_source, "partner", self)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, **kwargs) -> "MaskedLinear":
+        """Wrap ``linear``, reusing its weight and bias parameters (no copy)."""
+        w = linear.weight
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None,
+                    device=w.device, dtype=w.dtype, **kwargs)
+        layer.weight = linear.weight
+        if linear.bias is not None:
+            layer.bias = linear.bias
+        return layer
+
+    def to_linear(self, apply_mask: bool = True) -> nn.Linear:
+        """A plain ``nn.Linear``; with ``apply_mask`` its weights are multiplied by the eval mask."""
+        w = self.weight
+        linear = nn.Linear(self.in_features, self.out_features, self.bias is not None,
+                           device=w.device, dtype=w.dtype)
+        if not apply_mask:
+            linear.weight, linear.bias = self.weight, self.bias
+            return linear
+        with torch.no_grad():
+            block = self.block_mask(training=False)
+            linear.weight.copy_(self.weight * self.expand(block))
+            if self.bias is not None:
+                linear.bias.copy_(self.bias * self.row_mask(block))
+        return linear
+
+    # ------------------------------------------------------------------ masks
+    @property
+    def owns_scores(self) -> bool:
+        return self.score_source is None
+
+    @property
+    def block_size(self) -> int:
+        return self.block_rows * self.block_cols
+
+    def expand(self, block: torch.Tensor) -> torch.Tensor:
+        """``(R, C)`` block mask -> ``(out, in)`` weight mask."""
+        r, c = self.grid
+        return (block[:, None, :, None]
+                .expand(r, self.block_rows, c, self.block_cols)
+                .reshape(self.out_features, self.in_features))
+
+    def row_mask(self, block: torch.Tensor) -> torch.Tensor:
+        """``(out,)`` mask of the bias: 0 where the whole weight row is masked."""
+        return block.amax(dim=1).repeat_interleave(self.block_rows)
+
+    def magnitude_scores(self) -> torch.Tensor:
+        """``(R, C)`` mean |W| per block; an FFN-in layer adds its FFN-out partner's columns."""
+        r, c = self.grid
+        w = self.weight.detach().abs()
+        scores = w.reshape(r, self.block_rows, c, self.block_cols).mean(dim=(1, 3))
+        if self.partner is not None:
+            scores = scores + self.partner.magnitude_scores().reshape(scores.shape)
+        return scores
+
+    def score_tensor(self) -> torch.Tensor:
+        """The tensor ranked by topK/global topK: learned scores, or block magnitudes."""
+        if self.binarizer is BinarizerKind.MAGNITUDE:
+            return self.magnitude_scores()
+        return self.mask_scores
+
+    def block_mask(self, training: Optional[bool] = None) -> torch.Tensor:
+        """The ``(R, C)`` mask at the current threshold (training) or the final one (eval)."""
+        training = self.training if training is None else training
+        if self.score_source is not None:
+            src = self.score_source
+            cached = src._cached_mask if training else None
+            mask = cached if cached is not None else src.block_mask(training)
+            return mask.reshape(self.grid)
+        kind = self.binarizer
+        level = self.threshold if training else self.final_threshold
+        if kind is BinarizerKind.MAGNITUDE:
+            scores = self.magnitude_scores()
+            if self.global_cutoff is not None:
+                return (scores >= self.global_cutoff).to(scores.dtype)
+            return B.topk_mask(scores, level)
+        s = self.mask_scores
+        if kind is BinarizerKind.TOPK:
+            hard = ((s.detach() >= self.global_cutoff).to(s.dtype) if self.global_cutoff is not None
+                    else B.topk_mask(s, level))
+        elif kind is BinarizerKind.THRESHOLD:
+            hard = B.threshold_mask(s, level)
+        elif kind is BinarizerKind.SIGMOID_THRESHOLD:
+            hard = B.sigmoid_threshold_mask(s, level)
+        elif kind is BinarizerKind.L0:
+            return B.hard_concrete(s, training)
+        else:  # pragma: no cover - NONE layers are never built
+            raise ValueError(kind)
+        return B.straight_through(hard, s) if torch.is_grad_enabled() else hard
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.block_mask()
+        if self.partner is not None:
+            # The FFN-out partner reuses this exact mask (same L0 sample, same graph).
+            self._cached_mask = block if self.training else None
+        weight = self.weight * self.expand(block)
+        bias = self.bias * self.row_mask(block) if self.bias is not None else None
+        return F.linear(x, weight, bias)
+
+    @torch.no_grad()
+    def kept_weights(self, training: bool = False) -> int:
+        """Number of weights whose mask is non-zero (eval mask unless ``training``)."""
+        block = self.block_mask(training)
+        return int((block != 0).sum()) * self.block_size
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, block={self.block_rows}x{self.block_cols}, "
+                f"binarizer={self.binarizer.value}, shared={self.score_source is not None}")
+
+
+def init_scores(scores: torch.Tensor, kind: ScoreInit, scale: float) -> None:
+    with torch.no_grad():
+        if kind is ScoreInit.CONSTANT:
+            scores.fill_(scale)
+        elif kind is ScoreInit.UNIFORM:
+            scores.uniform_(-scale, scale)
+        elif kind is ScoreInit.KAIMING:
+            nn.init.kaiming_uniform_(scores, a=math.sqrt(5))
+            if scale:
+                scores.mul_(scale)

