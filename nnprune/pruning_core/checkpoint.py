@@ -124,10 +124,9 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
 
 
 def _tied_keys(model: nn.Module) -> list[str]:
-    keys = getattr(model, "_tied_weights_keys", None) or {}
-    if isinstance(keys, dict):
-        return list(keys)
-    return list(keys)
+    """Keys that alias another parameter (v5: ``all_tied_weights_keys`` target -> source)."""
+    keys = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None)
+    return list(keys or [])
 
 
 def save_checkpoint(model: nn.Module, output_dir: "str | Path", *, config: Optional[PruningConfig],

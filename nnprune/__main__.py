@@ -1,0 +1,3 @@
+from nnprune.cli.main import main
+
+main()

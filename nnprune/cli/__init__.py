@@ -1,0 +1,1 @@
+"""Typer commands; each stays thin and calls the core engine."""

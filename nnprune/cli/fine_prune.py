@@ -1,0 +1,4 @@
+"""placeholder replaced below"""
+import typer
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,62 @@
+"""The ``nnprune`` command line: one Typer app, commands in their own modules, one error boundary."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Optional, Sequence
+
+import typer
+
+from nnprune.cli.common import err_console
+from nnprune.errors import NNPruneError
+
+app = typer.Typer(
+    name="nnprune", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Prune transformers while fine-tuning, into models that are physically smaller and faster.")
+
+
+
+@app.callback()
+def _root() -> None:
+    """Prune transformers while fine-tuning, into models that are physically smaller and faster."""
+
+
+# Each module defines register(app) adding its command(s).
+COMMAND_MODULES = ("fine_prune", "count_params")
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"nnprune.cli.{_name}").register(app)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point: user errors become one red line and exit code 2; bugs keep their traceback."""
+    # Tokenizers' fork warning and TF/flax probing are noise for a CLI.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        rc = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except NNPruneError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err_console.print("[red]aborted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Usage errors (bad option, missing argument) from Typer's own click.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]")
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,118 @@
+"""Parameter counting in the paper's convention, and the structured FLOP speedup estimate.
+
+Counts are over the *weights* of the linear layers of the transformer layers (Q, K, V, attention
+output, FFN in/out), biases excluded, as Sanh et al. and Lagunas et al. report them. A weight
+counts as remaining when it is non-zero in the model as it computes at eval (masks applied with
+the final threshold). The original size comes from the config (``nnprune_original`` entry for a
+compacted checkpoint), so a compacted model's compression is against its dense ancestor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import torch.nn as nn
+
+from nnprune.pruning_core.architectures import Role, architecture_for
+from nnprune.pruning_core.structure import analyze_structure, effective_weight
+
+ROLE_SHORT = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.ATTN_OUTPUT: "o",
+              Role.FFN_IN: "ffn_in", Role.FFN_OUT: "ffn_out"}
+
+
+@dataclass
+class LayerCount:
+    stack: str
+    layer: int
+    matrices: dict[str, list[int]] = field(default_factory=dict)  # name -> [remaining, total]
+    heads: dict[str, list[int]] = field(default_factory=dict)  # attention -> [kept, original]
+    ffn_dims: list[int] = field(default_factory=lambda: [0, 0])  # [kept, original]
+
+
+@dataclass
+class ParamCount:
+    model_type: str
+    layers: list[LayerCount]
+    remaining: int  # non-zero linear weights
+    original: int  # linear weights of the dense architecture
+    seq_len: int
+    estimated_speedup: float
+    by_stack: dict[str, list[int]] = field(default_factory=dict)  # stack -> [remaining, original]
+
+    @property
+    def density(self) -> float:
+        return self.remaining / self.original if self.original else 1.0
+
+    @property
+    def compression(self) -> float:
+        return self.original / self.remaining if self.remaining else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(density=self.density, compression=self.compression)
+        return out
+
+
+def original_sizes(config: Any, stack_heads_attr: str, stack_ffn_attr: str) -> tuple[int, int]:
+    """(heads, ffn) of the dense ancestor, from ``config.nnprune_original`` when compacted."""
+    orig = getattr(config, "nnprune_original", None) or {}
+    heads = orig.get(stack_heads_attr, getattr(config, stack_heads_attr))
+    ffn = orig.get(stack_ffn_attr, getattr(config, stack_ffn_attr))
+    return int(heads), int(ffn)
+
+
+def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
+    """Per-layer and total counts of remaining linear weights, heads and FFN dimensions."""
+    config = model.config
+    arch = architecture_for(config.model_type)
+    hidden = int(getattr(config, arch.hidden_attr))
+    structure = analyze_structure(model)
+    stacks = {s.name: s for s in arch.stacks}
+    layers: dict[tuple[str, int], LayerCount] = {}
+    for site in structure.sites:
+        lc = layers.setdefault((site.stack, site.layer), LayerCount(site.stack, site.layer))
+        stack = stacks[site.stack]
+        heads, ffn = original_sizes(config, stack.heads_attr, stack.ffn_attr)
+        w, _ = effective_weight(model.get_submodule(site.path))
+        if site.role.is_attention:
+            total = hidden * hidden
+        else:
+            total = hidden * ffn
+        name = ROLE_SHORT[site.role] if site.attention in (None, "self") else \
+            f"{site.attention}_{ROLE_SHORT[site.role]}"
+        lc.matrices[name] = [int((w != 0).sum()), total]
+    dense_flops = pruned_flops = 0.0
+    for unit in structure.attention:
+        stack = stacks[unit.stack]
+        heads, _ = original_sizes(config, stack.heads_attr, stack.ffn_attr)
+        layers[(unit.stack, unit.layer)].heads[unit.name] = [len(unit.kept), heads]
+        head_dim = hidden // heads
+        dense_flops += attention_flops(hidden, heads * head_dim, seq_len)
+        pruned_flops += attention_flops(hidden, len(unit.kept) * head_dim, seq_len)
+    for unit in structure.ffn:
+        _, ffn = original_sizes(config, stacks[unit.stack].heads_attr, stacks[unit.stack].ffn_attr)
+        layers[(unit.stack, unit.layer)].ffn_dims = [len(unit.kept), ffn]
+        dense_flops += ffn_flops(hidden, ffn, seq_len)
+        pruned_flops += ffn_flops(hidden, len(unit.kept), seq_len)
+    ordered = [layers[k] for k in sorted(layers, key=lambda k: ([s.name for s in arch.stacks].index(k[0]), k[1]))]
+    by_stack: dict[str, list[int]] = {}
+    for lc in ordered:
+        agg = by_stack.setdefault(lc.stack, [0, 0])
+        for rem, tot in lc.matrices.values():
+            agg[0] += rem
+            agg[1] += tot
+    remaining = sum(v[0] for v in by_stack.values())
+    original = sum(v[1] for v in by_stack.values())
+    speedup = dense_flops / pruned_flops if pruned_flops else float("inf")
+    return ParamCount(config.model_type, ordered, remaining, original, seq_len, speedup, by_stack)
+
+
+def attention_flops(hidden: int, inner: int, seq_len: int) -> float:
+    """Multiply-adds x2 of one attention block over ``seq_len`` tokens whose heads span
+    ``inner = heads_kept * head_dim``: Q/K/V/O projections plus QK^T and attention x V."""
+    return 2.0 * seq_len * 4 * hidden * inner + 2.0 * 2 * seq_len * seq_len * inner
+
+
+def ffn_flops(hidden: int, ffn: int, seq_len: int) -> float:
+    return 2.0 * seq_len * 2 * hidden * ffn
