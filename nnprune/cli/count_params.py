@@ -23,10 +23,13 @@ def count_params(
 
     loaded = load_model(checkpoint)
     pc = count_parameters(loaded.model, seq_len=seq_len)
+    compacted = bool(getattr(loaded.model.config, "nnprune_layout", None))
+    kind = "masked" if loaded.is_masked else "compacted" if compacted else "plain"
     if str(json_out) != "-":
-        console.print(render_count_table(pc, f"{checkpoint} ({'masked' if loaded.is_masked else 'plain'})"))
+        console.print(render_count_table(pc, f"{checkpoint} ({kind})"))
         print_count_summary(pc)
-    write_json(json_out, {"checkpoint": str(checkpoint), "masked": loaded.is_masked, **pc.to_dict()})
+    write_json(json_out, {"checkpoint": str(checkpoint), "masked": loaded.is_masked,
+                          "compacted": compacted, **pc.to_dict()})
 
 
 def render_count_table(pc, title: str):

@@ -19,6 +19,11 @@ from nnprune.pruning_core.config import PruningConfig, read_nnprune_config
 from nnprune.pruning_core.pruner import Pruner, patch_model
 
 
+class CheckpointMismatchError(NNPruneError, RuntimeError):
+    """Saved weight shapes differ from the model the config builds (a ``RuntimeError`` too, as
+    ``load_state_dict`` raised before)."""
+
+
 @dataclass
 class LoadedModel:
     model: nn.Module
@@ -77,6 +82,10 @@ def model_class_for(config: Any) -> type:
 
     archs = getattr(config, "architectures", None) or []
     for name in archs:
+        # A model saved after loading through nnprune_modeling.py (remote code) names its
+        # NNPrune-prefixed class; the stock class plus the saved layout rebuild it.
+        if name.startswith("NNPrune") and not hasattr(transformers, name):
+            name = name[len("NNPrune"):]
         cls = getattr(transformers, name, None)
         if cls is not None:
             return cls
@@ -104,13 +113,23 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     if is_masked and "pruning" not in info and prune_config is None:
         raise NNPruneError(f"checkpoint {p} has mask scores but no nnprune_config.json")
     model = cls(config)
+    if getattr(config, "nnprune_layout", None):
+        # Compacted checkpoint: shrink the stock layers to the saved shapes before loading.
+        from nnprune.pruning_core.compact import apply_saved_layout
+
+        apply_saved_layout(model, config.nnprune_layout)
     pruner = None
     if is_masked:
         pcfg = prune_config or PruningConfig.from_dict(info["pruning"])
         pruner = patch_model(model, pcfg)
         pruner.finalize()
     # Tied weights (e.g. BART's lm_head) are saved once; they are re-tied below.
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches: one line for the CLI, still a RuntimeError
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        raise CheckpointMismatchError(f"checkpoint {p} does not match its config: "
+                                      f"{lines[0] if lines else str(exc).splitlines()[0]}") from None
     tied = set(_tied_keys(model))
     missing = [k for k in missing if k not in tied]
     if missing or unexpected:
@@ -140,6 +159,11 @@ def save_checkpoint(model: nn.Module, output_dir: "str | Path", *, config: Optio
     masked = any(isinstance(m, MaskedLinear) for m in model.modules())
     with atomic_directory(out) as tmp:
         model.save_pretrained(str(tmp))
+        if getattr(model.config, "nnprune_layout", None):
+            # Compacted: nnprune_modeling.py + auto_map, so stock transformers can load it too.
+            from nnprune.pruning_core.compact import write_remote_code
+
+            write_remote_code(model, tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         if config is not None:

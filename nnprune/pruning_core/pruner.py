@@ -27,6 +27,11 @@ from nnprune.pruning_core.config import (BinarizerKind, PruningConfig, Regulariz
 from nnprune.pruning_core.masked import MaskedLinear, resolve_block
 from nnprune.pruning_core.schedule import CubicSchedule
 
+# Density controller (see Pruner._update_controller): lambda = base lambda * multiplier.
+MAX_MULTIPLIER = 100.0
+PROPORTIONAL_GAIN = 2.0
+SOFT_WIDTH = 0.25  # logit units: scores this close to the threshold count as half kept
+
 
 @dataclass
 class PatchedLayer:
@@ -101,7 +106,7 @@ class Pruner:
         self.schedule: Optional[CubicSchedule] = None
         self.progress = 0.0
         self.multiplier = 0.0  # scales the lambdas: the ramp, or the density controller's output
-        self.integral = 0.0  # density controller state (log-space integral term)
+        self.integral = 0.0  # density controller state (integral term)
         self.last_regularization = 0.0
         self._hook = None
         if config.global_topk and config.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
@@ -154,14 +159,53 @@ class Pruner:
         return 1.0 + (d - 1.0) * self.progress if d is not None else float("nan")
 
     def _update_controller(self) -> None:
-        """Integral control of log(lambda) on the density error: lambda grows while the masks
-        are denser than the scheduled target, and shrinks (letting weights regrow) below it."""
+        """A two-sided Lagrangian on the density: ``multiplier = u + kp * e`` with
+        ``u += ki * e``, where ``e`` is the density minus the scheduled target.
+
+        While pruning, ``e`` is measured on a smooth stand-in of the density (see
+        :meth:`soft_density`) that moves as soon as the scores move; the hard density only
+        changes when scores cross the threshold, hundreds of steps later, and an integral
+        driven by it winds up and overshoots. In the cool-down the hard density itself is
+        controlled, so the final masks land on the target. A negative multiplier pushes the
+        scores *up*: masks that fell below the target grow back.
+        """
         pruning_steps = max(1, self.schedule.total_steps - self.schedule.warmup_steps
                             - self.schedule.cooldown_steps)
+        if self.progress <= 0:
+            self.multiplier = 0.0
+            return
+        measured = self.density(training=True) if self.progress >= 1 else self.soft_density()
+        error = measured - self.target_at_progress()
         gain = self.config.density_controller_gain / pruning_steps
-        error = self.density(training=True) - self.target_at_progress()
-        self.integral = max(-20.0, min(20.0, self.integral + gain * error))
-        self.multiplier = math.exp(self.integral + 5.0 * error) if self.progress > 0 else 0.0
+        self.integral = max(-MAX_MULTIPLIER, min(MAX_MULTIPLIER, self.integral + gain * error))
+        self.multiplier = self.integral + PROPORTIONAL_GAIN * error
+
+    @torch.no_grad()
+    def soft_density(self) -> float:
+        """Smooth density at the current threshold: the weight-weighted mean of
+        ``sigmoid((s - cut) / SOFT_WIDTH)`` (``cut`` = logit of the threshold for the sigmoid
+        binarizer, the threshold itself for the plain one), or P(gate != 0) for L0."""
+        kind = self.config.binarizer
+        num = den = 0.0
+        for p in self.score_owners:
+            layer = p.layer
+            s = layer.mask_scores.detach().float()
+            if kind is BinarizerKind.L0:
+                d = B.l0_expected_density(s)
+            else:
+                tau = layer.threshold
+                if kind is BinarizerKind.SIGMOID_THRESHOLD:
+                    if tau <= 0:
+                        d = torch.ones_like(s)
+                        tau = None
+                    else:
+                        tau = math.log(tau / (1 - tau))
+                if tau is not None:
+                    d = torch.sigmoid((s - tau) / SOFT_WIDTH)
+            w = layer.block_size * (2 if layer.partner is not None else 1)
+            num += float(d.sum()) * w
+            den += d.numel() * w
+        return num / den if den else 1.0
 
     def finalize(self) -> None:
         """Put every layer on its final threshold (what evaluation always uses)."""
@@ -234,6 +278,7 @@ class Pruner:
                         "pruning/regularization": self.last_regularization})
         if self.controls_density:
             out["pruning/target_density"] = self.target_at_progress()
+            out["pruning/soft_density"] = self.soft_density()
         return out
 
     # ------------------------------------------------------------------ persistence

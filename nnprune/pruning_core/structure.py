@@ -93,8 +93,9 @@ def analyze_structure(model: nn.Module) -> ModelStructure:
             wo, _ = effective_weight(mods[Role.ATTN_OUTPUT])
             wq, bq = effective_weight(mods[Role.QUERY])
             wk, bk = effective_weight(mods[Role.KEY])
-            # Head size from the module: compacted layers have fewer heads than the config says.
-            hd = mods[Role.ATTN_OUTPUT].in_features // heads if heads else 0
+            # The config keeps the dense head count (compacted layers have fewer heads): the
+            # head size is the attention output's width over that count, not its input's.
+            hd = mods[Role.ATTN_OUTPUT].out_features // heads if heads else 0
             n = wv.shape[0] // hd if hd else 0
             v_zero = _zero_rows(wv, bv).view(n, hd).all(1)
             o_zero = (wo == 0).all(dim=0).view(n, hd).all(1)

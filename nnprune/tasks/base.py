@@ -75,6 +75,8 @@ class TaskAdapter(ABC):
     name: str = ""
     #: metric reported as "the" score of the task (used in the summary table)
     main_metric: str = "accuracy"
+    #: tokens per example when the user does not say (SQuAD: 384)
+    default_max_seq_length: int = 128
 
     @abstractmethod
     def load_data(self, tokenizer: Any, data: DataArgs, *, need_train: bool = True) -> TaskData:

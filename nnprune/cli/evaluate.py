@@ -1,0 +1,43 @@
+"""``nnprune evaluate TASK CKPT``: score a saved checkpoint on a task's evaluation data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+
+
+def evaluate(
+    task: Annotated[str, typer.Argument(help="Task name: squad, squad_v2, sst2, mnli, qqp, mrpc, ...")],
+    checkpoint: Annotated[Path, typer.Argument(help="Plain, masked or compacted checkpoint folder.")],
+    data_dir: Annotated[Path | None, typer.Option(help="Task data folder (GLUE: dev.tsv, ...; SQuAD: dev-v1.1.json, ...).")] = None,
+    validation_file: Annotated[Path | None, typer.Option(help="Evaluation file (GLUE: tsv/csv/json/jsonl; SQuAD: json/jsonl).")] = None,
+    max_eval_samples: Annotated[int | None, typer.Option(help="Evaluate on the first N examples only.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 32,
+    max_seq_length: Annotated[int | None, typer.Option(help="Tokens per feature; default: the checkpoint's training length, else the task's (SQuAD 384, GLUE 128).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or hub name; default: the checkpoint's.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here ('-' for stdout).")] = None,
+) -> None:
+    """Evaluate CHECKPOINT on TASK's evaluation split (the hub's unless local data is given)."""
+    quiet_libraries()
+    from nnprune.evaluation import evaluate_checkpoint
+
+    to_stdout = str(json_out) == "-"
+    result = evaluate_checkpoint(
+        task, checkpoint, data_dir=data_dir, validation_file=validation_file,
+        max_eval_samples=max_eval_samples, batch_size=batch_size, max_seq_length=max_seq_length,
+        tokenizer=tokenizer, progress=not to_stdout)
+    if not to_stdout:
+        rows = [(f"{k} *" if k == result.main_metric else k, v)
+                for k, v in result.metrics.items()]
+        rows += [("examples", result.num_examples), ("features", result.num_features),
+                 ("max seq length", result.max_seq_length), ("seconds", result.seconds)]
+        console.print(make_table(f"{task} · {checkpoint} ({result.kind})", ["", "value"], rows))
+    write_json(json_out, result.to_dict())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

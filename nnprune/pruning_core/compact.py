@@ -1,0 +1,627 @@
+"""Compaction: physically remove the attention heads and FFN dimensions that pruning emptied.
+
+``compact_model(model)`` bakes the masks of a masked model (``unpatch_model(apply_masks=True)``),
+then slices away, per layer, the heads and FFN dimensions that :func:`analyze_structure` finds
+exactly removable: rows of Q/K/V (weights and biases) and columns of the attention output for a
+head; rows of FFN-in (and its bias) and columns of FFN-out for an FFN dimension. The result
+computes the same function as the masked model.
+
+The per-layer sizes go to ``config.nnprune_layout`` and the dense ancestor's sizes to
+``config.nnprune_original`` (format: see :mod:`nnprune.pruning_core.compact_modeling`). Saving a
+compacted model also writes ``nnprune_modeling.py`` and an ``auto_map`` in ``config.json``, so
+stock ``AutoModelFor...from_pretrained(path, trust_remote_code=True)`` loads it without nnprune;
+:func:`load_pretrained` loads it (and plain or masked checkpoints) with nnprune.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core import compact_modeling as cm
+from nnprune.pruning_core.architectures import (
+    Role,
+    StackRoles,
+    architecture_for,
+    find_sites,
+)
+from nnprune.pruning_core.masked import MaskedLinear
+from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.pruning_core.structure import analyze_structure
+
+MODELING_FILE = "nnprune_modeling.py"
+CLASS_PREFIX = "NNPrune"
+LAYOUT_ATTR = cm.LAYOUT_ATTR
+ORIGINAL_ATTR = cm.ORIGINAL_ATTR
+
+
+# ---------------------------------------------------------------------------------- reports
+@dataclass
+class AttentionReport:
+    stack: str
+    layer: int
+    name: str  # "self" / "cross"
+    original: int  # heads of the dense ancestor
+    before: int  # heads before this compaction
+    kept: int  # heads after
+    qk_empty: int = 0  # heads with only an empty Q or K (not exactly removable)
+    qk_empty_removed: int = 0  # of those, removed (only with allow_inexact)
+
+
+@dataclass
+class FfnReport:
+    stack: str
+    layer: int
+    original: int
+    before: int
+    kept: int
+
+
+@dataclass
+class CompactionReport:
+    attention: list[AttentionReport] = field(default_factory=list)
+    ffn: list[FfnReport] = field(default_factory=list)
+    params_before: int = 0  # all parameters of the model
+    params_after: int = 0
+    allow_inexact: bool = False
+
+    @property
+    def heads_removed(self) -> int:
+        return sum(a.before - a.kept for a in self.attention)
+
+    @property
+    def ffn_dims_removed(self) -> int:
+        return sum(f.before - f.kept for f in self.ffn)
+
+    @property
+    def qk_empty(self) -> int:
+        return sum(a.qk_empty for a in self.attention)
+
+    @property
+    def qk_empty_removed(self) -> int:
+        return sum(a.qk_empty_removed for a in self.attention)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.heads_removed or self.ffn_dims_removed)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the compacted model computes exactly what the input model computed."""
+        return self.qk_empty_removed == 0
+
+    def rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Per-layer table: heads kept/original per attention kind, FFN dims kept/original."""
+        kinds = sorted({a.name for a in self.attention}, key=lambda n: (n != "self", n))
+        by_layer: dict[tuple[str, int], dict[str, str]] = {}
+        for a in self.attention:
+            by_layer.setdefault((a.stack, a.layer), {})[a.name] = f"{a.kept}/{a.original}"
+        for f in self.ffn:
+            by_layer.setdefault((f.stack, f.layer), {})["ffn"] = f"{f.kept}/{f.original}"
+        columns = ["layer"] + [f"{k} heads" for k in kinds] + ["ffn dims"]
+        rows = [[f"{stack}.{layer}"] + [cells.get(k, "-") for k in kinds] + [cells.get("ffn", "-")]
+                for (stack, layer), cells in by_layer.items()]
+        return columns, rows
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(heads_removed=self.heads_removed, ffn_dims_removed=self.ffn_dims_removed,
+                   qk_empty=self.qk_empty, qk_empty_removed=self.qk_empty_removed,
+                   changed=self.changed, exact=self.exact)
+        return out
+
+
+# ---------------------------------------------------------------------------------- compaction
+def _count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _head_index(heads: list[int], head_dim: int, device: torch.device) -> torch.Tensor:
+    if not heads:
+        return torch.zeros(0, dtype=torch.long, device=device)
+    return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim, device=device) for h in heads])
+
+
+def _relative_specs(stack: StackRoles) -> dict[str, dict[str, str]]:
+    """Relative paths (inside a layer) of each attention block of ``stack``."""
+    specs = {}
+    for att in stack.attentions:
+        parents = {p.rpartition(".")[0] for p in (att.query, att.key, att.value)}
+        if len(parents) != 1:  # pragma: no cover - every supported architecture groups Q/K/V
+            raise NNPruneError(f"{stack.name} {att.name} attention: Q/K/V are not in one module")
+        specs[att.name] = {"module": parents.pop(), "q": att.query, "k": att.key, "v": att.value,
+                           "o": att.output}
+    return specs
+
+
+def _layer_path(full_path: str, relative: str) -> str:
+    return full_path[: -len(relative)].rstrip(".")
+
+
+def _original_sizes(config: Any) -> dict[str, int]:
+    """``{heads_attr: n, ffn_attr: n}`` of the dense ancestor (kept when already compacted)."""
+    arch = architecture_for(config.model_type)
+    orig = dict(getattr(config, ORIGINAL_ATTR, None) or {})
+    for stack in arch.stacks:
+        orig.setdefault(stack.heads_attr, int(getattr(config, stack.heads_attr)))
+        orig.setdefault(stack.ffn_attr, int(getattr(config, stack.ffn_attr)))
+    return orig
+
+
+@torch.no_grad()
+def compact_model(model: nn.Module, *, allow_inexact: bool = False) -> CompactionReport:
+    """Remove the exactly removable heads and FFN dimensions of ``model`` in place.
+
+    A masked model has its final masks baked in first. Heads whose only defect is an all-zero
+    query or key (``qk_empty``: their attention is uniform, not zero) are kept unless
+    ``allow_inexact``; they are counted in the report either way. When nothing is removable
+    the model and its config are left unchanged.
+
+    Compacted layers are new ``nn.Linear`` modules (new parameters): build optimizers after
+    compacting. The config keeps the dense head count and FFN size (the stock constructors need
+    them); ``config.nnprune_layout`` holds the real per-layer sizes.
+    """
+    if any(isinstance(m, MaskedLinear) for m in model.modules()):
+        unpatch_model(model, apply_masks=True)
+    config = model.config
+    arch = architecture_for(config.model_type)
+    stacks = {s.name: s for s in arch.stacks}
+    original = _original_sizes(config)
+    report = CompactionReport(params_before=_count_params(model), allow_inexact=allow_inexact)
+    structure = analyze_structure(model)
+
+    for unit in structure.attention:
+        stack = stacks[unit.stack]
+        spec = _relative_specs(stack)[unit.name]
+        drop = set(unit.removable) | (set(unit.qk_empty) if allow_inexact else set())
+        keep = [h for h in range(unit.num_heads) if h not in drop]
+        report.attention.append(AttentionReport(
+            unit.stack, unit.layer, unit.name, original[stack.heads_attr], unit.num_heads,
+            len(keep), len(unit.qk_empty), len(set(unit.qk_empty) & drop)))
+        if not drop:
+            continue
+        layer = model.get_submodule(_layer_path(unit.paths[Role.QUERY], spec["q"]))
+        hd = unit.head_dim
+        for role in ("q", "k", "v"):
+            lin = layer.get_submodule(spec[role])
+            idx = _head_index(keep, hd, lin.weight.device)
+            bias = lin.bias[idx] if lin.bias is not None else None
+            cm.replace_linear(layer, spec[role], cm.new_linear(lin, lin.weight[idx], bias))
+        lin = layer.get_submodule(spec["o"])
+        idx = _head_index(keep, hd, lin.weight.device)
+        cm.replace_linear(layer, spec["o"], cm.new_linear(lin, lin.weight[:, idx], lin.bias))
+        cm.set_head_count(layer.get_submodule(spec["module"]), len(keep), hd)
+        if not keep:
+            cm.empty_attention(layer, {**spec, "head_dim": hd})
+
+    for unit in structure.ffn:
+        stack = stacks[unit.stack]
+        keep = unit.kept
+        report.ffn.append(FfnReport(unit.stack, unit.layer, original[stack.ffn_attr], unit.size,
+                                    len(keep)))
+        if len(keep) == unit.size:
+            continue
+        lin_in = model.get_submodule(unit.paths[Role.FFN_IN])
+        lin_out = model.get_submodule(unit.paths[Role.FFN_OUT])
+        idx = torch.tensor(keep, dtype=torch.long, device=lin_in.weight.device)
+        bias = lin_in.bias[idx] if lin_in.bias is not None else None
+        parent_in, name_in = _split(unit.paths[Role.FFN_IN])
+        parent_out, name_out = _split(unit.paths[Role.FFN_OUT])
+        setattr(model.get_submodule(parent_in), name_in, cm.new_linear(lin_in, lin_in.weight[idx], bias))
+        setattr(model.get_submodule(parent_out), name_out,
+                cm.new_linear(lin_out, lin_out.weight[:, idx], lin_out.bias))
+
+    report.params_after = _count_params(model)
+    if report.changed or getattr(config, LAYOUT_ATTR, None):
+        setattr(config, ORIGINAL_ATTR, original)
+        setattr(config, LAYOUT_ATTR, model_layout(model))
+    return report
+
+
+def _split(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition(".")
+    return parent, name
+
+
+def _strip_prefix(model: nn.Module, path: str) -> str:
+    prefix = getattr(model, "base_model_prefix", "")
+    if prefix and path.startswith(prefix + "."):
+        return path[len(prefix) + 1:]
+    return path
+
+
+def model_layout(model: nn.Module) -> dict[str, Any]:
+    """The ``nnprune_layout`` describing ``model``'s current per-layer sizes."""
+    config = model.config
+    arch = architecture_for(config.model_type)
+    original = _original_sizes(config)
+    sites = find_sites(model)
+    layout: dict[str, Any] = {"format": cm.LAYOUT_FORMAT, "stacks": {}}
+    for stack in arch.stacks:
+        specs = _relative_specs(stack)
+        stack_sites = [s for s in sites if s.stack == stack.name]
+        n_layers = max(s.layer for s in stack_sites) + 1
+        first = next(s for s in stack_sites if s.role is Role.FFN_IN and s.layer == 0)
+        m = re.match(rf"^(?:.*\.)?{stack.layers}\.", first.path)
+        layers_path = _strip_prefix(model, first.path[: m.start(1) - 1]) if m else ""
+        heads_orig = original[stack.heads_attr]
+        entry: dict[str, Any] = {"layers": layers_path, "attention": {}}
+        by_key = {(s.layer, s.attention, s.role): s for s in stack_sites}
+        for name, spec in specs.items():
+            heads = []
+            head_dim = 0
+            for i in range(n_layers):
+                o = model.get_submodule(by_key[(i, name, Role.ATTN_OUTPUT)].path)
+                q = model.get_submodule(by_key[(i, name, Role.QUERY)].path)
+                head_dim = o.out_features // heads_orig
+                heads.append(q.out_features // head_dim)
+            entry["attention"][name] = {**spec, "head_dim": head_dim, "heads": heads}
+        dims = [model.get_submodule(by_key[(i, None, Role.FFN_IN)].path).out_features
+                for i in range(n_layers)]
+        entry["ffn"] = {"in": stack.ffn_in, "out": stack.ffn_out, "dims": dims}
+        layout["stacks"][stack.name] = entry
+    return layout
+
+
+def is_compacted(config: Any) -> bool:
+    return bool(getattr(config, LAYOUT_ATTR, None))
+
+
+def apply_saved_layout(model: nn.Module, layout: dict[str, Any] | None = None) -> nn.Module:
+    """Shrink a freshly built stock model to ``layout`` (default: its config's) before loading."""
+    layout = layout if layout is not None else getattr(model.config, LAYOUT_ATTR, None)
+    try:
+        return cm.apply_layout(model, layout)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NNPruneError(f"config.{LAYOUT_ATTR} does not fit the model: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------- fill support
+@torch.no_grad()
+def reinit_zeros(model: nn.Module, std: float = 0.02,
+                 generator: torch.Generator | None = None) -> int:
+    """Re-initialise with ``N(0, std)`` the zero weights inside kept heads and FFN dimensions.
+
+    Meant for *fill* (fine-tuning a compacted model with no pruning): zeros left inside the kept
+    heads by block pruning get a small chance to regrow. Heads and FFN dimensions that are
+    removable (on a model not compacted) are left at zero. Returns the number of weights set.
+    """
+    if any(isinstance(m, MaskedLinear) for m in model.modules()):
+        raise NNPruneError("reinit_zeros needs a plain model: bake or compact the masks first")
+    structure = analyze_structure(model)
+    allowed: dict[str, torch.Tensor] = {}
+
+    def allow(path: str, index: torch.Tensor, rows: bool) -> None:
+        lin = model.get_submodule(path)
+        mask = torch.zeros_like(lin.weight, dtype=torch.bool)
+        if rows:
+            mask[index] = True
+        else:
+            mask[:, index] = True
+        allowed[path] = mask
+
+    for unit in structure.attention:
+        dev = model.get_submodule(unit.paths[Role.QUERY]).weight.device
+        idx = _head_index(unit.kept, unit.head_dim, dev)
+        for role in (Role.QUERY, Role.KEY, Role.VALUE):
+            allow(unit.paths[role], idx, rows=True)
+        allow(unit.paths[Role.ATTN_OUTPUT], idx, rows=False)
+    for unit in structure.ffn:
+        dev = model.get_submodule(unit.paths[Role.FFN_IN]).weight.device
+        idx = torch.tensor(unit.kept, dtype=torch.long, device=dev)
+        allow(unit.paths[Role.FFN_IN], idx, rows=True)
+        allow(unit.paths[Role.FFN_OUT], idx, rows=False)
+    total = 0
+    for path, mask in allowed.items():
+        w = model.get_submodule(path).weight
+        target = mask & (w == 0)
+        n = int(target.sum())
+        if n:
+            noise = torch.randn(n, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
+            w[target] = noise * std
+            total += n
+    return total
+
+
+# ---------------------------------------------------------------------------------- remote code
+def _auto_classes(model_type: str, class_name: str) -> dict[str, str]:
+    """Auto class name -> stock model class name, for every auto class that builds
+    ``class_name`` for ``model_type``, plus ``AutoModel`` for the bare model."""
+    import transformers.models.auto.modeling_auto as ma
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+    out: dict[str, str] = {}
+    for name in dir(ma):
+        cls = getattr(ma, name)
+        if not (isinstance(cls, type) and issubclass(cls, _BaseAutoModelClass)):
+            continue
+        mapping = getattr(cls, "_model_mapping", None)
+        names = getattr(mapping, "_model_mapping", None)
+        if not isinstance(names, dict):
+            continue
+        target = names.get(model_type)
+        if isinstance(target, (list, tuple)):
+            target = target[0] if target else None
+        if target and (target == class_name or name == "AutoModel"):
+            out[name] = target
+    return out
+
+
+def modeling_source(model_type: str, class_name: str) -> tuple[str, dict[str, str]]:
+    """Text of ``nnprune_modeling.py`` and the ``auto_map`` pointing at its classes."""
+    import transformers
+
+    autos = _auto_classes(model_type, class_name)
+    autos = {k: v for k, v in autos.items() if hasattr(transformers, v)}
+    if class_name not in autos.values() and hasattr(transformers, class_name):
+        autos.setdefault("AutoModel", class_name)
+    stock = sorted(set(autos.values()))
+    if not stock:
+        raise NNPruneError(f"no transformers class to build {class_name} ({model_type}) from; "
+                           "cannot write remote code for this compacted model")
+    src = Path(cm.__file__).read_text()
+    lines = [src.rstrip("\n"), "", "",
+             "# ---- generated by nnprune: the model classes of this checkpoint ----",
+             f"from transformers import {', '.join(stock)}", ""]
+    for name in stock:
+        lines += ["", f"class {CLASS_PREFIX}{name}(NNPruneCompactMixin, {name}):",
+                  f'    """``{name}`` with the per-layer sizes of ``config.{LAYOUT_ATTR}``."""', ""]
+    auto_map = {auto: f"{MODELING_FILE[:-3]}.{CLASS_PREFIX}{cls}" for auto, cls in sorted(autos.items())}
+    return "\n".join(lines).rstrip("\n") + "\n", auto_map
+
+
+def stock_class_name(model: nn.Module) -> str:
+    name = type(model).__name__
+    return name.removeprefix(CLASS_PREFIX)
+
+
+def write_remote_code(model: nn.Module, directory: str | Path) -> dict[str, str]:
+    """Write ``nnprune_modeling.py`` into a saved checkpoint folder of compacted ``model`` and
+    point ``config.json``'s ``auto_map`` at it. Returns the ``auto_map``."""
+    from nnprune.io_utils import atomic_write_text
+
+    d = Path(directory)
+    source, auto_map = modeling_source(model.config.model_type, stock_class_name(model))
+    atomic_write_text(d / MODELING_FILE, source)
+    cfg_path = d / "config.json"
+    data = json.loads(cfg_path.read_text())
+    data["auto_map"] = auto_map
+    archs = data.get("architectures") or []
+    data["architectures"] = [a.removeprefix(CLASS_PREFIX)
+                             for a in archs]
+    atomic_write_text(cfg_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return auto_map
+
+
+def save_compacted(model: nn.Module, output_dir: str | Path, *, tokenizer: Any = None,
+                   config: Any = None, extra: dict[str, Any] | None = None) -> Path:
+    """Save a (compacted or plain) model atomically, with remote code when compacted.
+
+    Same as :func:`nnprune.pruning_core.checkpoint.save_checkpoint`, which writes the remote code
+    itself for compacted models.
+    """
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+
+    return save_checkpoint(model, output_dir, config=config, tokenizer=tokenizer, extra=extra)
+
+
+# ---------------------------------------------------------------------------------- loading
+def load_pretrained(path: str | Path, *, bake_masks: bool = False) -> nn.Module:
+    """Load a plain, bertarized, compacted or masked checkpoint folder as an eval-mode model.
+
+    Compacted checkpoints are rebuilt to their saved shapes before the weights are read;
+    masked ones come back patched (with their final masks), or baked into plain layers with
+    ``bake_masks``. Weights are read from safetensors only.
+    """
+    from nnprune.pruning_core.checkpoint import load_model
+
+    loaded = load_model(path)
+    model = loaded.model
+    if bake_masks and loaded.is_masked:
+        unpatch_model(model, apply_masks=True)
+    model.eval()
+    return model
+
+
+
+# ---------------------------------------------------------------------------------- bertarize
+PROBE_SENTENCES = (
+    "The movie was surprisingly good, and the cast clearly enjoyed themselves.",
+    "A dull story.",
+    "Pruning removes what the model does not need, and keeps what it does.",
+    "Is this the same function as before?",
+)
+TOKENIZER_FILES = ("tokenizer*.json", "tokenizer*.model", "vocab.*", "merges.txt", "spm.model",
+                   "sentencepiece*.model", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template*")
+
+
+@dataclass
+class BertarizeResult:
+    checkpoint: str
+    output: str
+    masked: bool  # whether the input had masks
+    compacted: bool  # whether the output has compacted shapes
+    max_abs_diff: float  # largest |output logit difference| vs the input model, fp32
+    tolerance: float
+    allow_inexact: bool
+    compared: list[str]  # output fields compared (logits, start_logits, ...)
+    report: CompactionReport | None = None  # with compaction
+    removable_heads: int = 0  # without compaction: heads / FFN dims --compact would remove
+    removable_ffn_dims: int = 0
+    qk_empty: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["report"] = self.report.to_dict() if self.report is not None else None
+        out["exact"] = self.exact
+        return out
+
+
+def probe_inputs(config: Any, tokenizer: Any = None, batch: int = 4,
+                 seq_len: int = 16) -> dict[str, torch.Tensor]:
+    """A fixed batch (with padding) to compare a model before and after an export."""
+    vocab = int(getattr(config, "vocab_size", 1000))
+    enc = _tokenize(tokenizer, list(PROBE_SENTENCES[:batch])) if tokenizer is not None else None
+    if enc is not None:
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if int(ids.max()) < vocab and int(ids.min()) >= 0:
+            return {"input_ids": ids, "attention_mask": mask}
+    g = torch.Generator().manual_seed(0)
+    low, high = min(10, vocab - 1), max(min(vocab, 1000), min(10, vocab - 1) + 1)
+    ids = torch.randint(low, high, (batch, seq_len), generator=g)
+    eos = getattr(config, "eos_token_id", None)
+    mask = torch.ones_like(ids)
+    lengths = [seq_len - (i * seq_len) // (2 * batch) for i in range(batch)]
+    for i, n in enumerate(lengths):
+        if isinstance(eos, int) and 0 <= eos < vocab:
+            ids[i][ids[i] == eos] = low if eos != low else low + 1
+            ids[i, n - 1] = eos
+        pad = getattr(config, "pad_token_id", None)
+        if n < seq_len:
+            mask[i, n:] = 0
+            if isinstance(pad, int) and 0 <= pad < vocab:
+                ids[i, n:] = pad
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _tokenize(tokenizer: Any, texts: list[str]) -> Any:
+    """Padded ids for ``texts``, or None when the tokenizer cannot (then random ids are used)."""
+    try:
+        return tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    except Exception:  # noqa: BLE001 - any tokenizer problem means the same fallback
+        return None
+
+
+@torch.no_grad()
+def model_outputs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The logits fields of ``model(**inputs)`` (the last hidden state for a bare model), fp32."""
+    was = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        out = model(**{k: v.to(dev) for k, v in inputs.items()})
+    finally:
+        model.train(was)
+    fields = {k: v for k, v in out.items() if "logits" in k and isinstance(v, torch.Tensor)}
+    if not fields and isinstance(out.get("last_hidden_state"), torch.Tensor):
+        fields = {"last_hidden_state": out["last_hidden_state"]}
+    return {k: v.detach().float().cpu() for k, v in fields.items()}
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    if set(a) != set(b):
+        raise NNPruneError(f"reloaded model returns {sorted(b)}, expected {sorted(a)}")
+    diffs = [float((a[k] - b[k]).abs().max()) if a[k].numel() else 0.0 for k in a]
+    return max(diffs, default=0.0)
+
+
+def _try_tokenizer(path: Path) -> Any:
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception:  # noqa: BLE001 - no (readable) tokenizer: random ids are used instead
+        return None
+
+
+def _copy_tokenizer_files(src: Path, dst: Path) -> None:
+    import shutil
+
+    for pattern in TOKENIZER_FILES:
+        for f in src.glob(pattern):
+            if f.is_file() and not (dst / f.name).exists():
+                shutil.copy2(f, dst / f.name)
+
+
+def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = False,
+              allow_inexact: bool = False, tolerance: float = 1e-4) -> BertarizeResult:
+    """Write ``checkpoint`` (masked or plain) as a standard checkpoint at ``output``.
+
+    The final masks are baked into the weights and the scores dropped; with ``compact`` the
+    removable heads and FFN dimensions are removed too (plus remote code, see module doc). The
+    written folder is loaded back (stock ``from_pretrained`` when not compacted, nnprune when
+    compacted) and its outputs compared with the input model's on a fixed batch: above
+    ``tolerance`` the export fails and ``output`` is left as it was, unless ``allow_inexact``.
+    """
+    from nnprune.io_utils import atomic_directory, atomic_write_text
+    from nnprune.pruning_core.checkpoint import load_model, model_class_for
+
+    src, out = Path(checkpoint), Path(output)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise NNPruneError("the output folder must differ from the checkpoint")
+    loaded = load_model(src)
+    model = loaded.model
+    inputs = probe_inputs(model.config, _try_tokenizer(src))
+    reference = model_outputs(model, inputs)
+    unpatch_model(model, apply_masks=True)
+    result = BertarizeResult(str(src), str(out), loaded.is_masked, False, 0.0, tolerance,
+                             allow_inexact, sorted(reference))
+    if compact:
+        result.report = compact_model(model, allow_inexact=allow_inexact)
+        result.qk_empty = result.report.qk_empty
+    else:
+        structure = analyze_structure(model)
+        result.removable_heads = sum(len(u.removable) for u in structure.attention)
+        result.removable_ffn_dims = sum(len(u.removable) for u in structure.ffn)
+        result.qk_empty = sum(len(u.qk_empty) for u in structure.attention)
+    result.compacted = is_compacted(model.config)
+    with atomic_directory(out) as tmp:
+        model.save_pretrained(str(tmp))
+        if result.compacted:
+            write_remote_code(model, tmp)
+        _copy_tokenizer_files(src, tmp)
+        if loaded.info:
+            info = {**loaded.info, "masked": False, "bertarized_from": str(src),
+                    "compacted": result.compacted}
+            atomic_write_text(tmp / "nnprune_config.json",
+                              json.dumps(info, indent=2, sort_keys=True) + "\n")
+        if result.compacted:
+            reloaded = load_pretrained(tmp)
+        else:
+            try:
+                reloaded = model_class_for(model.config).from_pretrained(str(tmp),
+                                                                         dtype=torch.float32)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise NNPruneError(f"transformers cannot load the exported model: "
+                                   f"{str(exc).splitlines()[0]}") from None
+        result.max_abs_diff = max_abs_diff(reference, model_outputs(reloaded, inputs))
+        if not result.exact and not allow_inexact:
+            raise NNPruneError(
+                f"the exported model's outputs differ from the input model's by up to "
+                f"{result.max_abs_diff:.3g} (> {tolerance:g}); nothing was written to {out}. "
+                "Pass --allow-inexact to accept the difference")
+    return result
+
+
+__all__ = [
+    "MODELING_FILE",
+    "AttentionReport",
+    "BertarizeResult",
+    "CompactionReport",
+    "FfnReport",
+    "apply_saved_layout",
+    "bertarize",
+    "compact_model",
+    "is_compacted",
+    "load_pretrained",
+    "max_abs_diff",
+    "model_layout",
+    "model_outputs",
+    "modeling_source",
+    "probe_inputs",
+    "reinit_zeros",
+    "save_compacted",
+    "write_remote_code",
+]

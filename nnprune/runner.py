@@ -1,0 +1,240 @@
+"""One fine-pruning run, end to end: config, data, model, teacher, training, evaluation, save.
+
+The CLI's ``fine-prune`` command parses options into :class:`FinePruneArgs` and calls
+:func:`fine_prune`; scripts can do the same.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from nnprune.errors import NNPruneError
+
+RESULTS_FILE = "nnprune_results.json"
+
+
+@dataclass
+class FinePruneArgs:
+    task: str
+    model: str
+    output_dir: Path
+    method: str = "hybrid-nt"
+    teacher: Optional[str] = None
+    target_density: Optional[float] = None
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None
+    learning_rate: float = 3e-5
+    warmup: float = 0.1  # learning-rate warm-up, fraction of steps (< 1) or steps
+    weight_decay: float = 0.0
+    seed: int = 42
+    max_seq_length: Optional[int] = None  # None: the task's default
+    config_file: Optional[Path] = None
+    overrides: list[str] = field(default_factory=list)  # "key=value" pruning config overrides
+    resume: bool = False
+    overwrite: bool = False
+    data_dir: Optional[Path] = None
+    train_file: Optional[Path] = None
+    validation_file: Optional[Path] = None
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    logging_steps: int = 50
+    save_steps: int = 500
+    save_total_limit: int = 2
+    eval_steps: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.target_density is not None and not 0 < self.target_density <= 1:
+            raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise NNPruneError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.epochs <= 0:
+            raise NNPruneError(f"--epochs must be > 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise NNPruneError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.learning_rate <= 0:
+            raise NNPruneError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        self.output_dir = Path(self.output_dir)
+
+
+@dataclass
+class FinePruneResult:
+    output_dir: Path
+    metrics: dict[str, float]
+    main_metric: str
+    density: float  # over the pruned matrices (1.0 for dense)
+    group_density: dict[str, float]
+    estimated_speedup: float
+    compression: float
+    train_seconds: float
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output_dir"] = str(self.output_dir)
+        return d
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NNPruneError(f"--set expects key=value, got {item!r}")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def resolve_config(args: FinePruneArgs):
+    """Preset < config file < --set overrides < explicit --teacher / --target-density."""
+    from nnprune.pruning_core.config import load_config_file
+    from nnprune.pruning_core.methods import build_config
+
+    overrides: dict[str, Any] = {}
+    method = args.method
+    if args.config_file is not None:
+        overrides.update(load_config_file(args.config_file))
+        method = overrides.pop("method", method)
+    overrides.update(parse_overrides(args.overrides))
+    teacher = args.teacher or overrides.pop("teacher", None)
+    target = args.target_density if args.target_density is not None else overrides.pop(
+        "target_density", None)
+    return build_config(method, teacher=teacher,
+                        target_density=float(target) if target is not None else None,
+                        overrides=overrides)
+
+
+def _resume_checkpoint(args: FinePruneArgs) -> Optional[str]:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = args.output_dir
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if args.resume:
+        if last is None:
+            raise NNPruneError(f"--resume: no checkpoint-* folder in {out} to resume from")
+        return last
+    if last is not None and not args.overwrite:
+        raise NNPruneError(f"{out} already holds checkpoints ({Path(last).name}); pass --resume "
+                           "to continue that run or --overwrite to start again")
+    return None
+
+
+def fine_prune(args: FinePruneArgs) -> FinePruneResult:
+    """Run one fine-pruning job and save the final masked model in ``args.output_dir``."""
+    from transformers import AutoTokenizer, TrainingArguments, set_seed
+
+    from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
+    from nnprune.pruning_core.counting import count_parameters
+    from nnprune.pruning_core.pruner import patch_model
+    from nnprune.pruning_core.trainer import PruningTrainer
+    from nnprune.tasks import DataArgs, get_task
+
+    task = get_task(args.task)
+    if args.max_seq_length is None:
+        args.max_seq_length = task.default_max_seq_length
+    pcfg = resolve_config(args)
+    resume_from = _resume_checkpoint(args)
+    data_args = DataArgs(data_dir=args.data_dir, train_file=args.train_file,
+                         validation_file=args.validation_file,
+                         max_train_samples=args.max_train_samples,
+                         max_eval_samples=args.max_eval_samples,
+                         max_seq_length=args.max_seq_length, seed=args.seed)
+    set_seed(args.seed)
+    tokenizer = _load_tokenizer(AutoTokenizer, args.model)
+    data = task.load_data(tokenizer, data_args)
+    model = task.build_model(args.model)
+    pruner = patch_model(model, pcfg)
+    teacher = load_model(pcfg.teacher).model if pcfg.teacher else None
+
+    import torch
+
+    training_args = TrainingArguments(
+        output_dir=str(args.output_dir),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps if args.max_steps is not None else -1,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        logging_steps=args.logging_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        eval_strategy="steps" if args.eval_steps else "no",
+        eval_steps=args.eval_steps,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    eval_first = next(iter(data.eval.values()), None)
+    trainer = PruningTrainer(
+        model=model, args=training_args, train_dataset=data.train,
+        eval_dataset=eval_first if args.eval_steps else None,
+        data_collator=data.data_collator, processing_class=tokenizer,
+        pruner=pruner, task=task, teacher=teacher)
+    start = time.perf_counter()
+    train_out = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    pruner.finalize()
+    metrics = task.evaluate(trainer, data)
+    count = count_parameters(model, seq_len=args.max_seq_length)
+    group_density = _group_density(count)
+    density = pruner.density() if len(pruner) else count.density
+    result = FinePruneResult(args.output_dir, metrics, task.main_metric, density, group_density,
+                             count.estimated_speedup, count.compression, seconds,
+                             int(train_out.global_step))
+    if trainer.is_world_process_zero():
+        extra = {"task": args.task, "base_model": args.model, "results": result.to_dict(),
+                 "training": {k: (str(v) if isinstance(v, Path) else v)
+                              for k, v in asdict(args).items()}}
+        save_final(model, tokenizer, pcfg, args.output_dir, extra)
+    return result
+
+
+def _load_tokenizer(auto_tokenizer: Any, model: str):
+    try:
+        return auto_tokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise NNPruneError(f"cannot load a tokenizer from {model!r}: "
+                           f"{str(exc).splitlines()[0]}") from None
+
+
+def _group_density(count: Any) -> dict[str, float]:
+    sums: dict[str, list[int]] = {"attention": [0, 0], "ffn": [0, 0]}
+    for lc in count.layers:
+        for name, (rem, tot) in lc.matrices.items():
+            g = sums["ffn" if name.startswith("ffn") else "attention"]
+            g[0] += rem
+            g[1] += tot
+    return {g: (r / t if t else 1.0) for g, (r, t) in sums.items()}
+
+
+def save_final(model: Any, tokenizer: Any, config: Any, output_dir: Path,
+               extra: dict[str, Any]) -> None:
+    """Save the final model *beside* the Trainer's checkpoint-* folders: written to a temporary
+    folder first, then each file moved in, so a crash never leaves a half-written model."""
+    import os
+    import shutil
+    import tempfile
+
+    from nnprune.io_utils import atomic_write_text
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".final."))
+    try:
+        save_checkpoint(model, staging / "model", config=config, tokenizer=tokenizer, extra=extra)
+        files = sorted((staging / "model").iterdir(), key=lambda f: f.name == "config.json")
+        for f in files:  # config.json last: a folder with it is complete
+            os.replace(f, output_dir / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(output_dir / RESULTS_FILE,
+                      json.dumps(extra.get("results", {}), indent=2, default=str) + "\n")

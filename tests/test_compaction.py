@@ -1,0 +1,327 @@
+"""Compaction: masked == bertarized == compacted, reload through nnprune and stock transformers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+TOL = 1e-4
+SEQ2SEQ = {"bart"}
+
+
+def _model(model_type: str, head: str = "sequence-classification", seed: int = 0):
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+    )
+
+    torch.manual_seed(seed)
+    cls = {"sequence-classification": AutoModelForSequenceClassification,
+           "question-answering": AutoModelForQuestionAnswering,
+           "seq2seq": AutoModelForSeq2SeqLM}[head]
+    return cls.from_config(tiny_config(model_type, num_labels=2)).eval()
+
+
+def _struct_masked(model_type: str, head: str = "sequence-classification"):
+    """A ``struct``-masked tiny model, in every stack and attention kind:
+
+    layer 0: V of heads 1 and 3 masked (removable), Q of head 2 masked (qk-empty), every third
+    FFN dim masked; layer 1: the whole attention output masked (0 heads) and the whole FFN.
+    """
+    from nnprune.pruning_core import Role, build_config, patch_model
+
+    model = _model(model_type, head)
+    pruner = patch_model(model, build_config("struct"))
+    pruner.finalize()
+    for p in pruner.score_owners:
+        s = p.layer.mask_scores
+        s.data.fill_(5.0)
+        site = p.site
+        if site.layer == 0:
+            if site.role is Role.VALUE:
+                s.data[[1, 3]] = -5.0
+            elif site.role is Role.QUERY:
+                s.data[2] = -5.0
+            elif site.role is Role.FFN_IN:
+                s.data[::3] = -5.0
+        elif site.layer == 1 and site.role in (Role.ATTN_OUTPUT, Role.FFN_IN):
+            s.data.fill_(-5.0)
+    return model
+
+
+def _inputs(model_type: str):
+    from nnprune.pruning_core.compact import probe_inputs
+
+    return probe_inputs(tiny_config(model_type))
+
+
+def _diff(a, b) -> float:
+    from nnprune.pruning_core.compact import max_abs_diff
+
+    return max_abs_diff(a, b)
+
+
+def _outputs(model, inputs):
+    from nnprune.pruning_core.compact import model_outputs
+
+    return model_outputs(model, inputs)
+
+
+@pytest.mark.parametrize("model_type,head", [
+    ("bert", "sequence-classification"), ("roberta", "sequence-classification"),
+    ("electra", "sequence-classification"), ("distilbert", "question-answering"),
+    ("bart", "seq2seq")])
+def test_masked_bertarized_compacted_agree(tmp_path, model_type, head):
+    import nnprune
+    from nnprune.pruning_core import unpatch_model
+    from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
+    from nnprune.pruning_core.compact import MODELING_FILE, compact_model
+    from nnprune.pruning_core.counting import count_parameters
+
+    model = _struct_masked(model_type, head)
+    inputs = _inputs(model_type)
+    masked = _outputs(model, inputs)
+    bertarized = unpatch_model(copy.deepcopy(model), apply_masks=True)
+    assert _diff(masked, _outputs(bertarized, inputs)) <= TOL
+
+    report = compact_model(model)
+    assert not any(type(m).__name__ == "MaskedLinear" for m in model.modules())
+    assert _diff(masked, _outputs(model, inputs)) <= TOL
+    kinds = {"self", "cross"} if model_type in SEQ2SEQ else {"self"}
+    for a in report.attention:
+        assert a.name in kinds and a.original == 4 and a.before == 4
+        assert (a.kept, a.qk_empty, a.qk_empty_removed) == ((2, 1, 0) if a.layer == 0 else (0, 0, 0))
+    for f in report.ffn:
+        assert (f.original, f.kept) == ((64, 64 - 22) if f.layer == 0 else (64, 0))
+    assert report.exact and report.changed and report.params_after < report.params_before
+    layout = model.config.nnprune_layout
+    assert layout["stacks"]["encoder"]["attention"]["self"]["heads"] == [2, 0]
+    assert layout["stacks"]["encoder"]["ffn"]["dims"] == [42, 0]
+    if model_type in SEQ2SEQ:
+        assert layout["stacks"]["decoder"]["attention"]["cross"]["heads"] == [2, 0]
+    heads_attr = "encoder_attention_heads" if model_type in SEQ2SEQ else (
+        "n_heads" if model_type == "distilbert" else "num_attention_heads")
+    assert model.config.nnprune_original[heads_attr] == 4
+
+    out = save_checkpoint(model, tmp_path / "compact", config=None)
+    assert (out / MODELING_FILE).is_file()
+    assert json.loads((out / "config.json").read_text())["auto_map"]
+    reloaded = nnprune.load_pretrained(out)
+    assert _diff(masked, _outputs(reloaded, inputs)) <= TOL
+    pc = count_parameters(load_model(out).model)
+    enc = [lc for lc in pc.layers if lc.stack == "encoder"]
+    assert [lc.heads["self"] for lc in enc] == [[2, 4], [0, 4]]
+    assert [lc.ffn_dims for lc in enc] == [[42, 64], [0, 64]]
+    assert pc.compression > 1
+
+
+
+def test_bart_generation_with_empty_first_decoder_self_attention(tmp_path):
+    """The cache's length is read from layer 0: an empty self-attention there must keep it."""
+    import nnprune
+    from nnprune.pruning_core import Role, build_config, patch_model
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+    from nnprune.pruning_core.compact import compact_model
+
+    model = _model("bart", "seq2seq")
+    with torch.no_grad():  # larger weights: greedy decoding of a random tiny model varies more
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    pruner = patch_model(model, build_config("struct"))
+    pruner.finalize()
+    for p in pruner.score_owners:
+        p.layer.mask_scores.data.fill_(5.0)
+        if (p.site.stack, p.site.layer, p.site.attention, p.site.role) == (
+                "decoder", 0, "self", Role.ATTN_OUTPUT):
+            p.layer.mask_scores.data.fill_(-5.0)
+    inputs = _inputs("bart")
+    kw = {"attention_mask": inputs["attention_mask"], "max_new_tokens": 6, "do_sample": False}
+    with torch.no_grad():
+        greedy, beams = (model.generate(inputs["input_ids"], num_beams=b, **kw) for b in (1, 2))
+    compact_model(model)
+    assert type(model.model.decoder.layers[0].self_attn).__name__ == "EmptyAttention"
+    save_checkpoint(model, tmp_path / "bart", config=None)
+    reloaded = nnprune.load_pretrained(tmp_path / "bart")
+    with torch.no_grad():
+        assert torch.equal(model.generate(inputs["input_ids"], num_beams=1, **kw), greedy)
+        assert torch.equal(reloaded.generate(inputs["input_ids"], num_beams=2, **kw), beams)
+
+
+def test_qk_empty_heads_removed_only_when_inexact_allowed():
+    from nnprune.pruning_core.compact import compact_model
+
+    model = _struct_masked("bert")
+    inputs = _inputs("bert")
+    masked = _outputs(model, inputs)
+    report = compact_model(model, allow_inexact=True)
+    first = next(a for a in report.attention if a.layer == 0)
+    assert (first.kept, first.qk_empty, first.qk_empty_removed) == (1, 1, 1)
+    assert not report.exact and report.qk_empty_removed == 1
+    assert model.config.nnprune_layout["stacks"]["encoder"]["attention"]["self"]["heads"] == [1, 0]
+    assert _diff(masked, _outputs(model, inputs)) > 0  # a uniform-attention head was dropped
+
+
+def test_nothing_removable_leaves_model_unchanged():
+    from nnprune.pruning_core.compact import compact_model
+
+    model = _model("bert")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = compact_model(model)
+    assert not report.changed and report.heads_removed == 0 and report.ffn_dims_removed == 0
+    assert getattr(model.config, "nnprune_layout", None) is None
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_hybrid_blocks_compact_exactly_and_reinit_zeros():
+    from nnprune.pruning_core import Role, build_config, patch_model, unpatch_model
+    from nnprune.pruning_core.compact import compact_model, reinit_zeros
+    from nnprune.pruning_core.structure import analyze_structure
+
+    model = _model("bert")
+    pruner = patch_model(model, build_config("hybrid-nt", overrides={"attention_block": "8x8"}))
+    pruner.finalize()
+    g = torch.Generator().manual_seed(3)
+    for p in pruner.score_owners:
+        s = p.layer.mask_scores
+        s.data = torch.randn(s.shape, generator=g) * 3
+        if p.site.layer == 0 and p.site.role is Role.VALUE:
+            s.data[0] = -5.0  # head 0's value rows: one 8-row block row
+    inputs = _inputs("bert")
+    masked = _outputs(model, inputs)
+
+    plain = unpatch_model(copy.deepcopy(model), apply_masks=True)
+    removable = [(u.layer, u.removable) for u in analyze_structure(plain).attention]
+    assert 0 in dict(removable)[0]
+    n = reinit_zeros(plain, std=0.01, generator=torch.Generator().manual_seed(0))
+    assert n > 0  # zero blocks inside kept heads
+    assert [(u.layer, u.removable) for u in analyze_structure(plain).attention] == removable
+
+    report = compact_model(model)
+    assert report.heads_removed >= 1 and report.exact
+    assert _diff(masked, _outputs(model, inputs)) <= TOL
+    zeros = sum(int((model.get_submodule(s.path).weight == 0).sum())
+                for s in analyze_structure(model).sites)
+    assert zeros > 0
+    assert reinit_zeros(model, std=0.01) == zeros
+    assert sum(int((model.get_submodule(s.path).weight == 0).sum())
+               for s in analyze_structure(model).sites) == 0
+
+
+def test_load_pretrained_masked_and_bad_layout(tmp_path):
+    import nnprune
+    from nnprune.errors import NNPruneError
+    from nnprune.pruning_core import build_config
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+    from nnprune.pruning_core.compact import (
+        apply_saved_layout,
+        compact_model,
+        model_layout,
+    )
+
+    model = _struct_masked("bert")
+    inputs = _inputs("bert")
+    masked = _outputs(model, inputs)
+    save_checkpoint(model, tmp_path / "masked", config=build_config("struct"))
+    loaded = nnprune.load_pretrained(tmp_path / "masked")
+    assert any(type(m).__name__ == "MaskedLinear" for m in loaded.modules())
+    baked = nnprune.load_pretrained(tmp_path / "masked", bake_masks=True)
+    assert not any(type(m).__name__ == "MaskedLinear" for m in baked.modules())
+    assert _diff(masked, _outputs(baked, inputs)) <= TOL
+
+    compact_model(model)
+    layout = model_layout(model)
+    assert layout == model.config.nnprune_layout
+    bad = copy.deepcopy(layout)
+    bad["stacks"]["encoder"]["ffn"]["dims"] = [1]
+    with pytest.raises(NNPruneError, match="nnprune_layout"):
+        apply_saved_layout(_model("bert"), bad)
+
+
+BLOCKED_SCRIPT = r"""
+import importlib.abc, json, sys
+
+class _NoNNPrune(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "nnprune" or name.startswith("nnprune."):
+            raise ImportError("nnprune is not installed here")
+        return None
+
+sys.meta_path.insert(0, _NoNNPrune())
+for key in [k for k in sys.modules if k == "nnprune" or k.startswith("nnprune.")]:
+    del sys.modules[key]
+try:
+    import nnprune  # noqa: F401
+    raise SystemExit("nnprune is importable")
+except ImportError:
+    pass
+
+import torch
+import transformers
+from safetensors.torch import load_file
+
+transformers.logging.set_verbosity_error()
+diffs = {}
+for path, auto in json.loads(sys.argv[1]):
+    data = load_file(path + ".probe.safetensors")
+    model = getattr(transformers, auto).from_pretrained(path, trust_remote_code=True).eval()
+    assert type(model).__name__.startswith("NNPrune"), type(model)
+    with torch.no_grad():
+        out = model(input_ids=data["input_ids"], attention_mask=data["attention_mask"])
+    diffs[path] = max(float((out[k[4:]].float() - v).abs().max()) for k, v in data.items()
+                      if k.startswith("ref_"))
+assert not any(k == "nnprune" or k.startswith("nnprune.") for k in sys.modules)
+print("RESULT " + json.dumps(diffs))
+"""
+
+
+def test_stock_transformers_loads_compacted_without_nnprune(tmp_path):
+    from safetensors.torch import save_file
+
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+    from nnprune.pruning_core.compact import compact_model
+
+    cases = []
+    for model_type, head, auto in [
+            ("bert", "sequence-classification", "AutoModelForSequenceClassification"),
+            ("distilbert", "question-answering", "AutoModelForQuestionAnswering"),
+            ("bart", "seq2seq", "AutoModelForSeq2SeqLM")]:
+        model = _struct_masked(model_type, head)
+        inputs = _inputs(model_type)
+        ref = _outputs(model, inputs)
+        compact_model(model)
+        path = save_checkpoint(model, tmp_path / f"{model_type}-compact", config=None)
+        save_file({**{k: v.contiguous() for k, v in inputs.items()},
+                   **{f"ref_{k}": v.contiguous() for k, v in ref.items()}},
+                  f"{path}.probe.safetensors")
+        cases.append((str(path), auto))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
+               TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, "-c", BLOCKED_SCRIPT, json.dumps(cases)], check=False,
+                          cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    diffs = json.loads(line[len("RESULT "):])
+    assert set(diffs) == {c[0] for c in cases}
+    assert max(diffs.values()) <= TOL, diffs
+
+
+def test_import_nnprune_stays_light():
+    code = ("import sys, nnprune; assert 'torch' not in sys.modules, 'torch'; "
+            "assert callable(nnprune.load_pretrained)")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
