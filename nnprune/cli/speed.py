@@ -1,0 +1,74 @@
+"""``nnprune speed MODEL``: measured latency/throughput against the dense baseline, vs FLOPs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+from nnprune.errors import NNPruneError
+
+
+def parse_int_list(text: str | None, option: str) -> list[int] | None:
+    """``"1,32"`` -> ``[1, 32]``; ``None`` stays ``None`` (the default applies)."""
+    if text is None:
+        return None
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise NNPruneError(f"{option} takes comma-separated integers, e.g. 1,32 (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise NNPruneError(f"{option} takes positive integers (got {text!r})")
+    return values
+
+
+def speed(
+    model: Annotated[Path, typer.Argument(help="Masked, bertarized, compacted or plain checkpoint folder, or an export-onnx folder (with --onnx).")],
+    baseline: Annotated[Path | None, typer.Option(help="Dense checkpoint to compare with; default: the original architecture rebuilt at full size from the config (random weights).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_sizes: Annotated[str | None, typer.Option(help="Comma-separated batch sizes (default 1,32 on CPU, 1,128 on GPU).")] = None,
+    seq_lens: Annotated[str | None, typer.Option(help="Comma-separated sequence lengths (default 128,384).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads / onnxruntime intra-op); default: torch's.")] = None,
+    dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (both models).")] = "fp32",
+    quantize: Annotated[str | None, typer.Option(help="int8: dynamic int8 quantization of the model (CPU); the baseline stays fp32.")] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Run both models with onnxruntime (CPU); MODEL may be an export-onnx folder.")] = False,
+    warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
+    iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here ('-' for stdout).")] = None,
+) -> None:
+    """Time MODEL against its dense baseline in one process, interleaved, after warm-up: median and
+    p90 latency, throughput, measured speedup, FLOP speedup (whole forward) and efficiency
+    (measured / FLOP speedup)."""
+    quiet_libraries()
+    from nnprune.pruning_core.speed import run_speed
+
+    report = run_speed(model, baseline, device=device,
+                       batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
+                       seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
+                       dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
+                       keep_times=True)
+    if str(json_out) != "-":
+        console.print(render_speed_table(report))
+        for note in report.notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+    write_json(json_out, report.to_dict())
+
+
+def render_speed_table(report):
+    what = f"{report.runtime} {report.device} {report.dtype}" + (f" {report.quantize}" if report.quantize else "")
+    title = (f"{report.model} ({report.model_kind}) vs {report.baseline}\n"
+             f"{what}, {report.threads} threads, {report.warmup} warm-up + {report.iters} interleaved iters"
+             + (f", {report.cpu}" if report.device == "cpu" else ""))
+    rows = [(r.batch_size, r.seq_len, f"{r.baseline_ms:.2f}", f"{r.baseline_p90_ms:.2f}",
+             f"{r.model_ms:.2f}", f"{r.model_p90_ms:.2f}", f"{r.baseline_throughput:.1f}",
+             f"{r.model_throughput:.1f}", f"{r.speedup:.2f}x", f"{r.theoretical_speedup:.2f}x",
+             f"{r.efficiency:.2f}") for r in report.rows]
+    cols = ["batch", "seq", "base ms", "p90", "model ms", "p90", "base ex/s", "model ex/s",
+            "speedup", "FLOPs", "eff."]
+    return make_table(title, cols, rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("speed")(speed)

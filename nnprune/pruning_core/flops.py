@@ -1,0 +1,391 @@
+"""FLOPs of a whole forward pass, from the shapes the model's modules have *now*.
+
+Conventions (one multiply-add = 2 FLOPs; biases, norms, activations, softmax and residual adds
+are elementwise and not counted; an embedding lookup is 0):
+
+- every ``nn.Linear`` (a :class:`MaskedLinear` included, at its full current shape, since masks
+  do not make it smaller) costs ``2 * rows * in * out``, where ``rows`` is the number of vectors it
+  is applied to: every source token (encoder layers), every target token (decoder layers,
+  teacher-forced: the whole target sequence in one pass), or one vector per example (BERT's
+  pooler and sequence classifier, BART's classification head);
+- each attention block costs ``2 * B * Lq * Lk * inner_q`` for ``Q K^T`` and
+  ``2 * B * Lq * Lk * inner_v`` for ``softmax(.) V``, where ``inner = heads * head_dim`` is read
+  from the query/value layers, so a compacted layer with fewer heads costs less. Self attention
+  has ``Lq = Lk`` (the decoder's causal mask is counted as a full square, as dense kernels do);
+  cross attention has ``Lq = target``, ``Lk = source``.
+
+How many rows each linear layer sees is not guessed from names (a ``classifier`` is per example in
+sequence classification and per token in token classification): :func:`flop_profile` runs one
+probe forward on a tiny batch with hooks on every linear layer and records whether the layer ran
+once per example, once per source token or once per target token. The resulting
+:class:`FlopProfile` (serializable, stored next to exported ONNX models) then gives the count for
+any batch size and sequence length without running the model again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core.architectures import Role, architecture_for, find_sites
+
+# Lengths a linear layer's rows scale with.
+SRC, TGT, ONE = "src", "tgt", "one"
+
+# Probe shape: small primes, so that a layer's rows per example tell which length it scales with.
+_PROBE_BATCH, _PROBE_SRC, _PROBE_TGT = 2, 11, 7
+
+
+@dataclass
+class LinearEntry:
+    """One linear layer: its current shape and how many rows it sees per example."""
+
+    path: str
+    in_features: int
+    out_features: int
+    length: str  # SRC, TGT or ONE
+    calls: int  # rows per example = calls * length (0: the layer did not run)
+    stack: str | None = None  # "encoder"/"decoder" for layers inside a transformer layer
+    layer: int | None = None
+    role: str | None = None  # Role value for prunable layers (query, ..., ffn_out)
+    attention: str | None = None  # "self"/"cross" for attention roles
+
+    def flops(self, batch: int, src: int, tgt: int) -> float:
+        n = {SRC: src, TGT: tgt, ONE: 1}[self.length]
+        return 2.0 * batch * self.calls * n * self.in_features * self.out_features
+
+
+@dataclass
+class AttentionEntry:
+    """One attention block (self or cross) of one layer, with its *current* number of heads."""
+
+    stack: str
+    layer: int
+    name: str  # "self" / "cross"
+    heads: int
+    head_dim: int
+    inner_q: int  # query/key width = heads * head_dim
+    inner_v: int  # value width
+    q_length: str
+    k_length: str
+
+    def flops(self, batch: int, src: int, tgt: int) -> float:
+        lens = {SRC: src, TGT: tgt, ONE: 1}
+        lq, lk = lens[self.q_length], lens[self.k_length]
+        return 2.0 * batch * lq * lk * (self.inner_q + self.inner_v)
+
+
+@dataclass
+class LayerFlops:
+    stack: str
+    layer: int
+    linear: float = 0.0
+    attention: float = 0.0
+    heads: dict[str, int] = field(default_factory=dict)  # attention name -> current heads
+    ffn_dims: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.linear + self.attention
+
+
+@dataclass
+class FlopCount:
+    """Whole-forward FLOPs of one input shape."""
+
+    model_type: str
+    batch_size: int
+    seq_len: int
+    tgt_len: int | None  # encoder-decoder models only
+    linear: float  # all linear layers (transformer layers and heads)
+    attention: float  # Q K^T and attention x V
+    other: float  # linear layers outside the transformer layers (pooler, classifier, lm head...)
+    layers: list[LayerFlops]
+
+    @property
+    def total(self) -> float:
+        return self.linear + self.attention
+
+    @property
+    def per_example(self) -> float:
+        return self.total / self.batch_size if self.batch_size else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["total"] = self.total
+        for lf, d in zip(self.layers, out["layers"]):
+            d["total"] = lf.total
+        return out
+
+
+@dataclass
+class FlopProfile:
+    """Shapes and row counts of a model's linear layers and attention blocks; see module doc."""
+
+    model_type: str
+    is_encoder_decoder: bool
+    linears: list[LinearEntry]
+    attentions: list[AttentionEntry]
+
+    def count(self, batch_size: int, seq_len: int, tgt_len: int | None = None) -> FlopCount:
+        """FLOPs of one forward on ``batch_size`` examples of ``seq_len`` source tokens (and
+        ``tgt_len`` target tokens, default ``seq_len``, for encoder-decoder models)."""
+        if batch_size < 1 or seq_len < 1 or (tgt_len is not None and tgt_len < 1):
+            raise NNPruneError(f"batch size and sequence lengths must be >= 1 "
+                               f"(got batch {batch_size}, seq {seq_len}, target {tgt_len})")
+        tgt = seq_len if tgt_len is None else tgt_len
+        layers: dict[tuple[str, int], LayerFlops] = {}
+        linear = other = attention = 0.0
+        for e in self.linears:
+            f = e.flops(batch_size, seq_len, tgt)
+            linear += f
+            if e.stack is None:
+                other += f
+            else:
+                layers.setdefault((e.stack, e.layer), LayerFlops(e.stack, e.layer)).linear += f
+        for a in self.attentions:
+            f = a.flops(batch_size, seq_len, tgt)
+            attention += f
+            lf = layers.setdefault((a.stack, a.layer), LayerFlops(a.stack, a.layer))
+            lf.attention += f
+            lf.heads[a.name] = a.heads
+        arch = architecture_for(self.model_type)
+        for stack in arch.stacks:
+            for e in self.linears:
+                if (e.stack == stack.name and e.path.endswith("." + stack.ffn_in)
+                        and (e.stack, e.layer) in layers):
+                    layers[(e.stack, e.layer)].ffn_dims = e.out_features
+        order = [s.name for s in arch.stacks]
+        ordered = [layers[k] for k in sorted(layers, key=lambda k: (order.index(k[0]), k[1]))]
+        return FlopCount(self.model_type, batch_size, seq_len,
+                         tgt if self.is_encoder_decoder else None, linear, attention, other, ordered)
+
+    def resized(self, heads: dict[tuple[str, int, str], int],
+                ffn: dict[tuple[str, int], int]) -> FlopProfile:
+        """The profile with ``heads[(stack, layer, attention)]`` heads and ``ffn[(stack, layer)]``
+        FFN dims (missing keys: unchanged), e.g. what compaction would leave of a masked model."""
+        hd = {(a.stack, a.layer, a.name): a.head_dim for a in self.attentions}
+        linears = []
+        for e in self.linears:
+            e = replace(e)
+            key = (e.stack, e.layer, e.attention)
+            if e.role in (Role.QUERY.value, Role.KEY.value, Role.VALUE.value) and key in heads:
+                e.out_features = heads[key] * hd[key]
+            elif e.role == Role.ATTN_OUTPUT.value and key in heads:
+                e.in_features = heads[key] * hd[key]
+            elif e.role == Role.FFN_IN.value and (e.stack, e.layer) in ffn:
+                e.out_features = ffn[(e.stack, e.layer)]
+            elif e.role == Role.FFN_OUT.value and (e.stack, e.layer) in ffn:
+                e.in_features = ffn[(e.stack, e.layer)]
+            linears.append(e)
+        attentions = []
+        for a in self.attentions:
+            a = replace(a)
+            k = heads.get((a.stack, a.layer, a.name))
+            if k is not None:
+                a.heads, a.inner_q, a.inner_v = k, k * a.head_dim, k * a.head_dim
+            attentions.append(a)
+        return FlopProfile(self.model_type, self.is_encoder_decoder, linears, attentions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlopProfile:
+        try:
+            return cls(data["model_type"], bool(data["is_encoder_decoder"]),
+                       [LinearEntry(**e) for e in data["linears"]],
+                       [AttentionEntry(**a) for a in data["attentions"]])
+        except (KeyError, TypeError) as exc:
+            raise NNPruneError(f"FLOP profile is malformed: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _forward_names(model: nn.Module) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - HF models always have a signature
+        return set()
+
+
+def takes_decoder_ids(model: nn.Module) -> bool:
+    """Whether the forward is given its own target sequence (seq2seq LM, bare encoder-decoder);
+    classification and QA heads of BART derive the decoder input from ``input_ids`` instead."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False):
+        return False
+    name = type(model).__name__
+    if name.endswith(("ForSequenceClassification", "ForQuestionAnswering")):
+        return False
+    return "decoder_input_ids" in _forward_names(model)
+
+
+def make_inputs(model: nn.Module, batch_size: int, seq_len: int, tgt_len: int | None = None,
+                seed: int = 0, device: torch.device | None = None) -> dict[str, Any]:
+    """Random token ids (no special tokens except a final EOS for encoder-decoder models, whose
+    classification head reads the EOS position), a full attention mask and, for seq2seq models,
+    ``tgt_len`` decoder ids. The same seed gives the same ids for a model and its baseline."""
+    config = model.config
+    vocab = int(getattr(config, "vocab_size", 1000))
+    gen = torch.Generator().manual_seed(seed)
+    low = 1000 if vocab > 2000 else min(5, vocab - 1)
+    ids = torch.randint(low, vocab, (batch_size, seq_len), generator=gen)
+    specials = {getattr(config, k, None) for k in ("pad_token_id", "bos_token_id", "eos_token_id",
+                                                   "decoder_start_token_id")} - {None}
+    for s in specials:
+        ids[ids == s] = low if low not in specials else low + 1
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if getattr(config, "is_encoder_decoder", False):
+        eos = getattr(config, "eos_token_id", None)
+        if eos is not None:
+            ids[:, -1] = eos
+        if takes_decoder_ids(model):
+            tgt = seq_len if tgt_len is None else tgt_len
+            dec = torch.randint(low, vocab, (batch_size, tgt), generator=gen)
+            start = getattr(config, "decoder_start_token_id", None)
+            if start is not None:
+                dec[:, 0] = start
+            inputs["decoder_input_ids"] = dec
+        inputs["use_cache"] = False  # a teacher-forced pass: no key/value cache to build
+    if device is not None:
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------- profile
+
+def _head_dim(model: nn.Module, q_path: str, config: Any, heads_attr: str, hidden: int) -> int:
+    parent = model.get_submodule(q_path.rsplit(".", 1)[0]) if "." in q_path else model
+    for attr in ("attention_head_size", "head_dim"):
+        v = getattr(parent, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    orig = getattr(config, "nnprune_original", None) or {}
+    heads = int(orig.get(heads_attr, getattr(config, heads_attr)))
+    return hidden // heads
+
+
+def _classify(rows_per_example: float, stack_length: str | None, src: int, tgt: int,
+              encoder_decoder: bool) -> tuple[str, int]:
+    """``(length, calls)`` with ``calls * length == rows_per_example``."""
+    r = round(rows_per_example)
+    if r == 0:
+        return (stack_length or ONE), 0
+    order: list[str] = []
+    if stack_length is not None:
+        order.append(stack_length)
+    if src == tgt and encoder_decoder:
+        # Probe could not separate them (BART classification): heads read the decoder output.
+        order += [TGT, SRC]
+    else:
+        order += [SRC, TGT] if r % src == 0 or not encoder_decoder else [TGT, SRC]
+    lens = {SRC: src, TGT: tgt}
+    for name in order:
+        n = lens[name]
+        if r % n == 0:
+            return name, r // n
+    return ONE, r
+
+
+@torch.no_grad()
+def flop_profile(model: nn.Module) -> FlopProfile:
+    """Probe ``model`` once (a tiny forward with hooks) and describe its FLOPs; see module doc."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type is None:
+        raise NNPruneError("model has no config.model_type; FLOPs are counted for Hugging Face models")
+    arch = architecture_for(model_type)
+    sites = find_sites(model)
+    hidden = int(getattr(config, arch.hidden_attr))
+    enc_dec = bool(getattr(config, "is_encoder_decoder", False))
+    stack_res = [(s, re.compile(rf"^(?:.*\.)?{s.layers}\.(.+)$")) for s in arch.stacks]
+    linears = [(p, m) for p, m in model.named_modules() if isinstance(m, nn.Linear)]
+    rows: dict[str, int] = {p: 0 for p, _ in linears}
+    handles = []
+
+    def make_hook(path: str):
+        def hook(_module, args, _output):
+            if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 1:
+                rows[path] += math.prod(args[0].shape[:-1])  # 0-wide inputs (no heads) too
+        return hook
+
+    for path, mod in linears:
+        handles.append(mod.register_forward_hook(make_hook(path)))
+    src, tgt = _PROBE_SRC, (_PROBE_TGT if takes_decoder_ids(model) else _PROBE_SRC)
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = make_inputs(model, _PROBE_BATCH, src, tgt, device=model_device(model))
+        try:
+            model(**inputs)
+        except Exception as exc:  # a model that cannot run cannot be timed or counted either
+            raise NNPruneError(f"probe forward of {type(model).__name__} failed: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+    entries: dict[str, LinearEntry] = {}
+    for path, mod in linears:
+        stack_name = layer = None
+        stack_length = None
+        for s, rx in stack_res:
+            m = rx.match(path)
+            if m:
+                stack_name, layer = s.name, int(m.group(1))
+                stack_length = TGT if s.is_decoder else SRC
+                break
+        length, calls = _classify(rows[path] / _PROBE_BATCH, stack_length, src, tgt, enc_dec)
+        entries[path] = LinearEntry(path, mod.in_features, mod.out_features, length, calls,
+                                    stack_name, layer)
+    for s in sites:
+        entries[s.path].role, entries[s.path].attention = s.role.value, s.attention
+
+    units: dict[tuple, dict[Role, str]] = {}
+    for s in sites:
+        if s.attention is not None:
+            units.setdefault((s.stack, s.layer, s.attention), {})[s.role] = s.path
+    stacks = {s.name: s for s in arch.stacks}
+    attentions: list[AttentionEntry] = []
+    for (stack, layer, name), paths in units.items():
+        q, k, v = entries[paths[Role.QUERY]], entries[paths[Role.KEY]], entries[paths[Role.VALUE]]
+        # A block with every head removed (compaction's EmptyAttention) keeps 0-wide layers: 0 FLOPs.
+        hd = _head_dim(model, q.path, config, stacks[stack].heads_attr, hidden)
+        heads = q.out_features // hd if hd else 0
+        attentions.append(AttentionEntry(stack, layer, name, heads, hd, q.out_features,
+                                         v.out_features, q.length, k.length))
+    return FlopProfile(model_type, enc_dec, list(entries.values()), attentions)
+
+
+def count_flops(model: nn.Module, batch_size: int = 1, seq_len: int = 128,
+                tgt_len: int | None = None) -> FlopCount:
+    """Whole-forward FLOPs of ``model`` at its current shapes (see module doc)."""
+    return flop_profile(model).count(batch_size, seq_len, tgt_len)
+
+
+def compacted_profile(model: nn.Module) -> FlopProfile:
+    """The profile of ``model`` once compacted: only the heads and FFN dims that
+    :func:`~nnprune.pruning_core.structure.analyze_structure` finds exactly removable go (a masked
+    model is counted with its eval masks). Gives a masked checkpoint's whole-forward speedup."""
+    from nnprune.pruning_core.structure import analyze_structure
+
+    st = analyze_structure(model)
+    heads = {(u.stack, u.layer, u.name): len(u.kept) for u in st.attention}
+    ffn = {(u.stack, u.layer): len(u.kept) for u in st.ffn}
+    return flop_profile(model).resized(heads, ffn)

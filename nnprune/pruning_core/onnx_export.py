@@ -1,0 +1,254 @@
+"""ONNX export of (compacted) models, checked against PyTorch, with optional int8 quantization.
+
+The export folder holds:
+
+- ``model.onnx``: fp32, dynamic batch and sequence (and target) axes; compacted layers keep their
+  own head count / FFN size (attention reshapes with ``-1`` heads, so nothing is baked in);
+- ``model.int8.onnx`` with ``quantize="int8"``: onnxruntime dynamic quantization (int8 weights,
+  activations quantized at run time). This is the shippable int8 artefact: a PyTorch dynamic-int8
+  model has no stock Hugging Face save/load format (its state dict holds packed params), so
+  PyTorch int8 is applied after loading instead (:func:`nnprune.pruning_core.speed.quantize_int8`);
+- ``config.json`` (and the tokenizer, when the source folder has one) for pre/post-processing;
+- ``nnprune_onnx.json``: inputs, outputs, opset, the checked differences, and the model's
+  :class:`~nnprune.pruning_core.flops.FlopProfile` so ``nnprune speed --onnx`` can compute
+  theoretical speedups without the PyTorch weights.
+
+Export uses the TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs the
+``onnxscript`` package, which is not a dependency.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core.flops import flop_profile, make_inputs, takes_decoder_ids
+from nnprune.pruning_core.speed import (
+    ONNX_INT8,
+    ONNX_META,
+    ONNX_MODEL,
+    load_checkpoint_model,
+)
+
+DEFAULT_OPSET = 17
+FP32_TOLERANCE = 1e-3
+_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids")
+_SKIP_OUTPUTS = {"loss", "past_key_values", "hidden_states", "attentions", "cross_attentions",
+                 "encoder_hidden_states", "encoder_attentions", "decoder_hidden_states",
+                 "decoder_attentions", "encoder_last_hidden_state"}
+
+
+@dataclass
+class OnnxExport:
+    directory: Path
+    model_path: Path
+    int8_path: Path | None
+    opset: int
+    input_names: list[str]
+    output_names: list[str]
+    max_abs_diff: float  # fp32 ONNX vs PyTorch on the check batch
+    int8_max_abs_diff: float | None  # int8 ONNX vs PyTorch fp32 (informative)
+    check_batch: list[int]  # [batch, seq] of the check
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k in ("directory", "model_path", "int8_path"):
+            out[k] = None if out[k] is None else str(out[k])
+        return out
+
+
+class _Export(nn.Module):
+    """Positional inputs -> tuple of named output tensors, for the tracer."""
+
+    def __init__(self, model: nn.Module, input_names: list[str], output_names: list[str],
+                 no_cache: bool) -> None:
+        super().__init__()
+        self.model, self.input_names, self.output_names = model, input_names, output_names
+        self.no_cache = no_cache
+
+    def forward(self, *args: torch.Tensor):
+        kwargs: dict[str, Any] = dict(zip(self.input_names, args))
+        if self.no_cache:
+            kwargs["use_cache"] = False
+        out = self.model(**kwargs, return_dict=True)
+        return tuple(out[n] for n in self.output_names)
+
+
+def _prepare(model: nn.Module, notes: list[str]) -> nn.Module:
+    """An fp32 eval copy; a masked model gets its masks applied and is compacted."""
+    from nnprune.pruning_core.masked import MaskedLinear
+
+    m = copy.deepcopy(model).float().eval()
+    if any(isinstance(x, MaskedLinear) for x in m.modules()):
+        from nnprune.pruning_core.compact import compact_model
+        from nnprune.pruning_core.pruner import unpatch_model
+
+        unpatch_model(m, apply_masks=True)
+        report = compact_model(m)
+        notes.append(f"masked model: masks applied and compacted before export "
+                     f"({report.heads_removed} heads, {report.ffn_dims_removed} FFN dims removed)")
+    return m
+
+
+def _outputs(model: nn.Module, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    with torch.inference_mode():
+        out = model(**inputs, return_dict=True)
+    return {k: v for k, v in out.items() if isinstance(v, torch.Tensor) and k not in _SKIP_OUTPUTS}
+
+
+def _ort_outputs(path: Path, feed: dict[str, Any]) -> list[Any]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return sess.run(None, {n: feed[n] for n in names})
+
+
+def _max_diff(ref: dict[str, torch.Tensor], got: list[Any]) -> float:
+    import numpy as np
+
+    diff = 0.0
+    for r, g in zip(ref.values(), got):
+        r = r.detach().float().cpu().numpy()
+        if r.shape != g.shape:
+            raise NNPruneError(f"ONNX output shape {g.shape} differs from PyTorch {r.shape}")
+        diff = max(diff, float(np.abs(r - g).max()) if r.size else 0.0)
+    return diff
+
+
+def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
+    """onnxruntime dynamic int8 quantization of ``src`` into ``dst`` (MatMul/Gemm weights)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is logged on the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return Path(dst)
+
+
+def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
+                quantize: str | None = None, kind: str = "plain",
+                tolerance: float = FP32_TOLERANCE, source: str | Path | None = None) -> OnnxExport:
+    """Export ``model`` to ``out_dir`` (replaced atomically), check it against PyTorch, and
+    optionally add the int8 model. Raises :class:`NNPruneError` when the fp32 export differs from
+    PyTorch by more than ``tolerance``."""
+    from nnprune.io_utils import atomic_directory
+
+    if quantize not in (None, "int8"):
+        raise NNPruneError(f"--quantize supports int8 only, not {quantize!r}")
+    if not 7 <= opset <= 20:
+        raise NNPruneError(f"--opset {opset}: the TorchScript exporter supports opsets 7 to 20")
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise NNPruneError(f"ONNX export needs onnx and onnxruntime (pip install 'nnprune[onnx]'): "
+                           f"{exc}") from None
+    notes: list[str] = []
+    m = _prepare(model, notes)
+    if notes and kind == "masked":
+        kind = "compacted"
+    enc_dec = bool(getattr(m.config, "is_encoder_decoder", False))
+    dec_ids = takes_decoder_ids(m)
+    sample = make_inputs(m, 2, 17, 13, seed=0)
+    input_names = [n for n in _INPUTS if n in sample]
+    ref = _outputs(m, sample)
+    output_names = list(ref)
+    if not output_names:
+        raise NNPruneError(f"{type(m).__name__} returns no tensor output to export")
+    seq, tgt = sample["input_ids"].shape[1], (sample["decoder_input_ids"].shape[1] if dec_ids else None)
+    axes: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "sequence"},
+                                       "attention_mask": {0: "batch", 1: "sequence"}}
+    if dec_ids:
+        axes["decoder_input_ids"] = {0: "batch", 1: "target"}
+    for name, t in ref.items():
+        ax = {0: "batch"}
+        for d in range(1, t.dim()):
+            if dec_ids and t.shape[d] == tgt:
+                ax[d] = "target"
+            elif t.shape[d] == seq:
+                ax[d] = "sequence"
+        axes[name] = ax
+    out = Path(out_dir)
+    wrapper = _Export(m, input_names, output_names, enc_dec).eval()
+    with atomic_directory(out) as tmp:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(wrapper, tuple(sample[n] for n in input_names), str(tmp / ONNX_MODEL),
+                                  input_names=input_names, output_names=output_names,
+                                  dynamic_axes=axes, opset_version=opset, dynamo=False,
+                                  do_constant_folding=True)
+            except Exception as exc:
+                raise NNPruneError(f"ONNX export of {type(m).__name__} failed: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        # Check on another shape (dynamic axes) with a padded example (masks exported).
+        check = make_inputs(m, 3, 23, 9, seed=1)
+        if not enc_dec:
+            check["attention_mask"][0, -6:] = 0
+        feed = {n: check[n].numpy() for n in input_names}
+        ref = _outputs(m, check)
+        diff = _max_diff(ref, _ort_outputs(tmp / ONNX_MODEL, feed))
+        if diff > tolerance:
+            raise NNPruneError(f"ONNX model differs from PyTorch by {diff:.3e} (> {tolerance:g}) on a "
+                               f"{list(check['input_ids'].shape)} batch")
+        int8_diff = None
+        if quantize == "int8":
+            quantize_onnx_int8(tmp / ONNX_MODEL, tmp / ONNX_INT8)
+            int8_diff = _max_diff(ref, _ort_outputs(tmp / ONNX_INT8, feed))
+        cfg = copy.deepcopy(m.config)
+        cfg.__dict__.pop("auto_map", None)  # the remote-code file is not part of an ONNX export
+        cfg.save_pretrained(str(tmp))
+        if source is not None:
+            _copy_tokenizer(Path(source), tmp)
+        meta = {
+            "format": 1, "kind": kind, "source": None if source is None else str(source),
+            "model_class": type(m).__name__, "opset": opset, "inputs": input_names,
+            "outputs": output_names, "dynamic_axes": {k: {str(d): n for d, n in v.items()}
+                                                      for k, v in axes.items()},
+            "max_abs_diff": diff, "int8_max_abs_diff": int8_diff,
+            "int8_model": ONNX_INT8 if quantize else None, "torch_version": torch.__version__,
+            "flop_profile": flop_profile(m).to_dict(), "notes": notes,
+        }
+        (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+    return OnnxExport(out, out / ONNX_MODEL, out / ONNX_INT8 if quantize else None, opset,
+                      input_names, output_names, diff, int8_diff,
+                      list(check["input_ids"].shape), notes)
+
+
+def _copy_tokenizer(src: Path, dst: Path) -> None:
+    import shutil
+
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+             "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+    for n in names:
+        if (src / n).is_file():
+            shutil.copy2(src / n, dst / n)
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
+                      quantize: str | None = None) -> OnnxExport:
+    """Load any checkpoint folder (masked, bertarized, compacted, plain) and export it."""
+    cm = load_checkpoint_model(checkpoint)
+    exp = export_onnx(cm.model, out_dir, opset=opset, quantize=quantize, kind=cm.kind,
+                      source=checkpoint)
+    exp.notes[:0] = [n for n in cm.notes if not n.startswith("masked checkpoint")]
+    return exp
