@@ -1,7 +1,11 @@
 """One fine-pruning run, end to end: config, data, model, teacher, training, evaluation, save.
 
 The CLI's ``fine-prune`` command parses options into :class:`FinePruneArgs` and calls
-:func:`fine_prune`; scripts can do the same.
+:func:`fine_prune`; scripts can do the same. :func:`run_training` is the reusable middle (data,
+model, teacher, ``PruningTrainer``, evaluation, counts) without the final save; *fill*
+(:mod:`nnprune.filling`) trains a compacted model through it. A method preset marked ``fill``
+(``hybrid-filled``) makes :func:`fine_prune` run both stages (see
+:func:`nnprune.filling.prune_then_fill`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ class FinePruneArgs:
     save_steps: int = 500
     save_total_limit: int = 2
     eval_steps: Optional[int] = None
+    # Only for a method that fills after pruning (hybrid-filled): the fill stage's budget.
+    # Both None: the same as the pruning stage (epochs and max_steps); fill_max_steps wins
+    # over fill_epochs.
+    fill_epochs: float | None = None
+    fill_max_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.target_density is not None and not 0 < self.target_density <= 1:
@@ -59,6 +68,10 @@ class FinePruneArgs:
             raise NNPruneError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.learning_rate <= 0:
             raise NNPruneError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if self.fill_max_steps is not None and self.fill_max_steps < 1:
+            raise NNPruneError(f"fill_max_steps must be >= 1, got {self.fill_max_steps}")
+        if self.fill_epochs is not None and self.fill_epochs <= 0:
+            raise NNPruneError(f"fill_epochs must be > 0, got {self.fill_epochs}")
         self.output_dir = Path(self.output_dir)
 
 
@@ -124,20 +137,83 @@ def _resume_checkpoint(args: FinePruneArgs) -> Optional[str]:
     return None
 
 
-def fine_prune(args: FinePruneArgs) -> FinePruneResult:
-    """Run one fine-pruning job and save the final masked model in ``args.output_dir``."""
+@dataclass
+class TrainingRun:
+    """What :func:`run_training` leaves behind: the trained model (masks at their final
+    threshold), its tokenizer, the trainer, the config it trained with, the parameter count of
+    the model as it computes now, and the result."""
+
+    model: Any
+    tokenizer: Any
+    trainer: Any
+    config: Any  # PruningConfig
+    count: Any  # ParamCount
+    result: FinePruneResult
+
+    @property
+    def is_main_process(self) -> bool:
+        return bool(self.trainer.is_world_process_zero())
+
+
+def fine_prune(args: FinePruneArgs, *, model: Any = None, tokenizer: Any = None) -> FinePruneResult:
+    """Run one fine-pruning job and save the final masked model in ``args.output_dir``.
+
+    ``model``: start from this model instead of ``task.build_model(args.model)`` (e.g. a
+    compacted model, which stock ``from_pretrained`` cannot build); ``tokenizer``: instead of
+    the one in ``args.model``. A method preset marked ``fill`` (``hybrid-filled``) runs
+    fine-pruning into ``OUTPUT/prune`` and then fill into ``OUTPUT``
+    (:func:`nnprune.filling.prune_then_fill`); its result is then a ``FillResult``.
+    """
+    from nnprune.pruning_core.methods import METHODS
+    from nnprune.tasks import get_task
+
+    task = get_task(args.task)
+    pcfg = resolve_config(args)
+    if METHODS.get(pcfg.method).fill:
+        if model is not None:
+            raise NNPruneError(f"method {pcfg.method!r} runs two stages from args.model; "
+                               "it does not take a prebuilt model")
+        from nnprune.filling import prune_then_fill
+
+        return prune_then_fill(args, pcfg)
+    return _fine_prune_once(args, pcfg, task=task, model=model, tokenizer=tokenizer)
+
+
+def _fine_prune_once(args: FinePruneArgs, pcfg: Any, *, task: Any, model: Any = None,
+                     tokenizer: Any = None) -> FinePruneResult:
+    run = run_training(args, pcfg, task=task, model=model, tokenizer=tokenizer)
+    if run.is_main_process:
+        extra = {"task": args.task, "base_model": args.model, "results": run.result.to_dict(),
+                 "training": training_record(args)}
+        save_final(run.model, run.tokenizer, pcfg, args.output_dir, extra)
+    return run.result
+
+
+def training_record(args: Any) -> dict[str, Any]:
+    """``args`` (a dataclass) as JSON-ready values, for ``nnprune_config.json``."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()}
+
+
+def run_training(args: FinePruneArgs, pcfg: Any, *, task: Any = None, model: Any = None,
+                 tokenizer: Any = None) -> TrainingRun:
+    """Data, model, teacher, training and evaluation of one run with config ``pcfg``; no save.
+
+    ``model`` (optional) replaces ``task.build_model(args.model)``; it is patched with ``pcfg``
+    like a built one. The optimizer is created by the trainer when training starts, from the
+    model's parameters at that time: anything that replaces layers (compaction) must happen
+    before this call.
+    """
     from transformers import AutoTokenizer, TrainingArguments, set_seed
 
-    from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
+    from nnprune.pruning_core.checkpoint import load_model
     from nnprune.pruning_core.counting import count_parameters
     from nnprune.pruning_core.pruner import patch_model
     from nnprune.pruning_core.trainer import PruningTrainer
     from nnprune.tasks import DataArgs, get_task
 
-    task = get_task(args.task)
+    task = task if task is not None else get_task(args.task)
     if args.max_seq_length is None:
         args.max_seq_length = task.default_max_seq_length
-    pcfg = resolve_config(args)
     resume_from = _resume_checkpoint(args)
     data_args = DataArgs(data_dir=args.data_dir, train_file=args.train_file,
                          validation_file=args.validation_file,
@@ -145,9 +221,11 @@ def fine_prune(args: FinePruneArgs) -> FinePruneResult:
                          max_eval_samples=args.max_eval_samples,
                          max_seq_length=args.max_seq_length, seed=args.seed)
     set_seed(args.seed)
-    tokenizer = _load_tokenizer(AutoTokenizer, args.model)
+    if tokenizer is None:
+        tokenizer = _load_tokenizer(AutoTokenizer, args.model)
     data = task.load_data(tokenizer, data_args)
-    model = task.build_model(args.model)
+    if model is None:
+        model = task.build_model(args.model)
     pruner = patch_model(model, pcfg)
     teacher = load_model(pcfg.teacher).model if pcfg.teacher else None
 
@@ -190,12 +268,7 @@ def fine_prune(args: FinePruneArgs) -> FinePruneResult:
     result = FinePruneResult(args.output_dir, metrics, task.main_metric, density, group_density,
                              count.estimated_speedup, count.compression, seconds,
                              int(train_out.global_step))
-    if trainer.is_world_process_zero():
-        extra = {"task": args.task, "base_model": args.model, "results": result.to_dict(),
-                 "training": {k: (str(v) if isinstance(v, Path) else v)
-                              for k, v in asdict(args).items()}}
-        save_final(model, tokenizer, pcfg, args.output_dir, extra)
-    return result
+    return TrainingRun(model, tokenizer, trainer, pcfg, count, result)
 
 
 def _load_tokenizer(auto_tokenizer: Any, model: str):

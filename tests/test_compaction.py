@@ -325,3 +325,23 @@ def test_import_nnprune_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_ffn_multiple_pads_with_zero_dims_exactly():
+    """Layer 0 keeps 42 of 64 FFN dims; with ffn_multiple=8 it is stored as 48 (6 zero dims)."""
+    from nnprune.pruning_core.compact import compact_model
+    from nnprune.pruning_core.counting import count_parameters
+
+    reference = _struct_masked("bert")
+    inputs = _inputs("bert")
+    expected = _outputs(reference, inputs)
+    padded, plain = _struct_masked("bert"), _struct_masked("bert")
+    report = compact_model(padded, ffn_multiple=8)
+    compact_model(plain)
+    sizes = [m.out_features for n, m in padded.named_modules() if n.endswith("intermediate.dense")]
+    assert sizes == [48, 0]
+    assert [r.kept for r in report.ffn] == [42, 0]
+    assert _diff(_outputs(padded, inputs), expected) < 1e-5
+    # The padding dims are zero: counts of useful weights and dims do not change.
+    a, b = count_parameters(padded), count_parameters(plain)
+    assert a.remaining == b.remaining and [lc.ffn_dims[0] for lc in a.layers] == [42, 0]

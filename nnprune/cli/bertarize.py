@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from nnprune.errors import NNPruneError
 from nnprune.cli.common import console, make_table, quiet_libraries, write_json
 
 
@@ -16,6 +17,7 @@ def bertarize(
     compact: Annotated[bool, typer.Option("--compact", help="Also remove the emptied heads and FFN dimensions (writes nnprune_modeling.py for trust_remote_code loading).")] = False,
     allow_inexact: Annotated[bool, typer.Option("--allow-inexact", help="Also remove heads with only an empty query or key, and accept outputs that differ by more than the tolerance.")] = False,
     tolerance: Annotated[float, typer.Option(help="Largest accepted |logit difference| to the masked model (fp32).")] = 1e-4,
+    ffn_multiple: Annotated[int, typer.Option(help="With --compact: keep a few all-zero FFN dimensions so each FFN size is a multiple of this (CPU kernels are faster on multiples of 8; 1 = no padding).")] = 8,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here ('-' for stdout).")] = None,
 ) -> None:
     """Apply the final masks and drop the scores: a checkpoint stock transformers loads.
@@ -25,8 +27,10 @@ def bertarize(
     quiet_libraries()
     from nnprune.pruning_core.compact import bertarize as run
 
+    if ffn_multiple < 1:
+        raise NNPruneError(f"--ffn-multiple must be >= 1, got {ffn_multiple}")
     result = run(checkpoint, output, compact=compact, allow_inexact=allow_inexact,
-                 tolerance=tolerance)
+                 tolerance=tolerance, ffn_multiple=ffn_multiple)
     if str(json_out) != "-":
         print_result(result)
     write_json(json_out, result.to_dict())

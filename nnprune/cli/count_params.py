@@ -33,10 +33,15 @@ def count_params(
 
 
 def render_count_table(pc, title: str):
+    """One row per layer. With one attention per layer (BERT-like) a column per matrix; with
+    several (BART's decoder: self + cross) one column per block instead, so the table stays
+    readable in 80 columns (the per-matrix counts are in ``--json``)."""
+    atts = sorted({a for lc in pc.layers for a in lc.heads}, key=lambda a: (a != "self", a))
+    if len(atts) > 1:
+        return _render_grouped(pc, title, atts)
     names: list[str] = []
     for lc in pc.layers:
         names += [n for n in lc.matrices if n not in names]
-    atts = sorted({a for lc in pc.layers for a in lc.heads})
     rows = []
     for lc in pc.layers:
         row = [f"{lc.stack[:3]}.{lc.layer}"]
@@ -46,6 +51,32 @@ def render_count_table(pc, title: str):
         rows.append(row)
     cols = ["layer"] + [f"{n} kept" for n in names] + [f"{a} heads" for a in atts] + ["ffn dims"]
     return make_table(title, cols, rows)
+
+
+def _block_kept(lc, prefix: str, roles: tuple[str, ...]) -> str:
+    """Percentage of the weights kept over the matrices ``prefix + role`` of one layer."""
+    found = [lc.matrices[prefix + r] for r in roles if prefix + r in lc.matrices]
+    total = sum(t for _, t in found)
+    return f"{100 * sum(k for k, _ in found) / total:.1f}%" if total else "-"
+
+
+def _render_grouped(pc, title: str, atts: list[str]):
+    rows = []
+    for lc in pc.layers:
+        row = [f"{lc.stack[:3]}.{lc.layer}"]
+        for a in atts:
+            prefix = "" if a == "self" else f"{a}_"
+            row.append(_block_kept(lc, prefix, ("q", "k", "v", "o")) if a in lc.heads else "-")
+            row.append(f"{lc.heads[a][0]}/{lc.heads[a][1]}" if a in lc.heads else "-")
+        row.append(_block_kept(lc, "", ("ffn_in", "ffn_out")))
+        row.append(f"{lc.ffn_dims[0]}/{lc.ffn_dims[1]}")
+        rows.append(row)
+    cols = ["layer"]
+    for a in atts:
+        cols += [f"{a}\nkept", f"{a}\nheads"]
+    cols += ["ffn\nkept", "ffn\ndims"]
+    return make_table(f"{title}\nkept: % of the q/k/v/o (attention) or in/out (ffn) weights",
+                      cols, rows)
 
 
 def print_count_summary(pc) -> None:

@@ -24,7 +24,7 @@ def _root() -> None:
 
 
 # Each module defines register(app) adding its command(s).
-COMMAND_MODULES = ("fine_prune", "count_params", "speed", "export_onnx", "bertarize", "evaluate")
+COMMAND_MODULES = ("fine_prune", "fill", "count_params", "speed", "export_onnx", "bertarize", "evaluate")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"nnprune.cli.{_name}").register(app)

@@ -21,6 +21,10 @@ class MethodPreset:
     summary: str
     settings: dict[str, Any] = field(default_factory=dict)
     needs_teacher: bool = False
+    # Two stages in one run: fine-prune with ``settings``, then *fill* the result (compact,
+    # re-initialise the zeros left inside kept heads / FFN dims, fine-tune again with
+    # distillation and no pruning). See :func:`nnprune.filling.prune_then_fill`.
+    fill: bool = False
 
 
 METHODS: Registry[MethodPreset] = Registry("method")
@@ -51,6 +55,10 @@ for _preset in (
     MethodPreset("hybrid", "32x32 attention blocks + FFN dimensions, distilled from a teacher",
                  dict(_SOFT, **_TEACHER, attention_block="32x32", ffn_block="ffn_dim",
                       attention_lambda=20.0, ffn_lambda=20.0), needs_teacher=True),
+    MethodPreset("hybrid-filled", "hybrid, then compact and fine-tune the kept heads / FFN dims "
+                 "again with their zeros re-initialised (fill), distilled from a teacher",
+                 dict(_SOFT, **_TEACHER, attention_block="32x32", ffn_block="ffn_dim",
+                      attention_lambda=20.0, ffn_lambda=20.0), needs_teacher=True, fill=True),
     MethodPreset("hybrid-nt", "hybrid without a teacher",
                  dict(_SOFT, attention_block="32x32", ffn_block="ffn_dim", attention_lambda=20.0,
                       ffn_lambda=20.0)),
@@ -80,6 +88,7 @@ def build_config(method: str, *, teacher: Optional[str] = None,
     if overrides:
         config = config.replace(**overrides)
     if preset.needs_teacher and not config.teacher:
+        alt = f" or use '{method}-nt'" if f"{method}-nt" in METHODS else ""
         raise NNPruneError(f"method {method!r} distils from a teacher: pass --teacher PATH "
-                           f"(a fine-tuned dense checkpoint) or use '{method}-nt'")
+                           f"(a fine-tuned dense checkpoint){alt}")
     return config
