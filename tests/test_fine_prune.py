@@ -155,3 +155,23 @@ def test_torchrun_two_processes_write_one_checkpoint(tiny_dir, toy_data, tmp_pat
     # 2 processes x batch 4: each optimizer step saw 8 examples.
     assert state["train_batch_size"] == 4 and state["global_step"] == 4
     assert torch.distributed.is_available()
+
+
+def test_mask_scores_keep_their_learning_rate_and_skip_weight_clipping(tiny_dir, toy_data, tmp_path):
+    """Weights follow the linear decay; scores keep mask_scores_learning_rate to the end, and the
+    gradient clipping of the weights ignores the scores' (lambda-scaled) gradients."""
+    from nnprune.runner import resolve_config, run_training
+    from nnprune.tasks import get_task
+
+    args = _args(tiny_dir, toy_data, tmp_path / "run", method="hybrid-nt",
+                 overrides=["attention_block=8x8", "mask_scores_learning_rate=0.05"])
+    args.max_seq_length = 32
+    task = get_task("sst2")
+    run = run_training(args, resolve_config(args), task=task, model=None, tokenizer=None)
+    groups = run.trainer.optimizer.param_groups
+    scores = [g for g in groups if g.get("nnprune_mask_scores")]
+    weights = [g for g in groups if not g.get("nnprune_mask_scores")]
+    assert len(scores) == 1 and scores[0]["lr"] == pytest.approx(0.05)
+    assert all(g["lr"] < 1e-3 * 0.2 for g in weights)  # decayed from 1e-3 towards 0
+    score_ids = {id(p) for p in scores[0]["params"]}
+    assert score_ids == {id(p) for p in run.trainer.pruner.mask_score_parameters()}

@@ -314,3 +314,32 @@ def test_target_density_sets_topk_final_threshold_and_config_round_trips():
     assert cfg.final_threshold == 0.3
     again = PruningConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.attention_block == BlockSpec(StructureKind.BLOCK, 1, 1)
+
+
+@pytest.mark.parametrize("method", ["hybrid-nt", "soft-movement"])
+def test_target_density_of_threshold_methods_is_exact_and_survives_reload(method, tmp_path):
+    """Soft methods with a target keep the global score quantile at the scheduled density: the
+    density is exact during training and at eval, and a reloaded checkpoint has the same masks."""
+    from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
+
+    model = tiny_model()
+    overrides = {"attention_block": "8x8"} if method == "hybrid-nt" else None
+    cfg = build_config(method, target_density=0.4, overrides=overrides)
+    pruner = patch_model(model, cfg)
+    torch.manual_seed(0)
+    for s in pruner.mask_score_parameters():
+        with torch.no_grad():
+            s.normal_(0.0, 2.0)
+    pruner.configure(100)
+    pruner.step(40)  # mid-schedule
+    assert abs(pruner.density(training=True) - pruner.target_at_progress()) < 0.02
+    pruner.finalize()
+    assert abs(pruner.density() - 0.4) < 0.02
+    x = torch.randint(0, 1000, (2, 9))
+    masked = model(x).logits
+    save_checkpoint(model, tmp_path / "ck", config=cfg)
+    loaded = load_model(tmp_path / "ck")
+    assert loaded.pruner.density() == pytest.approx(pruner.density())
+    assert torch.allclose(loaded.model(x).logits, masked, atol=1e-6)
+    unpatch_model(loaded.model, apply_masks=True)  # bertarize bakes the same quantile masks
+    assert torch.allclose(loaded.model(x).logits, masked, atol=1e-5)

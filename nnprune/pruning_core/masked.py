@@ -171,6 +171,10 @@ class MaskedLinear(nn.Linear):
         if kind is BinarizerKind.TOPK:
             hard = ((s.detach() >= self.global_cutoff).to(s.dtype) if self.global_cutoff is not None
                     else B.topk_mask(s, level))
+        elif kind in (BinarizerKind.THRESHOLD, BinarizerKind.SIGMOID_THRESHOLD) and \
+                self.global_cutoff is not None:
+            # Target-density mode: the cut is the global score quantile at the scheduled density.
+            hard = (s.detach() >= self.global_cutoff).to(s.dtype)
         elif kind is BinarizerKind.THRESHOLD:
             hard = B.threshold_mask(s, level)
         elif kind is BinarizerKind.SIGMOID_THRESHOLD:

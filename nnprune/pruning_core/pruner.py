@@ -29,8 +29,8 @@ from nnprune.pruning_core.schedule import CubicSchedule
 
 # Density controller (see Pruner._update_controller): lambda = base lambda * multiplier.
 MAX_MULTIPLIER = 100.0
-PROPORTIONAL_GAIN = 2.0
-SOFT_WIDTH = 0.25  # logit units: scores this close to the threshold count as half kept
+PROPORTIONAL_GAIN = 5.0
+SOFT_WIDTH = 1.0  # logit units: how far from the cut a score still counts as partly kept
 
 
 @dataclass
@@ -109,7 +109,7 @@ class Pruner:
         self.integral = 0.0  # density controller state (integral term)
         self.last_regularization = 0.0
         self._hook = None
-        if config.global_topk and config.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
+        if self.uses_global_cutoff:
             self._hook = model.register_forward_pre_hook(self._set_global_cutoffs)
 
     # ------------------------------------------------------------------ iteration
@@ -174,49 +174,91 @@ class Pruner:
         if self.progress <= 0:
             self.multiplier = 0.0
             return
-        measured = self.density(training=True) if self.progress >= 1 else self.soft_density()
+        if self.progress < 1:
+            measured = self.soft_density()
+        elif self.quantile_masks:
+            measured = self.nominal_density()
+        else:
+            measured = self.density(training=True)
         error = measured - self.target_at_progress()
         gain = self.config.density_controller_gain / pruning_steps
         self.integral = max(-MAX_MULTIPLIER, min(MAX_MULTIPLIER, self.integral + gain * error))
         self.multiplier = self.integral + PROPORTIONAL_GAIN * error
 
+    def soft_keep(self, layer: MaskedLinear, scores: torch.Tensor) -> torch.Tensor:
+        """Per-score soft "kept" value in [0, 1] against the *final* cut:
+        ``sigmoid((s - cut) / SOFT_WIDTH)`` with ``cut`` the final threshold (its logit for the
+        sigmoid binarizer), or P(gate != 0) for L0. Differentiable."""
+        if self.config.binarizer is BinarizerKind.L0:
+            return B.l0_expected_density(scores)
+        cut = layer.final_threshold
+        if self.config.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
+            cut = math.log(max(cut, 1e-6) / (1 - cut))
+        return torch.sigmoid((scores - cut) / SOFT_WIDTH)
+
     @torch.no_grad()
-    def soft_density(self) -> float:
-        """Smooth density at the current threshold: the weight-weighted mean of
-        ``sigmoid((s - cut) / SOFT_WIDTH)`` (``cut`` = logit of the threshold for the sigmoid
-        binarizer, the threshold itself for the plain one), or P(gate != 0) for L0."""
-        kind = self.config.binarizer
+    def nominal_density(self) -> float:
+        """Weight-weighted fraction of scores above the nominal final cut (what the masks would
+        keep at the method's own final threshold, without the quantile)."""
         num = den = 0.0
         for p in self.score_owners:
-            layer = p.layer
-            s = layer.mask_scores.detach().float()
-            if kind is BinarizerKind.L0:
-                d = B.l0_expected_density(s)
-            else:
-                tau = layer.threshold
-                if kind is BinarizerKind.SIGMOID_THRESHOLD:
-                    if tau <= 0:
-                        d = torch.ones_like(s)
-                        tau = None
-                    else:
-                        tau = math.log(tau / (1 - tau))
-                if tau is not None:
-                    d = torch.sigmoid((s - tau) / SOFT_WIDTH)
-            w = layer.block_size * (2 if layer.partner is not None else 1)
+            s = p.layer.mask_scores.detach().float()
+            cut = p.layer.final_threshold
+            if self.config.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
+                cut = math.log(max(cut, 1e-6) / (1 - cut))
+            w = p.layer.block_size * (2 if p.layer.partner is not None else 1)
+            num += float((s > cut).sum()) * w
+            den += s.numel() * w
+        return num / den if den else 1.0
+
+    @torch.no_grad()
+    def soft_density(self) -> float:
+        """Weight-weighted mean of :meth:`soft_keep`. Unlike the hard density at the ramping
+        threshold, it moves from the first step the scores move."""
+        num = den = 0.0
+        for p in self.score_owners:
+            d = self.soft_keep(p.layer, p.layer.mask_scores.detach().float())
+            w = p.layer.block_size * (2 if p.layer.partner is not None else 1)
             num += float(d.sum()) * w
             den += d.numel() * w
         return num / den if den else 1.0
+
+    @property
+    def quantile_masks(self) -> bool:
+        """Target-density mode of the threshold binarizers: masks keep the global score
+        quantile at the scheduled density, so the density is exact; lambda is adapted so that
+        this cut sits at the method's nominal threshold (see :meth:`_update_controller`)."""
+        return (self.config.target_density is not None and bool(self.layers)
+                and self.config.binarizer in (BinarizerKind.THRESHOLD,
+                                              BinarizerKind.SIGMOID_THRESHOLD))
+
+    @property
+    def uses_global_cutoff(self) -> bool:
+        global_topk = self.config.global_topk and self.config.binarizer in (
+            BinarizerKind.TOPK, BinarizerKind.MAGNITUDE)
+        return global_topk or self.quantile_masks
 
     def finalize(self) -> None:
         """Put every layer on its final threshold (what evaluation always uses)."""
         for p in self.layers:
             p.layer.threshold = p.layer.final_threshold
+        if self._hook is not None:
+            # Layers read their cut when asked for a mask outside a forward (bertarize, counts).
+            was = self.model.training
+            self.model.train(False)
+            self._set_global_cutoffs(self.model, ())
+            self.model.train(was)
 
     def _set_global_cutoffs(self, module: nn.Module, args: Any) -> None:
         owners = self.score_owners
         if not owners:
             return
-        keep = owners[0].layer.threshold if module.training else owners[0].layer.final_threshold
+        if self.quantile_masks:
+            target = self.config.target_density
+            keep = (self.target_at_progress() if module.training and self.schedule is not None
+                    else target)
+        else:
+            keep = owners[0].layer.threshold if module.training else owners[0].layer.final_threshold
         weights = [p.layer.block_size * (2 if p.layer.partner is not None else 1) for p in owners]
         cutoff = B.weighted_cutoff([p.layer.score_tensor() for p in owners], weights, keep)
         for p in owners:
@@ -230,15 +272,24 @@ class Pruner:
 
     def regularization_loss(self) -> torch.Tensor:
         """``sum_g lambda_g * mean_{layers in g}(scale_l * r_l)``, where ``r_l`` is the mean of
-        sigmoid(scores) (L1) or the expected L0 density of the layer's gates."""
+        sigmoid(scores) (L1) or the expected L0 density of the layer's gates.
+
+        With a target density, ``r_l`` is the layer's soft density (:meth:`soft_keep`): the L1
+        penalty shifted to the final cut, so that the penalty and the quantity the controller
+        steers are one and the same (a Lagrangian), and its push falls on the scores near the
+        cut rather than on all of them alike."""
         if not self.regularized:
             return torch.zeros(())
         lambdas = self.lambdas()
         groups: dict[str, list[torch.Tensor]] = {"attention": [], "ffn": []}
         for p in self.score_owners:
             s = p.layer.mask_scores
-            r = (torch.sigmoid(s) if self.config.regularization is RegularizationKind.L1
-                 else B.l0_expected_density(s)).mean()
+            if self.controls_density:
+                r = self.soft_keep(p.layer, s).mean()
+            elif self.config.regularization is RegularizationKind.L1:
+                r = torch.sigmoid(s).mean()
+            else:
+                r = B.l0_expected_density(s).mean()
             if p.site.is_decoder:
                 r = r * self.config.decoder_lambda_scale
             groups[p.site.group].append(r)
@@ -279,6 +330,8 @@ class Pruner:
         if self.controls_density:
             out["pruning/target_density"] = self.target_at_progress()
             out["pruning/soft_density"] = self.soft_density()
+            if self.quantile_masks:
+                out["pruning/nominal_density"] = self.nominal_density()
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -24,6 +24,11 @@ from nnprune.pruning_core.config import PruningConfig, save_pruning_config
 from nnprune.pruning_core.pruner import Pruner
 
 STATE_FILE = "nnprune_state.json"
+SCORES_GROUP = "nnprune_mask_scores"  # marks the optimizer group of the mask scores
+
+
+def _constant(step: int) -> float:
+    return 1.0
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
@@ -81,10 +86,27 @@ class PruningTrainer(Trainer):
         ]
         if scores:
             groups.append({"params": self.pruner.mask_score_parameters(), "weight_decay": 0.0,
-                           "lr": self.config.mask_scores_learning_rate})
+                           "lr": self.config.mask_scores_learning_rate, SCORES_GROUP: True})
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None):
+        """The weights follow the usual schedule; the mask scores keep a constant learning rate.
+
+        Scores start at their init and must travel to the threshold (|logit(0.1)| = 2.2 for
+        soft movement) at about one learning rate per step: under a linear decay a run of a few
+        hundred steps stops them before the masks can follow the schedule.
+        """
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        opt = optimizer if optimizer is not None else self.optimizer
+        lambdas = getattr(scheduler, "lr_lambdas", None)
+        if lambdas is not None:
+            for i, group in enumerate(opt.param_groups):
+                if group.get(SCORES_GROUP):
+                    lambdas[i] = _constant
+                    group["lr"] = group["initial_lr"]
+        return scheduler
 
     def _clip_grad_norm(self, model: nn.Module):
         """Clip the gradients of the weights only. The scores' regularization gradient grows with
