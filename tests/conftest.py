@@ -92,3 +92,26 @@ def save_tiny_model(path: Path, model_type: str = "bert", head: str = "sequence-
 @pytest.fixture()
 def tiny_bert_dir(tmp_path) -> Path:
     return save_tiny_model(tmp_path / "tiny-bert", "bert")
+
+
+def write_toy_sst2(folder: Path, n_train: int = 96, n_dev: int = 32) -> Path:
+    """A small SST-2-format folder (train.tsv, dev.tsv): the label follows the sentiment words."""
+    words = {1: ["great", "wonderful", "brilliant", "moving"], 0: ["awful", "boring", "dull", "bad"]}
+    lines = ["sentence\tlabel"]
+    for i in range(n_train):
+        label = i % 2
+        lines.append(f"the film was {words[label][i % 4]} and {words[label][(i // 4) % 4]}\t{label}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.tsv").write_text("\n".join(lines) + "\n")
+    (folder / "dev.tsv").write_text("\n".join(lines[:n_dev + 1]) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> Path:
+    return write_toy_sst2(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-bert", "bert")

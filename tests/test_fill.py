@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import save_tiny_model
+from conftest import write_toy_sst2
 
 from nnprune.cli.main import main
 from nnprune.filling import FillArgs, fill, prepare_fill_model
@@ -24,21 +24,7 @@ COMMON = {"batch_size": 8, "learning_rate": 1e-3, "max_seq_length": 32, "logging
 
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory) -> Path:
-    """A small SST-2-format file: 64 sentences, label from the sentiment word."""
-    d = tmp_path_factory.mktemp("toy")
-    words = {1: ["great", "wonderful", "brilliant", "moving"], 0: ["awful", "boring", "dull", "bad"]}
-    lines = ["sentence\tlabel"]
-    for i in range(64):
-        label = i % 2
-        lines.append(f"the film was {words[label][i % 4]} and {words[label][(i // 4) % 4]}\t{label}")
-    (d / "train.tsv").write_text("\n".join(lines) + "\n")
-    (d / "dev.tsv").write_text("\n".join(lines[:17]) + "\n")
-    return d
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-bert", "bert")
+    return write_toy_sst2(tmp_path_factory.mktemp("toy"), n_train=64, n_dev=16)
 
 
 @pytest.fixture(scope="module")

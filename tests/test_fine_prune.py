@@ -11,31 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import save_tiny_model
 
 from nnprune.pruning_core.checkpoint import load_model, read_state_dict
 from nnprune.runner import FinePruneArgs, fine_prune
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def toy_data(tmp_path_factory) -> Path:
-    """A small SST-2-format file: 96 sentences, label from the sentiment word."""
-    d = tmp_path_factory.mktemp("toy")
-    words = {1: ["great", "wonderful", "brilliant", "moving"], 0: ["awful", "boring", "dull", "bad"]}
-    lines = ["sentence\tlabel"]
-    for i in range(96):
-        label = i % 2
-        lines.append(f"the film was {words[label][i % 4]} and {words[label][(i // 4) % 4]}\t{label}")
-    (d / "train.tsv").write_text("\n".join(lines) + "\n")
-    (d / "dev.tsv").write_text("\n".join(lines[:33]) + "\n")
-    return d
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-bert", "bert")
 
 
 def _args(tiny_dir, toy_data, out, **kw) -> FinePruneArgs:

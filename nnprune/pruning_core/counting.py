@@ -10,7 +10,7 @@ compacted checkpoint), so a compacted model's compression is against its dense a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch.nn as nn
 
