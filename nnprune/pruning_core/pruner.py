@@ -107,6 +107,7 @@ class Pruner:
         self.progress = 0.0
         self.multiplier = 0.0  # scales the lambdas: the ramp, or the density controller's output
         self.integral = 0.0  # density controller state (integral term)
+        self.soft_start: Optional[float] = None  # soft density when the controller first ran
         self.last_regularization = 0.0
         self._hook = None
         if self.uses_global_cutoff:
@@ -159,28 +160,39 @@ class Pruner:
         return 1.0 + (d - 1.0) * self.progress if d is not None else float("nan")
 
     def _update_controller(self) -> None:
-        """A two-sided Lagrangian on the density: ``multiplier = u + kp * e`` with
-        ``u += ki * e``, where ``e`` is the density minus the scheduled target.
+        """A two-sided Lagrangian: ``multiplier = u + kp * e``, ``u += ki * e``, where ``e`` is a
+        density minus the scheduled target; the regularizer it scales is the same soft density
+        (:meth:`soft_keep`), so its push falls on the scores near the final cut.
 
-        While pruning, ``e`` is measured on a smooth stand-in of the density (see
-        :meth:`soft_density`) that moves as soon as the scores move; the hard density only
-        changes when scores cross the threshold, hundreds of steps later, and an integral
-        driven by it winds up and overshoots. In the cool-down the hard density itself is
-        controlled, so the final masks land on the target. A negative multiplier pushes the
-        scores *up*: masks that fell below the target grow back.
+        While pruning, ``e`` is measured on the soft density, which moves as soon as the scores
+        move (the hard density only changes when they cross the cut, hundreds of steps later,
+        and an integral driven by it winds up). In the cool-down it is the hard density at the
+        nominal cut. A negative multiplier pushes scores *up*, so masks can grow back.
+
+        Under Adam every score whose penalty outweighs its task gradient moves at about one
+        learning rate per step, so the scores cross the cut nearly together and lambda alone
+        overshoots. The threshold binarizers therefore take their masks from the global score
+        quantile at the scheduled density (:attr:`quantile_masks`): the density is exact, and
+        this controller keeps that cut near the method's nominal threshold.
         """
         pruning_steps = max(1, self.schedule.total_steps - self.schedule.warmup_steps
                             - self.schedule.cooldown_steps)
         if self.progress <= 0:
             self.multiplier = 0.0
             return
+        target = self.target_at_progress()
         if self.progress < 1:
             measured = self.soft_density()
+            if self.soft_start is None:
+                self.soft_start = measured
+            # Scores at their init sit below soft density 1 (sigmoid(2.2) = 0.9 for soft movement):
+            # a target above that start would first push the scores away from the cut.
+            target = min(target, self.soft_start)
         elif self.quantile_masks:
             measured = self.nominal_density()
         else:
             measured = self.density(training=True)
-        error = measured - self.target_at_progress()
+        error = measured - target
         gain = self.config.density_controller_gain / pruning_steps
         self.integral = max(-MAX_MULTIPLIER, min(MAX_MULTIPLIER, self.integral + gain * error))
         self.multiplier = self.integral + PROPORTIONAL_GAIN * error
@@ -336,8 +348,11 @@ class Pruner:
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, float]:
-        return {"integral": self.integral, "multiplier": self.multiplier}
+        return {"integral": self.integral, "multiplier": self.multiplier,
+                "soft_start": self.soft_start}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.integral = float(state.get("integral", 0.0))
         self.multiplier = float(state.get("multiplier", 0.0))
+        start = state.get("soft_start")
+        self.soft_start = None if start is None else float(start)
