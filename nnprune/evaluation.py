@@ -122,14 +122,15 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         data_dir: Path | None = None, validation_file: Path | None = None,
                         max_eval_samples: int | None = None, batch_size: int = 32,
                         max_seq_length: int | None = None,
-                        tokenizer: str | None = None, progress: bool = False
-                        ) -> EvaluationResult:
+                        tokenizer: str | None = None, progress: bool = False,
+                        quantize: str | None = None) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task_name``'s evaluation split(s).
 
     ``max_seq_length`` defaults to what the checkpoint was fine-pruned with (recorded in its
     ``nnprune_config.json``), else the task's ``default_max_seq_length`` (SQuAD: 384), else 128.
     ``tokenizer`` defaults to the checkpoint folder. No data source means the task's hub dataset.
-    ``progress`` shows the Trainer's progress bar.
+    ``progress`` shows the Trainer's progress bar. ``quantize="int8"`` evaluates the dynamic
+    int8 version of the model (CPU), as ``nnprune speed --quantize int8`` times it.
     """
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
@@ -157,10 +158,18 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     data = task.load_data(tok, data_args, need_train=False)
     kind = checkpoint_kind(path)
     model = load_any_checkpoint(path)
+    if quantize is not None:
+        from nnprune.pruning_core.speed import quantize_int8
+
+        if quantize != "int8":
+            raise NNPruneError(f"--quantize supports int8 only, got {quantize!r}")
+        model = quantize_int8(model)
+        kind = f"{kind}+int8"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nnprune-eval-") as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size,
-                                 report_to=[], use_cpu=not torch.cuda.is_available(),
+                                 report_to=[],
+                                 use_cpu=quantize is not None or not torch.cuda.is_available(),
                                  dataloader_num_workers=0, disable_tqdm=not progress)
         trainer = Trainer(model=model, args=args, data_collator=data.data_collator,
                           processing_class=tok)

@@ -287,3 +287,26 @@ def test_export_onnx_refuses_a_bad_opset(tmp_path, tiny_bert_dir):
 
     with pytest.raises(NNPruneError, match="opset"):
         export_checkpoint(tiny_bert_dir, tmp_path / "o", opset=99)
+
+
+def test_speed_with_task_reports_int8_metric_change(tmp_path):
+    """``speed --quantize int8 --task`` evaluates the timed model in fp32 and int8."""
+    import json as _json
+
+    from conftest import save_tiny_model, write_toy_sst2
+    from typer.testing import CliRunner
+
+    from nnprune.cli.main import app
+
+    model = save_tiny_model(tmp_path / "tiny", "bert")
+    data = write_toy_sst2(tmp_path / "toy", n_train=8, n_dev=24)
+    out = tmp_path / "speed.json"
+    result = CliRunner().invoke(app, [
+        "speed", str(model), "--batch-sizes", "2", "--seq-lens", "16", "--iters", "2",
+        "--warmup", "1", "--threads", "1", "--quantize", "int8", "--task", "sst2",
+        "--data-dir", str(data), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = _json.loads(out.read_text())["task_metrics"]
+    assert set(metrics) == {"fp32", "int8"}
+    assert 0 <= metrics["int8"]["accuracy"] <= 1 and 0 <= metrics["fp32"]["accuracy"] <= 1
+    assert "change" in result.output

@@ -19,6 +19,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 32,
     max_seq_length: Annotated[int | None, typer.Option(help="Tokens per feature; default: the checkpoint's training length, else the task's (SQuAD 384, GLUE 128).")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or hub name; default: the checkpoint's.")] = None,
+    quantize: Annotated[str | None, typer.Option(help="int8: evaluate the dynamic int8 version of the model (CPU).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here ('-' for stdout).")] = None,
 ) -> None:
     """Evaluate CHECKPOINT on TASK's evaluation split (the hub's unless local data is given)."""
@@ -29,7 +30,7 @@ def evaluate(
     result = evaluate_checkpoint(
         task, checkpoint, data_dir=data_dir, validation_file=validation_file,
         max_eval_samples=max_eval_samples, batch_size=batch_size, max_seq_length=max_seq_length,
-        tokenizer=tokenizer, progress=not to_stdout)
+        tokenizer=tokenizer, progress=not to_stdout, quantize=quantize)
     if not to_stdout:
         rows = [(f"{k} *" if k == result.main_metric else k, v)
                 for k, v in result.metrics.items()]

@@ -36,6 +36,10 @@ def speed(
     onnx: Annotated[bool, typer.Option("--onnx", help="Run both models with onnxruntime (CPU); MODEL may be an export-onnx folder.")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
+    task: Annotated[str | None, typer.Option(help="Also evaluate MODEL on this task (fp32, and int8 with --quantize int8) and report the metric change.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="With --task: local task data folder.")] = None,
+    validation_file: Annotated[Path | None, typer.Option(help="With --task: evaluation file.")] = None,
+    max_eval_samples: Annotated[int | None, typer.Option(help="With --task: evaluate on at most this many examples.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here ('-' for stdout).")] = None,
 ) -> None:
     """Time MODEL against its dense baseline in one process, interleaved, after warm-up: median and
@@ -49,11 +53,44 @@ def speed(
                        seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
                        dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
                        keep_times=True)
+    payload = report.to_dict()
+    if task is not None:
+        payload["task_metrics"] = task_metrics(model, task, quantize, data_dir, validation_file,
+                                               max_eval_samples)
     if str(json_out) != "-":
         console.print(render_speed_table(report))
         for note in report.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
-    write_json(json_out, report.to_dict())
+        if task is not None:
+            console.print(render_metrics_table(task, payload["task_metrics"]))
+    write_json(json_out, payload)
+
+
+def task_metrics(model: Path, task: str, quantize: str | None, data_dir: Path | None,
+                 validation_file: Path | None, max_eval_samples: int | None) -> dict:
+    """``{"fp32": metrics, "int8": metrics}`` (int8 only with ``--quantize int8``)."""
+    from nnprune.evaluation import evaluate_checkpoint
+
+    out = {}
+    for variant in ("fp32",) + ((quantize,) if quantize else ()):
+        result = evaluate_checkpoint(task, model, data_dir=data_dir, validation_file=validation_file,
+                                     max_eval_samples=max_eval_samples,
+                                     quantize=None if variant == "fp32" else variant)
+        out[variant] = result.metrics
+    return out
+
+
+def render_metrics_table(task: str, metrics: dict):
+    variants = list(metrics)
+    names = [k for k in metrics["fp32"] if not k.endswith("loss")]
+    rows = []
+    for name in names:
+        row = [name] + [metrics[v].get(name) for v in variants]
+        if len(variants) == 2:
+            row.append(metrics[variants[1]][name] - metrics["fp32"][name])
+        rows.append(row)
+    cols = ["metric"] + variants + (["change"] if len(variants) == 2 else [])
+    return make_table(f"{task}: metric of the model as timed", cols, rows)
 
 
 def render_speed_table(report):
