@@ -36,6 +36,9 @@ def speed(
     onnx: Annotated[bool, typer.Option("--onnx", help="Run both models with onnxruntime (CPU); MODEL may be an export-onnx folder.")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
+    generate: Annotated[bool, typer.Option("--generate", help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="With --generate: new tokens per sequence (forced on both models).")] = 64,
+    num_beams: Annotated[int, typer.Option(help="With --generate: beams (1: greedy); never sampling.")] = 1,
     task: Annotated[str | None, typer.Option(help="Also evaluate MODEL on this task (fp32, and int8 with --quantize int8) and report the metric change.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="With --task: local task data folder.")] = None,
     validation_file: Annotated[Path | None, typer.Option(help="With --task: evaluation file.")] = None,
@@ -44,7 +47,9 @@ def speed(
 ) -> None:
     """Time MODEL against its dense baseline in one process, interleaved, after warm-up: median and
     p90 latency, throughput, measured speedup, FLOP speedup (whole forward) and efficiency
-    (measured / FLOP speedup)."""
+    (measured / FLOP speedup). Encoder-decoder models are timed on one teacher-forced forward (target
+    as long as the source); with --generate also on a full generate() (latency, generated
+    tokens/s, speedup)."""
     quiet_libraries()
     from nnprune.pruning_core.speed import run_speed
 
@@ -52,13 +57,16 @@ def speed(
                        batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
                        seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
                        dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
-                       keep_times=True)
+                       keep_times=True, generate=generate, max_new_tokens=max_new_tokens,
+                       num_beams=num_beams)
     payload = report.to_dict()
     if task is not None:
         payload["task_metrics"] = task_metrics(model, task, quantize, data_dir, validation_file,
                                                max_eval_samples)
     if str(json_out) != "-":
         console.print(render_speed_table(report))
+        if report.generate_rows:
+            console.print(render_generate_table(report))
         for note in report.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
         if task is not None:
@@ -104,6 +112,18 @@ def render_speed_table(report):
              f"{r.efficiency:.2f}") for r in report.rows]
     cols = ["batch", "seq", "base ms", "p90", "model ms", "p90", "base ex/s", "model ex/s",
             "speedup", "FLOPs", "eff."]
+    return make_table(title, cols, rows)
+
+
+def render_generate_table(report):
+    beams = "greedy" if report.num_beams == 1 else f"beam search ({report.num_beams} beams)"
+    title = (f"generate(): {report.max_new_tokens} new tokens per sequence (forced on both), {beams}, "
+             f"{report.warmup} warm-up + {report.iters} interleaved iters")
+    rows = [(r.batch_size, r.seq_len, r.new_tokens, f"{r.baseline_ms:.1f}", f"{r.baseline_p90_ms:.1f}",
+             f"{r.model_ms:.1f}", f"{r.model_p90_ms:.1f}", f"{r.baseline_tokens_per_s:.1f}",
+             f"{r.model_tokens_per_s:.1f}", f"{r.speedup:.2f}x") for r in report.generate_rows]
+    cols = ["batch", "src", "new tok", "base ms", "p90", "model ms", "p90", "base tok/s",
+            "model tok/s", "speedup"]
     return make_table(title, cols, rows)
 
 

@@ -13,6 +13,14 @@ count set with ``torch.set_num_threads``); CUDA times use CUDA events with a syn
 and after. ONNX models run on onnxruntime's CPU provider; with ``onnx=True`` the baseline is
 exported and run by onnxruntime too, so the ratio measures pruning, not the runtime.
 
+Encoder-decoder (seq2seq LM) models are timed on one teacher-forced forward (the target as long
+as the source, as their FLOPs count it). With ``generate=True`` they are also timed on a full
+``model.generate`` (greedy or beam search, ``do_sample=False``) at the same (batch, source
+length) grid, interleaved the same way: both models get one generation config (the model's own,
+with ``max_new_tokens = min_new_tokens = N``), so EOS is suppressed until N tokens and every
+sequence of both models is exactly N new tokens long, which is checked on the outputs. Those rows
+report latency, generated tokens per second (``batch * N / median``) and the speedup.
+
 The dense baseline is, unless given, the original architecture rebuilt at full size from the
 config (``nnprune_original`` undoes a compaction's sizes) with random weights: time depends only
 on shapes.
@@ -37,7 +45,7 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.flops import FlopProfile, flop_profile, make_inputs
+from nnprune.pruning_core.flops import FlopProfile, flop_profile, make_inputs, takes_decoder_ids
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ONNX_META = "nnprune_onnx.json"
@@ -171,6 +179,82 @@ class TorchRunner:
         return run
 
 
+class GenerateRunner:
+    """``model.generate`` of one PyTorch seq2seq LM, with the source batch of one shape bound.
+
+    Every call generates exactly ``generation_config.max_new_tokens`` tokens per sequence (the
+    config's ``min_new_tokens`` suppresses EOS until then); :meth:`new_tokens` checks the last
+    output and returns that number.
+    """
+
+    runtime = "pytorch"
+
+    def __init__(self, model: nn.Module, device: torch.device, label: str,
+                 generation_config: Any) -> None:
+        self.model, self.device, self.label = model, device, label
+        self.generation_config = generation_config
+        self.last: torch.Tensor | None = None
+
+    def bind(self, inputs: dict[str, Any]) -> Callable[[], Any]:
+        ids = inputs["input_ids"].to(self.device)
+        mask = inputs["attention_mask"].to(self.device)
+        cfg = self.generation_config
+        # One explicit start token: every output is that token followed by the new tokens.
+        dec = torch.full((ids.shape[0], 1), int(cfg.decoder_start_token_id), dtype=ids.dtype,
+                         device=self.device)
+        model = self.model
+
+        def run() -> Any:
+            self.last = model.generate(input_ids=ids, attention_mask=mask, decoder_input_ids=dec,
+                                       generation_config=cfg)
+            return self.last
+        return run
+
+    def new_tokens(self) -> int:
+        """New tokens per sequence of the last ``generate``; NNPruneError unless it is exactly
+        ``max_new_tokens`` for every sequence (no EOS before the last position)."""
+        out, want = self.last, int(self.generation_config.max_new_tokens)
+        if out is None:
+            raise NNPruneError(f"{self.label}: generate has not run")
+        seqs = out.sequences if hasattr(out, "sequences") else out
+        new = seqs[:, 1:]
+        eos = self.generation_config.eos_token_id
+        eos_ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        early = bool(eos_ids) and bool(torch.isin(new[:, :-1], torch.tensor(eos_ids, device=new.device)).any())
+        if new.shape[1] != want or early:
+            raise NNPruneError(f"{self.label}: generate produced {new.shape[1]} new tokens"
+                               f"{' (a sequence ended early)' if early else ''}, not the {want} "
+                               f"forced with min_new_tokens; its timing would not be comparable")
+        return int(new.shape[1])
+
+
+def generation_config_for(model: nn.Module, max_new_tokens: int, num_beams: int) -> Any:
+    """The model's generation config set to produce exactly ``max_new_tokens`` tokens per sequence
+    with ``num_beams`` beams and no sampling (used for both the model and its baseline)."""
+    from transformers import GenerationConfig
+
+    base = getattr(model, "generation_config", None)
+    cfg = copy.deepcopy(base) if base is not None else GenerationConfig.from_model_config(model.config)
+    cfg.update(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, num_beams=num_beams,
+               do_sample=False, num_return_sequences=1, return_dict_in_generate=False,
+               use_cache=True)
+    if cfg.decoder_start_token_id is None:
+        cfg.decoder_start_token_id = cfg.bos_token_id if cfg.bos_token_id is not None else getattr(
+            model.config, "decoder_start_token_id", None)
+    if cfg.decoder_start_token_id is None:
+        raise NNPruneError("--generate: the model's config has no decoder_start_token_id (nor bos_token_id)")
+    return cfg
+
+
+def check_can_generate(model: nn.Module, label: str) -> None:
+    """NNPruneError unless ``model`` is an encoder-decoder LM with ``generate``."""
+    can = getattr(model, "can_generate", None)
+    if not (takes_decoder_ids(model) and callable(getattr(model, "generate", None))
+            and (can is None or can())):
+        raise NNPruneError(f"--generate times generate() of encoder-decoder (seq2seq LM) models; "
+                           f"{label} is a {type(model).__name__}")
+
+
 class OrtRunner:
     """An ONNX model on onnxruntime's CPU provider."""
 
@@ -275,6 +359,27 @@ class SpeedRow:
 
 
 @dataclass
+class GenerateRow:
+    """Full ``generate`` of ``new_tokens`` tokens per sequence from ``seq_len`` source tokens."""
+
+    batch_size: int
+    seq_len: int  # source tokens
+    new_tokens: int  # generated per sequence, checked to be the same on both models
+    num_beams: int
+    baseline_ms: float  # median latency of one generate call
+    baseline_p90_ms: float
+    model_ms: float
+    model_p90_ms: float
+    baseline_tokens_per_s: float  # batch * new_tokens / median latency
+    model_tokens_per_s: float
+    speedup: float  # baseline_ms / model_ms
+    speedup_paired: float = float("nan")
+    speedup_min: float = float("nan")
+    baseline_times_ms: list[float] = field(default_factory=list, repr=False)
+    model_times_ms: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass
 class SpeedReport:
     model: str
     model_kind: str
@@ -290,6 +395,9 @@ class SpeedReport:
     torch_version: str
     rows: list[SpeedRow]
     notes: list[str] = field(default_factory=list)
+    generate_rows: list[GenerateRow] = field(default_factory=list)
+    max_new_tokens: int | None = None  # generate settings (None: generate not timed)
+    num_beams: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -338,6 +446,39 @@ def compare(model_runner: Any, baseline_runner: Any, model_flops: FlopProfile,
     return rows
 
 
+def compare_generate(model_runner: GenerateRunner, baseline_runner: GenerateRunner,
+                     input_model: nn.Module, *, batch_sizes: Sequence[int], seq_lens: Sequence[int],
+                     warmup: int, iters: int, device: torch.device,
+                     keep_times: bool = False) -> list[GenerateRow]:
+    """Time both models' ``generate`` interleaved at every (batch, source length), with the same
+    source ids as :func:`compare`; checks both produced exactly ``max_new_tokens`` tokens."""
+    if warmup < 0 or iters < 1:
+        raise NNPruneError(f"need warmup >= 0 and iters >= 1 (got {warmup}, {iters})")
+    n_beams = int(model_runner.generation_config.num_beams)
+    rows: list[GenerateRow] = []
+    for b in batch_sizes:
+        for s in seq_lens:
+            inputs = make_inputs(input_model, b, s, seed=b * 100003 + s)
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fns = {"baseline": baseline_runner.bind(inputs), "model": model_runner.bind(inputs)}
+                times = time_interleaved(fns, warmup, iters, device)
+            n = model_runner.new_tokens()
+            if baseline_runner.new_tokens() != n:  # pragma: no cover - both are checked against N
+                raise NNPruneError("the model and its baseline generated different numbers of tokens")
+            bt, mt = times["baseline"], times["model"]
+            b_ms, m_ms = statistics.median(bt), statistics.median(mt)
+            rows.append(GenerateRow(
+                b, s, n, n_beams, b_ms, percentile(bt, 90), m_ms, percentile(mt, 90),
+                1000.0 * b * n / b_ms if b_ms else float("inf"),
+                1000.0 * b * n / m_ms if m_ms else float("inf"),
+                b_ms / m_ms if m_ms else float("inf"),
+                statistics.median(x / y for x, y in zip(bt, mt)) if min(mt) > 0 else float("inf"),
+                min(bt) / min(mt) if min(mt) > 0 else float("inf"),
+                bt if keep_times else [], mt if keep_times else []))
+    return rows
+
+
 def _is_onnx_dir(path: Path) -> bool:
     return path.is_dir() and (path / ONNX_MODEL).is_file() and (path / ONNX_META).is_file()
 
@@ -365,11 +506,13 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
               seq_lens: Sequence[int] | None = None, threads: int | None = None,
               dtype: str = "fp32", quantize: str | None = None, onnx: bool = False,
               warmup: int = 5, iters: int = 20, keep_times: bool = False,
-              model: nn.Module | None = None, baseline: nn.Module | None = None) -> SpeedReport:
+              model: nn.Module | None = None, baseline: nn.Module | None = None,
+              generate: bool = False, max_new_tokens: int = 64, num_beams: int = 1) -> SpeedReport:
     """Load (or take) a model and its baseline and time them; see module doc.
 
     ``model``/``baseline`` may be given as modules instead of paths (``model_path`` then only
-    names it in the report).
+    names it in the report). ``generate`` (seq2seq LMs, PyTorch only) also times ``generate`` of
+    exactly ``max_new_tokens`` tokens with ``num_beams`` beams (``report.generate_rows``).
     """
     if device not in ("cpu", "cuda"):
         raise NNPruneError(f"--device must be cpu or cuda, not {device!r}")
@@ -385,6 +528,11 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
         raise NNPruneError("--quantize int8 quantizes an fp32 model; leave --dtype at fp32")
     if onnx and (device != "cpu" or dtype != "fp32"):
         raise NNPruneError("--onnx runs onnxruntime on the CPU in fp32; use --device cpu --dtype fp32")
+    if generate and onnx:
+        raise NNPruneError("--generate times PyTorch generate(); it cannot be combined with --onnx")
+    if generate and (max_new_tokens < 1 or num_beams < 1):
+        raise NNPruneError(f"--max-new-tokens and --num-beams must be >= 1 "
+                           f"(got {max_new_tokens}, {num_beams})")
     batch_sizes = tuple(batch_sizes or default_batch_sizes(device))
     seq_lens = tuple(seq_lens or DEFAULT_SEQ_LENS)
     if min(batch_sizes) < 1 or min(seq_lens) < 1:
@@ -425,6 +573,8 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                     notes += cm.notes
                 else:
                     torch_model = model.eval()
+                if generate:
+                    check_can_generate(torch_model, str(mpath))
                 m_profile = flop_profile(torch_model)
                 input_model = torch_model
                 if onnx:
@@ -454,6 +604,8 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                 base_model = input_model if torch_model is None else dense_baseline(torch_model)
                 base_label = "dense architecture from config (random weights)"
             if base_model is not None:
+                if generate:
+                    check_can_generate(base_model, f"baseline {base_label}")
                 b_profile = flop_profile(base_model)
                 if onnx:
                     from nnprune.pruning_core.onnx_export import export_onnx
@@ -475,12 +627,22 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                     tm = quantize_int8(tm)
                     notes.append("model: PyTorch dynamic int8 (torch.ao quantize_dynamic on nn.Linear); "
                                  "baseline stays fp32; FLOPs (and so efficiency) ignore int8")
+                tb = base_model.to(dev, tdtype).eval()
                 m_runner = TorchRunner(tm, dev, str(mpath))
-                b_runner = TorchRunner(base_model.to(dev, tdtype).eval(), dev, base_label)
+                b_runner = TorchRunner(tb, dev, base_label)
                 runtime = "pytorch"
             rows = compare(m_runner, b_runner, m_profile, b_profile, input_model,
                            batch_sizes=batch_sizes, seq_lens=seq_lens, warmup=warmup, iters=iters,
                            device=dev, keep_times=keep_times)
+            generate_rows: list[GenerateRow] = []
+            if generate:
+                # One generation config (the model's, forced to N tokens) for both models.
+                gen_cfg = generation_config_for(torch_model, max_new_tokens, num_beams)
+                generate_rows = compare_generate(
+                    GenerateRunner(tm, dev, str(mpath), gen_cfg),
+                    GenerateRunner(tb, dev, base_label, gen_cfg), input_model,
+                    batch_sizes=batch_sizes, seq_lens=seq_lens, warmup=warmup, iters=iters,
+                    device=dev, keep_times=keep_times)
             if kind == "masked" and torch_model is not None:
                 from nnprune.pruning_core.flops import compacted_profile
 
@@ -495,4 +657,5 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
         model=str(model_path), model_kind=kind, baseline=base_label, runtime=runtime,
         device=(torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"), dtype=dtype,
         quantize=quantize, threads=n_threads, warmup=warmup, iters=iters, cpu=cpu_model_name(),
-        torch_version=torch.__version__, rows=rows, notes=notes)
+        torch_version=torch.__version__, rows=rows, notes=notes, generate_rows=generate_rows,
+        max_new_tokens=max_new_tokens if generate else None, num_beams=num_beams if generate else None)
