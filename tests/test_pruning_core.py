@@ -338,6 +338,10 @@ def test_target_density_of_threshold_methods_is_exact_and_survives_reload(method
     x = torch.randint(0, 1000, (2, 9))
     masked = model(x).logits
     save_checkpoint(model, tmp_path / "ck", config=cfg)
+    # Baked straight after loading, before any forward or density call computes a cut.
+    baked = load_model(tmp_path / "ck").model
+    unpatch_model(baked, apply_masks=True)
+    assert torch.allclose(baked(x).logits, masked, atol=1e-5)
     loaded = load_model(tmp_path / "ck")
     assert loaded.pruner.density() == pytest.approx(pruner.density())
     assert torch.allclose(loaded.model(x).logits, masked, atol=1e-6)

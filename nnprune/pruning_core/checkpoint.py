@@ -122,7 +122,6 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     if is_masked:
         pcfg = prune_config or PruningConfig.from_dict(info["pruning"])
         pruner = patch_model(model, pcfg)
-        pruner.finalize()
     # Tied weights (e.g. BART's lm_head) are saved once; they are re-tied below.
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -139,6 +138,10 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     model.eval()
+    if pruner is not None:
+        # After the weights: a global cut (quantile masks, global topK) is computed from the
+        # loaded scores; computed before, it would come from the initial ones.
+        pruner.finalize()
     return LoadedModel(model, pruner, info)
 
 
