@@ -11,7 +11,7 @@ data=()
 if [ -d ../shared/data/glue/SST-2 ]; then data=(--data-dir ../shared/data/glue/SST-2); fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-$([ ${#data[@]} -gt 0 ] && echo 1 || echo 0)}"
 nnprune fine-prune sst2 --model "$model" --output-dir "$out" "${data[@]}" \
-  --method movement --set attention_block=32x32 --set ffn_block=ffn_dim --target-density 0.5 \
+  --method hybrid-nt --target-density 0.5 \
   --max-steps 250 --batch-size 32 --max-seq-length 64 --learning-rate 1e-4 \
   --logging-steps 25 --save-steps 250 --overwrite "$@"
 nnprune count-params "$out"

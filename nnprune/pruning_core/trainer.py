@@ -134,6 +134,9 @@ class PruningTrainer(Trainer):
                 self._remember("distill_loss", distill)
                 self._remember("task_loss", loss)
                 loss = cfg.alpha_ce * loss + cfg.alpha_teacher * distill
+            elif self.pruner.regularized:
+                # "loss" will include the lambda-scaled penalty: log the task's own loss too.
+                self._remember("task_loss", loss)
             if self.pruner.regularized:
                 reg = self.pruner.regularization_loss().to(loss.device)
                 self._remember("regularization_loss", reg)
