@@ -59,6 +59,14 @@ def stdout_for_json(json_out: Optional[Path]):
     return redirect_stdout(sys.stderr) if str(json_out) == "-" else nullcontext()
 
 
+def emit(json_out: Optional[Path], title: str, rows: Iterable[Sequence[Any]],
+         payload: dict[str, Any]) -> None:
+    """A two-column result table on the console (unless ``--json -`` owns stdout) and the JSON."""
+    if str(json_out) != "-":
+        console.print(make_table(title, ["", "value"], rows))
+    write_json(json_out, payload)
+
+
 def write_json(path: Optional[Path], payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path``; ``-`` prints it to stdout."""
     if path is None:

@@ -25,11 +25,9 @@ from nnprune.cli.common import (
     TrainFileOpt,
     ValidationFileOpt,
     WarmupOpt,
-    console,
-    make_table,
+    emit,
     quiet_libraries,
     stdout_for_json,
-    write_json,
 )
 
 
@@ -74,10 +72,8 @@ def fill(
             train_file=train_file, validation_file=validation_file,
             max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
             logging_steps=logging_steps, save_steps=save_steps))
-    if str(json_out) != "-":
-        console.print(make_table(f"{task} · fill · {checkpoint} -> {output_dir}", ["", "value"],
-                                 fill_rows(result)))
-    write_json(json_out, result.to_dict())
+    emit(json_out, f"{task} · fill · {checkpoint} -> {output_dir}", fill_rows(result),
+         result.to_dict())
 
 
 def fill_rows(result) -> list[tuple[str, object]]:

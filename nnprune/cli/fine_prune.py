@@ -11,8 +11,8 @@ from nnprune.cli.common import (BatchSizeOpt, DataDirOpt, EpochsOpt, EvalStepsOp
                                 LearningRateOpt, LoggingStepsOpt, MaxEvalSamplesOpt,
                                 MaxSeqLengthOpt, MaxStepsOpt, MaxTrainSamplesOpt, OverwriteOpt,
                                 ResumeOpt, SaveStepsOpt, SeedOpt, TeacherOpt, TrainFileOpt,
-                                ValidationFileOpt, WarmupOpt, console, make_table,
-                                quiet_libraries, stdout_for_json, write_json)
+                                ValidationFileOpt, WarmupOpt, emit, quiet_libraries,
+                                stdout_for_json)
 
 
 def fine_prune(
@@ -62,10 +62,7 @@ def fine_prune(
             validation_file=validation_file, max_train_samples=max_train_samples,
             max_eval_samples=max_eval_samples, logging_steps=logging_steps,
             save_steps=save_steps, eval_steps=eval_steps))
-    if str(json_out) != "-":
-        console.print(make_table(f"{task} · {method} · {output_dir}", ["", "value"],
-                                 result_rows(result)))
-    write_json(json_out, result.to_dict())
+    emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict())
 
 
 def result_rows(result) -> list[tuple[str, object]]:
