@@ -347,3 +347,4 @@ def test_target_density_of_threshold_methods_is_exact_and_survives_reload(method
     assert torch.allclose(loaded.model(x).logits, masked, atol=1e-6)
     unpatch_model(loaded.model, apply_masks=True)  # bertarize bakes the same quantile masks
     assert torch.allclose(loaded.model(x).logits, masked, atol=1e-5)
+    assert not loaded.model._forward_pre_hooks  # the global-cut hook left with the masks

@@ -93,6 +93,9 @@ def unpatch_model(model: nn.Module, apply_masks: bool = True) -> nn.Module:
     for path, linear in replacements:
         parent, name = _get_parent(model, path)
         setattr(parent, name, linear)
+    hook = model.__dict__.pop("_nnprune_cut_hook", None)
+    if hook is not None:
+        hook.remove()
     return model
 
 
@@ -112,6 +115,8 @@ class Pruner:
         self._hook = None
         if self.uses_global_cutoff:
             self._hook = model.register_forward_pre_hook(self._set_global_cutoffs)
+            # Kept on the model so that unpatch_model can remove it with the masked layers.
+            model._nnprune_cut_hook = self._hook
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[PatchedLayer]:
