@@ -114,9 +114,11 @@ def resolve_config(args: FinePruneArgs):
         overrides.update(load_config_file(args.config_file))
         method = overrides.pop("method", method)
     overrides.update(parse_overrides(args.overrides))
-    teacher = args.teacher or overrides.pop("teacher", None)
-    target = args.target_density if args.target_density is not None else overrides.pop(
-        "target_density", None)
+    # Explicit flags win over the file and --set: take the keys out either way.
+    file_teacher = overrides.pop("teacher", None)
+    file_target = overrides.pop("target_density", None)
+    teacher = args.teacher or file_teacher
+    target = args.target_density if args.target_density is not None else file_target
     return build_config(method, teacher=teacher,
                         target_density=float(target) if target is not None else None,
                         overrides=overrides)

@@ -155,3 +155,23 @@ def test_mask_scores_keep_their_learning_rate_and_skip_weight_clipping(tiny_dir,
     assert all(g["lr"] < 1e-3 * 0.2 for g in weights)  # decayed from 1e-3 towards 0
     score_ids = {id(p) for p in scores[0]["params"]}
     assert score_ids == {id(p) for p in run.trainer.pruner.mask_score_parameters()}
+
+
+def test_config_file_then_set_then_flags(tmp_path):
+    """Precedence: preset < --config file < --set < --teacher/--target-density; bad keys fail."""
+    from nnprune.errors import NNPruneError
+    from nnprune.runner import resolve_config
+
+    cfg_file = tmp_path / "prune.yaml"
+    cfg_file.write_text("method: struct\nattention_lambda: 5\nffn_lambda: 7\ntarget_density: 0.6\n")
+    args = FinePruneArgs(task="sst2", model="m", output_dir=tmp_path / "o", config_file=cfg_file,
+                         overrides=["ffn_lambda=9"], target_density=0.3)
+    cfg = resolve_config(args)
+    assert cfg.method == "struct" and str(cfg.attention_block) == "head"
+    assert (cfg.attention_lambda, cfg.ffn_lambda, cfg.target_density) == (5.0, 9.0, 0.3)
+    cfg_file.write_text("attention_blok: 32x32\n")
+    with pytest.raises(NNPruneError, match="unknown pruning config key.*attention_blok"):
+        resolve_config(args)
+    cfg_file.write_text("method: [unclosed\n")
+    with pytest.raises(NNPruneError, match="is not valid yaml"):
+        resolve_config(args)
