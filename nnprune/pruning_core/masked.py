@@ -126,6 +126,11 @@ class MaskedLinear(nn.Linear):
     def block_size(self) -> int:
         return self.block_rows * self.block_cols
 
+    @property
+    def weights_per_score(self) -> int:
+        """Weights one score decides: its block, plus the partner's block for a shared FFN."""
+        return self.block_size * (2 if self.partner is not None else 1)
+
     def expand(self, block: torch.Tensor) -> torch.Tensor:
         """``(R, C)`` block mask -> ``(out, in)`` weight mask."""
         r, c = self.grid
@@ -168,19 +173,18 @@ class MaskedLinear(nn.Linear):
                 return (scores >= self.global_cutoff).to(scores.dtype)
             return B.topk_mask(scores, level)
         s = self.mask_scores
-        if kind is BinarizerKind.TOPK:
-            hard = ((s.detach() >= self.global_cutoff).to(s.dtype) if self.global_cutoff is not None
-                    else B.topk_mask(s, level))
-        elif kind in (BinarizerKind.THRESHOLD, BinarizerKind.SIGMOID_THRESHOLD) and \
-                self.global_cutoff is not None:
-            # Target-density mode: the cut is the global score quantile at the scheduled density.
+        if kind is BinarizerKind.L0:
+            return B.hard_concrete(s, training)
+        if self.global_cutoff is not None:
+            # A cut shared by all layers: global topK, or the target-density quantile of the
+            # threshold binarizers (see Pruner.quantile_masks).
             hard = (s.detach() >= self.global_cutoff).to(s.dtype)
+        elif kind is BinarizerKind.TOPK:
+            hard = B.topk_mask(s, level)
         elif kind is BinarizerKind.THRESHOLD:
             hard = B.threshold_mask(s, level)
         elif kind is BinarizerKind.SIGMOID_THRESHOLD:
             hard = B.sigmoid_threshold_mask(s, level)
-        elif kind is BinarizerKind.L0:
-            return B.hard_concrete(s, training)
         else:  # pragma: no cover - NONE layers are never built
             raise ValueError(kind)
         return B.straight_through(hard, s) if torch.is_grad_enabled() else hard

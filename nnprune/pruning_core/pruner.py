@@ -202,43 +202,41 @@ class Pruner:
         self.integral = max(-MAX_MULTIPLIER, min(MAX_MULTIPLIER, self.integral + gain * error))
         self.multiplier = self.integral + PROPORTIONAL_GAIN * error
 
+    def _score_cut(self, layer: MaskedLinear) -> float:
+        """The layer's final threshold in score units (its logit for the sigmoid binarizer)."""
+        cut = layer.final_threshold
+        if self.config.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
+            cut = math.log(max(cut, 1e-6) / (1 - cut))
+        return cut
+
     def soft_keep(self, layer: MaskedLinear, scores: torch.Tensor) -> torch.Tensor:
         """Per-score soft "kept" value in [0, 1] against the *final* cut:
         ``sigmoid((s - cut) / SOFT_WIDTH)`` with ``cut`` the final threshold (its logit for the
         sigmoid binarizer), or P(gate != 0) for L0. Differentiable."""
         if self.config.binarizer is BinarizerKind.L0:
             return B.l0_expected_density(scores)
-        cut = layer.final_threshold
-        if self.config.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
-            cut = math.log(max(cut, 1e-6) / (1 - cut))
-        return torch.sigmoid((scores - cut) / SOFT_WIDTH)
+        return torch.sigmoid((scores - self._score_cut(layer)) / SOFT_WIDTH)
 
     @torch.no_grad()
+    def _weighted_mean(self, per_score) -> float:
+        """Mean of ``per_score(layer, scores)`` over all scores, each weighted by the weights it
+        decides."""
+        num = den = 0.0
+        for p in self.score_owners:
+            d = per_score(p.layer, p.layer.mask_scores.detach().float())
+            num += float(d.sum()) * p.layer.weights_per_score
+            den += d.numel() * p.layer.weights_per_score
+        return num / den if den else 1.0
+
     def nominal_density(self) -> float:
         """Weight-weighted fraction of scores above the nominal final cut (what the masks would
         keep at the method's own final threshold, without the quantile)."""
-        num = den = 0.0
-        for p in self.score_owners:
-            s = p.layer.mask_scores.detach().float()
-            cut = p.layer.final_threshold
-            if self.config.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
-                cut = math.log(max(cut, 1e-6) / (1 - cut))
-            w = p.layer.block_size * (2 if p.layer.partner is not None else 1)
-            num += float((s > cut).sum()) * w
-            den += s.numel() * w
-        return num / den if den else 1.0
+        return self._weighted_mean(lambda layer, s: (s > self._score_cut(layer)).float())
 
-    @torch.no_grad()
     def soft_density(self) -> float:
         """Weight-weighted mean of :meth:`soft_keep`. Unlike the hard density at the ramping
         threshold, it moves from the first step the scores move."""
-        num = den = 0.0
-        for p in self.score_owners:
-            d = self.soft_keep(p.layer, p.layer.mask_scores.detach().float())
-            w = p.layer.block_size * (2 if p.layer.partner is not None else 1)
-            num += float(d.sum()) * w
-            den += d.numel() * w
-        return num / den if den else 1.0
+        return self._weighted_mean(self.soft_keep)
 
     @property
     def quantile_masks(self) -> bool:
@@ -261,22 +259,24 @@ class Pruner:
             p.layer.threshold = p.layer.final_threshold
         if self._hook is not None:
             # Layers read their cut when asked for a mask outside a forward (bertarize, counts).
-            was = self.model.training
-            self.model.train(False)
-            self._set_global_cutoffs(self.model, ())
-            self.model.train(was)
+            self._compute_cutoffs(training=False)
 
     def _set_global_cutoffs(self, module: nn.Module, args: Any) -> None:
+        """Forward pre-hook: the cut for this forward's mode."""
+        self._compute_cutoffs(module.training)
+
+    def _compute_cutoffs(self, training: bool) -> None:
+        """Set every layer's global score cut: the weighted quantile at the keep fraction of the
+        training schedule, or at the final one for eval."""
         owners = self.score_owners
         if not owners:
             return
         if self.quantile_masks:
-            target = self.config.target_density
-            keep = (self.target_at_progress() if module.training and self.schedule is not None
-                    else target)
+            keep = (self.target_at_progress() if training and self.schedule is not None
+                    else self.config.target_density)
         else:
-            keep = owners[0].layer.threshold if module.training else owners[0].layer.final_threshold
-        weights = [p.layer.block_size * (2 if p.layer.partner is not None else 1) for p in owners]
+            keep = owners[0].layer.threshold if training else owners[0].layer.final_threshold
+        weights = [p.layer.weights_per_score for p in owners]
         cutoff = B.weighted_cutoff([p.layer.score_tensor() for p in owners], weights, keep)
         for p in owners:
             p.layer.global_cutoff = cutoff
@@ -320,10 +320,7 @@ class Pruner:
     def density(self, training: bool = False, group: Optional[str] = None) -> float:
         """Fraction of the patched matrices' weights whose mask is non-zero."""
         if self._hook is not None:
-            was = self.model.training
-            self.model.train(training)
-            self._set_global_cutoffs(self.model, ())
-            self.model.train(was)
+            self._compute_cutoffs(training)
         kept = total = 0
         for p in self.layers:
             if group is not None and p.site.group != group:

@@ -112,11 +112,11 @@ class PruningTrainer(Trainer):
         """Clip the gradients of the weights only. The scores' regularization gradient grows with
         lambda; inside a global norm it would shrink the weights' updates. Adam normalises the
         scores' steps anyway."""
-        scores = {id(p) for p in self.pruner.mask_score_parameters()}
-        if not scores:
+        groups = self.optimizer.param_groups
+        if not any(g.get(SCORES_GROUP) for g in groups):
             return super()._clip_grad_norm(model)
-        params = [p for p in model.parameters() if id(p) not in scores]
-        return self.accelerator.clip_grad_norm_(params, self.args.max_grad_norm)
+        weights = [p for g in groups if not g.get(SCORES_GROUP) for p in g["params"]]
+        return self.accelerator.clip_grad_norm_(weights, self.args.max_grad_norm)
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None):
