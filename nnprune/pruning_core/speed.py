@@ -430,20 +430,37 @@ def compare(model_runner: Any, baseline_runner: Any, model_flops: FlopProfile,
             with torch.inference_mode() if torch_side else nullcontext():
                 fns = {"baseline": baseline_runner.bind(inputs), "model": model_runner.bind(inputs)}
                 times = time_interleaved(fns, warmup, iters, device)
-            bt, mt = times["baseline"], times["model"]
-            b_ms, m_ms = statistics.median(bt), statistics.median(mt)
+            lat = latency_summary(times["baseline"], times["model"], keep_times)
             bf = baseline_flops.count(b, s).total
             mf = model_flops.count(b, s).total
-            speedup = b_ms / m_ms if m_ms else float("inf")
             theo = bf / mf if mf else float("inf")
             rows.append(SpeedRow(
-                b, s, b_ms, percentile(bt, 90), m_ms, percentile(mt, 90),
-                1000.0 * b / b_ms if b_ms else float("inf"), 1000.0 * b / m_ms if m_ms else float("inf"),
-                speedup, bf / 1e9, mf / 1e9, theo, speedup / theo if theo else float("nan"),
-                statistics.median(x / y for x, y in zip(bt, mt)) if min(mt) > 0 else float("inf"),
-                min(bt) / min(mt) if min(mt) > 0 else float("inf"),
-                bt if keep_times else [], mt if keep_times else []))
+                batch_size=b, seq_len=s, **lat,
+                baseline_throughput=_per_second(b, lat["baseline_ms"]),
+                model_throughput=_per_second(b, lat["model_ms"]),
+                baseline_gflops=bf / 1e9, model_gflops=mf / 1e9, theoretical_speedup=theo,
+                efficiency=lat["speedup"] / theo if theo else float("nan")))
     return rows
+
+
+def latency_summary(bt: Sequence[float], mt: Sequence[float], keep_times: bool) -> dict[str, Any]:
+    """Baseline and model latency (median, p90) and speedups of interleaved timings (ms):
+    the ratio of medians, the median of per-round ratios, and the ratio of the fastest runs."""
+    b_ms, m_ms = statistics.median(bt), statistics.median(mt)
+    return {
+        "baseline_ms": b_ms, "baseline_p90_ms": percentile(bt, 90),
+        "model_ms": m_ms, "model_p90_ms": percentile(mt, 90),
+        "speedup": b_ms / m_ms if m_ms else float("inf"),
+        "speedup_paired": (statistics.median(x / y for x, y in zip(bt, mt))
+                           if min(mt) > 0 else float("inf")),
+        "speedup_min": min(bt) / min(mt) if min(mt) > 0 else float("inf"),
+        "baseline_times_ms": list(bt) if keep_times else [],
+        "model_times_ms": list(mt) if keep_times else [],
+    }
+
+
+def _per_second(count: float, ms: float) -> float:
+    return 1000.0 * count / ms if ms else float("inf")
 
 
 def compare_generate(model_runner: GenerateRunner, baseline_runner: GenerateRunner,
@@ -466,16 +483,11 @@ def compare_generate(model_runner: GenerateRunner, baseline_runner: GenerateRunn
             n = model_runner.new_tokens()
             if baseline_runner.new_tokens() != n:  # pragma: no cover - both are checked against N
                 raise NNPruneError("the model and its baseline generated different numbers of tokens")
-            bt, mt = times["baseline"], times["model"]
-            b_ms, m_ms = statistics.median(bt), statistics.median(mt)
+            lat = latency_summary(times["baseline"], times["model"], keep_times)
             rows.append(GenerateRow(
-                b, s, n, n_beams, b_ms, percentile(bt, 90), m_ms, percentile(mt, 90),
-                1000.0 * b * n / b_ms if b_ms else float("inf"),
-                1000.0 * b * n / m_ms if m_ms else float("inf"),
-                b_ms / m_ms if m_ms else float("inf"),
-                statistics.median(x / y for x, y in zip(bt, mt)) if min(mt) > 0 else float("inf"),
-                min(bt) / min(mt) if min(mt) > 0 else float("inf"),
-                bt if keep_times else [], mt if keep_times else []))
+                batch_size=b, seq_len=s, new_tokens=n, num_beams=n_beams, **lat,
+                baseline_tokens_per_s=_per_second(b * n, lat["baseline_ms"]),
+                model_tokens_per_s=_per_second(b * n, lat["model_ms"])))
     return rows
 
 
