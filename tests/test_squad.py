@@ -454,3 +454,55 @@ def test_evaluate_command_on_glue(tmp_path, capsys):
     assert got["kind"] == "plain" and got["main_metric"] == "accuracy"
     assert got["max_seq_length"] == 128 and got["num_examples"] == 3
     assert 0.0 <= got["metrics"]["accuracy"] <= 1.0
+
+
+def test_squad_v2_hybrid_with_teacher_then_fill(tmp_path, capsys):
+    """The Hybrid Filled recipe on SQuAD v2: fine-prune distils the teacher's start *and* end
+    logits (one KL term each, over every token of the feature), then ``fill`` compacts and
+    fine-tunes the QA model and reports the v2 breakdown."""
+    import nnprune.pruning_core.trainer as trainer_mod
+    from nnprune.cli.main import main
+    from nnprune.runner import FinePruneArgs, fine_prune
+
+    context = ("The Normans were the people who in the 10th and 11th centuries gave their name "
+               "to Normandy, a region in France. They were descended from Norse raiders and "
+               "pirates from Denmark, Iceland and Norway. ") * 2
+    questions = [("In what country is Normandy located?", "France"),
+                 ("When were the Normans in Normandy?", "10th and 11th centuries"),
+                 ("Who ruled the Normans in 1500?", None),
+                 ("What is the capital of Norway?", None)]
+    qas = [qa(str(i), q, context, a) for i, (q, a) in enumerate(questions)]
+    data = squad_file(tmp_path / "qa.json", [{"context": context, "qas": qas}])
+    teacher = save_tiny_model(tmp_path / "teacher", "bert", head="question-answering")
+    files = {"train_file": data, "validation_file": data}
+
+    calls: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    real_kl = trainer_mod.distillation_loss
+
+    def recording_kl(student, teacher_logits, temperature, mask=None):
+        calls.append((tuple(student.shape), tuple(teacher_logits.shape)))
+        return real_kl(student, teacher_logits, temperature, mask)
+
+    pruned = tmp_path / "pruned"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer_mod, "distillation_loss", recording_kl)
+        result = fine_prune(FinePruneArgs(
+            task="squad_v2", model=str(teacher), teacher=str(teacher), output_dir=pruned,
+            method="hybrid", max_steps=2, batch_size=4, max_seq_length=48, logging_steps=1,
+            save_steps=1000, **files))
+    assert result.steps == 2
+    # two steps x (start, end), each (batch, seq_len) against a teacher of the same shape
+    assert len(calls) == 4 and all(s == t and s[-1] == 48 for s, t in calls)
+    assert {"HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"} <= set(result.metrics)
+
+    capsys.readouterr()  # fine_prune's own log lines
+    with pytest.raises(SystemExit) as e:
+        main(["fill", str(pruned), "squad_v2", "--teacher", str(teacher),
+              "--output-dir", str(tmp_path / "filled"), "--max-steps", "2", "--batch-size", "4",
+              "--train-file", str(data), "--validation-file", str(data), "--json", "-"])
+    assert e.value.code == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["steps"] == 2 and got["heads_kept"] <= got["heads_original"]
+    assert got["metrics"]["NoAns_total"] == 2 and got["metrics"]["HasAns_total"] == 2
+    config = json.loads((tmp_path / "filled" / "config.json").read_text())
+    assert config["architectures"] == ["BertForQuestionAnswering"]
