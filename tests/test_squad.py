@@ -383,6 +383,16 @@ def test_split_squad_by_article(tmp_path, capsys):
     assert summary["train"]["questions"] == nq[0] and summary["eval"]["questions"] == nq[1]
     assert mod.split_squad(DEV_V1, tmp_path / "again")["eval"]["titles"] == summary["eval"]["titles"]
 
+    # v2 after v1.1: v2's evaluation articles are exactly v1.1's that v2 has, so nothing a v1.1
+    # model trained on is evaluated
+    needs(DEV_V2)
+    v2 = mod.split_squad(DEV_V2, tmp_path / "v2", eval_like=tmp_path / "split.json")
+    assert set(v2["eval"]["titles"]) <= set(summary["eval"]["titles"])
+    assert not set(v2["eval"]["titles"]) & {a["title"] for a in train}
+    assert (v2["train"]["articles"], v2["eval"]["articles"]) == (25, 10)
+    assert mod.main([str(DEV_V2), "--out", str(tmp_path / "bad"), "--eval-like", str(DEV_V2)]) == 2
+    assert "not a split.json" in capsys.readouterr().err
+
 
 # --------------------------------------------------------------------- fine-prune, evaluate
 
