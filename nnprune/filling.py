@@ -123,9 +123,8 @@ def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = Non
     import torch
 
     from nnprune.pruning_core.checkpoint import load_model
-    from nnprune.pruning_core.compact import compact_model, reinit_zeros
-
-    from nnprune.pruning_core.compact import max_abs_diff, model_outputs, probe_inputs
+    from nnprune.pruning_core.compact import (EXACT_TOLERANCE, compact_model, max_abs_diff,
+                                              model_outputs, probe_inputs, reinit_zeros)
 
     loaded = load_model(checkpoint)
     model = loaded.model
@@ -134,8 +133,9 @@ def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = Non
     report = compact_model(model, allow_inexact=False, ffn_multiple=8)
     # As bertarize does: never fine-tune a compaction that changed what the model computes.
     diff = max_abs_diff(model_outputs(model, inputs), reference)
-    if diff > 1e-4:
-        raise NNPruneError(f"compacting {checkpoint} changed its outputs by {diff:.3g} (> 1e-4); "
+    if diff > EXACT_TOLERANCE:
+        raise NNPruneError(f"compacting {checkpoint} changed its outputs by {diff:.3g} "
+                           f"(> {EXACT_TOLERANCE:g}); "
                            "refusing to fill a model that is not the pruned one")
     std = reinit_std
     if std is None:

@@ -481,6 +481,10 @@ class BertarizeResult:
         return out
 
 
+# Largest |output difference| (fp32) at which a rewritten model still counts as the same model.
+EXACT_TOLERANCE = 1e-4
+
+
 def probe_inputs(config: Any, tokenizer: Any = None, batch: int = 4,
                  seq_len: int = 16) -> dict[str, torch.Tensor]:
     """A fixed batch (with padding) to compare a model before and after an export."""
@@ -558,7 +562,7 @@ def _copy_tokenizer_files(src: Path, dst: Path) -> None:
 
 
 def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = False,
-              allow_inexact: bool = False, tolerance: float = 1e-4,
+              allow_inexact: bool = False, tolerance: float = EXACT_TOLERANCE,
               ffn_multiple: int = 8) -> BertarizeResult:
     """Write ``checkpoint`` (masked or plain) as a standard checkpoint at ``output``.
 
@@ -619,6 +623,7 @@ def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = Fal
 
 
 __all__ = [
+    "EXACT_TOLERANCE",
     "MODELING_FILE",
     "AttentionReport",
     "BertarizeResult",
