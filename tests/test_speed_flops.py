@@ -150,13 +150,16 @@ def _speed_models():
     return dense, half
 
 
-@pytest.fixture(scope="module")
-def speed_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("speed")
-    dense, half = _speed_models()
+def save_pair(root, dense: nn.Module, half: nn.Module):
+    """Save a dense model and its compacted half as ``root/dense`` and ``root/half``."""
     dense.save_pretrained(root / "dense")
     half.save_pretrained(root / "half")
     return root / "dense", root / "half"
+
+
+@pytest.fixture(scope="module")
+def speed_dirs(tmp_path_factory):
+    return save_pair(tmp_path_factory.mktemp("speed"), *_speed_models())
 
 
 def _cli(args):

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from conftest import save_tiny_model, tiny_config
-from test_speed_flops import compact
+from test_speed_flops import compact, save_pair
 from typer.testing import CliRunner
 
 from nnprune.errors import NNPruneError
@@ -35,11 +35,7 @@ def _bart_pair():
 
 @pytest.fixture(scope="module")
 def bart_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("speed-s2s")
-    dense, half = _bart_pair()
-    dense.save_pretrained(root / "dense")
-    half.save_pretrained(root / "half")
-    return root / "dense", root / "half"
+    return save_pair(tmp_path_factory.mktemp("speed-s2s"), *_bart_pair())
 
 
 def test_eos_biased_bart_stops_at_once_without_forcing():
