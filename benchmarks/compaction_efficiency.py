@@ -5,7 +5,7 @@ MiniLM (all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, 12 heads, FFN 1536) is com
 and FFN dims kept per layer follows a fixed uneven allocation (earlier layers keep more heads,
 later layers keep more FFN dims), and which heads/dims are kept is chosen by weight norm. Each
 compacted model is timed against the dense model in the same process, interleaved
-(:mod:`nnprune.pruning_core.speed`), at batch 32 x seq 128 by default, in fp32 and with PyTorch
+(:mod:`nnprune.workflows.speed`), at batch 32 x seq 128 by default, in fp32 and with PyTorch
 dynamic int8 (pruned+int8 vs dense fp32); dense int8 vs dense fp32 is the reference row. Besides the ratio of
 median latencies, the table gives the median of per-round ratios ("paired") and the ratio of the
 fastest forwards ("min"), which hold up better on a busy machine. With ``--align 8`` (default) each
@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from nnprune.pruning_core.architectures import Role, find_sites
-from nnprune.pruning_core.flops import flop_profile
-from nnprune.pruning_core.speed import cpu_model_name, run_speed
+from nnprune.measure.flops import flop_profile
+from nnprune.measure.timing import cpu_model_name
+from nnprune.workflows.speed import run_speed
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "compaction_efficiency.json"

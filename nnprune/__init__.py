@@ -5,7 +5,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Imported on first use, so that ``import nnprune`` stays light (no torch / transformers).
-_LAZY = {"load_pretrained": ("nnprune.pruning_core.compact", "load_pretrained")}
+_LAZY = {"load_pretrained": ("nnprune.pruning_core.checkpoint", "load_pretrained")}
 
 
 def __getattr__(name: str) -> Any:

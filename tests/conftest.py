@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def minilm_path() -> str:
@@ -115,3 +117,68 @@ def toy_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-bert", "bert")
+
+
+def make_args(cls, **kw):
+    """``cls(...)`` (FinePruneArgs, FillArgs) from flat keywords: the TrainingOptions fields among
+    them go to ``training``."""
+    from nnprune.workflows.options import TrainingOptions
+
+    names = set(TrainingOptions.names())
+    training = TrainingOptions(**{k: kw.pop(k) for k in list(kw) if k in names})
+    return cls(training=training, **kw)
+
+
+# ------------------------------------------------------------------------------ shared helpers
+@torch.no_grad()
+def compact_first(model: nn.Module, heads: dict, ffn: dict) -> nn.Module:
+    """Keep the first ``heads[(stack, layer)]`` heads of every attention block of that layer and
+    the first ``ffn[(stack, layer)]`` FFN dims (missing keys: keep all): zero the others' value
+    rows / FFN-in rows, then let ``compact_model`` remove them (in place)."""
+    from nnprune.pruning_core.compact import compact_model
+
+    zero_units(model, heads, ffn)
+    compact_model(model)
+    return model.eval()
+
+
+@torch.no_grad()
+def zero_units(model: nn.Module, heads: dict, ffn: dict) -> None:
+    from nnprune.pruning_core.architectures import Role, find_sites
+
+    units: dict[tuple, dict[Role, str]] = {}
+    num_heads: dict[tuple, int] = {}
+    for site in find_sites(model):
+        units.setdefault(site.unit, {})[site.role] = site.path
+        num_heads[site.unit] = site.num_heads
+    for (stack, layer, att), paths in units.items():
+        if att is not None:
+            n = num_heads[(stack, layer, att)]
+            v = model.get_submodule(paths[Role.VALUE])
+            hd = v.out_features // n
+            k = heads.get((stack, layer), n)
+            v.weight[k * hd:] = 0
+            v.bias[k * hd:] = 0
+        else:
+            fin = model.get_submodule(paths[Role.FFN_IN])
+            k = ffn.get((stack, layer), fin.out_features)
+            fin.weight[k:] = 0
+            fin.bias[k:] = 0
+
+
+def tiny_bert(**kw):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(tiny_config("bert", **kw)).eval()
+
+
+def cli_output(args) -> str:
+    """Run the ``nnprune`` app in-process; fails the test unless it exits 0. Returns stdout."""
+    from typer.testing import CliRunner
+
+    from nnprune.cli.main import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output

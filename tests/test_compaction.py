@@ -85,7 +85,7 @@ def test_masked_bertarized_compacted_agree(tmp_path, model_type, head):
     from nnprune.pruning_core import unpatch_model
     from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
     from nnprune.pruning_core.compact import MODELING_FILE, compact_model
-    from nnprune.pruning_core.counting import count_parameters
+    from nnprune.measure.counting import count_parameters
 
     model = _struct_masked(model_type, head)
     inputs = _inputs(model_type)
@@ -330,7 +330,7 @@ def test_import_nnprune_stays_light():
 def test_ffn_multiple_pads_with_zero_dims_exactly():
     """Layer 0 keeps 42 of 64 FFN dims; with ffn_multiple=8 it is stored as 48 (6 zero dims)."""
     from nnprune.pruning_core.compact import compact_model
-    from nnprune.pruning_core.counting import count_parameters
+    from nnprune.measure.counting import count_parameters
 
     reference = _struct_masked("bert")
     inputs = _inputs("bert")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterable, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -28,6 +31,41 @@ def quiet_libraries() -> None:
     except Exception:  # pragma: no cover - transformers always importable in practice
         pass
     logging.getLogger("datasets").setLevel(logging.ERROR)
+
+
+class _NNPruneHandler(logging.StreamHandler):
+    """Writes nnprune's log records to the *current* ``sys.stderr`` as plain lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401 - follows sys.stderr when it is replaced (tests, redirection)
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class _DropOnnxQuantAdvice(logging.Filter):
+    """onnxruntime's quantizer logs advice to pre-process on the root logger at WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not ("onnxruntime" in record.pathname and record.levelno < logging.ERROR)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """What a CLI user sees of the library's logs: nnprune's INFO lines on stderr (library code
+    only logs; this is the one place that decides how). Idempotent."""
+    log = logging.getLogger("nnprune")
+    if not any(isinstance(h, _NNPruneHandler) for h in log.handlers):
+        log.addHandler(_NNPruneHandler())
+    log.setLevel(level)
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropOnnxQuantAdvice) for f in root.filters):
+        root.addFilter(_DropOnnxQuantAdvice())
 
 
 def make_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
@@ -81,36 +119,57 @@ def write_json(path: Optional[Path], payload: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------- shared options
-# Option types of the training commands (fine-prune, fill). The option name comes
-# from the parameter name, so use them as e.g. ``epochs: EpochsOpt = 1.0``; the default stays with
-# each command.
-TeacherOpt = Annotated[str | None, typer.Option(
+TeacherOpt = Annotated[Optional[str], typer.Option(
     help="Fine-tuned dense checkpoint to distil from.")]
-EpochsOpt = Annotated[float, typer.Option(help="Training epochs (ignored with --max-steps).")]
-MaxStepsOpt = Annotated[int | None, typer.Option(help="Training steps; overrides --epochs.")]
-BatchSizeOpt = Annotated[int, typer.Option(help="Per-device training batch size.")]
-LearningRateOpt = Annotated[float, typer.Option(
-    help="Learning rate of the weights (mask scores, when pruning, use mask_scores_learning_rate).")]
-WarmupOpt = Annotated[float, typer.Option(help="LR warm-up: fraction of steps (<1) or step count.")]
-SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
-MaxSeqLengthOpt = Annotated[int | None, typer.Option(
-    help="Tokens per example (default: the task's, 128 GLUE / 384 SQuAD).")]
-ResumeOpt = Annotated[bool, typer.Option(help="Continue from the last checkpoint in --output-dir.")]
-OverwriteOpt = Annotated[bool, typer.Option(
-    help="Start again even if --output-dir holds checkpoints.")]
-DataDirOpt = Annotated[Path | None, typer.Option(
-    help="Task data folder: GLUE-style (train.tsv, dev.tsv) or SQuAD JSON (train-v1.1.json, "
-         "dev-v1.1.json).")]
-TrainFileOpt = Annotated[Path | None, typer.Option(
-    help="Training file: tsv/csv/json/jsonl, or official SQuAD JSON.")]
-ValidationFileOpt = Annotated[Path | None, typer.Option(
-    help="Evaluation file: tsv/csv/json/jsonl, or official SQuAD JSON.")]
-MaxTrainSamplesOpt = Annotated[int | None, typer.Option(
-    help="Use at most this many training examples.")]
-MaxEvalSamplesOpt = Annotated[int | None, typer.Option(
-    help="Evaluate on at most this many examples.")]
-LoggingStepsOpt = Annotated[int, typer.Option(help="Log every N steps.")]
-SaveStepsOpt = Annotated[int, typer.Option(help="Checkpoint every N steps.")]
-EvalStepsOpt = Annotated[int | None, typer.Option(help="Also evaluate every N steps.")]
-JsonOutOpt = Annotated[Path | None, typer.Option(
+TaskOptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--task-option", help="A task setting, key=value (repeatable); cnn_dailymail: generation "
+                          "settings num_beams, max_length, min_length, length_penalty, "
+                          "no_repeat_ngram_size, early_stopping.")]
+JsonOutOpt = Annotated[Optional[Path], typer.Option(
     "--json", help="Write the results as JSON here ('-' for stdout).")]
+
+
+def task_options(items: Optional[Sequence[str]]) -> dict[str, str]:
+    """``--task-option`` values as a mapping (one-line error when malformed)."""
+    from nnprune.settings import parse_assignments
+
+    return parse_assignments(items or (), option="--task-option")
+
+
+def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every field of :class:`~nnprune.workflows.options.TrainingOptions` as an
+    option (name, type, default and help from the dataclass: one source of truth), collected
+    into the command's ``training`` parameter."""
+    import dataclasses
+
+    from nnprune.settings import field_types
+    from nnprune.workflows.options import TrainingOptions
+
+    sig = inspect.signature(func)
+    if "training" not in sig.parameters:
+        raise TypeError(f"{func.__name__} has no 'training' parameter")
+    kinds = field_types(TrainingOptions)
+    extra = []
+    for f in dataclasses.fields(TrainingOptions):
+        annotation = Annotated[kinds[f.name], typer.Option(help=f.metadata.get("help"))]
+        extra.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                       default=f.default, annotation=annotation))
+    # The command module may use ``from __future__ import annotations``: resolve its own
+    # annotations in its globals, since typer reads them from this wrapper.
+    params = [p.replace(annotation=eval(p.annotation, func.__globals__))  # noqa: S307
+              if isinstance(p.annotation, str) else p
+              for p in sig.parameters.values() if p.name != "training"]
+    clash = {p.name for p in params} & {p.name for p in extra}
+    if clash:
+        raise TypeError(f"{func.__name__} redefines training options {sorted(clash)}")
+    names = {p.name for p in extra}
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        training = TrainingOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+        return func(*args, training=training, **kwargs)
+
+    command.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params + extra}
+    del command.__wrapped__  # typer must read the new signature, not the wrapped one's
+    return command

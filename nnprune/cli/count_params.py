@@ -18,18 +18,18 @@ def count_params(
     """Count the remaining linear weights (paper convention: encoder/decoder linear weights,
     biases excluded), whole heads and FFN dimensions kept, compression and estimated speedup."""
     quiet_libraries()
-    from nnprune.pruning_core.checkpoint import load_model
-    from nnprune.pruning_core.counting import count_parameters
+    from nnprune.measure.counting import count_parameters
+    from nnprune.pruning_core.checkpoint import CheckpointKind, load_model
 
     loaded = load_model(checkpoint)
     pc = count_parameters(loaded.model, seq_len=seq_len)
-    compacted = bool(getattr(loaded.model.config, "nnprune_layout", None))
-    kind = "masked" if loaded.is_masked else "compacted" if compacted else "plain"
+    kind = loaded.kind
     if str(json_out) != "-":
-        console.print(render_count_table(pc, f"{checkpoint} ({kind})"))
+        console.print(render_count_table(pc, f"{checkpoint} ({kind.value})"))
         print_count_summary(pc)
-    write_json(json_out, {"checkpoint": str(checkpoint), "masked": loaded.is_masked,
-                          "compacted": compacted, **pc.to_dict()})
+    write_json(json_out, {"checkpoint": str(checkpoint), "kind": kind.value,
+                          "masked": kind is CheckpointKind.MASKED,
+                          "compacted": kind is CheckpointKind.COMPACTED, **pc.to_dict()})
 
 
 def render_count_table(pc, title: str):

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+from nnprune.cli.common import (JsonOutOpt, TaskOptionOpt, console, make_table, quiet_libraries,
+                                task_options, write_json)
 
 
 def evaluate(
@@ -20,17 +21,19 @@ def evaluate(
     max_seq_length: Annotated[int | None, typer.Option(help="Tokens per feature; default: the checkpoint's training length, else the task's (SQuAD 384, GLUE 128).")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or hub name; default: the checkpoint's.")] = None,
     quantize: Annotated[str | None, typer.Option(help="int8: evaluate the dynamic int8 version of the model (CPU).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here ('-' for stdout).")] = None,
+    task_option: TaskOptionOpt = None,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Evaluate CHECKPOINT on TASK's evaluation split (the hub's unless local data is given)."""
     quiet_libraries()
-    from nnprune.evaluation import evaluate_checkpoint
+    from nnprune.workflows.evaluate import evaluate_checkpoint
 
     to_stdout = str(json_out) == "-"
     result = evaluate_checkpoint(
         task, checkpoint, data_dir=data_dir, validation_file=validation_file,
         max_eval_samples=max_eval_samples, batch_size=batch_size, max_seq_length=max_seq_length,
-        tokenizer=tokenizer, progress=not to_stdout, quantize=quantize)
+        tokenizer=tokenizer, progress=not to_stdout, quantize=quantize,
+        task_options=task_options(task_option))
     if not to_stdout:
         rows = [(f"{k} *" if k == result.main_metric else k, v)
                 for k, v in result.metrics.items()]

@@ -20,7 +20,7 @@ def export_onnx(
     """Export CKPT to ONNX with dynamic batch/sequence axes (per-layer head and FFN sizes kept),
     then run onnxruntime against PyTorch on a batch and report the max abs difference."""
     quiet_libraries()
-    from nnprune.pruning_core.onnx_export import export_checkpoint
+    from nnprune.export.onnx import export_checkpoint
 
     exp = export_checkpoint(checkpoint, output_dir, opset=opset, quantize=quantize)
     if str(json_out) != "-":

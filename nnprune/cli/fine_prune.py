@@ -3,71 +3,51 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (BatchSizeOpt, DataDirOpt, EpochsOpt, EvalStepsOpt, JsonOutOpt,
-                                LearningRateOpt, LoggingStepsOpt, MaxEvalSamplesOpt,
-                                MaxSeqLengthOpt, MaxStepsOpt, MaxTrainSamplesOpt, OverwriteOpt,
-                                ResumeOpt, SaveStepsOpt, SeedOpt, TeacherOpt, TrainFileOpt,
-                                ValidationFileOpt, WarmupOpt, emit, quiet_libraries,
-                                stdout_for_json)
+from nnprune.cli.common import (JsonOutOpt, TaskOptionOpt, TeacherOpt, emit, quiet_libraries,
+                                stdout_for_json, task_options, training_options)
+
+if TYPE_CHECKING:
+    from nnprune.workflows.options import TrainingOptions
 
 
+@training_options
 def fine_prune(
     task: Annotated[str, typer.Argument(help="Task name: sst2, mnli, qqp, mrpc, squad, squad_v2, cnn_dailymail.")],
-    model: Annotated[str, typer.Option(help="Pretrained model folder or hub name.")],
+    model: Annotated[str, typer.Option(help="Pretrained or fine-tuned model folder or hub name.")],
     output_dir: Annotated[Path, typer.Option(help="Where checkpoints and the final model go.")],
+    training: "TrainingOptions",
     method: Annotated[str, typer.Option(help="Method preset: movement, soft-movement, l0, magnitude, block, hybrid, hybrid-nt, hybrid-filled, struct, dense.")] = "hybrid-nt",
     teacher: TeacherOpt = None,
     target_density: Annotated[Optional[float], typer.Option(help="Fraction of the pruned matrices' weights to keep, in (0, 1].")] = None,
-    epochs: EpochsOpt = 1.0,
-    max_steps: MaxStepsOpt = None,
-    batch_size: BatchSizeOpt = 32,
-    learning_rate: LearningRateOpt = 3e-5,
-    warmup: WarmupOpt = 0.1,
-    seed: SeedOpt = 42,
-    max_seq_length: MaxSeqLengthOpt = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file of pruning config fields (may set 'method').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a pruning config field, key=value (repeatable).")] = None,
     fill_epochs: Annotated[Optional[float], typer.Option(help="hybrid-filled: epochs of the fill stage (default: as the pruning stage).")] = None,
     fill_max_steps: Annotated[Optional[int], typer.Option(help="hybrid-filled: steps of the fill stage (default: as the pruning stage).")] = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    data_dir: DataDirOpt = None,
-    train_file: TrainFileOpt = None,
-    validation_file: ValidationFileOpt = None,
-    max_train_samples: MaxTrainSamplesOpt = None,
-    max_eval_samples: MaxEvalSamplesOpt = None,
-    logging_steps: LoggingStepsOpt = 50,
-    save_steps: SaveStepsOpt = 500,
-    eval_steps: EvalStepsOpt = None,
+    task_option: TaskOptionOpt = None,
     json_out: JsonOutOpt = None,
 ) -> None:
     """Fine-prune MODEL on TASK and save the masked model (inspect it with count-params, make it
     smaller with bertarize --compact). With --method hybrid-filled, the pruning stage goes to
     OUTPUT_DIR/prune and the filled, compacted model to OUTPUT_DIR."""
     quiet_libraries()
-    from nnprune.runner import FinePruneArgs, fine_prune as run
+    from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune as run
 
     with stdout_for_json(json_out):
         result = run(FinePruneArgs(
             task=task, model=model, output_dir=output_dir, method=method, teacher=teacher,
-            target_density=target_density, epochs=epochs, max_steps=max_steps,
-            batch_size=batch_size, learning_rate=learning_rate, warmup=warmup, seed=seed,
-            max_seq_length=max_seq_length, config_file=config, overrides=list(set_ or []),
-            fill_epochs=fill_epochs, fill_max_steps=fill_max_steps, resume=resume,
-            overwrite=overwrite, data_dir=data_dir, train_file=train_file,
-            validation_file=validation_file, max_train_samples=max_train_samples,
-            max_eval_samples=max_eval_samples, logging_steps=logging_steps,
-            save_steps=save_steps, eval_steps=eval_steps))
+            target_density=target_density, config_file=config, overrides=tuple(set_ or ()),
+            fill_epochs=fill_epochs, fill_max_steps=fill_max_steps,
+            task_options=task_options(task_option), training=training))
     emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict())
 
 
 def result_rows(result) -> list[tuple[str, object]]:
     """Summary rows of a ``FinePruneResult`` (a filled result adds its own rows)."""
-    from nnprune.filling import FillResult
+    from nnprune.workflows.fill import FillResult
 
     if isinstance(result, FillResult):
         from nnprune.cli.fill import fill_rows

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import typer
 
-from nnprune.cli.common import err_console
+from nnprune.cli.common import err_console, setup_logging
 from nnprune.errors import NNPruneError
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point: user errors become one red line and exit code 2; bugs keep their traceback."""
     # Tokenizers' fork warning and TF/flax probing are noise for a CLI.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    setup_logging()
     try:
         rc = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except NNPruneError as exc:

@@ -51,7 +51,7 @@ def speed(
     as long as the source); with --generate also on a full generate() (latency, generated
     tokens/s, speedup)."""
     quiet_libraries()
-    from nnprune.pruning_core.speed import run_speed
+    from nnprune.workflows.speed import run_speed
 
     report = run_speed(model, baseline, device=device,
                        batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
@@ -77,7 +77,7 @@ def speed(
 def task_metrics(model: Path, task: str, quantize: str | None, data_dir: Path | None,
                  validation_file: Path | None, max_eval_samples: int | None) -> dict:
     """``{"fp32": metrics, "int8": metrics}`` (int8 only with ``--quantize int8``)."""
-    from nnprune.evaluation import evaluate_checkpoint
+    from nnprune.workflows.evaluate import evaluate_checkpoint
 
     out = {}
     for variant in ("fp32",) + ((quantize,) if quantize else ()):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch.nn as nn
 
 from nnprune.errors import NNPruneError
+from nnprune.pruning_core.compact_modeling import CLASS_PREFIX
 
 
 class Role(str, Enum):
@@ -176,3 +177,18 @@ def find_sites(model: nn.Module) -> list[LinearSite]:
                 sites.append(LinearSite(found[rel], stack.name, layer, role, att_name, num_heads,
                                         stack.is_decoder))
     return sites
+
+
+def model_class_for(config: Any) -> type:
+    import transformers
+
+    archs = getattr(config, "architectures", None) or []
+    for name in archs:
+        # A model saved after loading through nnprune_modeling.py (remote code) names its
+        # NNPrune-prefixed class; the stock class plus the saved layout rebuild it.
+        if name.startswith(CLASS_PREFIX) and not hasattr(transformers, name):
+            name = name[len(CLASS_PREFIX):]
+        cls = getattr(transformers, name, None)
+        if cls is not None:
+            return cls
+    raise NNPruneError(f"config.architectures {archs} names no transformers model class")

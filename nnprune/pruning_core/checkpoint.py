@@ -8,15 +8,48 @@ re-patches the model on load. Weights are read with safetensors only (no unpickl
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import torch.nn as nn
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.config import PruningConfig, read_nnprune_config
-from nnprune.pruning_core.pruner import Pruner, patch_model
+from nnprune.io_utils import atomic_directory
+from nnprune.pruning_core.architectures import model_class_for
+from nnprune.pruning_core.compact import apply_saved_layout, is_compacted, write_remote_code
+from nnprune.pruning_core.compact_modeling import LAYOUT_ATTR, ORIGINAL_ATTR
+from nnprune.pruning_core.config import CONFIG_FILE, PruningConfig, read_nnprune_config, save_pruning_config
+from nnprune.pruning_core.masked import MaskedLinear
+from nnprune.pruning_core.pruner import Pruner, patch_model, unpatch_model
+
+
+class CheckpointKind(str, Enum):
+    """What a checkpoint folder holds."""
+
+    PLAIN = "plain"  # a stock Hugging Face model (dense, or with baked-in zeros)
+    MASKED = "masked"  # nnprune masked layers with their scores (re-patched on load)
+    COMPACTED = "compacted"  # heads / FFN dims removed: per-layer sizes in config.nnprune_layout
+
+
+def _kind(config: dict[str, Any], masked: bool) -> CheckpointKind:
+    if masked:
+        return CheckpointKind.MASKED
+    if config.get(LAYOUT_ATTR) or config.get(ORIGINAL_ATTR):
+        return CheckpointKind.COMPACTED
+    return CheckpointKind.PLAIN
+
+
+def checkpoint_kind(path: "str | Path") -> CheckpointKind:
+    """The kind of the checkpoint folder ``path``, from its config files (no weights read)."""
+    p = check_dir(path)
+    try:
+        config = json.loads((p / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NNPruneError(f"cannot read {p / 'config.json'}: {exc}") from None
+    info = read_nnprune_config(p) or {}
+    return _kind(config, bool(info.get("masked")))
 
 
 class CheckpointMismatchError(NNPruneError, RuntimeError):
@@ -34,8 +67,12 @@ class LoadedModel:
     def is_masked(self) -> bool:
         return self.pruner is not None and len(self.pruner) > 0
 
+    @property
+    def kind(self) -> CheckpointKind:
+        return _kind(self.model.config.to_dict(), self.is_masked)
 
-def _check_dir(path: "str | Path") -> Path:
+
+def check_dir(path: "str | Path") -> Path:
     p = Path(path)
     if not p.exists():
         raise NNPruneError(f"checkpoint {p} does not exist")
@@ -77,21 +114,6 @@ def read_state_dict(path: "str | Path") -> dict[str, Any]:
     return state
 
 
-def model_class_for(config: Any) -> type:
-    import transformers
-
-    archs = getattr(config, "architectures", None) or []
-    for name in archs:
-        # A model saved after loading through nnprune_modeling.py (remote code) names its
-        # NNPrune-prefixed class; the stock class plus the saved layout rebuild it.
-        if name.startswith("NNPrune") and not hasattr(transformers, name):
-            name = name[len("NNPrune"):]
-        cls = getattr(transformers, name, None)
-        if cls is not None:
-            return cls
-    raise NNPruneError(f"config.architectures {archs} names no transformers model class")
-
-
 def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = None) -> LoadedModel:
     """Load a checkpoint folder as the model it was saved as.
 
@@ -100,7 +122,7 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     """
     from transformers import AutoConfig
 
-    p = _check_dir(path)
+    p = check_dir(path)
     info = read_nnprune_config(p) or {}
     try:
         config = AutoConfig.from_pretrained(str(p))
@@ -111,13 +133,11 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     # Magnitude pruning has no scores, so the saved flag is what marks a masked checkpoint.
     is_masked = bool(info.get("masked")) or any(k.endswith("mask_scores") for k in state)
     if is_masked and "pruning" not in info and prune_config is None:
-        raise NNPruneError(f"checkpoint {p} has mask scores but no nnprune_config.json")
+        raise NNPruneError(f"checkpoint {p} has mask scores but no {CONFIG_FILE}")
     model = cls(config)
-    if getattr(config, "nnprune_layout", None):
+    if is_compacted(config):
         # Compacted checkpoint: shrink the stock layers to the saved shapes before loading.
-        from nnprune.pruning_core.compact import apply_saved_layout
-
-        apply_saved_layout(model, config.nnprune_layout)
+        apply_saved_layout(model, getattr(config, LAYOUT_ATTR))
     pruner = None
     if is_masked:
         pcfg = prune_config or PruningConfig.from_dict(info["pruning"])
@@ -154,21 +174,64 @@ def _tied_keys(model: nn.Module) -> list[str]:
 def save_checkpoint(model: nn.Module, output_dir: "str | Path", *, config: Optional[PruningConfig],
                     tokenizer: Any = None, extra: Optional[dict[str, Any]] = None) -> Path:
     """Write ``model`` (masked or plain) atomically with its tokenizer and nnprune config."""
-    from nnprune.io_utils import atomic_directory
-    from nnprune.pruning_core.config import save_pruning_config
-    from nnprune.pruning_core.masked import MaskedLinear
-
     out = Path(output_dir)
     masked = any(isinstance(m, MaskedLinear) for m in model.modules())
     with atomic_directory(out) as tmp:
         model.save_pretrained(str(tmp))
-        if getattr(model.config, "nnprune_layout", None):
+        if is_compacted(model.config):
             # Compacted: nnprune_modeling.py + auto_map, so stock transformers can load it too.
-            from nnprune.pruning_core.compact import write_remote_code
-
             write_remote_code(model, tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         if config is not None:
             save_pruning_config(config, tmp, {"masked": masked, **(extra or {})})
     return out
+
+
+@dataclass
+class CheckpointModel:
+    """A checkpoint loaded for timing or export, with what kind it is and what to tell the user."""
+
+    model: nn.Module
+    kind: CheckpointKind
+    notes: list[str] = field(default_factory=list)
+
+
+def load_checkpoint_model(path: "str | Path") -> CheckpointModel:
+    """Load a masked, bertarized, compacted or plain checkpoint folder for timing or export,
+    with notes on why it may not be faster (masked; plain with all-zero heads still computed)."""
+    from nnprune.pruning_core.structure import analyze_structure
+
+    loaded = load_model(path)
+    kind = loaded.kind
+    notes = []
+    if kind is CheckpointKind.MASKED:
+        notes.append("masked checkpoint: not compacted, its layers keep their full size (and "
+                     "compute their masks every forward), so it will not be faster; timed as is. "
+                     "Compact it first.")
+    elif kind is CheckpointKind.PLAIN:
+        try:
+            st = analyze_structure(loaded.model)
+        except NNPruneError:  # an architecture without layer roles: nothing to say
+            st = None
+        heads = sum(len(u.removable) for u in st.attention) if st else 0
+        dims = sum(len(u.removable) for u in st.ffn) if st else 0
+        if heads or dims:
+            notes.append(f"plain full-size checkpoint with {heads} all-zero heads and {dims} "
+                         "all-zero FFN dims that are still computed; compact it to make it faster")
+    return CheckpointModel(loaded.model.eval(), kind, notes)
+
+
+def load_pretrained(path: str | Path, *, bake_masks: bool = False) -> nn.Module:
+    """Load a plain, bertarized, compacted or masked checkpoint folder as an eval-mode model.
+
+    Compacted checkpoints are rebuilt to their saved shapes before the weights are read;
+    masked ones come back patched (with their final masks), or baked into plain layers with
+    ``bake_masks``. Weights are read from safetensors only.
+    """
+    loaded = load_model(path)
+    model = loaded.model
+    if bake_masks and loaded.is_masked:
+        unpatch_model(model, apply_masks=True)
+    model.eval()
+    return model

@@ -15,6 +15,7 @@ stock ``AutoModelFor...from_pretrained(path, trust_remote_code=True)`` loads it 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -25,8 +26,11 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
+from nnprune.io_utils import atomic_write_text
 from nnprune.pruning_core import compact_modeling as cm
+from nnprune.pruning_core.compact_modeling import CLASS_PREFIX, LAYOUT_ATTR, ORIGINAL_ATTR
 from nnprune.pruning_core.architectures import (
+    model_class_for,
     Role,
     StackRoles,
     architecture_for,
@@ -36,10 +40,7 @@ from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.pruning_core.structure import analyze_structure
 
-MODELING_FILE = "nnprune_modeling.py"
-CLASS_PREFIX = "NNPrune"
-LAYOUT_ATTR = cm.LAYOUT_ATTR
-ORIGINAL_ATTR = cm.ORIGINAL_ATTR
+MODELING_FILE = "nnprune_modeling.py"  # the remote code written beside a compacted checkpoint
 
 
 # ---------------------------------------------------------------------------------- reports
@@ -397,8 +398,6 @@ def stock_class_name(model: nn.Module) -> str:
 def write_remote_code(model: nn.Module, directory: str | Path) -> dict[str, str]:
     """Write ``nnprune_modeling.py`` into a saved checkpoint folder of compacted ``model`` and
     point ``config.json``'s ``auto_map`` at it. Returns the ``auto_map``."""
-    from nnprune.io_utils import atomic_write_text
-
     d = Path(directory)
     source, auto_map = modeling_source(model.config.model_type, stock_class_name(model))
     atomic_write_text(d / MODELING_FILE, source)
@@ -412,73 +411,35 @@ def write_remote_code(model: nn.Module, directory: str | Path) -> dict[str, str]
     return auto_map
 
 
-def save_compacted(model: nn.Module, output_dir: str | Path, *, tokenizer: Any = None,
-                   config: Any = None, extra: dict[str, Any] | None = None) -> Path:
-    """Save a (compacted or plain) model atomically, with remote code when compacted.
-
-    Same as :func:`nnprune.pruning_core.checkpoint.save_checkpoint`, which writes the remote code
-    itself for compacted models.
-    """
-    from nnprune.pruning_core.checkpoint import save_checkpoint
-
-    return save_checkpoint(model, output_dir, config=config, tokenizer=tokenizer, extra=extra)
-
-
-# ---------------------------------------------------------------------------------- loading
-def load_pretrained(path: str | Path, *, bake_masks: bool = False) -> nn.Module:
-    """Load a plain, bertarized, compacted or masked checkpoint folder as an eval-mode model.
-
-    Compacted checkpoints are rebuilt to their saved shapes before the weights are read;
-    masked ones come back patched (with their final masks), or baked into plain layers with
-    ``bake_masks``. Weights are read from safetensors only.
-    """
-    from nnprune.pruning_core.checkpoint import load_model
-
-    loaded = load_model(path)
-    model = loaded.model
-    if bake_masks and loaded.is_masked:
-        unpatch_model(model, apply_masks=True)
-    model.eval()
-    return model
+# ---------------------------------------------------------------------------------- dense ancestor
+def dense_config(config: Any) -> Any:
+    """A copy of ``config`` at the dense ancestor's sizes, without nnprune layout entries."""
+    cfg = copy.deepcopy(config)
+    for k, v in (getattr(cfg, ORIGINAL_ATTR, None) or {}).items():
+        setattr(cfg, k, v)
+    for k in (LAYOUT_ATTR, ORIGINAL_ATTR, "auto_map"):
+        if k in cfg.__dict__:
+            del cfg.__dict__[k]
+    return cfg
 
 
+def dense_baseline(model: nn.Module, seed: int = 0) -> nn.Module:
+    """The original architecture of ``model`` at full size, randomly initialized (eval mode)."""
+    cfg = dense_config(model.config)
+    cls = type(model)
+    if cls.__name__.startswith(CLASS_PREFIX) or not hasattr(cls, "config_class"):
+        cls = model_class_for(cfg)  # the stock class of a remote-code compacted model
+    torch.manual_seed(seed)
+    return cls(cfg).eval()
 
-# ---------------------------------------------------------------------------------- bertarize
+
+# ---------------------------------------------------------------------------------- exactness probes
 PROBE_SENTENCES = (
     "The movie was surprisingly good, and the cast clearly enjoyed themselves.",
     "A dull story.",
     "Pruning removes what the model does not need, and keeps what it does.",
     "Is this the same function as before?",
 )
-TOKENIZER_FILES = ("tokenizer*.json", "tokenizer*.model", "vocab.*", "merges.txt", "spm.model",
-                   "sentencepiece*.model", "special_tokens_map.json", "added_tokens.json",
-                   "chat_template*")
-
-
-@dataclass
-class BertarizeResult:
-    checkpoint: str
-    output: str
-    masked: bool  # whether the input had masks
-    compacted: bool  # whether the output has compacted shapes
-    max_abs_diff: float  # largest |output logit difference| vs the input model, fp32
-    tolerance: float
-    allow_inexact: bool
-    compared: list[str]  # output fields compared (logits, start_logits, ...)
-    report: CompactionReport | None = None  # with compaction
-    removable_heads: int = 0  # without compaction: heads / FFN dims --compact would remove
-    removable_ffn_dims: int = 0
-    qk_empty: int = 0
-
-    @property
-    def exact(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["report"] = self.report.to_dict() if self.report is not None else None
-        out["exact"] = self.exact
-        return out
 
 
 # Largest |output difference| (fp32) at which a rewritten model still counts as the same model.
@@ -543,103 +504,9 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
     return max(diffs, default=0.0)
 
 
-def _try_tokenizer(path: Path) -> Any:
-    try:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(path))
-    except Exception:  # noqa: BLE001 - no (readable) tokenizer: random ids are used instead
-        return None
-
-
-def _copy_tokenizer_files(src: Path, dst: Path) -> None:
-    import shutil
-
-    for pattern in TOKENIZER_FILES:
-        for f in src.glob(pattern):
-            if f.is_file() and not (dst / f.name).exists():
-                shutil.copy2(f, dst / f.name)
-
-
-def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = False,
-              allow_inexact: bool = False, tolerance: float = EXACT_TOLERANCE,
-              ffn_multiple: int = 8) -> BertarizeResult:
-    """Write ``checkpoint`` (masked or plain) as a standard checkpoint at ``output``.
-
-    The final masks are baked into the weights and the scores dropped; with ``compact`` the
-    removable heads and FFN dimensions are removed too (plus remote code, see module doc). The
-    written folder is loaded back (stock ``from_pretrained`` when not compacted, nnprune when
-    compacted) and its outputs compared with the input model's on a fixed batch: above
-    ``tolerance`` the export fails and ``output`` is left as it was, unless ``allow_inexact``.
-    """
-    from nnprune.io_utils import atomic_directory, atomic_write_text
-    from nnprune.pruning_core.checkpoint import load_model, model_class_for
-
-    src, out = Path(checkpoint), Path(output)
-    if out.exists() and src.exists() and out.resolve() == src.resolve():
-        raise NNPruneError("the output folder must differ from the checkpoint")
-    loaded = load_model(src)
-    model = loaded.model
-    inputs = probe_inputs(model.config, _try_tokenizer(src))
-    reference = model_outputs(model, inputs)
-    unpatch_model(model, apply_masks=True)
-    result = BertarizeResult(str(src), str(out), loaded.is_masked, False, 0.0, tolerance,
-                             allow_inexact, sorted(reference))
-    if compact:
-        result.report = compact_model(model, allow_inexact=allow_inexact, ffn_multiple=ffn_multiple)
-        result.qk_empty = result.report.qk_empty
-    else:
-        structure = analyze_structure(model)
-        result.removable_heads = sum(len(u.removable) for u in structure.attention)
-        result.removable_ffn_dims = sum(len(u.removable) for u in structure.ffn)
-        result.qk_empty = sum(len(u.qk_empty) for u in structure.attention)
-    result.compacted = is_compacted(model.config)
-    with atomic_directory(out) as tmp:
-        model.save_pretrained(str(tmp))
-        if result.compacted:
-            write_remote_code(model, tmp)
-        _copy_tokenizer_files(src, tmp)
-        if loaded.info:
-            info = {**loaded.info, "masked": False, "bertarized_from": str(src),
-                    "compacted": result.compacted}
-            atomic_write_text(tmp / "nnprune_config.json",
-                              json.dumps(info, indent=2, sort_keys=True) + "\n")
-        if result.compacted:
-            reloaded = load_pretrained(tmp)
-        else:
-            try:
-                reloaded = model_class_for(model.config).from_pretrained(str(tmp),
-                                                                         dtype=torch.float32)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise NNPruneError(f"transformers cannot load the exported model: "
-                                   f"{str(exc).splitlines()[0]}") from None
-        result.max_abs_diff = max_abs_diff(reference, model_outputs(reloaded, inputs))
-        if not result.exact and not allow_inexact:
-            raise NNPruneError(
-                f"the exported model's outputs differ from the input model's by up to "
-                f"{result.max_abs_diff:.3g} (> {tolerance:g}); nothing was written to {out}. "
-                "Pass --allow-inexact to accept the difference")
-    return result
-
-
 __all__ = [
-    "EXACT_TOLERANCE",
-    "MODELING_FILE",
-    "AttentionReport",
-    "BertarizeResult",
-    "CompactionReport",
-    "FfnReport",
-    "apply_saved_layout",
-    "bertarize",
-    "compact_model",
-    "is_compacted",
-    "load_pretrained",
-    "max_abs_diff",
-    "model_layout",
-    "model_outputs",
-    "modeling_source",
-    "probe_inputs",
-    "reinit_zeros",
-    "save_compacted",
-    "write_remote_code",
+    "EXACT_TOLERANCE", "MODELING_FILE", "AttentionReport", "CompactionReport", "FfnReport",
+    "apply_saved_layout", "compact_model", "dense_baseline", "dense_config", "is_compacted",
+    "max_abs_diff", "model_layout", "model_outputs", "modeling_source", "probe_inputs",
+    "reinit_zeros", "write_remote_code",
 ]

@@ -34,8 +34,10 @@ import warnings
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache
 
 LAYOUT_ATTR = "nnprune_layout"
+CLASS_PREFIX = "NNPrune"  # prefix of the generated remote-code model classes
 ORIGINAL_ATTR = "nnprune_original"
 LAYOUT_FORMAT = 1
 _HEAD_COUNT_ATTRS = ("num_attention_heads", "n_heads", "num_heads")
@@ -64,15 +66,33 @@ class EmptyAttention(nn.Module):
         out = hidden_states.new_zeros(*hidden_states.shape[:-1], 0)
         if self.output_name is not None:
             out = getattr(self, self.output_name)(out)
-        cache = kwargs.get("past_key_values")
+        cache = _find_cache(args, kwargs)
         is_self = kwargs.get("key_value_states") is None and kwargs.get("encoder_hidden_states") is None
         if cache is not None and is_self and self.layer_idx is not None and hidden_states.dim() == 3:
-            # One all-zero placeholder head: a cache layer holding no elements reports length 0.
+            # One all-zero placeholder head: a cache layer holding no elements reports length 0, and
+            # the model reads the cache's length (positions, causal mask) from layer 0.
             cache = getattr(cache, "self_attention_cache", cache)
             blank = hidden_states.new_zeros(hidden_states.shape[0], 1, hidden_states.shape[1],
                                             self.head_dim)
             cache.update(blank, blank, self.layer_idx)
         return out, None
+
+
+def _find_cache(args: tuple, kwargs: dict):
+    """The KV cache handed to an attention block, whatever its argument is called.
+
+    transformers 5.0 passes it as ``past_key_values=``; later 5.x releases renamed it ``cache=``
+    (BART: ``@deprecate_kwarg("past_key_values", ..., new_name="cache")``). Reading a single name
+    silently misses it on the other releases, so look for the object itself.
+    """
+    for name in ("cache", "past_key_values", "past_key_value"):
+        value = kwargs.get(name)
+        if isinstance(value, Cache):
+            return value
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Cache):
+            return value
+    return None
 
 
 def _split(path: str) -> "tuple[str, str]":

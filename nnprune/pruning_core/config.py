@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
+from nnprune.settings import apply_assignments, parse_assignments
 
 CONFIG_FILE = "nnprune_config.json"
 
@@ -212,14 +213,9 @@ class PruningConfig:
         return cls(**data)
 
     def replace(self, **changes: Any) -> "PruningConfig":
-        """A copy with ``changes`` applied and validated (strings are coerced to field types)."""
-        current = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key, value in changes.items():
-            if key not in current:
-                known = ", ".join(sorted(current))
-                raise NNPruneError(f"unknown pruning config key {key!r}; known: {known}")
-            current[key] = _coerce(key, value, current[key])
-        return PruningConfig(**current)
+        """A copy with ``changes`` applied and validated (strings are converted by the fields'
+        declared types, see :mod:`nnprune.settings`)."""
+        return apply_assignments(self, changes, what="pruning config")
 
 
 def _enum(enum_cls: type[Enum], value: Any, name: str) -> Any:
@@ -230,31 +226,6 @@ def _enum(enum_cls: type[Enum], value: Any, name: str) -> Any:
     except ValueError:
         known = ", ".join(e.value for e in enum_cls)
         raise NNPruneError(f"unknown {name} {value!r}; known: {known}") from None
-
-
-_FIELD_TYPES = {f.name: f.type for f in fields(PruningConfig)}
-
-
-def _coerce(key: str, value: Any, current: Any) -> Any:
-    """Turn a CLI/file string into the field's type (enums and block specs parse later)."""
-    if not isinstance(value, str):
-        return value
-    ftype = str(_FIELD_TYPES[key])
-    if value.lower() in ("none", "null") and "Optional" in ftype:
-        return None
-    try:
-        if ftype == "bool":
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if "float" in ftype:
-            return float(value)
-    except ValueError:
-        raise NNPruneError(f"{key} expects a {ftype.replace('Optional[', '').rstrip(']')}, "
-                           f"got {value!r}") from None
-    return value
 
 
 def load_config_file(path: "str | Path") -> dict[str, Any]:
@@ -301,5 +272,5 @@ def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
 
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "load_config_file", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE",
+    "PruningConfig", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE",
 ]

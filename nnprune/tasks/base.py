@@ -77,6 +77,26 @@ class TaskAdapter(ABC):
     main_metric: str = "accuracy"
     #: tokens per example when the user does not say (SQuAD: 384)
     default_max_seq_length: int = 128
+    #: the ``transformers`` model class-name suffix of the head this task trains and evaluates
+    #: (``"ForSequenceClassification"``); ``""``: any head the adapter's ``build_model`` accepts
+    head_suffix: str = ""
+
+    def with_options(self, options: dict[str, str]) -> "TaskAdapter":
+        """This task with ``--task-option key=value`` settings applied; a task without settings
+        refuses any."""
+        if options:
+            raise NNPruneError(f"task {self.name} takes no --task-option (got "
+                               f"{', '.join(sorted(options))})")
+        return self
+
+    def check_checkpoint(self, config: dict[str, Any], where: str) -> None:
+        """Refuse (one line) a checkpoint whose ``config.json`` (as a dict) cannot serve this task:
+        a model class with another head, or (subclasses) another label set. Called before any data
+        is tokenized."""
+        archs = [str(a) for a in config.get("architectures") or []]
+        if self.head_suffix and archs and not any(a.endswith(self.head_suffix) for a in archs):
+            raise NNPruneError(f"checkpoint {where} is a {', '.join(archs)} model; task {self.name} "
+                               f"needs a *{self.head_suffix} head")
 
     @abstractmethod
     def load_data(self, tokenizer: Any, data: DataArgs, *, need_train: bool = True) -> TaskData:
@@ -106,10 +126,3 @@ class TaskAdapter(ABC):
 
 
 TASKS: Registry[type[TaskAdapter]] = Registry("task")
-
-
-def get_task(name: str) -> TaskAdapter:
-    """Instantiate a registered task adapter by name (importing the built-in adapters first)."""
-    import nnprune.tasks  # noqa: F401  (registers the built-in tasks)
-
-    return TASKS.get(name)()

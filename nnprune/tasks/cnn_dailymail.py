@@ -11,7 +11,7 @@ Data sources, first match wins (see :meth:`CnnDailyMailTask.load_data`):
    split comes from ``url_lists/all_{train,val,test}.txt`` in the folder or its parent (a story's
    file name is the SHA-1 of its URL, as in the standard preprocessing); without URL lists the
    stories are sorted by file name and every :attr:`~CnnDailyMailTask.validation_every`-th one
-   (the 1st, 11th, ...) goes to validation, the rest to training; the split used is printed and
+   (the 1st, 11th, ...) goes to validation, the rest to training; the split used is logged and
    kept in :attr:`~CnnDailyMailTask.split_info`;
 3. the hub dataset ``abisee/cnn_dailymail`` (config ``3.0.0``), used only when no local source is
    given, so a run with local files never touches the network.
@@ -46,11 +46,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
+import logging
 import re
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +57,14 @@ import numpy as np
 import torch
 
 from nnprune.errors import NNPruneError
+from nnprune.settings import apply_assignments
 from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
-from nnprune.tasks.io import _read_text, check_columns, read_table
+from nnprune.tasks.io import check_columns, read_table, read_text
+
+logger = logging.getLogger(__name__)
 
 HUB_DATASET = "abisee/cnn_dailymail"
 HUB_CONFIG = "3.0.0"
-GENERATION_ENV = "NNPRUNE_GENERATION"
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 #: the standard preprocessing appends " ." to lines that do not end with one of these
@@ -95,33 +96,6 @@ class GenerationSettings:
                                f"{self.min_length} (max_length {self.max_length})")
         if self.no_repeat_ngram_size < 0:
             raise NNPruneError("generation no_repeat_ngram_size must be >= 0")
-
-    def updated(self, text: str) -> GenerationSettings:
-        """A copy with ``"key=value,key=value"`` applied (the ``NNPRUNE_GENERATION`` syntax)."""
-        types = {f.name: f.type for f in fields(self)}
-        changes: dict[str, Any] = {}
-        for item in (t.strip() for t in text.replace(";", ",").split(",")):
-            if not item:
-                continue
-            key, sep, value = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep or key not in types:
-                raise NNPruneError(f"{GENERATION_ENV}: expected key=value with key one of "
-                                   f"{', '.join(types)}; got {item!r}")
-            value = value.strip()
-            try:
-                if types[key] == "bool":
-                    if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                        raise ValueError(value)
-                    changes[key] = value.lower() in ("1", "true", "yes")
-                elif types[key] == "int":
-                    changes[key] = int(value)
-                else:
-                    changes[key] = float(value)
-            except ValueError:
-                raise NNPruneError(f"{GENERATION_ENV}: {key} expects a {types[key]}, "
-                                   f"got {value!r}") from None
-        return replace(self, **changes)
 
     def kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -166,7 +140,7 @@ def parse_story(text: str, story_id: str = "") -> Story:
 def read_story_file(path: str | Path) -> Story:
     """Parse one ``.story`` file; its id is the file name without ``.story`` (SHA-1 of the URL)."""
     path = Path(path)
-    return parse_story(_read_text(path), path.stem)
+    return parse_story(read_text(path), path.stem)
 
 
 def url_hash(url: str) -> str:
@@ -196,7 +170,7 @@ def find_url_lists(folder: Path) -> Path | None:
 
 def read_url_list(path: Path) -> list[str]:
     """Story ids (SHA-1 of each non-blank URL line) of one ``all_*.txt`` file, in file order."""
-    return [url_hash(line) for line in _read_text(path).splitlines() if line.strip()]
+    return [url_hash(line) for line in read_text(path).splitlines() if line.strip()]
 
 
 def read_rows_file(path: str | Path) -> list[Story]:
@@ -312,18 +286,19 @@ class CnnDailyMailTask(TaskAdapter):
     max_target_length = 128
     #: without URL lists, every k-th story (sorted by file name) goes to validation
     validation_every = 10
-    #: default generation settings (``NNPRUNE_GENERATION`` and the constructor override them)
+    #: default generation settings (``--task-option key=value`` and the constructor override them)
     generation = GenerationSettings()
 
     def __init__(self, generation: GenerationSettings | None = None) -> None:
-        if generation is None:
-            generation = type(self).generation
-            env = os.environ.get(GENERATION_ENV, "").strip()
-            if env:
-                generation = generation.updated(env)
-        self.generation = generation
+        self.generation = generation if generation is not None else type(self).generation
         self.split_info: str = ""
         self._tokenizer: Any = None
+
+    def with_options(self, options: dict[str, str]) -> "CnnDailyMailTask":
+        """Generation settings from ``--task-option key=value`` (e.g. ``num_beams=2``)."""
+        if not options:
+            return self
+        return type(self)(apply_assignments(self.generation, options, what="generation setting"))
 
     # ------------------------------------------------------------------ data
 
@@ -367,8 +342,8 @@ class CnnDailyMailTask(TaskAdapter):
         """``max_seq_length``, capped at the tokenizer's ``model_max_length`` when it has one."""
         limit = getattr(tokenizer, "model_max_length", None)
         if isinstance(limit, int) and 0 < limit < 1_000_000 and limit < max_seq_length:
-            print(f"cnn_dailymail: sources truncated to {limit} tokens (the tokenizer's "
-                  f"model_max_length), not {max_seq_length}", file=sys.stderr)
+            logger.warning("cnn_dailymail: sources truncated to %d tokens (the tokenizer's "
+                           "model_max_length), not %d", limit, max_seq_length)
             return limit
         return max_seq_length
 
@@ -443,7 +418,7 @@ class CnnDailyMailTask(TaskAdapter):
                                f"{len(files)} stories sorted by file name, every {k}th "
                                f"(1st, {k + 1}th, ...) to validation ({len(val_files)}), the "
                                f"rest to training ({len(train_files)})")
-        print(f"{self.name}: {self.split_info}", file=sys.stderr)
+        logger.info("%s: %s", self.name, self.split_info)
         return ([read_story_file(f) for f in train_files] if read_train else [],
                 [read_story_file(f) for f in val_files])
 
@@ -580,7 +555,6 @@ class CnnDailyMailTask(TaskAdapter):
 
 __all__ = [
     "END_TOKENS",
-    "GENERATION_ENV",
     "HUB_CONFIG",
     "HUB_DATASET",
     "ROUGE_KEYS",

@@ -333,6 +333,15 @@ class GlueClassificationTask(TaskAdapter):
 
     # ----------------------------------------------------------------- model
 
+    head_suffix = "ForSequenceClassification"
+
+    def check_checkpoint(self, config: dict[str, Any], where: str) -> None:
+        super().check_checkpoint(config, where)
+        n = config.get("num_labels") or len(config.get("id2label") or {}) or None
+        if n is not None and int(n) != self.spec.num_labels:
+            raise NNPruneError(f"checkpoint {where} has {n} labels but task {self.name} needs "
+                               f"{self.spec.num_labels}")
+
     def build_model(self, model_name_or_path: str, **kwargs: Any) -> torch.nn.Module:
         """``AutoModelForSequenceClassification`` with ``num_labels`` classes named like the hub.
 

@@ -57,7 +57,7 @@ def read_table(path: str | Path, *, required: Sequence[str] = ()) -> tuple[list[
         supported = ", ".join(SUPPORTED_EXTENSIONS)
         raise NNPruneError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
                            f"expected one of {supported}")
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise NNPruneError(f"{path}: file is empty")
     if suffix in (".tsv", ".csv"):
@@ -92,7 +92,7 @@ def check_columns(path: str | Path, required: Iterable[str], found: Sequence[str
         raise NNPruneError(f"{prefix}missing column(s) {names}; found: {', '.join(found)}")
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -132,7 +132,7 @@ def _parse_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], 
             rows.append(dict(zip(header, fields)))
     except csv.Error as e:
         raise NNPruneError(f"{path}: line {reader.line_num}: {e}") from e
-    if header is None:  # only blank lines; _read_text's check makes this unreachable in practice
+    if header is None:  # only blank lines; read_text's check makes this unreachable in practice
         raise NNPruneError(f"{path}: file is empty")
     return header, rows
 

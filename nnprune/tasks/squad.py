@@ -40,7 +40,7 @@ import torch
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
-from nnprune.tasks.io import _read_text
+from nnprune.tasks.io import read_text
 from nnprune.tasks.squad_metrics import squad_v1_evaluate, squad_v2_evaluate
 
 HUB_DATASETS = {"squad": "rajpurkar/squad", "squad_v2": "rajpurkar/squad_v2"}
@@ -103,7 +103,7 @@ def read_squad_file(path: str | Path) -> list[SquadExample]:
     if suffix not in SQUAD_EXTENSIONS:
         raise NNPruneError(f"{path}: unsupported file type {suffix or '(none)'!r} for SQuAD; "
                            "expected .json (official SQuAD layout) or .jsonl")
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise NNPruneError(f"{path}: file is empty")
     if suffix == ".jsonl":
@@ -590,6 +590,8 @@ class SquadTask(TaskAdapter):
         return examples
 
     # ----------------------------------------------------------------- model
+
+    head_suffix = "ForQuestionAnswering"
 
     def build_model(self, model_name_or_path: str, **kwargs: Any) -> torch.nn.Module:
         """``AutoModelForQuestionAnswering`` (a base checkpoint gets a fresh span head)."""

@@ -103,7 +103,7 @@ def test_bertarize_allow_inexact_removes_qk_empty_heads(tmp_path, capsys, masked
 
 
 def test_bertarize_refuses_inexact_export(tmp_path, capsys, masked_ckpt, monkeypatch):
-    from nnprune.pruning_core import compact
+    from nnprune.pruning_core import bertarize as compact
 
     ckpt, _ = masked_ckpt
     out = tmp_path / "out"

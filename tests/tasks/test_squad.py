@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, save_tiny_model
+from conftest import SHARED_DATA, make_args, save_tiny_model
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, get_task
@@ -36,7 +36,7 @@ from nnprune.tasks.squad_metrics import (
 SQUAD = SHARED_DATA / "squad"
 DEV_V1 = SQUAD / "v1.1" / "dev-v1.1.json"
 DEV_V2 = SQUAD / "v2.0" / "dev-v2.0.json"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def needs(path: Path) -> None:
@@ -399,7 +399,7 @@ def test_split_squad_by_article(tmp_path, capsys):
 
 def test_fine_prune_then_evaluate_command(tmp_path):
     from nnprune.cli.main import main
-    from nnprune.runner import FinePruneArgs, fine_prune
+    from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 
     context = ("The Normans were the people who in the 10th and 11th centuries gave their name "
                "to Normandy, a region in France. They were descended from Norse raiders and "
@@ -413,7 +413,7 @@ def test_fine_prune_then_evaluate_command(tmp_path):
     dev = squad_file(tmp_path / "dev.json", [{"context": context, "qas": qas[:3]}])
     model = save_tiny_model(tmp_path / "qa", "bert", head="question-answering")
     out = tmp_path / "out"
-    result = fine_prune(FinePruneArgs(
+    result = fine_prune(make_args(FinePruneArgs, 
         task="squad", model=str(model), output_dir=out, method="movement", max_steps=3,
         batch_size=4, max_seq_length=64, train_file=train, validation_file=dev,
         logging_steps=1, save_steps=1000))
@@ -433,7 +433,7 @@ def test_fine_prune_then_evaluate_command(tmp_path):
     assert got["metrics"]["f1"] == pytest.approx(result.metrics["f1"])
 
     # compacted (bertarized with --compact): loaded through nnprune.load_pretrained
-    from nnprune.pruning_core.compact import bertarize
+    from nnprune.pruning_core.bertarize import bertarize
 
     bertarize(out, tmp_path / "compact", compact=True)
     with pytest.raises(SystemExit) as e:
@@ -472,7 +472,7 @@ def test_squad_v2_hybrid_with_teacher_then_fill(tmp_path, capsys):
     fine-tunes the QA model and reports the v2 breakdown."""
     import nnprune.pruning_core.trainer as trainer_mod
     from nnprune.cli.main import main
-    from nnprune.runner import FinePruneArgs, fine_prune
+    from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 
     context = ("The Normans were the people who in the 10th and 11th centuries gave their name "
                "to Normandy, a region in France. They were descended from Norse raiders and "
@@ -496,7 +496,7 @@ def test_squad_v2_hybrid_with_teacher_then_fill(tmp_path, capsys):
     pruned = tmp_path / "pruned"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(trainer_mod, "distillation_loss", recording_kl)
-        result = fine_prune(FinePruneArgs(
+        result = fine_prune(make_args(FinePruneArgs, 
             task="squad_v2", model=str(teacher), teacher=str(teacher), output_dir=pruned,
             method="hybrid", max_steps=2, batch_size=4, max_seq_length=48, logging_steps=1,
             save_steps=1000, **files))

@@ -73,7 +73,8 @@ def test_speed_cli_generate_compacted_bart(bart_dirs):
 
 
 def test_run_speed_generate_beams_default_baseline_and_exact_length():
-    from nnprune.pruning_core.speed import GenerateRunner, generation_config_for, run_speed
+    from nnprune.measure.timing import GenerateRunner, generation_config_for
+    from nnprune.workflows.speed import run_speed
 
     dense, half = _bart_pair()
     rep = run_speed("half", model=half, generate=True, max_new_tokens=5, num_beams=2,
@@ -84,7 +85,7 @@ def test_run_speed_generate_beams_default_baseline_and_exact_length():
     # Both runners really produced 5 tokens per sequence, EOS only (forced) at the very end.
     cfg = generation_config_for(half, 5, 2)
     assert cfg.min_new_tokens == cfg.max_new_tokens == 5 and not cfg.do_sample
-    from nnprune.pruning_core.flops import make_inputs
+    from nnprune.measure.flops import make_inputs
 
     for m in (dense, half):
         runner = GenerateRunner(m, torch.device("cpu"), "m", cfg)
@@ -105,7 +106,7 @@ def test_generate_refused_for_non_seq2seq_models(tmp_path, capsys, bart_dirs):
     from transformers import AutoModelForSequenceClassification
 
     from nnprune.cli.main import main
-    from nnprune.pruning_core.speed import run_speed
+    from nnprune.workflows.speed import run_speed
 
     bert = save_tiny_model(tmp_path / "bert", "bert")
     with pytest.raises(SystemExit) as exc:

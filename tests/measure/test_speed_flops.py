@@ -6,56 +6,15 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import cli_output as _cli
+from conftest import compact_first as compact
+from conftest import tiny_bert as _bert
+from conftest import tiny_config, zero_units as _zero_units
 from torch import nn
 from typer.testing import CliRunner
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.architectures import Role, find_sites
-from nnprune.pruning_core.flops import count_flops, flop_profile, make_inputs
-
-# ------------------------------------------------------------------------------ compaction helper
-
-@torch.no_grad()
-def compact(model: nn.Module, heads: dict, ffn: dict) -> nn.Module:
-    """Keep the first ``heads[(stack, layer)]`` heads of every attention block of that layer and
-    the first ``ffn[(stack, layer)]`` FFN dims (missing keys: keep all): zero the others' value
-    rows / FFN-in rows, then let ``compact_model`` remove them (in place)."""
-    from nnprune.pruning_core.compact import compact_model
-
-    _zero_units(model, heads, ffn)
-    compact_model(model)
-    return model.eval()
-
-
-@torch.no_grad()
-def _zero_units(model: nn.Module, heads: dict, ffn: dict) -> None:
-    units: dict[tuple, dict[Role, str]] = {}
-    num_heads: dict[tuple, int] = {}
-    for site in find_sites(model):
-        units.setdefault(site.unit, {})[site.role] = site.path
-        num_heads[site.unit] = site.num_heads
-    for (stack, layer, att), paths in units.items():
-        if att is not None:
-            n = num_heads[(stack, layer, att)]
-            v = model.get_submodule(paths[Role.VALUE])
-            hd = v.out_features // n
-            k = heads.get((stack, layer), n)
-            v.weight[k * hd:] = 0
-            v.bias[k * hd:] = 0
-        else:
-            fin = model.get_submodule(paths[Role.FFN_IN])
-            k = ffn.get((stack, layer), fin.out_features)
-            fin.weight[k:] = 0
-            fin.bias[k:] = 0
-
-
-def _bert(**kw):
-    from transformers import AutoModelForSequenceClassification
-
-    torch.manual_seed(0)
-    return AutoModelForSequenceClassification.from_config(tiny_config("bert", **kw)).eval()
-
+from nnprune.measure.flops import count_flops, flop_profile, make_inputs
 
 # ------------------------------------------------------------------------------ FLOPs
 
@@ -82,7 +41,7 @@ def test_flops_hand_count_compacted_bert():
     assert c.other == 2 * B * h * h + 2 * B * h * 2
     # The profile (stored with ONNX exports) round-trips through JSON.
     dense = flop_profile(_bert())
-    from nnprune.pruning_core.flops import FlopProfile
+    from nnprune.measure.flops import FlopProfile
 
     again = FlopProfile.from_dict(json.loads(json.dumps(dense.to_dict())))
     assert again.count(B, S).total == dense.count(B, S).total > c.total
@@ -122,7 +81,7 @@ def test_flops_masked_model_counts_full_size_and_after_compaction():
     import copy
 
     from nnprune.pruning_core import build_config, patch_model
-    from nnprune.pruning_core.flops import compacted_profile
+    from nnprune.measure.flops import compacted_profile
 
     model = _bert()
     dense = count_flops(model, 2, 16).total
@@ -162,14 +121,6 @@ def speed_dirs(tmp_path_factory):
     return save_pair(tmp_path_factory.mktemp("speed"), *_speed_models())
 
 
-def _cli(args):
-    from nnprune.cli.main import app
-
-    res = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
 def test_speed_cli_compacted_half_flops_is_faster(speed_dirs):
     dense_dir, half_dir = speed_dirs
     out = _cli(["speed", str(half_dir), "--baseline", str(dense_dir), "--batch-sizes", "8",
@@ -187,7 +138,7 @@ def test_speed_cli_compacted_half_flops_is_faster(speed_dirs):
 
 def test_speed_default_baseline_and_dense_model(speed_dirs, tmp_path):
     """No --baseline: the architecture rebuilt from the config; a dense model has FLOP ratio 1."""
-    from nnprune.pruning_core.speed import run_speed
+    from nnprune.workflows.speed import run_speed
 
     dense_dir, _ = speed_dirs
     rep = run_speed(dense_dir, batch_sizes=[2], seq_lens=[16], threads=1, warmup=1, iters=2)
@@ -202,7 +153,7 @@ def test_speed_default_baseline_and_dense_model(speed_dirs, tmp_path):
 def test_speed_masked_checkpoint_is_timed_with_a_note(tmp_path):
     from nnprune.pruning_core import build_config, patch_model
     from nnprune.pruning_core.checkpoint import save_checkpoint
-    from nnprune.pruning_core.speed import run_speed
+    from nnprune.workflows.speed import run_speed
 
     model = _bert()
     _zero_units(model, {("encoder", 0): 2, ("encoder", 1): 2}, {})
@@ -217,7 +168,8 @@ def test_speed_masked_checkpoint_is_timed_with_a_note(tmp_path):
 
 
 def test_speed_int8_torch_and_errors(speed_dirs):
-    from nnprune.pruning_core.speed import quantize_int8, run_speed
+    from nnprune.measure.quantize import quantize_int8
+    from nnprune.workflows.speed import run_speed
 
     dense_dir, half_dir = speed_dirs
     rep = run_speed(half_dir, dense_dir, batch_sizes=[2], seq_lens=[16], quantize="int8",
@@ -248,56 +200,11 @@ def test_speed_cli_bad_list():
     assert exc.value.code == 2
 
 
-# ------------------------------------------------------------------------------ ONNX
-
-def test_export_onnx_compacted_matches_and_int8(tmp_path, speed_dirs):
-    pytest.importorskip("onnxruntime")
-    model = compact(_bert(), {("encoder", 0): 3, ("encoder", 1): 1},
-                    {("encoder", 0): 40, ("encoder", 1): 16})
-    model.save_pretrained(tmp_path / "ckpt")
-    out = _cli(["export-onnx", str(tmp_path / "ckpt"), str(tmp_path / "onnx"), "--quantize", "int8",
-                "--json", "-"])
-    exp = json.loads(out)
-    assert exp["max_abs_diff"] < 1e-4
-    assert exp["int8_max_abs_diff"] is not None
-    meta = json.loads((tmp_path / "onnx" / "nnprune_onnx.json").read_text())
-    assert meta["kind"] == "compacted" and meta["inputs"] == ["input_ids", "attention_mask"]
-    assert (tmp_path / "onnx" / "model.int8.onnx").is_file()
-
-    # The export runs at other batch/sequence sizes, with padding, like PyTorch.
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
-    inputs = make_inputs(model, 5, 41, seed=3)
-    inputs["attention_mask"][1, 30:] = 0
-    got = sess.run(None, {k: inputs[k].numpy() for k in ("input_ids", "attention_mask")})[0]
-    with torch.inference_mode():
-        ref = model(**inputs).logits.numpy()
-    assert abs(got - ref).max() < 1e-4
-
-    # speed --onnx: the export folder (fp32 and int8) against the ONNX-exported dense baseline.
-    from nnprune.pruning_core.speed import run_speed
-
-    for q in (None, "int8"):
-        rep = run_speed(tmp_path / "onnx", onnx=True, quantize=q, batch_sizes=[2], seq_lens=[16],
-                        threads=1, warmup=1, iters=2)
-        assert rep.runtime == "onnxruntime" and rep.model_kind == "compacted"
-        assert rep.rows[0].theoretical_speedup > 1.5
-
-
-def test_export_onnx_refuses_a_bad_opset(tmp_path, tiny_bert_dir):
-    from nnprune.pruning_core.onnx_export import export_checkpoint
-
-    with pytest.raises(NNPruneError, match="opset"):
-        export_checkpoint(tiny_bert_dir, tmp_path / "o", opset=99)
-
-
 def test_speed_with_task_reports_int8_metric_change(tmp_path):
     """``speed --quantize int8 --task`` evaluates the timed model in fp32 and int8."""
     import json as _json
 
     from conftest import save_tiny_model, write_toy_sst2
-    from typer.testing import CliRunner
 
     from nnprune.cli.main import app
 

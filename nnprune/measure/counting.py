@@ -14,7 +14,9 @@ from typing import Any
 
 import torch.nn as nn
 
+from nnprune.measure.flops import compacted_profile
 from nnprune.pruning_core.architectures import Role, architecture_for
+from nnprune.pruning_core.compact_modeling import ORIGINAL_ATTR
 from nnprune.pruning_core.structure import analyze_structure, effective_weight
 
 ROLE_SHORT = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.ATTN_OUTPUT: "o",
@@ -56,7 +58,7 @@ class ParamCount:
 
 def original_sizes(config: Any, stack_heads_attr: str, stack_ffn_attr: str) -> tuple[int, int]:
     """(heads, ffn) of the dense ancestor, from ``config.nnprune_original`` when compacted."""
-    orig = getattr(config, "nnprune_original", None) or {}
+    orig = getattr(config, ORIGINAL_ATTR, None) or {}
     heads = orig.get(stack_heads_attr, getattr(config, stack_heads_attr))
     ffn = orig.get(stack_ffn_attr, getattr(config, stack_ffn_attr))
     return int(heads), int(ffn)
@@ -82,19 +84,22 @@ def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
         name = ROLE_SHORT[site.role] if site.attention in (None, "self") else \
             f"{site.attention}_{ROLE_SHORT[site.role]}"
         lc.matrices[name] = [int((w != 0).sum()), total]
-    dense_flops = pruned_flops = 0.0
+    original_heads: dict[tuple[str, int, str], int] = {}
+    original_ffn: dict[tuple[str, int], int] = {}
     for unit in structure.attention:
-        stack = stacks[unit.stack]
-        heads, _ = original_sizes(config, stack.heads_attr, stack.ffn_attr)
+        heads, _ = original_sizes(config, stacks[unit.stack].heads_attr, stacks[unit.stack].ffn_attr)
         layers[(unit.stack, unit.layer)].heads[unit.name] = [len(unit.kept), heads]
-        head_dim = hidden // heads
-        dense_flops += attention_flops(hidden, heads * head_dim, seq_len)
-        pruned_flops += attention_flops(hidden, len(unit.kept) * head_dim, seq_len)
+        original_heads[(unit.stack, unit.layer, unit.name)] = heads
     for unit in structure.ffn:
         _, ffn = original_sizes(config, stacks[unit.stack].heads_attr, stacks[unit.stack].ffn_attr)
         layers[(unit.stack, unit.layer)].ffn_dims = [len(unit.kept), ffn]
-        dense_flops += ffn_flops(hidden, ffn, seq_len)
-        pruned_flops += ffn_flops(hidden, len(unit.kept), seq_len)
+        original_ffn[(unit.stack, unit.layer)] = ffn
+    # The FLOP model of ``speed``: the transformer layers' FLOPs (batch 1, ``seq_len`` tokens)
+    # of the dense ancestor over those of the model once its removable units are gone.
+    pruned = compacted_profile(model, structure)
+    dense = pruned.resized(original_heads, original_ffn)
+    pruned_flops, dense_flops = (sum(lf.total for lf in prof.count(1, seq_len).layers)
+                                 for prof in (pruned, dense))
     ordered = [layers[k] for k in sorted(layers, key=lambda k: ([s.name for s in arch.stacks].index(k[0]), k[1]))]
     by_stack: dict[str, list[int]] = {}
     for lc in ordered:
@@ -106,13 +111,3 @@ def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
     original = sum(v[1] for v in by_stack.values())
     speedup = dense_flops / pruned_flops if pruned_flops else float("inf")
     return ParamCount(config.model_type, ordered, remaining, original, seq_len, speedup, by_stack)
-
-
-def attention_flops(hidden: int, inner: int, seq_len: int) -> float:
-    """Multiply-adds x2 of one attention block over ``seq_len`` tokens whose heads span
-    ``inner = heads_kept * head_dim``: Q/K/V/O projections plus QK^T and attention x V."""
-    return 2.0 * seq_len * 4 * hidden * inner + 2.0 * 2 * seq_len * seq_len * inner
-
-
-def ffn_flops(hidden: int, ffn: int, seq_len: int) -> float:
-    return 2.0 * seq_len * 2 * hidden * ffn

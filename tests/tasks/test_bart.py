@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_DATA, save_tiny_model, tiny_config
+from conftest import SHARED_DATA, make_args, save_tiny_model, tiny_config
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import DataArgs, get_task
 from nnprune.tasks.cnn_dailymail import (
-    GENERATION_ENV,
     CnnDailyMailTask,
     GenerationSettings,
     find_url_lists,
@@ -158,13 +158,14 @@ def test_story_reader_on_real_files():
 
 
 @needs_data
-def test_url_lists_split_the_real_stories_ten_ten(tokenizer, capsys):
+def test_url_lists_split_the_real_stories_ten_ten(tokenizer, caplog):
+    caplog.set_level(logging.INFO, logger="nnprune")
     task = get_task("cnn_dailymail")
     assert isinstance(task, CnnDailyMailTask)
     assert find_url_lists(STORIES) == CNN_DM / "url_lists"  # found in the parent
     data = task.load_data(tokenizer, DataArgs(data_dir=STORIES, max_seq_length=64))
     assert len(data.train) == 10 and len(data.eval["validation"]) == 10
-    assert "url_lists" in capsys.readouterr().err and "10 of 10" in task.split_info
+    assert "url_lists" in caplog.text and "10 of 10" in task.split_info
     val_ids = read_url_list(CNN_DM / "url_lists" / "all_val.txt")
     assert data.eval_examples["validation"].ids == val_ids
     train_ids = set(read_url_list(CNN_DM / "url_lists" / "all_train.txt"))
@@ -176,13 +177,14 @@ def test_url_lists_split_the_real_stories_ten_ten(tokenizer, capsys):
 
 
 @needs_data
-def test_story_folder_without_url_lists_splits_by_sorted_name(tmp_path, tokenizer, capsys):
+def test_story_folder_without_url_lists_splits_by_sorted_name(tmp_path, tokenizer, caplog):
+    caplog.set_level(logging.INFO, logger="nnprune")
     files = sorted(STORIES.glob("*.story"))[:12]
     for f in files:
         shutil.copy(f, tmp_path / f.name)
     task = get_task("cnn_dailymail")
     data = task.load_data(tokenizer, DataArgs(data_dir=tmp_path, max_seq_length=32))
-    assert "every 10th" in capsys.readouterr().err
+    assert "every 10th" in caplog.text
     assert data.eval_examples["validation"].ids == [files[0].stem, files[10].stem]
     assert len(data.train) == 10
     # only the validation split when training data is not needed
@@ -221,18 +223,20 @@ def test_local_data_errors(tmp_path, tokenizer):
         task.load_data(tokenizer, DataArgs(validation_file=good))
 
 
-def test_generation_settings_from_environment(monkeypatch):
-    monkeypatch.setenv(GENERATION_ENV, "num_beams=2, max_length=20,min_length=0,early_stopping=no")
-    task = CnnDailyMailTask()
+def test_generation_settings_from_task_options():
+    task = get_task("cnn_dailymail", {"num_beams": "2", "max_length": "20", "min_length": "0",
+                                      "early_stopping": "no"})
     assert task.generation == GenerationSettings(num_beams=2, max_length=20, min_length=0,
                                                  early_stopping=False)
     assert CnnDailyMailTask.generation.num_beams == 4  # the class default is untouched
-    monkeypatch.setenv(GENERATION_ENV, "beams=2")
-    with pytest.raises(NNPruneError, match="key one of num_beams"):
-        CnnDailyMailTask()
-    monkeypatch.setenv(GENERATION_ENV, "max_length=20")
+    with pytest.raises(NNPruneError, match="unknown generation setting key 'beams'; known: .*num_beams"):
+        get_task("cnn_dailymail", {"beams": "2"})
+    with pytest.raises(NNPruneError, match="num_beams expects a int"):
+        get_task("cnn_dailymail", {"num_beams": "two"})
     with pytest.raises(NNPruneError, match="min_length must be in"):
-        CnnDailyMailTask()
+        get_task("cnn_dailymail", {"max_length": "20"})
+    with pytest.raises(NNPruneError, match="task sst2 takes no --task-option"):
+        get_task("sst2", {"num_beams": "2"})
 
 
 def test_rouge_scores_bounds_and_lsum_sentences():
@@ -340,10 +344,10 @@ def test_distillation_on_decoder_logits_respects_label_mask(tmp_path, tokenizer)
 def test_decoder_lambda_scale_weights_decoder_regularization(tmp_path):
     from nnprune.pruning_core import patch_model
     from nnprune.pruning_core.masked import MaskedLinear
-    from nnprune.runner import FinePruneArgs, resolve_config
+    from nnprune.workflows.fine_prune import FinePruneArgs, resolve_config
 
     def config(*sets: str):
-        return resolve_config(FinePruneArgs(task="cnn_dailymail", model="unused",
+        return resolve_config(make_args(FinePruneArgs, task="cnn_dailymail", model="unused",
                                             output_dir=tmp_path, overrides=list(sets)))
 
     def loss_and_hand(cfg):
@@ -403,11 +407,11 @@ def test_fine_prune_cnn_dailymail_end_to_end(tiny_bart_dir, story_dir, tmp_path,
 
     from nnprune.cli.count_params import print_count_summary, render_count_table
     from nnprune.cli.main import main
-    from nnprune.evaluation import evaluate_checkpoint
+    from nnprune.workflows.evaluate import evaluate_checkpoint
     from nnprune.pruning_core.checkpoint import load_model
-    from nnprune.pruning_core.counting import count_parameters
+    from nnprune.measure.counting import count_parameters
 
-    monkeypatch.setenv(GENERATION_ENV, FAST_GENERATION)
+    fast = [a for kv in FAST_GENERATION.split(",") for a in ("--task-option", kv)]
     out = tmp_path / "run"
     # Through the CLI, as a user runs it: `--set decoder_lambda_scale=2` reaches the config.
     with pytest.raises(SystemExit) as exc:
@@ -416,7 +420,7 @@ def test_fine_prune_cnn_dailymail_end_to_end(tiny_bart_dir, story_dir, tmp_path,
               "--method", "hybrid-nt", "--max-seq-length", "64", "--learning-rate", "1e-3",
               "--set", "attention_block=8x8", "--set", "decoder_lambda_scale=2",
               "--max-eval-samples", "4", "--logging-steps", "1", "--save-steps", "100",
-              "--json", str(tmp_path / "result.json")])
+              "--json", str(tmp_path / "result.json"), *fast])
     assert exc.value.code in (0, None), capsys.readouterr().err
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["steps"] == 3 and result["main_metric"] == "rouge2"
@@ -452,6 +456,7 @@ def test_fine_prune_cnn_dailymail_end_to_end(tiny_bart_dir, story_dir, tmp_path,
 
     # `nnprune evaluate` path: a plain Trainer (no Seq2SeqTrainer) drives the generation
     ev = evaluate_checkpoint("cnn_dailymail", out, data_dir=story_dir, max_eval_samples=2,
-                             batch_size=2)
+                             batch_size=2, task_options=dict(kv.split("=") for kv in
+                                                             FAST_GENERATION.split(",")))
     assert ev.kind == "masked" and ev.num_examples == 2 and ev.max_seq_length == 64
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"} <= set(ev.metrics)

@@ -7,10 +7,10 @@ The export folder holds:
 - ``model.int8.onnx`` with ``quantize="int8"``: onnxruntime dynamic quantization (int8 weights,
   activations quantized at run time). This is the shippable int8 artefact: a PyTorch dynamic-int8
   model has no stock Hugging Face save/load format (its state dict holds packed params), so
-  PyTorch int8 is applied after loading instead (:func:`nnprune.pruning_core.speed.quantize_int8`);
+  PyTorch int8 is applied after loading instead (:func:`nnprune.measure.quantize.quantize_int8`);
 - ``config.json`` (and the tokenizer, when the source folder has one) for pre/post-processing;
 - ``nnprune_onnx.json``: inputs, outputs, opset, the checked differences, and the model's
-  :class:`~nnprune.pruning_core.flops.FlopProfile` so ``nnprune speed --onnx`` can compute
+  :class:`~nnprune.measure.flops.FlopProfile` so ``nnprune speed --onnx`` can compute
   theoretical speedups without the PyTorch weights.
 
 Export uses the TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs the
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import warnings
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,12 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.flops import flop_profile, make_inputs, takes_decoder_ids
-from nnprune.pruning_core.speed import (
-    ONNX_INT8,
-    ONNX_META,
-    ONNX_MODEL,
-    load_checkpoint_model,
-)
+from nnprune.measure.flops import flop_profile, make_inputs, takes_decoder_ids
+from nnprune.pruning_core.checkpoint import load_checkpoint_model
+
+ONNX_META = "nnprune_onnx.json"
+ONNX_MODEL = "model.onnx"
+ONNX_INT8 = "model.int8.onnx"
 
 DEFAULT_OPSET = 17
 FP32_TOLERANCE = 1e-3
@@ -132,15 +131,9 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
     """onnxruntime dynamic int8 quantization of ``src`` into ``dst`` (MatMul/Gemm weights)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process is logged on the root logger
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
     return Path(dst)
 
 
@@ -252,3 +245,46 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
                       source=checkpoint)
     exp.notes[:0] = [n for n in cm.notes if not n.startswith("masked checkpoint")]
     return exp
+
+
+# ------------------------------------------------------------------------------------ running
+
+def is_onnx_dir(path: Path) -> bool:
+    return path.is_dir() and (path / ONNX_MODEL).is_file() and (path / ONNX_META).is_file()
+
+
+def read_onnx_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / ONNX_META).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NNPruneError(f"{path / ONNX_META} is unreadable: {exc}") from None
+
+
+class OrtRunner:
+    """An ONNX model on onnxruntime's CPU provider."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, onnx_path: str | Path, threads: int, label: str) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.label = label
+
+    def bind(self, inputs: dict[str, Any]) -> Callable[[], Any]:
+        missing = [n for n in self.input_names if n not in inputs]
+        if missing:
+            raise NNPruneError(f"ONNX model {self.label} needs inputs {missing} that are not built")
+        feed = {n: inputs[n].cpu().numpy() for n in self.input_names}
+        session = self.session
+
+        def run() -> Any:
+            return session.run(None, feed)
+        return run

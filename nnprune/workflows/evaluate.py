@@ -7,6 +7,7 @@ the task adapter's own ``evaluate`` computes the metrics, exactly as at the end 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -14,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from nnprune.errors import NNPruneError
-
-#: the model head class-name suffix each kind of task needs
-_HEADS = {"question-answering": "ForQuestionAnswering",
-          "sequence-classification": "ForSequenceClassification"}
-
+from nnprune.measure.quantize import quantize_int8
+from nnprune.pruning_core.checkpoint import check_dir, checkpoint_kind, load_pretrained
+from nnprune.pruning_core.config import read_nnprune_config
+from nnprune.tasks import DataArgs, get_task
 
 @dataclass
 class EvaluationResult:
@@ -36,86 +36,18 @@ class EvaluationResult:
         return asdict(self)
 
 
-def checkpoint_kind(path: str | Path) -> str:
-    """``"compacted"``, ``"masked"`` or ``"plain"``, from the folder's config files."""
-    import json
-
-    from nnprune.pruning_core.config import read_nnprune_config
-
-    p = Path(path)
-    try:
-        config = json.loads((p / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        config = {}
-    if config.get("nnprune_layout"):
-        return "compacted"
-    info = read_nnprune_config(p) or {}
-    return "masked" if info.get("masked") else "plain"
-
-
-def load_any_checkpoint(path: str | Path) -> Any:
-    """The eval-mode model of a plain, masked or compacted checkpoint folder.
-
-    Uses :func:`nnprune.load_pretrained` when available (it also handles compacted folders), else
-    :func:`nnprune.pruning_core.checkpoint.load_model`.
-    """
-    import nnprune
-
-    try:
-        loader = getattr(nnprune, "load_pretrained", None)
-    except ImportError:  # pragma: no cover - the lazy attribute's module not there yet
-        loader = None
-    if loader is not None:
-        model = loader(path)
-    else:  # pragma: no cover
-        from nnprune.pruning_core.checkpoint import load_model
-
-        model = load_model(path).model
-    model.eval()
-    return model
-
-
 def training_max_seq_length(path: str | Path) -> int | None:
     """The ``max_seq_length`` a fine-pruned checkpoint was trained with, if it records one."""
-    from nnprune.pruning_core.config import read_nnprune_config
-
     info = read_nnprune_config(Path(path)) or {}
     value = (info.get("training") or {}).get("max_seq_length")
     return int(value) if isinstance(value, (int, float)) and value >= 8 else None
 
 
-def _task_head(task: Any) -> str | None:
-    from nnprune.tasks.glue import GlueClassificationTask
-    from nnprune.tasks.squad import SquadTask
-
-    if isinstance(task, SquadTask):
-        return "question-answering"
-    if isinstance(task, GlueClassificationTask):
-        return "sequence-classification"
-    return None
-
-
-def _check_head(task: Any, path: Path) -> None:
-    """Refuse a checkpoint whose head cannot serve the task, before any data is tokenized."""
-    import json
-
-    head = _task_head(task)
-    if head is None:
-        return
+def _read_config(path: Path) -> dict[str, Any]:
     try:
-        config = json.loads((path / "config.json").read_text())
+        return json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise NNPruneError(f"cannot read {path / 'config.json'}: {exc}") from None
-    archs = [str(a) for a in config.get("architectures") or []]
-    if archs and not any(a.endswith(_HEADS[head]) for a in archs):
-        raise NNPruneError(f"checkpoint {path} is a {', '.join(archs)} model; task {task.name} "
-                           f"needs a {head} head (*{_HEADS[head]})")
-    if head == "sequence-classification":
-        n = config.get("num_labels") or len(config.get("id2label") or {}) or None
-        want = task.spec.num_labels
-        if n is not None and int(n) != want:
-            raise NNPruneError(f"checkpoint {path} has {n} labels but task {task.name} needs "
-                               f"{want}")
 
 
 def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
@@ -123,26 +55,25 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         max_eval_samples: int | None = None, batch_size: int = 32,
                         max_seq_length: int | None = None,
                         tokenizer: str | None = None, progress: bool = False,
-                        quantize: str | None = None) -> EvaluationResult:
+                        quantize: str | None = None,
+                        task_options: dict[str, str] | None = None) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task_name``'s evaluation split(s).
 
     ``max_seq_length`` defaults to what the checkpoint was fine-pruned with (recorded in its
     ``nnprune_config.json``), else the task's ``default_max_seq_length`` (SQuAD: 384), else 128.
     ``tokenizer`` defaults to the checkpoint folder. No data source means the task's hub dataset.
-    ``progress`` shows the Trainer's progress bar. ``quantize="int8"`` evaluates the dynamic
+    ``progress`` shows the Trainer's progress bar; ``task_options`` are the task's
+    ``--task-option`` settings. ``quantize="int8"`` evaluates the dynamic
     int8 version of the model (CPU), as ``nnprune speed --quantize int8`` times it.
     """
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
-    from nnprune.pruning_core.checkpoint import _check_dir
-    from nnprune.tasks import DataArgs, get_task
-
     if batch_size < 1:
         raise NNPruneError(f"--batch-size must be >= 1, got {batch_size}")
-    task = get_task(task_name)
-    path = _check_dir(checkpoint)
-    _check_head(task, path)
+    task = get_task(task_name, task_options)
+    path = check_dir(checkpoint)
+    task.check_checkpoint(_read_config(path), str(path))
     if max_seq_length is None:
         max_seq_length = training_max_seq_length(path) or int(
             getattr(task, "default_max_seq_length", 128))
@@ -156,11 +87,9 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
         raise NNPruneError(f"cannot load a tokenizer from {source}{hint}: "
                            f"{str(exc).splitlines()[0]}") from None
     data = task.load_data(tok, data_args, need_train=False)
-    kind = checkpoint_kind(path)
-    model = load_any_checkpoint(path)
+    kind = checkpoint_kind(path).value
+    model = load_pretrained(path)
     if quantize is not None:
-        from nnprune.pruning_core.speed import quantize_int8
-
         if quantize != "int8":
             raise NNPruneError(f"--quantize supports int8 only, got {quantize!r}")
         model = quantize_int8(model)
@@ -194,5 +123,4 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["EvaluationResult", "checkpoint_kind", "evaluate_checkpoint", "load_any_checkpoint",
-           "training_max_seq_length"]
+__all__ = ["EvaluationResult", "evaluate_checkpoint", "training_max_seq_length"]

@@ -34,6 +34,8 @@ from torch import nn
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.architectures import Role, architecture_for, find_sites
+from nnprune.pruning_core.compact_modeling import ORIGINAL_ATTR
+from nnprune.pruning_core.structure import ModelStructure, analyze_structure
 
 # Lengths a linear layer's rows scale with.
 SRC, TGT, ONE = "src", "tgt", "one"
@@ -275,7 +277,7 @@ def _head_dim(model: nn.Module, q_path: str, config: Any, heads_attr: str, hidde
         v = getattr(parent, attr, None)
         if isinstance(v, int) and v > 0:
             return v
-    orig = getattr(config, "nnprune_original", None) or {}
+    orig = getattr(config, ORIGINAL_ATTR, None) or {}
     heads = int(orig.get(heads_attr, getattr(config, heads_attr)))
     return hidden // heads
 
@@ -379,13 +381,12 @@ def count_flops(model: nn.Module, batch_size: int = 1, seq_len: int = 128,
     return flop_profile(model).count(batch_size, seq_len, tgt_len)
 
 
-def compacted_profile(model: nn.Module) -> FlopProfile:
+def compacted_profile(model: nn.Module, structure: ModelStructure | None = None) -> FlopProfile:
     """The profile of ``model`` once compacted: only the heads and FFN dims that
     :func:`~nnprune.pruning_core.structure.analyze_structure` finds exactly removable go (a masked
-    model is counted with its eval masks). Gives a masked checkpoint's whole-forward speedup."""
-    from nnprune.pruning_core.structure import analyze_structure
-
-    st = analyze_structure(model)
+    model is counted with its eval masks). Gives a masked checkpoint's whole-forward speedup.
+    ``structure``: the model's analysis when the caller already has it."""
+    st = structure if structure is not None else analyze_structure(model)
     heads = {(u.stack, u.layer, u.name): len(u.kept) for u in st.attention}
     ffn = {(u.stack, u.layer): len(u.kept) for u in st.ffn}
     return flop_profile(model).resized(heads, ffn)

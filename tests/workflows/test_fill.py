@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_toy_sst2
+from conftest import make_args, write_toy_sst2
 
 from nnprune.cli.main import main
-from nnprune.filling import FillArgs, fill, prepare_fill_model
+from nnprune.workflows.fill import FillArgs, fill, prepare_fill_model
 from nnprune.pruning_core.checkpoint import load_model, read_state_dict
-from nnprune.runner import FinePruneArgs, fine_prune
+from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 
 L0 = "bert.encoder.layer.0."
 L1 = "bert.encoder.layer.1."
@@ -35,7 +35,7 @@ def pruned(tiny_dir, toy_data, tmp_path_factory) -> Path:
     from safetensors.torch import save_file
 
     out = tmp_path_factory.mktemp("pruned") / "run"
-    fine_prune(FinePruneArgs(task="sst2", model=str(tiny_dir), output_dir=out, data_dir=toy_data,
+    fine_prune(make_args(FinePruneArgs, task="sst2", model=str(tiny_dir), output_dir=out, data_dir=toy_data,
                              method="hybrid-nt", overrides=["attention_block=8x8"], max_steps=2,
                              **COMMON))
     state = read_state_dict(out)
@@ -94,7 +94,7 @@ def filled(pruned, tiny_dir, toy_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("filled") / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(PruningTrainer, "create_optimizer", create_optimizer)
-        result = fill(FillArgs(checkpoint=pruned, task="sst2", output_dir=out,
+        result = fill(make_args(FillArgs, checkpoint=pruned, task="sst2", output_dir=out,
                                teacher=str(tiny_dir), data_dir=toy_data, max_steps=3, **COMMON))
     return out, result, seen
 

@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_args
 import torch
 
 from nnprune.pruning_core.checkpoint import load_model, read_state_dict
-from nnprune.runner import FinePruneArgs, fine_prune
+from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _args(tiny_dir, toy_data, out, **kw) -> FinePruneArgs:
@@ -23,7 +24,7 @@ def _args(tiny_dir, toy_data, out, **kw) -> FinePruneArgs:
                 method="movement", max_steps=12, batch_size=8, learning_rate=1e-3,
                 max_seq_length=32, logging_steps=4, save_steps=6, seed=3)
     base.update(kw)
-    return FinePruneArgs(**base)
+    return make_args(FinePruneArgs, **base)
 
 
 def test_fine_prune_reaches_target_density_and_saves_config(tiny_dir, toy_data, tmp_path):
@@ -140,14 +141,14 @@ def test_torchrun_two_processes_write_one_checkpoint(tiny_dir, toy_data, tmp_pat
 def test_mask_scores_keep_their_learning_rate_and_skip_weight_clipping(tiny_dir, toy_data, tmp_path):
     """Weights follow the linear decay; scores keep mask_scores_learning_rate to the end, and the
     gradient clipping of the weights ignores the scores' (lambda-scaled) gradients."""
-    from nnprune.runner import resolve_config, run_training
     from nnprune.tasks import get_task
+    from nnprune.workflows.fine_prune import resolve_config
+    from nnprune.workflows.training import run_training
 
     args = _args(tiny_dir, toy_data, tmp_path / "run", method="hybrid-nt",
                  overrides=["attention_block=8x8", "mask_scores_learning_rate=0.05"])
-    args.max_seq_length = 32
-    task = get_task("sst2")
-    run = run_training(args, resolve_config(args), task=task, model=None, tokenizer=None)
+    run = run_training(get_task("sst2"), args.model, args.output_dir, args.training,
+                       resolve_config(args))
     groups = run.trainer.optimizer.param_groups
     scores = [g for g in groups if g.get("nnprune_mask_scores")]
     weights = [g for g in groups if not g.get("nnprune_mask_scores")]
@@ -160,11 +161,11 @@ def test_mask_scores_keep_their_learning_rate_and_skip_weight_clipping(tiny_dir,
 def test_config_file_then_set_then_flags(tmp_path):
     """Precedence: preset < --config file < --set < --teacher/--target-density; bad keys fail."""
     from nnprune.errors import NNPruneError
-    from nnprune.runner import resolve_config
+    from nnprune.workflows.fine_prune import resolve_config
 
     cfg_file = tmp_path / "prune.yaml"
     cfg_file.write_text("method: struct\nattention_lambda: 5\nffn_lambda: 7\ntarget_density: 0.6\n")
-    args = FinePruneArgs(task="sst2", model="m", output_dir=tmp_path / "o", config_file=cfg_file,
+    args = make_args(FinePruneArgs, task="sst2", model="m", output_dir=tmp_path / "o", config_file=cfg_file,
                          overrides=["ffn_lambda=9"], target_density=0.3)
     cfg = resolve_config(args)
     assert cfg.method == "struct" and str(cfg.attention_block) == "head"

@@ -1,0 +1,1 @@
+"""Export formats: ONNX (with onnxruntime int8) and its runner."""

@@ -1,0 +1,162 @@
+"""One fine-pruning job, end to end: config, training (:func:`~nnprune.workflows.training.run_training`)
+and the final save of the masked model.
+
+The CLI's ``fine-prune`` command parses options into :class:`FinePruneArgs` and calls
+:func:`fine_prune`; scripts can do the same. A method preset marked ``fill`` (``hybrid-filled``)
+makes :func:`fine_prune` run both stages: fine-pruning into ``OUTPUT/prune``, then
+:func:`~nnprune.workflows.fill.fill` from there into ``OUTPUT``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core.config import PruningConfig, load_config_file, parse_assignments
+from nnprune.pruning_core.methods import METHODS, build_config
+from nnprune.tasks import TaskAdapter, get_task
+from nnprune.workflows.fill import FillArgs, FillResult, fill
+from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, resume_checkpoint,
+                                        run_training, save_final)
+
+PRUNE_SUBDIR = "prune"  # where fine-prune --method hybrid-filled puts its pruning stage
+
+
+@dataclass(frozen=True)
+class FinePruneArgs:
+    """One fine-pruning job: what to prune, how, and the shared :class:`TrainingOptions`."""
+
+    task: str
+    model: str
+    output_dir: Path
+    method: str = "hybrid-nt"
+    teacher: Optional[str] = None
+    target_density: Optional[float] = None
+    config_file: Optional[Path] = None
+    overrides: tuple[str, ...] = ()  # "key=value" pruning config overrides (--set)
+    # Only for a method that fills after pruning (hybrid-filled): the fill stage's budget. Both
+    # None: the same as the pruning stage; fill_max_steps wins over fill_epochs.
+    fill_epochs: Optional[float] = None
+    fill_max_steps: Optional[int] = None
+    task_options: dict[str, str] = field(default_factory=dict)  # --task-option key=value
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.target_density is not None and not 0 < self.target_density <= 1:
+            raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
+        if self.fill_max_steps is not None and self.fill_max_steps < 1:
+            raise NNPruneError(f"--fill-max-steps must be >= 1, got {self.fill_max_steps}")
+        if self.fill_epochs is not None and self.fill_epochs <= 0:
+            raise NNPruneError(f"--fill-epochs must be > 0, got {self.fill_epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values, as recorded in ``nnprune_config.json``."""
+        out = {k: getattr(self, k) for k in ("task", "model", "method", "teacher", "target_density",
+                                             "fill_epochs", "fill_max_steps")}
+        out.update(output_dir=str(self.output_dir), overrides=list(self.overrides),
+                   task_options=dict(self.task_options),
+                   config_file=None if self.config_file is None else str(self.config_file))
+        return {**out, **self.training.to_dict()}
+
+
+def resolve_config(args: FinePruneArgs) -> PruningConfig:
+    """Preset < config file < --set overrides < explicit --teacher / --target-density."""
+    overrides: dict[str, Any] = {}
+    method = args.method
+    if args.config_file is not None:
+        overrides.update(load_config_file(args.config_file))
+        method = overrides.pop("method", method)
+    overrides.update(parse_assignments(args.overrides, option="--set"))
+    # Explicit flags win over the file and --set: take the keys out either way.
+    file_teacher = overrides.pop("teacher", None)
+    file_target = overrides.pop("target_density", None)
+    teacher = args.teacher or file_teacher
+    target = args.target_density if args.target_density is not None else file_target
+    return build_config(method, teacher=teacher,
+                        target_density=float(target) if target is not None else None,
+                        overrides=overrides)
+
+
+def fine_prune(args: FinePruneArgs, *, model: Any = None,
+               tokenizer: Any = None) -> FinePruneResult | FillResult:
+    """Run one fine-pruning job and save the final masked model in ``args.output_dir``.
+
+    ``model``: start from this model instead of ``task.build_model(args.model)``; ``tokenizer``:
+    instead of the one in ``args.model``. A method preset marked ``fill`` (``hybrid-filled``) runs
+    both stages (see :func:`prune_then_fill`); its result is then a :class:`FillResult`.
+    """
+    task = get_task(args.task, args.task_options)
+    pcfg = resolve_config(args)
+    if METHODS.get(pcfg.method).fill:
+        if model is not None:
+            raise NNPruneError(f"method {pcfg.method!r} runs two stages from args.model; "
+                               "it does not take a prebuilt model")
+        return prune_then_fill(args, pcfg, task)
+    return _fine_prune_once(args, pcfg, task, model=model, tokenizer=tokenizer)
+
+
+def _fine_prune_once(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter, *,
+                     model: Any = None, tokenizer: Any = None) -> FinePruneResult:
+    run = run_training(task, args.model, args.output_dir, args.training, pcfg, model=model,
+                       tokenizer=tokenizer)
+    if run.is_main_process:
+        extra = {"task": args.task, "base_model": args.model, "results": run.result.to_dict(),
+                 "training": {**args.to_dict(), **run.options.to_dict()}}
+        save_final(run.model, run.tokenizer, pcfg, args.output_dir, extra)
+    return run.result
+
+
+def fill_budget(args: FinePruneArgs) -> TrainingOptions:
+    """The fill stage's options: the pruning stage's, with ``fill_max_steps`` steps, else
+    ``fill_epochs`` epochs, else the pruning stage's own budget."""
+    opts = args.training
+    if args.fill_max_steps is not None:
+        return replace(opts, max_steps=args.fill_max_steps)
+    if args.fill_epochs is not None:
+        return replace(opts, epochs=args.fill_epochs, max_steps=None)
+    return opts
+
+
+def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter) -> FillResult:
+    """Both stages of a ``fill`` method preset (``hybrid-filled``): fine-prune ``args.model``
+    with ``pcfg`` into ``OUTPUT/prune``, then :func:`fill` it into ``OUTPUT`` with the same
+    teacher, data and optimiser settings (budget: :func:`fill_budget`).
+
+    With ``resume`` a pruning stage that already saved its final model is not run again, and the
+    fill stage resumes from its own checkpoints in ``OUTPUT`` when it has some.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not pcfg.teacher:  # pragma: no cover - build_config refuses fill presets without one
+        raise NNPruneError(f"method {pcfg.method!r} distils from a teacher: pass --teacher PATH")
+    out = args.output_dir
+    opts = args.training
+    fill_has_checkpoints = out.is_dir() and get_last_checkpoint(str(out)) is not None
+    if not opts.resume:
+        resume_checkpoint(out, opts)  # refuse now, not after the pruning stage, if OUTPUT is in use
+    stage1 = replace(args, output_dir=out / PRUNE_SUBDIR)
+    prune_dir = stage1.output_dir
+    finished = (prune_dir / RESULTS_FILE).is_file() and (prune_dir / "config.json").is_file()
+    if not (opts.resume and finished):  # resuming after the pruning stage saved: skip it
+        _fine_prune_once(stage1, pcfg, task)
+    _barrier()  # other processes read OUTPUT/prune only once the main one has written it
+    fill_opts = replace(fill_budget(args), resume=opts.resume and fill_has_checkpoints)
+    return fill(FillArgs(checkpoint=prune_dir, task=args.task, output_dir=out,
+                         teacher=pcfg.teacher, task_options=args.task_options,
+                         training=fill_opts))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+__all__ = ["PRUNE_SUBDIR", "FinePruneArgs", "fill_budget", "fine_prune", "prune_then_fill",
+           "resolve_config"]

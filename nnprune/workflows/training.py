@@ -1,0 +1,220 @@
+"""The middle of every training workflow: data, model, teacher, ``PruningTrainer``, evaluation and
+counts (:func:`run_training`), and the final save beside the Trainer's checkpoints
+(:func:`save_final`). ``fine-prune`` (:mod:`nnprune.workflows.fine_prune`) and ``fill``
+(:mod:`nnprune.workflows.fill`) are built on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from nnprune.errors import NNPruneError
+from nnprune.io_utils import atomic_write_text
+from nnprune.measure.counting import ParamCount, count_parameters
+from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
+from nnprune.pruning_core.config import PruningConfig
+from nnprune.pruning_core.pruner import patch_model
+from nnprune.pruning_core.trainer import PruningTrainer
+from nnprune.tasks import DataArgs, TaskAdapter
+from nnprune.workflows.options import TrainingOptions
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "nnprune_results.json"
+CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
+
+
+@dataclass
+class FinePruneResult:
+    output_dir: Path
+    metrics: dict[str, float]
+    main_metric: str
+    density: float  # over the pruned matrices (1.0 for dense)
+    group_density: dict[str, float]
+    estimated_speedup: float
+    compression: float
+    train_seconds: float
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output_dir"] = str(self.output_dir)
+        return d
+
+
+def resume_checkpoint(output_dir: Path, opts: TrainingOptions) -> Optional[str]:
+    """The checkpoint a run in ``output_dir`` resumes from (``--resume``), or ``None`` for a fresh
+    run; refuses to start over existing checkpoints unless ``--overwrite``, which removes them
+    (a stale ``checkpoint-900`` would otherwise be taken for this run's last one)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if opts.resume:
+        if last is None:
+            raise NNPruneError(f"--resume: no {CHECKPOINT_PREFIX}* folder in {output_dir} to resume from")
+        return last
+    if last is not None:
+        if not opts.overwrite:
+            raise NNPruneError(f"{output_dir} already holds checkpoints ({Path(last).name}); pass "
+                               "--resume to continue that run or --overwrite to start again")
+        if _is_main_process():
+            for old in output_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+                if old.is_dir():
+                    shutil.rmtree(old)
+            logger.info("--overwrite: removed the previous checkpoints in %s", output_dir)
+    return None
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`run_training` leaves behind: the trained model (masks at their final
+    threshold), its tokenizer, the trainer, the options it really used (defaults resolved), the
+    parameter count of the model as it computes now, and the result."""
+
+    model: Any
+    tokenizer: Any
+    trainer: Any
+    options: TrainingOptions
+    count: ParamCount
+    result: FinePruneResult
+
+    @property
+    def is_main_process(self) -> bool:
+        return bool(self.trainer.is_world_process_zero())
+
+
+def load_tokenizer(source: str) -> Any:
+    """``AutoTokenizer.from_pretrained(source)``, or a one-line error."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise NNPruneError(f"cannot load a tokenizer from {source!r}: "
+                           f"{str(exc).splitlines()[0]}") from None
+
+
+def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: TrainingOptions,
+                 pcfg: PruningConfig, *, model: Any = None, tokenizer: Any = None) -> TrainingRun:
+    """Data, model, teacher, training and evaluation of one run with config ``pcfg``; no save.
+
+    ``model_source``: the folder or hub name the model (unless ``model`` is given: e.g. a
+    compacted model, which stock ``from_pretrained`` cannot build) and the tokenizer (unless
+    ``tokenizer``) come from. ``opts.max_seq_length`` ``None`` means the task's default. The
+    optimizer is created by the trainer when training starts, from the model's parameters at
+    that time: anything that replaces layers (compaction) must happen before this call.
+
+    Evaluation during training (``opts.eval_steps``) scores the model as it is being trained:
+    the masks at the current point of the threshold schedule, not the final ones; the final
+    evaluation (``result.metrics``) uses the final masks.
+    """
+    import torch
+    from transformers import TrainingArguments, set_seed
+
+    if opts.max_seq_length is None:
+        opts = replace(opts, max_seq_length=task.default_max_seq_length)
+    resume_from = resume_checkpoint(output_dir, opts)
+    data_args = DataArgs(data_dir=opts.data_dir, train_file=opts.train_file,
+                         validation_file=opts.validation_file,
+                         max_train_samples=opts.max_train_samples,
+                         max_eval_samples=opts.max_eval_samples,
+                         max_seq_length=opts.max_seq_length, seed=opts.seed)
+    set_seed(opts.seed)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_source)
+    data = task.load_data(tokenizer, data_args)
+    if model is None:
+        model = task.build_model(model_source)
+    pruner = patch_model(model, pcfg)
+    teacher = load_model(pcfg.teacher).model if pcfg.teacher else None
+    training_args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=opts.eval_batch_size or opts.batch_size,
+        num_train_epochs=opts.epochs,
+        max_steps=opts.max_steps if opts.max_steps is not None else -1,
+        learning_rate=opts.learning_rate,
+        warmup_steps=opts.warmup,
+        weight_decay=opts.weight_decay,
+        seed=opts.seed,
+        logging_steps=opts.logging_steps,
+        save_strategy="steps",
+        save_steps=opts.save_steps,
+        save_total_limit=opts.save_total_limit,
+        eval_strategy="steps" if opts.eval_steps else "no",
+        eval_steps=opts.eval_steps,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    eval_first = next(iter(data.eval.values()), None)
+    trainer = PruningTrainer(
+        model=model, args=training_args, train_dataset=data.train,
+        eval_dataset=eval_first if opts.eval_steps else None,
+        data_collator=data.data_collator, processing_class=tokenizer,
+        pruner=pruner, task=task, teacher=teacher)
+    start = time.perf_counter()
+    train_out = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    pruner.finalize()
+    metrics = task.evaluate(trainer, data)
+    count = count_parameters(model, seq_len=opts.max_seq_length)
+    density = pruner.density() if len(pruner) else count.density
+    result = FinePruneResult(output_dir, metrics, task.main_metric, density, _group_density(count),
+                             count.estimated_speedup, count.compression, seconds,
+                             int(train_out.global_step))
+    return TrainingRun(model, tokenizer, trainer, opts, count, result)
+
+
+def _group_density(count: Any) -> dict[str, float]:
+    sums: dict[str, list[int]] = {"attention": [0, 0], "ffn": [0, 0]}
+    for lc in count.layers:
+        for name, (rem, tot) in lc.matrices.items():
+            g = sums["ffn" if name.startswith("ffn") else "attention"]
+            g[0] += rem
+            g[1] += tot
+    return {g: (r / t if t else 1.0) for g, (r, t) in sums.items()}
+
+
+def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Path,
+               extra: dict[str, Any]) -> None:
+    """Save the final model *beside* the Trainer's checkpoint-* folders.
+
+    Written to a temporary folder first, then each file moved in (``config.json`` last: a folder
+    with it is complete), so a crash never leaves a half-written model. The files of an earlier
+    final model that this save does not write again (a ``model.safetensors.index.json`` of a
+    sharded save, say, which loaders would prefer) are removed; sub-folders (checkpoints, a
+    ``prune`` stage) are kept.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".final."))
+    try:
+        save_checkpoint(model, staging / "model", config=config, tokenizer=tokenizer, extra=extra)
+        files = sorted((staging / "model").iterdir(), key=lambda f: f.name == "config.json")
+        written = {f.name for f in files} | {RESULTS_FILE}
+        for f in files:
+            os.replace(f, output_dir / f.name)
+        for old in output_dir.iterdir():
+            if old.is_file() and not old.name.startswith(".") and old.name not in written:
+                old.unlink()
+                logger.info("removed %s of an earlier save", old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(output_dir / RESULTS_FILE,
+                      json.dumps(extra.get("results", {}), indent=2, default=str) + "\n")
+
+
+__all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "load_tokenizer",
+           "resume_checkpoint", "run_training", "save_final"]

@@ -1,0 +1,54 @@
+"""ONNX export: checked against PyTorch at other shapes, int8, and run by ``speed --onnx``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import cli_output, compact_first, tiny_bert
+
+from nnprune.errors import NNPruneError
+from nnprune.measure.flops import make_inputs
+
+
+def test_export_onnx_compacted_matches_and_int8(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = compact_first(tiny_bert(), {("encoder", 0): 3, ("encoder", 1): 1},
+                    {("encoder", 0): 40, ("encoder", 1): 16})
+    model.save_pretrained(tmp_path / "ckpt")
+    out = cli_output(["export-onnx", str(tmp_path / "ckpt"), str(tmp_path / "onnx"), "--quantize", "int8",
+                "--json", "-"])
+    exp = json.loads(out)
+    assert exp["max_abs_diff"] < 1e-4
+    assert exp["int8_max_abs_diff"] is not None
+    meta = json.loads((tmp_path / "onnx" / "nnprune_onnx.json").read_text())
+    assert meta["kind"] == "compacted" and meta["inputs"] == ["input_ids", "attention_mask"]
+    assert (tmp_path / "onnx" / "model.int8.onnx").is_file()
+
+    # The export runs at other batch/sequence sizes, with padding, like PyTorch.
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    inputs = make_inputs(model, 5, 41, seed=3)
+    inputs["attention_mask"][1, 30:] = 0
+    got = sess.run(None, {k: inputs[k].numpy() for k in ("input_ids", "attention_mask")})[0]
+    with torch.inference_mode():
+        ref = model(**inputs).logits.numpy()
+    assert abs(got - ref).max() < 1e-4
+
+    # speed --onnx: the export folder (fp32 and int8) against the ONNX-exported dense baseline.
+    from nnprune.workflows.speed import run_speed
+
+    for q in (None, "int8"):
+        rep = run_speed(tmp_path / "onnx", onnx=True, quantize=q, batch_sizes=[2], seq_lens=[16],
+                        threads=1, warmup=1, iters=2)
+        assert rep.runtime == "onnxruntime" and rep.model_kind == "compacted"
+        assert rep.rows[0].theoretical_speedup > 1.5
+
+
+def test_export_onnx_refuses_a_bad_opset(tmp_path, tiny_bert_dir):
+    from nnprune.export.onnx import export_checkpoint
+
+    with pytest.raises(NNPruneError, match="opset"):
+        export_checkpoint(tiny_bert_dir, tmp_path / "o", opset=99)
