@@ -48,7 +48,8 @@ def sigmoid_threshold_mask(scores: torch.Tensor, threshold: float) -> torch.Tens
 
 def hard_concrete(log_alpha: torch.Tensor, training: bool) -> torch.Tensor:
     """L0 gates in [0, 1]: sampled when training, deterministic (and exactly 0 for small
-    ``log_alpha``) at eval."""
+    ``log_alpha``) at eval. A training call draws from the global RNG: only the forward pass
+    should make one; measurements use :func:`l0_expected_density`."""
     if training:
         u = torch.rand_like(log_alpha).clamp(1e-6, 1 - 1e-6)
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / L0_BETA)

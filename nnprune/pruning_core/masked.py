@@ -158,13 +158,15 @@ class MaskedLinear(nn.Linear):
         return self.mask_scores
 
     def block_mask(self, training: Optional[bool] = None) -> torch.Tensor:
-        """The ``(R, C)`` mask at the current threshold (training) or the final one (eval)."""
+        """The ``(R, C)`` mask at the current threshold (training) or the final one (eval).
+
+        Computed afresh from the current scores: a training L0 mask is a new random sample
+        (it draws from the global RNG), so statistics must not call this; see
+        :meth:`kept_weights`. Only the forward pass reuses the FFN-in layer's mask.
+        """
         training = self.training if training is None else training
         if self.score_source is not None:
-            src = self.score_source
-            cached = src._cached_mask if training else None
-            mask = cached if cached is not None else src.block_mask(training)
-            return mask.reshape(self.grid)
+            return self.score_source.block_mask(training).reshape(self.grid)
         kind = self.binarizer
         level = self.threshold if training else self.final_threshold
         if kind is BinarizerKind.MAGNITUDE:
@@ -190,7 +192,12 @@ class MaskedLinear(nn.Linear):
         return B.straight_through(hard, s) if torch.is_grad_enabled() else hard
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        block = self.block_mask()
+        src = self.score_source
+        if src is not None and self.training and src._cached_mask is not None:
+            # FFN-out: the very mask (and L0 sample) of this forward's FFN-in layer.
+            block = src._cached_mask.reshape(self.grid)
+        else:
+            block = self.block_mask()
         if self.partner is not None:
             # The FFN-out partner reuses this exact mask (same L0 sample, same graph).
             self._cached_mask = block if self.training else None
@@ -199,8 +206,18 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, weight, bias)
 
     @torch.no_grad()
-    def kept_weights(self, training: bool = False) -> int:
-        """Number of weights whose mask is non-zero (eval mask unless ``training``)."""
+    def kept_weights(self, training: bool = False) -> float:
+        """Number of weights whose mask is non-zero (eval mask unless ``training``).
+
+        For training L0 gates this is the *expected* number, ``sum P(gate != 0)`` times the block
+        size (a float): a measurement never draws a gate sample, so logging cannot move the RNG
+        stream (dropout, gates, data order) of the training. Every other mask is deterministic
+        and the count is a whole number.
+        """
+        if training and self.binarizer is BinarizerKind.L0:
+            owner = self.score_source if self.score_source is not None else self
+            expected = B.l0_expected_density(owner.mask_scores.detach().float())
+            return float(expected.sum()) * self.block_size
         block = self.block_mask(training)
         return int((block != 0).sum()) * self.block_size
 

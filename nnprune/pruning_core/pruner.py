@@ -140,7 +140,12 @@ class Pruner:
 
     @property
     def controls_density(self) -> bool:
-        return self.config.target_density is not None and self.regularized
+        """A target density adapts lambda (:meth:`_update_controller`) for the threshold
+        binarizers and L0. TopK reaches the target through its keep-fraction schedule; its
+        "threshold" is a keep fraction, not a score, so a controller would compare the scores
+        with a meaningless cut: its lambda keeps the plain ramp."""
+        return (self.config.target_density is not None and self.regularized
+                and self.config.binarizer is not BinarizerKind.TOPK)
 
     def configure(self, total_steps: int) -> None:
         c = self.config
@@ -165,14 +170,34 @@ class Pruner:
         return 1.0 + (d - 1.0) * self.progress if d is not None else float("nan")
 
     def _update_controller(self) -> None:
-        """A two-sided Lagrangian: ``multiplier = u + kp * e``, ``u += ki * e``, where ``e`` is a
-        density minus the scheduled target; the regularizer it scales is the same soft density
-        (:meth:`soft_keep`), so its push falls on the scores near the final cut.
+        """A two-sided Lagrangian: ``multiplier = u + kp * e``, ``u += ki * e`` (``u`` clamped
+        to +-MAX_MULTIPLIER, ``kp = PROPORTIONAL_GAIN``, ``ki = density_controller_gain`` over
+        the pruning steps), where ``e`` is a measured density minus the scheduled target. The
+        multiplier is 0 during the warm-up (progress 0) and the integral does not move there.
 
-        While pruning, ``e`` is measured on the soft density, which moves as soon as the scores
-        move (the hard density only changes when they cross the cut, hundreds of steps later,
-        and an integral driven by it winds up). In the cool-down it is the hard density at the
-        nominal cut. A negative multiplier pushes scores *up*, so masks can grow back.
+        What ``e`` measures, per phase, and how it relates to the regularizer it scales
+        (:meth:`regularization_loss`):
+
+        * While pruning (0 < progress < 1): the soft density (:meth:`soft_density`), i.e. the
+          per-score :meth:`soft_keep` that the regularizer penalises too. It moves as soon as the
+          scores move (the hard density only changes when they cross the cut, hundreds of steps
+          later, and an integral driven by it winds up). The two are the same per-score quantity
+          but not the same sum: the controller weights each score by the weights it decides and
+          pools all groups (so it measures the model's density), the regularizer averages per
+          layer, then per group, scaled by the group lambdas (the per-group strengths of the
+          paper). The target is capped at the soft density of the first pruning step.
+        * Cool-down (progress 1), threshold binarizers: the *hard* weight-weighted fraction of
+          scores above the nominal final cut (:meth:`nominal_density`), i.e. what the masks
+          would keep at the method's own threshold. The masks themselves are the quantile
+          (density exact); the controller keeps that quantile's cut near the nominal one. The
+          regularizer still penalises the soft density, so ``e`` jumps when the phase changes.
+        * Cool-down, L0: the expected density (``P(gate != 0)``, through :meth:`density` with
+          ``training=True``), which is exactly :meth:`soft_density` for L0: for L0 the
+          controller and the regularizer measure the same per-score quantity in every phase.
+          No gate is ever sampled here. (The eval gates are deterministic; their hard density
+          differs from the expectation.)
+
+        A negative multiplier pushes scores *up*, so masks can grow back.
 
         Under Adam every score whose penalty outweighs its task gradient moves at about one
         learning rate per step, so the scores cross the cut nearly together and lambda alone
@@ -195,7 +220,7 @@ class Pruner:
             target = min(target, self.soft_start)
         elif self.quantile_masks:
             measured = self.nominal_density()
-        else:
+        else:  # L0 (TopK never has a controller): the expected density, no sample
             measured = self.density(training=True)
         error = measured - target
         gain = self.config.density_controller_gain / pruning_steps
@@ -234,8 +259,9 @@ class Pruner:
         return self._weighted_mean(lambda layer, s: (s > self._score_cut(layer)).float())
 
     def soft_density(self) -> float:
-        """Weight-weighted mean of :meth:`soft_keep`. Unlike the hard density at the ramping
-        threshold, it moves from the first step the scores move."""
+        """Weight-weighted mean of :meth:`soft_keep` (for L0: the expected density). Unlike the
+        hard density at the ramping threshold, it moves from the first step the scores move.
+        Deterministic: it draws no random numbers."""
         return self._weighted_mean(self.soft_keep)
 
     @property
@@ -292,9 +318,17 @@ class Pruner:
         sigmoid(scores) (L1) or the expected L0 density of the layer's gates.
 
         With a target density, ``r_l`` is the layer's soft density (:meth:`soft_keep`): the L1
-        penalty shifted to the final cut, so that the penalty and the quantity the controller
-        steers are one and the same (a Lagrangian), and its push falls on the scores near the
-        cut rather than on all of them alike."""
+        penalty shifted to the final cut, so that its push falls on the scores near the cut
+        rather than on all of them alike, and so that it penalises the per-score quantity the
+        controller steers while pruning. It is not the controller's exact sum: here each layer
+        counts by its mean (whatever its size) and each group by its own lambda, where
+        :meth:`soft_density` weights every score by the weights it decides; and in the
+        cool-down the threshold methods' controller measures the hard nominal density instead
+        (see :meth:`_update_controller`). For L0 ``r_l`` is the expected density with or
+        without a target.
+
+        Without a target, ``multiplier`` is the schedule's progress (the lambdas ramp from 0);
+        with one, the controller's output, which may be negative."""
         if not self.regularized:
             return torch.zeros(())
         lambdas = self.lambdas()
@@ -318,7 +352,11 @@ class Pruner:
     # ------------------------------------------------------------------ measurements
     @torch.no_grad()
     def density(self, training: bool = False, group: Optional[str] = None) -> float:
-        """Fraction of the patched matrices' weights whose mask is non-zero."""
+        """Fraction of the patched matrices' weights whose mask is non-zero: the eval masks, or
+        with ``training`` the masks at the current schedule. For training L0 gates it is the
+        expected fraction (``P(gate != 0)``, weight-weighted), never a random sample, so
+        measuring (logging, the controller) leaves the RNG stream and hence the training
+        unchanged. Sampling happens only in the forward pass."""
         if self._hook is not None:
             self._compute_cutoffs(training)
         kept = total = 0
@@ -330,7 +368,8 @@ class Pruner:
         return kept / total if total else 1.0
 
     def stats(self) -> dict[str, float]:
-        """Scalars logged by the trainer."""
+        """Scalars logged by the trainer. Deterministic and free of side effects on the
+        training: ``pruning/density`` is the training-mask density (L0: the expected one)."""
         if not self.layers:
             return {}
         out = {"pruning/threshold": float(self.layers[0].layer.threshold),
