@@ -16,6 +16,7 @@ LAYERS = [
     {"pruning_core", "tasks"},  # the engine, and the task adapters (independent of each other)
     {"measure"},  # counting, FLOPs, timing, quantization
     {"export"},  # ONNX
+    {"report"},  # model cards and pictures of a pruned checkpoint
     {"workflows"},  # what the commands run
     {"cli"},
 ]

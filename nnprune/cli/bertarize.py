@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from nnprune.errors import NNPruneError
-from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
+                                quiet_libraries, stdout_for_json, write_json)
 
 
 def bertarize(
@@ -18,7 +19,9 @@ def bertarize(
     allow_inexact: Annotated[bool, typer.Option("--allow-inexact", help="Also remove heads with only an empty query or key, and accept outputs that differ by more than the tolerance.")] = False,
     tolerance: Annotated[float, typer.Option(help="Largest accepted |logit difference| to the masked model (fp32).")] = 1e-4,
     ffn_multiple: Annotated[int, typer.Option(help="With --compact: keep a few all-zero FFN dimensions so each FFN size is a multiple of this (CPU kernels are faster on multiples of 8; 1 = no padding).")] = 8,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here ('-' for stdout).")] = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
+    no_card: Annotated[bool, typer.Option("--no-card", help="With --compact: do not write the model card (README.md) and its pictures into the output.")] = False,
 ) -> None:
     """Apply the final masks and drop the scores: a checkpoint stock transformers loads.
 
@@ -29,11 +32,17 @@ def bertarize(
 
     if ffn_multiple < 1:
         raise NNPruneError(f"--ffn-multiple must be >= 1, got {ffn_multiple}")
-    result = run(checkpoint, output, compact=compact, allow_inexact=allow_inexact,
-                 tolerance=tolerance, ffn_multiple=ffn_multiple)
-    if str(json_out) != "-":
+    with stdout_for_json(json_out):
+        result = run(checkpoint, output, compact=compact, allow_inexact=allow_inexact,
+                     tolerance=tolerance, ffn_multiple=ffn_multiple)
+    if not json_out:
         print_result(result)
-    write_json(json_out, result.to_dict())
+    write_json(json_out, result.to_dict(), json_file)
+    if compact and not no_card:
+        from nnprune.cli.report import card_after_save
+
+        card_after_save(output, json_out, bertarize={"compact": compact, "allow_inexact": allow_inexact,
+                                                     "ffn_multiple": ffn_multiple})
 
 
 def print_result(result) -> None:
@@ -61,4 +70,5 @@ def print_result(result) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bertarize")(bertarize)
+    add_command(app, "bertarize", bertarize,
+                "nnprune bertarize runs/sst2-hybrid --output runs/sst2-compact --compact")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -9,14 +10,48 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+#: Width of the consoles when their stream is not a terminal (logs, CI, pipes): wide enough that
+#: no table is ever cut; rich only pads a table to its own width, never to this.
+LOG_WIDTH = 10_000
+
+
+def stream_is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or not a file
+        return False
+
+
+class CliConsole(Console):
+    """A rich console that never truncates: on a terminal it has the terminal's width (tables
+    fold their cells, :func:`make_table`); anywhere else (a log file, CI, a pipe) it is
+    :data:`LOG_WIDTH` wide, so tables and lines come out whole, whatever ``COLUMNS`` says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # rich fixes the width from COLUMNS when the console is made; decide at print time
+        # instead (the stream may be replaced, and COLUMNS only matters on a terminal)
+        self._fixed_width = kwargs.get("width") is not None
+        if not self._fixed_width:
+            self._width = None
+
+    def _size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._fixed_width or stream_is_terminal(self.file):
+            return size
+        return ConsoleDimensions(LOG_WIDTH, size.height)
+
+    size = property(_size, Console.size.fset)  # type: ignore[assignment]
+
+
+console = CliConsole()
+err_console = CliConsole(stderr=True)
 
 
 def quiet_libraries() -> None:
@@ -68,11 +103,30 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.addFilter(_DropOnnxQuantAdvice())
 
 
+class TitledTable(Table):
+    """A table whose title is printed as lines of their own above it, not wrapped to the
+    table's width (a checkpoint path in the title stays whole in logs)."""
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        title, self.title = self.title, None
+        try:
+            if title:
+                yield title if not isinstance(title, str) else Text(title, style="table.title")
+            yield from super().__rich_console__(console, options)
+        finally:
+            self.title = title
+
+
 def make_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
                justify_right_from: int = 1) -> Table:
-    table = Table(title=title, title_justify="left")
+    """A table whose cells are never ellipsized: on a narrow terminal they fold onto more lines
+    (and off a terminal the consoles are wide enough for any table, :class:`CliConsole`)."""
+    table = TitledTable(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="right" if i >= justify_right_from else "left")
+        table.add_column(col, justify="right" if i >= justify_right_from else "left",
+                         overflow="fold")
     for row in rows:
         table.add_row(*[fmt(v) for v in row])
     return table
@@ -88,34 +142,54 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def stdout_for_json(json_out: Optional[Path]):
-    """A context that sends stdout (the Trainer's log lines) to stderr when ``--json -`` wants
+JsonTarget = Union[bool, str, Path, None]
+
+
+def json_to_stdout(json_out: JsonTarget) -> bool:
+    """Whether ``--json`` (a flag: ``True``) gives stdout to the JSON. ``"-"`` counts too, for
+    callers of the old ``--json -`` API."""
+    return json_out is True or str(json_out) == "-"
+
+
+def json_file_of(json_out: JsonTarget, json_file: Optional[Path] = None) -> Optional[Path]:
+    """The ``--json-file`` path (or an old-style ``--json PATH`` value), if any."""
+    if json_file is not None:
+        return Path(json_file)
+    if json_out is None or isinstance(json_out, bool) or str(json_out) == "-":
+        return None
+    return Path(json_out)
+
+
+def stdout_for_json(json_out: JsonTarget):
+    """A context that sends stdout (anything a library prints) to stderr while ``--json`` wants
     stdout for the JSON alone."""
-    import sys
     from contextlib import nullcontext, redirect_stdout
 
-    return redirect_stdout(sys.stderr) if str(json_out) == "-" else nullcontext()
+    return redirect_stdout(sys.stderr) if json_to_stdout(json_out) else nullcontext()
 
 
-def emit(json_out: Optional[Path], title: str, rows: Iterable[Sequence[Any]],
-         payload: dict[str, Any]) -> None:
-    """A two-column result table on the console (unless ``--json -`` owns stdout) and the JSON."""
-    if str(json_out) != "-":
+def emit(json_out: JsonTarget, title: str, rows: Iterable[Sequence[Any]],
+         payload: dict[str, Any], json_file: Optional[Path] = None) -> None:
+    """A two-column result table on stdout (left out when ``--json`` owns stdout) and the JSON:
+    on stdout with ``--json``, in ``json_file`` with ``--json-file``."""
+    if not json_to_stdout(json_out):
         console.print(make_table(title, ["", "value"], rows))
-    write_json(json_out, payload)
+    write_json(json_out, payload, json_file)
 
 
-def write_json(path: Optional[Path], payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path``; ``-`` prints it to stdout."""
-    if path is None:
-        return
+def write_json(json_out: JsonTarget, payload: dict[str, Any],
+               json_file: Optional[Path] = None) -> None:
+    """Print ``payload`` as JSON on stdout when ``json_out`` says so (``--json``) and write it to
+    ``json_file`` (``--json-file``): the same text both ways."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str)
-    if str(path) == "-":
-        print(text)
-        return
-    from nnprune.io_utils import atomic_write_text
+    path = json_file_of(json_out, json_file)
+    if path is not None:
+        from nnprune.io_utils import atomic_write_text
 
-    atomic_write_text(Path(path), text + "\n")
+        atomic_write_text(path, text + "\n")
+    if json_to_stdout(json_out):
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------------- shared options
@@ -125,8 +199,12 @@ TaskOptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--task-option", help="A task setting, key=value (repeatable); cnn_dailymail: generation "
                           "settings num_beams, max_length, min_length, length_penalty, "
                           "no_repeat_ngram_size, early_stopping.")]
-JsonOutOpt = Annotated[Optional[Path], typer.Option(
-    "--json", help="Write the results as JSON here ('-' for stdout).")]
+JsonOutOpt = Annotated[bool, typer.Option(
+    "--json", help="Print the results as JSON on stdout, instead of the table (logs and progress "
+                   "stay on stderr).")]
+# No short flag: next to --output-dir / --output, ``-o`` would read as the output folder.
+JsonFileOpt = Annotated[Optional[Path], typer.Option(
+    "--json-file", help="Also write the results as JSON to this file.")]
 
 
 def task_options(items: Optional[Sequence[str]]) -> dict[str, str]:
@@ -173,3 +251,83 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
     command.__annotations__ = {p.name: p.annotation for p in params + extra}
     del command.__wrapped__  # typer must read the new signature, not the wrapped one's
     return command
+
+
+# ------------------------------------------------------------------------------- help and commands
+def paragraphs(doc: Optional[str]) -> str:
+    """A docstring as help text: the hard line breaks inside each paragraph joined, so every
+    paragraph (blank-line separated) reflows to the terminal's width."""
+    text = inspect.cleandoc(doc or "")
+    return "\n\n".join(" ".join(line.strip() for line in para.splitlines())
+                       for para in text.split("\n\n") if para.strip())
+
+
+def add_command(app: typer.Typer, name: str, func: Callable[..., Any], example: str) -> None:
+    """Register ``func`` as ``nnprune NAME``: its docstring's paragraphs as the help, and one
+    example command line as the epilog."""
+    app.command(name, help=paragraphs(func.__doc__), epilog=f"Example:  {example}")(func)
+
+
+# ------------------------------------------------------------------------------- training progress
+class _LeaveStepsToBar(logging.Filter):
+    """While the bar is drawn, the per-step progress lines are in it: drop them here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from nnprune.workflows.progress import STEP_RECORD
+
+        return getattr(record, "nnprune_progress", None) != STEP_RECORD
+
+
+class TrainingBar:
+    """The terminal's view of a training run: a rich progress bar (steps, elapsed, ETA, the last
+    logged loss/density/...) on stderr. Evaluation and other log lines print above it."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Any = None
+        self.task: Any = None
+        self.filter = _LeaveStepsToBar()
+
+    def start(self, total: int, completed: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.stop()
+        self.progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[summary]}"),
+            console=self.console, redirect_stdout=False, redirect_stderr=True)
+        self.task = self.progress.add_task("training", total=total, completed=completed,
+                                           summary="")
+        for handler in logging.getLogger("nnprune").handlers:
+            if isinstance(handler, _NNPruneHandler):
+                handler.addFilter(self.filter)
+        self.progress.start()
+
+    def update(self, completed: int, summary: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=completed, summary=summary)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        for handler in logging.getLogger("nnprune").handlers:
+            handler.removeFilter(self.filter)
+
+
+@contextlib.contextmanager
+def training_display() -> Iterator[None]:
+    """Around a training command: on a terminal (stderr a TTY), a progress bar; elsewhere (logs,
+    CI) nothing more, the progress callback's plain lines say it all."""
+    from nnprune.workflows.progress import progress_display
+
+    if not stream_is_terminal(sys.stderr):
+        yield
+        return
+    bar = TrainingBar(err_console)
+    try:
+        with progress_display(bar):
+            yield
+    finally:
+        bar.stop()

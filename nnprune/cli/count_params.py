@@ -3,39 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
+                                quiet_libraries, stdout_for_json, write_json)
 
 
 def count_params(
     checkpoint: Annotated[Path, typer.Argument(help="Masked, bertarized, compacted or plain HF checkpoint folder.")],
     seq_len: Annotated[int, typer.Option(help="Sequence length of the FLOP estimate.")] = 128,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the counts as JSON here ('-' for stdout).")] = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
 ) -> None:
-    """Count the remaining linear weights (paper convention: encoder/decoder linear weights,
-    biases excluded), whole heads and FFN dimensions kept, compression and estimated speedup."""
+    """Count the linear weights, whole heads and FFN dimensions each layer keeps.
+
+    Totals follow the papers' convention: the encoder's (and decoder's) linear weights, biases
+    excluded; with them the density, the compression and the speedup estimated from the heads
+    and FFN dimensions that compaction can remove."""
     quiet_libraries()
     from nnprune.measure.counting import count_parameters
     from nnprune.pruning_core.checkpoint import CheckpointKind, load_model
 
-    loaded = load_model(checkpoint)
-    pc = count_parameters(loaded.model, seq_len=seq_len)
+    with stdout_for_json(json_out):
+        loaded = load_model(checkpoint)
+        pc = count_parameters(loaded.model, seq_len=seq_len)
     kind = loaded.kind
-    if str(json_out) != "-":
+    if not json_out:
         console.print(render_count_table(pc, f"{checkpoint} ({kind.value})"))
         print_count_summary(pc)
     write_json(json_out, {"checkpoint": str(checkpoint), "kind": kind.value,
                           "masked": kind is CheckpointKind.MASKED,
-                          "compacted": kind is CheckpointKind.COMPACTED, **pc.to_dict()})
+                          "compacted": kind is CheckpointKind.COMPACTED, **pc.to_dict()}, json_file)
 
 
 def render_count_table(pc, title: str):
     """One row per layer. With one attention per layer (BERT-like) a column per matrix; with
     several (BART's decoder: self + cross) one column per block instead, so the table stays
-    readable in 80 columns (the per-matrix counts are in ``--json``)."""
+    readable in 80 columns (the per-matrix counts are in ``--json``); no table is ever cut
+    (:func:`~nnprune.cli.common.make_table`)."""
     atts = sorted({a for lc in pc.layers for a in lc.heads}, key=lambda a: (a != "self", a))
     if len(atts) > 1:
         return _render_grouped(pc, title, atts)
@@ -89,4 +96,4 @@ def print_count_summary(pc) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("count-params")(count_params)
+    add_command(app, "count-params", count_params, "nnprune count-params runs/sst2-hybrid --json")

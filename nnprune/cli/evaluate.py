@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import (JsonOutOpt, TaskOptionOpt, console, make_table, quiet_libraries,
+import sys
+
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, add_command, console,
+                                make_table, quiet_libraries, stdout_for_json, stream_is_terminal,
                                 task_options, write_json)
 
 
@@ -22,26 +25,32 @@ def evaluate(
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or hub name; default: the checkpoint's.")] = None,
     quantize: Annotated[str | None, typer.Option(help="int8: evaluate the dynamic int8 version of the model (CPU).")] = None,
     task_option: TaskOptionOpt = None,
-    json_out: JsonOutOpt = None,
+    predictions_dir: Annotated[Path | None, typer.Option(help="Write the task's prediction files there (SQuAD: predictions.json, v2 also null_odds.json, the official scripts' formats).")] = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
 ) -> None:
     """Evaluate CHECKPOINT on TASK's evaluation split (the hub's unless local data is given)."""
     quiet_libraries()
     from nnprune.workflows.evaluate import evaluate_checkpoint
 
-    to_stdout = str(json_out) == "-"
-    result = evaluate_checkpoint(
-        task, checkpoint, data_dir=data_dir, validation_file=validation_file,
-        max_eval_samples=max_eval_samples, batch_size=batch_size, max_seq_length=max_seq_length,
-        tokenizer=tokenizer, progress=not to_stdout, quantize=quantize,
-        task_options=task_options(task_option))
-    if not to_stdout:
+    with stdout_for_json(json_out):
+        result = evaluate_checkpoint(
+            task, checkpoint, data_dir=data_dir, validation_file=validation_file,
+            max_eval_samples=max_eval_samples, batch_size=batch_size,
+            max_seq_length=max_seq_length, tokenizer=tokenizer, quantize=quantize,
+            # the Trainer's tqdm bar on a terminal only, never in logs
+            progress=stream_is_terminal(sys.stderr), task_options=task_options(task_option),
+            predictions_dir=predictions_dir)
+    if not json_out:
         rows = [(f"{k} *" if k == result.main_metric else k, v)
                 for k, v in result.metrics.items()]
         rows += [("examples", result.num_examples), ("features", result.num_features),
                  ("max seq length", result.max_seq_length), ("seconds", result.seconds)]
+        rows += [("predictions", f) for f in result.prediction_files]
         console.print(make_table(f"{task} · {checkpoint} ({result.kind})", ["", "value"], rows))
-    write_json(json_out, result.to_dict())
+    write_json(json_out, result.to_dict(), json_file)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
+    add_command(app, "evaluate", evaluate,
+                "nnprune evaluate sst2 runs/sst2-compact --data-dir ../shared/data/glue/SST-2")

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
+                                quiet_libraries, stdout_for_json, write_json)
 
 
 def export_onnx(
@@ -15,15 +16,20 @@ def export_onnx(
     output_dir: Annotated[Path, typer.Argument(help="Folder to write model.onnx (and model.int8.onnx), config and metadata to.")],
     quantize: Annotated[str | None, typer.Option(help="int8: also write model.int8.onnx (onnxruntime dynamic quantization), the shippable int8 artefact.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the export summary as JSON here ('-' for stdout).")] = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
 ) -> None:
-    """Export CKPT to ONNX with dynamic batch/sequence axes (per-layer head and FFN sizes kept),
-    then run onnxruntime against PyTorch on a batch and report the max abs difference."""
+    """Export CHECKPOINT to ONNX, checked against PyTorch.
+
+    The graph has dynamic batch and sequence axes and keeps every layer's own head and FFN
+    sizes; onnxruntime then runs it against PyTorch on a batch and the max absolute difference
+    is reported."""
     quiet_libraries()
     from nnprune.export.onnx import export_checkpoint
 
-    exp = export_checkpoint(checkpoint, output_dir, opset=opset, quantize=quantize)
-    if str(json_out) != "-":
+    with stdout_for_json(json_out):  # the exporters' own prints stay off a --json stdout
+        exp = export_checkpoint(checkpoint, output_dir, opset=opset, quantize=quantize)
+    if not json_out:
         rows = [("model", str(exp.model_path)), ("inputs", ", ".join(exp.input_names)),
                 ("outputs", ", ".join(exp.output_names)), ("opset", exp.opset),
                 (f"max |onnx - torch| (batch {exp.check_batch[0]} x seq {exp.check_batch[1]})",
@@ -34,8 +40,9 @@ def export_onnx(
         console.print(make_table(f"ONNX export of {checkpoint}", ["", "value"], rows))
         for note in exp.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
-    write_json(json_out, {"checkpoint": str(checkpoint), **exp.to_dict()})
+    write_json(json_out, {"checkpoint": str(checkpoint), **exp.to_dict()}, json_file)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export-onnx")(export_onnx)
+    add_command(app, "export-onnx", export_onnx,
+                "nnprune export-onnx runs/sst2-compact runs/sst2-onnx --quantize int8")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonOutOpt, TaskOptionOpt, emit, quiet_libraries, stdout_for_json,
-                                task_options, training_options)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, add_command, emit,
+                                quiet_libraries, stdout_for_json, task_options, training_display,
+                                training_options)
 
 if TYPE_CHECKING:
     from nnprune.workflows.options import TrainingOptions
@@ -23,22 +24,30 @@ def fill(
     teacher: Annotated[Optional[str], typer.Option(help="Fine-tuned dense checkpoint to distil from (required).")] = None,
     reinit_std: Annotated[Optional[float], typer.Option(help="Std of the noise that refills the zeros inside kept heads / FFN dims (default: the model's initializer_range; 0: keep them at zero).")] = None,
     task_option: TaskOptionOpt = None,
-    json_out: JsonOutOpt = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
+    no_card: Annotated[bool, typer.Option("--no-card", help="Do not write the model card (README.md) and its pictures into --output-dir.")] = False,
 ) -> None:
-    """Hybrid Filled, second stage: remove the heads and FFN dims CHECKPOINT pruned away,
-    re-initialise the zeros left inside the kept ones, and fine-tune the compacted model on TASK
-    with distillation from --teacher and no pruning. Saves a compacted checkpoint (loadable with
+    """Hybrid Filled, second stage: compact a fine-pruned model, refill it, fine-tune it again.
+
+    The heads and FFN dimensions CHECKPOINT pruned away are removed, the zeros left inside the
+    kept ones re-initialised, and the compacted model fine-tuned on TASK with distillation from
+    --teacher and no pruning. Saves a compacted checkpoint (loadable with
     nnprune.load_pretrained, or transformers with trust_remote_code=True)."""
     quiet_libraries()
     from nnprune.workflows.fill import FillArgs
     from nnprune.workflows.fill import fill as run
 
-    with stdout_for_json(json_out):
+    with stdout_for_json(json_out), training_display():
         result = run(FillArgs(checkpoint=checkpoint, task=task, output_dir=output_dir,
                               teacher=teacher, reinit_std=reinit_std,
                               task_options=task_options(task_option), training=training))
     emit(json_out, f"{task} · fill · {checkpoint} -> {output_dir}", fill_rows(result),
-         result.to_dict())
+         result.to_dict(), json_file)
+    if not no_card:
+        from nnprune.cli.report import card_after_save
+
+        card_after_save(output_dir, json_out)
 
 
 def fill_rows(result) -> list[tuple[str, object]]:
@@ -55,4 +64,5 @@ def fill_rows(result) -> list[tuple[str, object]]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fill")(fill)
+    add_command(app, "fill", fill, "nnprune fill runs/sst2-hybrid sst2 --teacher runs/sst2-dense "
+                                   "--output-dir runs/sst2-filled")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonOutOpt, TaskOptionOpt, TeacherOpt, emit, quiet_libraries,
-                                stdout_for_json, task_options, training_options)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, TeacherOpt, add_command,
+                                emit, quiet_libraries, stdout_for_json, task_options,
+                                training_display, training_options)
 
 if TYPE_CHECKING:
     from nnprune.workflows.options import TrainingOptions
@@ -28,21 +29,25 @@ def fine_prune(
     fill_epochs: Annotated[Optional[float], typer.Option(help="hybrid-filled: epochs of the fill stage (default: as the pruning stage).")] = None,
     fill_max_steps: Annotated[Optional[int], typer.Option(help="hybrid-filled: steps of the fill stage (default: as the pruning stage).")] = None,
     task_option: TaskOptionOpt = None,
-    json_out: JsonOutOpt = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
 ) -> None:
-    """Fine-prune MODEL on TASK and save the masked model (inspect it with count-params, make it
-    smaller with bertarize --compact). With --method hybrid-filled, the pruning stage goes to
-    OUTPUT_DIR/prune and the filled, compacted model to OUTPUT_DIR."""
+    """Fine-prune MODEL on TASK and save the masked model.
+
+    Inspect the result with count-params, make it smaller with bertarize --compact. With
+    --method hybrid-filled, the pruning stage goes to OUTPUT_DIR/prune and the filled, compacted
+    model to OUTPUT_DIR. Progress: a bar on a terminal, one line per --logging-steps in logs."""
     quiet_libraries()
     from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune as run
 
-    with stdout_for_json(json_out):
+    with stdout_for_json(json_out), training_display():
         result = run(FinePruneArgs(
             task=task, model=model, output_dir=output_dir, method=method, teacher=teacher,
             target_density=target_density, config_file=config, overrides=tuple(set_ or ()),
             fill_epochs=fill_epochs, fill_max_steps=fill_max_steps,
             task_options=task_options(task_option), training=training))
-    emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict())
+    emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict(),
+         json_file)
 
 
 def result_rows(result) -> list[tuple[str, object]]:
@@ -64,4 +69,5 @@ def result_rows(result) -> list[tuple[str, object]]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fine-prune")(fine_prune)
+    add_command(app, "fine-prune", fine_prune, "nnprune fine-prune sst2 --model $MINILM --method "
+                                               "hybrid --output-dir runs/sst2-hybrid")

@@ -9,11 +9,12 @@ from typing import Optional, Sequence
 
 import typer
 
-from nnprune.cli.common import err_console, setup_logging
+from nnprune.cli.common import err_console, paragraphs, setup_logging
 from nnprune.errors import NNPruneError
 
 app = typer.Typer(
     name="nnprune", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode="rich",  # help paragraphs reflow to the terminal (common.add_command)
     help="Prune transformers while fine-tuning, into models that are physically smaller and faster.")
 
 
@@ -24,10 +25,14 @@ def _root() -> None:
 
 
 # Each module defines register(app) adding its command(s).
-COMMAND_MODULES = ("fine_prune", "fill", "count_params", "speed", "export_onnx", "bertarize", "evaluate")
+COMMAND_MODULES = ("fine_prune", "prune", "fill", "count_params", "speed", "export_onnx", "bertarize", "evaluate", "report")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"nnprune.cli.{_name}").register(app)
+# Every command's help from its docstring with the hard line breaks joined: paragraphs reflow.
+for _info in app.registered_commands:
+    if _info.help is None and _info.callback is not None:
+        _info.help = paragraphs(_info.callback.__doc__)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -47,6 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:
         # Usage errors (bad option, missing argument) from Typer's own click.
+        explain_json_flag(exc, list(argv) if argv is not None else sys.argv[1:])
         show = getattr(exc, "show", None)
         if show is not None:
             show()
@@ -57,6 +63,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         err_console.print("[red]interrupted[/]")
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def explain_json_flag(exc: Exception, args: Sequence[str]) -> None:
+    """``--json FILE`` and ``--json -`` of earlier versions now leave an unexpected argument:
+    say what replaced them."""
+    message = getattr(exc, "message", None)
+    if "--json" in args and isinstance(message, str) and "unexpected extra argument" in message:
+        exc.message = (f"{message}; --json is a flag now (JSON on stdout): write a file with "  # type: ignore[attr-defined]
+                       "--json-file PATH")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import console, make_table, quiet_libraries, write_json
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
+                                quiet_libraries, stdout_for_json, write_json)
 from nnprune.errors import NNPruneError
 
 
@@ -43,27 +44,30 @@ def speed(
     data_dir: Annotated[Path | None, typer.Option(help="With --task: local task data folder.")] = None,
     validation_file: Annotated[Path | None, typer.Option(help="With --task: evaluation file.")] = None,
     max_eval_samples: Annotated[int | None, typer.Option(help="With --task: evaluate on at most this many examples.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here ('-' for stdout).")] = None,
+    json_out: JsonOutOpt = False,
+    json_file: JsonFileOpt = None,
 ) -> None:
-    """Time MODEL against its dense baseline in one process, interleaved, after warm-up: median and
-    p90 latency, throughput, measured speedup, FLOP speedup (whole forward) and efficiency
-    (measured / FLOP speedup). Encoder-decoder models are timed on one teacher-forced forward (target
-    as long as the source); with --generate also on a full generate() (latency, generated
-    tokens/s, speedup)."""
+    """Time MODEL against its dense baseline in one process, interleaved, after warm-up.
+
+    Reported: median and p90 latency, throughput, measured speedup, FLOP speedup (whole forward)
+    and efficiency (measured / FLOP speedup). Encoder-decoder models are timed on one
+    teacher-forced forward (target as long as the source); with --generate also on a full
+    generate() (latency, generated tokens/s, speedup)."""
     quiet_libraries()
     from nnprune.workflows.speed import run_speed
 
-    report = run_speed(model, baseline, device=device,
-                       batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
-                       seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
-                       dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
-                       keep_times=True, generate=generate, max_new_tokens=max_new_tokens,
-                       num_beams=num_beams)
-    payload = report.to_dict()
-    if task is not None:
-        payload["task_metrics"] = task_metrics(model, task, quantize, data_dir, validation_file,
-                                               max_eval_samples)
-    if str(json_out) != "-":
+    with stdout_for_json(json_out):
+        report = run_speed(model, baseline, device=device,
+                           batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
+                           seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
+                           dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
+                           keep_times=True, generate=generate, max_new_tokens=max_new_tokens,
+                           num_beams=num_beams)
+        payload = report.to_dict()
+        if task is not None:
+            payload["task_metrics"] = task_metrics(model, task, quantize, data_dir,
+                                                   validation_file, max_eval_samples)
+    if not json_out:
         console.print(render_speed_table(report))
         if report.generate_rows:
             console.print(render_generate_table(report))
@@ -71,7 +75,7 @@ def speed(
             console.print(f"[yellow]note:[/] {note}", highlight=False)
         if task is not None:
             console.print(render_metrics_table(task, payload["task_metrics"]))
-    write_json(json_out, payload)
+    write_json(json_out, payload, json_file)
 
 
 def task_metrics(model: Path, task: str, quantize: str | None, data_dir: Path | None,
@@ -128,4 +132,5 @@ def render_generate_table(report):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("speed")(speed)
+    add_command(app, "speed", speed,
+                "nnprune speed runs/sst2-compact --baseline runs/sst2-dense --batch-sizes 1,32")

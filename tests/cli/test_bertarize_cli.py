@@ -37,7 +37,7 @@ def test_bertarize_plain_loads_with_stock_transformers(tmp_path, capsys, masked_
 
     ckpt, masked = masked_ckpt
     out = tmp_path / "plain"
-    rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--json", tmp_path / "r.json")
+    rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--json-file", tmp_path / "r.json")
     assert rc == 0, err
     assert "exact" in stdout and "--compact would remove" in stdout
     result = json.loads((tmp_path / "r.json").read_text())
@@ -58,7 +58,7 @@ def test_bertarize_compact_and_count_params(tmp_path, capsys, masked_ckpt):
     ckpt, masked = masked_ckpt
     out = tmp_path / "compact"
     rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--compact",
-                           "--json", tmp_path / "r.json")
+                           "--json-file", tmp_path / "r.json")
     assert rc == 0, err
     assert "2/4" in stdout and "0/4" in stdout and "42/64" in stdout and "0/64" in stdout
     result = json.loads((tmp_path / "r.json").read_text())
@@ -77,7 +77,7 @@ def test_bertarize_compact_and_count_params(tmp_path, capsys, masked_ckpt):
     reloaded = nnprune.load_pretrained(out)
     assert float((_outputs(reloaded, inputs)["logits"] - _outputs(masked, inputs)["logits"]).abs().max()) <= TOL
 
-    rc, stdout, err = _run(capsys, "count-params", out, "--json", "-")
+    rc, stdout, err = _run(capsys, "count-params", out, "--json")
     assert rc == 0, err
     counts = json.loads(stdout)
     assert counts["compacted"] and not counts["masked"]
@@ -94,7 +94,7 @@ def test_bertarize_compact_and_count_params(tmp_path, capsys, masked_ckpt):
 def test_bertarize_allow_inexact_removes_qk_empty_heads(tmp_path, capsys, masked_ckpt):
     ckpt, _ = masked_ckpt
     rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", tmp_path / "inexact",
-                           "--compact", "--allow-inexact", "--json", tmp_path / "r.json")
+                           "--compact", "--allow-inexact", "--json-file", tmp_path / "r.json")
     assert rc == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["report"]["qk_empty_removed"] == 1 and result["report"]["exact"] is False

