@@ -182,3 +182,61 @@ def cli_output(args) -> str:
     res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return res.output
+
+
+# A Python process in which nnprune cannot be imported: loads compacted checkpoints with stock
+# transformers (trust_remote_code) and prints each one's max |logit difference| to its probe.
+STOCK_RELOAD_SCRIPT = r"""
+import importlib.abc, json, sys
+
+class _NoNNPrune(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "nnprune" or name.startswith("nnprune."):
+            raise ImportError("nnprune is not installed here")
+        return None
+
+sys.meta_path.insert(0, _NoNNPrune())
+for key in [k for k in sys.modules if k == "nnprune" or k.startswith("nnprune.")]:
+    del sys.modules[key]
+try:
+    import nnprune  # noqa: F401
+    raise SystemExit("nnprune is importable")
+except ImportError:
+    pass
+
+import torch
+import transformers
+from safetensors.torch import load_file
+
+transformers.logging.set_verbosity_error()
+diffs = {}
+for path, auto in json.loads(sys.argv[1]):
+    data = load_file(path + ".probe.safetensors")
+    model = getattr(transformers, auto).from_pretrained(path, trust_remote_code=True).eval()
+    assert type(model).__name__.startswith("NNPrune"), type(model)
+    with torch.no_grad():
+        out = model(input_ids=data["input_ids"], attention_mask=data["attention_mask"])
+    diffs[path] = max(float((out[k[4:]].float() - v).abs().max()) for k, v in data.items()
+                      if k.startswith("ref_"))
+assert not any(k == "nnprune" or k.startswith("nnprune.") for k in sys.modules)
+print("RESULT " + json.dumps(diffs))
+"""
+
+
+def stock_reload_diffs(cases: list[tuple[str, str]], tmp_path: Path) -> dict[str, float]:
+    """For each ``(checkpoint path, Auto class name)`` whose ``PATH.probe.safetensors`` holds
+    ``input_ids``, ``attention_mask`` and ``ref_<output>`` tensors: the max |difference| of the
+    outputs of stock ``from_pretrained(trust_remote_code=True)``, in a process without nnprune."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
+               TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, "-c", STOCK_RELOAD_SCRIPT, json.dumps(cases)],
+                          check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])

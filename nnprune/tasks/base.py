@@ -111,6 +111,16 @@ class TaskAdapter(ABC):
         """Run evaluation with ``trainer`` on every eval split; keys are ``"<split>_<metric>"``
         when there are several splits, else ``"<metric>"``."""
 
+    def prediction_files(self) -> dict[str, Any]:
+        """The prediction artefacts of the last :meth:`evaluate`: file name -> JSON-able object.
+
+        The workflows write each one as a JSON file next to the results (``fine-prune`` /
+        ``fill``: the output folder; ``evaluate``: its ``--predictions-dir``). SQuAD:
+        ``predictions.json`` (and ``null_odds.json`` for v2.0) in the official scripts' formats.
+        Default: none.
+        """
+        return {}
+
     def distillation_logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
         """The tensors of logits a teacher distils into the student, each ``(..., n_classes)``.
 

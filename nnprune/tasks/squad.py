@@ -461,7 +461,8 @@ class SquadTask(TaskAdapter):
 
     Metrics (official v1.1 script): ``exact_match`` and ``f1`` in percent; ``main_metric`` is
     ``"f1"``. After :meth:`evaluate`, :attr:`last_predictions` holds ``{question id: answer}``
-    and :attr:`last_null_score_diffs` the null-score differences.
+    and :attr:`last_null_score_diffs` the null-score differences; :meth:`prediction_files`
+    gives them as the official scripts' files.
     """
 
     name = "squad"
@@ -640,6 +641,25 @@ class SquadTask(TaskAdapter):
         # The un-thresholded answers with the differences as "no-answer probabilities": the
         # official script then scores the thresholded answers and searches the best threshold.
         return squad_v2_evaluate(gold, texts, na_probs=diffs, na_prob_thresh=thr)
+
+
+    def prediction_files(self) -> dict[str, Any]:
+        """The last :meth:`evaluate`'s answers as the official scripts read them.
+
+        ``predictions.json``: ``{question id: answer text}`` (v2.0: ``""`` where the null score
+        difference is above ``null_score_diff_threshold``), the ``evaluate-v1.1.py`` /
+        ``evaluate-v2.0.py`` prediction file. v2.0 also ``null_odds.json``: ``{question id: null
+        score - best span score}`` (``Infinity`` without a valid span), the v2.0 script's
+        ``--na-prob-file``. Scored with ``--na-prob-thresh`` = the threshold (0.0), they give the
+        reported ``exact``/``f1`` and ``HasAns_*``/``NoAns_*``; the reported ``best_*`` search
+        the threshold over the un-thresholded answers, which the files do not hold.
+        """
+        if not self.last_predictions:
+            return {}
+        files: dict[str, Any] = {"predictions.json": dict(self.last_predictions)}
+        if self.version_2:
+            files["null_odds.json"] = dict(self.last_null_score_diffs)
+        return files
 
 
 def _first_file(folder: Path, names: tuple[str, ...]) -> Path | None:

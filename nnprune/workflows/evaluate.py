@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ class EvaluationResult:
     num_examples: int  # per evaluation split, summed
     num_features: int  # model inputs (SQuAD: several per long example)
     seconds: float
+    # with predictions_dir: the answers file (SQuAD: predictions.json) and every file written
+    predictions_file: str | None = None
+    prediction_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +59,8 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         max_seq_length: int | None = None,
                         tokenizer: str | None = None, progress: bool = False,
                         quantize: str | None = None,
-                        task_options: dict[str, str] | None = None) -> EvaluationResult:
+                        task_options: dict[str, str] | None = None,
+                        predictions_dir: Path | None = None) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task_name``'s evaluation split(s).
 
     ``max_seq_length`` defaults to what the checkpoint was fine-pruned with (recorded in its
@@ -65,6 +69,9 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     ``progress`` shows the Trainer's progress bar; ``task_options`` are the task's
     ``--task-option`` settings. ``quantize="int8"`` evaluates the dynamic
     int8 version of the model (CPU), as ``nnprune speed --quantize int8`` times it.
+    ``predictions_dir``: write the task's prediction files there
+    (:meth:`~nnprune.tasks.base.TaskAdapter.prediction_files`; SQuAD: ``predictions.json`` and,
+    v2.0, ``null_odds.json``); tasks without any write nothing.
     """
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
@@ -104,12 +111,20 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                           processing_class=tok)
         metrics = task.evaluate(trainer, data)
     seconds = time.perf_counter() - start
+    written: list[str] = []
+    if predictions_dir is not None:
+        from nnprune.workflows.training import write_prediction_files
+
+        written = write_prediction_files(task.prediction_files(), Path(predictions_dir))
+    main_file = next((f for f in written if Path(f).name == "predictions.json"),
+                     written[0] if written else None)
     examples = sum(_count_examples(data, split, ds) for split, ds in data.eval.items())
     features = sum(len(ds) for ds in data.eval.values())
     return EvaluationResult(task=task_name, checkpoint=str(path), kind=kind,
                             metrics={k: _plain(v) for k, v in metrics.items()},
                             main_metric=task.main_metric, max_seq_length=max_seq_length,
-                            num_examples=examples, num_features=features, seconds=seconds)
+                            num_examples=examples, num_features=features, seconds=seconds,
+                            predictions_file=main_file, prediction_files=written)
 
 
 def _count_examples(data: Any, split: str, ds: Any) -> int:

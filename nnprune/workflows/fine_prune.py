@@ -19,8 +19,9 @@ from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
-from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, resume_checkpoint,
-                                        run_training, save_final)
+from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, checkpoint_complete,
+                                        checkpoint_folders, resume_checkpoint, run_training,
+                                        save_final)
 
 PRUNE_SUBDIR = "prune"  # where fine-prune --method hybrid-filled puts its pruning stage
 
@@ -130,13 +131,11 @@ def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter)
     With ``resume`` a pruning stage that already saved its final model is not run again, and the
     fill stage resumes from its own checkpoints in ``OUTPUT`` when it has some.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     if not pcfg.teacher:  # pragma: no cover - build_config refuses fill presets without one
         raise NNPruneError(f"method {pcfg.method!r} distils from a teacher: pass --teacher PATH")
     out = args.output_dir
     opts = args.training
-    fill_has_checkpoints = out.is_dir() and get_last_checkpoint(str(out)) is not None
+    fill_has_checkpoints = any(checkpoint_complete(f) for f in checkpoint_folders(out))
     if not opts.resume:
         resume_checkpoint(out, opts)  # refuse now, not after the pruning stage, if OUTPUT is in use
     stage1 = replace(args, output_dir=out / PRUNE_SUBDIR)

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +25,7 @@ from nnprune.pruning_core.pruner import patch_model
 from nnprune.pruning_core.trainer import PruningTrainer
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.progress import install_progress
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class FinePruneResult:
     compression: float
     train_seconds: float
     steps: int
+    # the task's prediction files written beside the final model (SQuAD: predictions.json, ...)
+    prediction_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -53,28 +56,79 @@ class FinePruneResult:
 def resume_checkpoint(output_dir: Path, opts: TrainingOptions) -> Optional[str]:
     """The checkpoint a run in ``output_dir`` resumes from (``--resume``), or ``None`` for a fresh
     run; refuses to start over existing checkpoints unless ``--overwrite``, which removes them
-    (a stale ``checkpoint-900`` would otherwise be taken for this run's last one)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    (a stale ``checkpoint-900`` would otherwise be taken for this run's last one).
 
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    ``--resume`` takes the last *complete* checkpoint (:func:`checkpoint_complete`): a process
+    killed while saving leaves a half-written folder, which is skipped (and overwritten when the
+    resumed run saves that step again).
+    """
+    folders = checkpoint_folders(output_dir)
     if opts.resume:
-        if last is None:
-            raise NNPruneError(f"--resume: no {CHECKPOINT_PREFIX}* folder in {output_dir} to resume from")
-        return last
-    if last is not None:
+        complete = [f for f in folders if checkpoint_complete(f)]
+        if not complete:
+            what = (f"no complete {CHECKPOINT_PREFIX}* folder" if folders
+                    else f"no {CHECKPOINT_PREFIX}* folder")
+            raise NNPruneError(f"--resume: {what} in {output_dir} to resume from")
+        for partial in folders[folders.index(complete[-1]) + 1:]:
+            logger.warning("--resume: skipping %s, a half-written checkpoint (the run was stopped "
+                           "while saving it)", partial)
+        return str(complete[-1])
+    if folders:
         if not opts.overwrite:
-            raise NNPruneError(f"{output_dir} already holds checkpoints ({Path(last).name}); pass "
+            raise NNPruneError(f"{output_dir} already holds checkpoints ({folders[-1].name}); pass "
                                "--resume to continue that run or --overwrite to start again")
         if _is_main_process():
-            for old in output_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-                if old.is_dir():
-                    shutil.rmtree(old)
+            for old in folders:
+                shutil.rmtree(old)
             logger.info("--overwrite: removed the previous checkpoints in %s", output_dir)
     return None
 
 
+def checkpoint_folders(output_dir: Path) -> list[Path]:
+    """The Trainer's ``checkpoint-<step>`` folders in ``output_dir``, by step."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for p in output_dir.iterdir():
+        step = p.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        if p.name.startswith(CHECKPOINT_PREFIX) and step.isdigit() and p.is_dir():
+            found.append((int(step), p))
+    return [p for _, p in sorted(found)]
+
+
+def checkpoint_complete(folder: Path) -> bool:
+    """Whether a Trainer checkpoint was saved to the end. The Trainer writes the weights, the
+    optimizer, scheduler and RNG states, then ``trainer_state.json``; the pruning callback then
+    writes ``nnprune_state.json`` (atomically), last."""
+    from nnprune.pruning_core.trainer import STATE_FILE
+
+    state = folder / "trainer_state.json"
+    if not (state.is_file() and (folder / STATE_FILE).is_file()):
+        return False
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def write_prediction_files(files: dict[str, Any], folder: Path) -> list[str]:
+    """Write a task's prediction artefacts (:meth:`TaskAdapter.prediction_files`: file name ->
+    JSON-able object) into ``folder``, each atomically; return their paths."""
+    written = []
+    for name, obj in files.items():
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"prediction file name {name!r} must be a plain file name")
+        path = Path(folder) / name
+        atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+        written.append(str(path))
+    return written
 
 
 @dataclass
@@ -108,7 +162,8 @@ def load_tokenizer(source: str) -> Any:
 
 def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: TrainingOptions,
                  pcfg: PruningConfig, *, model: Any = None, tokenizer: Any = None) -> TrainingRun:
-    """Data, model, teacher, training and evaluation of one run with config ``pcfg``; no save.
+    """Data, model, teacher, training and evaluation of one run with config ``pcfg``; no save
+    but the task's prediction files (main process, into ``output_dir``).
 
     ``model_source``: the folder or hub name the model (unless ``model`` is given: e.g. a
     compacted model, which stock ``from_pretrained`` cannot build) and the tokenizer (unless
@@ -165,16 +220,24 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
         eval_dataset=eval_first if opts.eval_steps else None,
         data_collator=data.data_collator, processing_class=tokenizer,
         pruner=pruner, task=task, teacher=teacher)
+    install_progress(trainer)  # log lines instead of the Trainer's dict prints and tqdm bars
     start = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     pruner.finalize()
     metrics = task.evaluate(trainer, data)
+    # the task's prediction files (SQuAD: predictions.json, ...) beside the results; save_final
+    # keeps the ones named in the results
+    files = task.prediction_files()
+    if files and trainer.is_world_process_zero():
+        predictions = write_prediction_files(files, output_dir)
+    else:
+        predictions = [str(output_dir / name) for name in files]
     count = count_parameters(model, seq_len=opts.max_seq_length)
     density = pruner.density() if len(pruner) else count.density
     result = FinePruneResult(output_dir, metrics, task.main_metric, density, _group_density(count),
                              count.estimated_speedup, count.compression, seconds,
-                             int(train_out.global_step))
+                             int(train_out.global_step), predictions)
     return TrainingRun(model, tokenizer, trainer, opts, count, result)
 
 
@@ -204,6 +267,9 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
         save_checkpoint(model, staging / "model", config=config, tokenizer=tokenizer, extra=extra)
         files = sorted((staging / "model").iterdir(), key=lambda f: f.name == "config.json")
         written = {f.name for f in files} | {RESULTS_FILE}
+        # run_training's prediction files, named in the results, are this run's too
+        written |= {Path(p).name for p in (extra.get("results") or {}).get("prediction_files")
+                    or ()}
         for f in files:
             os.replace(f, output_dir / f.name)
         for old in output_dir.iterdir():
@@ -216,5 +282,6 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
                       json.dumps(extra.get("results", {}), indent=2, default=str) + "\n")
 
 
-__all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "load_tokenizer",
-           "resume_checkpoint", "run_training", "save_final"]
+__all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun",
+           "checkpoint_complete", "checkpoint_folders", "load_tokenizer", "resume_checkpoint", "run_training",
+           "save_final", "write_prediction_files"]

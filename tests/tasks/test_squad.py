@@ -32,6 +32,7 @@ from nnprune.tasks.squad_metrics import (
     squad_v1_evaluate,
     squad_v2_evaluate,
 )
+from nnprune.workflows.training import write_prediction_files
 
 SQUAD = SHARED_DATA / "squad"
 DEV_V1 = SQUAD / "v1.1" / "dev-v1.1.json"
@@ -98,6 +99,35 @@ def gold_logits(train_ds, length: int, big: float = 10.0) -> tuple[np.ndarray, n
     start[np.arange(len(sp)), sp] = big
     end[np.arange(len(sp)), ep] = big
     return start, end
+
+
+def gold_answers(path: Path) -> dict[str, list[str]]:
+    """``{question id: gold answer texts}`` of an official SQuAD file, read as the official
+    evaluation scripts read it."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    return {q["id"]: [a["text"] for a in q["answers"]]
+            for article in data for p in article["paragraphs"] for q in p["qas"]}
+
+
+def check_prediction_files(folder: Path, dataset: Path, metrics: dict, *, v2: bool) -> None:
+    """``predictions.json`` (and, v2, ``null_odds.json``) in ``folder`` cover every question of
+    ``dataset``, and the official formulas on them give exactly the reported scores (v2: at
+    no-answer threshold 0, as evaluate-v2.0.py --na-prob-file null_odds.json
+    --na-prob-thresh 0)."""
+    gold = gold_answers(dataset)
+    preds = json.loads((folder / "predictions.json").read_text(encoding="utf-8"))
+    assert set(preds) == set(gold) and all(isinstance(t, str) for t in preds.values())
+    if not v2:
+        assert not (folder / "null_odds.json").exists()
+        assert squad_v1_evaluate(gold, preds) == {k: metrics[k] for k in ("exact_match", "f1")}
+        return
+    odds = json.loads((folder / "null_odds.json").read_text(encoding="utf-8"))
+    assert set(odds) == set(gold) and all(isinstance(v, float) for v in odds.values())
+    assert all(preds[q] == "" for q in gold if odds[q] > 0)  # the answers are thresholded
+    got = squad_v2_evaluate(gold, preds, na_probs=odds, na_prob_thresh=0.0)
+    keys = [k for k in got if not k.startswith("best_")]  # best_*: over unthresholded answers
+    assert {"exact", "f1", "total", "HasAns_f1", "NoAns_f1"} <= set(keys)
+    assert {k: got[k] for k in keys} == {k: metrics[k] for k in keys}
 
 
 class FakeTrainer:
@@ -205,6 +235,9 @@ def test_v1_round_trip_on_real_long_contexts(tokenizer, tmp_path):
     assert metrics == {"exact_match": 100.0, "f1": 100.0}
     ex = eval_set.examples[0]
     assert task.last_predictions[ex.id] == ex.answers[0]
+    assert set(task.prediction_files()) == {"predictions.json"}
+    write_prediction_files(task.prediction_files(), tmp_path / "preds")
+    check_prediction_files(tmp_path / "preds", f, metrics, v2=False)
 
 
 def test_v2_round_trip_with_unanswerable(tokenizer, tmp_path):
@@ -223,6 +256,9 @@ def test_v2_round_trip_with_unanswerable(tokenizer, tmp_path):
     assert m["total"] == len(examples)
     assert all(task.last_predictions[ex.id] == "" for ex in examples if not ex.has_answer)
     assert all(task.last_null_score_diffs[ex.id] == -20.0 for ex in examples if ex.has_answer)
+    assert set(task.prediction_files()) == {"predictions.json", "null_odds.json"}
+    write_prediction_files(task.prediction_files(), tmp_path / "preds")
+    check_prediction_files(tmp_path / "preds", f, m, v2=True)
 
 
 def test_postprocess_rules_on_a_hand_made_feature(tokenizer):
@@ -420,17 +456,26 @@ def test_fine_prune_then_evaluate_command(tmp_path):
     assert result.main_metric == "f1" and result.steps == 3
     assert set(result.metrics) == {"exact_match", "f1"}
     assert 0.0 <= result.metrics["f1"] <= 100.0
+    # the answers beside the results, kept by the final save
+    assert result.prediction_files == [str(out / "predictions.json")]
+    check_prediction_files(out, dev, result.metrics, v2=False)
+    assert json.loads((out / "nnprune_results.json").read_text())["prediction_files"] == \
+        result.prediction_files
 
     report = tmp_path / "eval.json"
+    preds = tmp_path / "eval-preds"
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "squad", str(out), "--validation-file", str(dev),
-              "--batch-size", "8", "--json", str(report)])
+              "--batch-size", "8", "--json-file", str(report), "--predictions-dir", str(preds)])
     assert e.value.code == 0
     got = json.loads(report.read_text())
     assert got["kind"] == "masked" and got["max_seq_length"] == 64  # the training length
     assert got["num_examples"] == 3 and got["num_features"] > 3
     # the same masked model, the same features: the same score as at the end of fine-pruning
     assert got["metrics"]["f1"] == pytest.approx(result.metrics["f1"])
+    assert got["predictions_file"] == str(preds / "predictions.json")
+    assert got["prediction_files"] == [got["predictions_file"]]
+    check_prediction_files(preds, dev, got["metrics"], v2=False)
 
     # compacted (bertarized with --compact): loaded through nnprune.load_pretrained
     from nnprune.pruning_core.bertarize import bertarize
@@ -438,10 +483,11 @@ def test_fine_prune_then_evaluate_command(tmp_path):
     bertarize(out, tmp_path / "compact", compact=True)
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "squad", str(tmp_path / "compact"), "--validation-file", str(dev),
-              "--json", str(report)])
+              "--json-file", str(report)])
     assert e.value.code == 0
     compacted = json.loads(report.read_text())
     assert compacted["kind"] == "compacted"
+    assert compacted["predictions_file"] is None  # no --predictions-dir: no files
     assert compacted["metrics"]["f1"] == pytest.approx(result.metrics["f1"], abs=1e-6)
 
     # a classification checkpoint cannot serve squad: one line, exit 2
@@ -458,9 +504,13 @@ def test_evaluate_command_on_glue(tmp_path, capsys):
     dev = tmp_path / "dev.tsv"
     dev.write_text("sentence\tlabel\na fine film\t1\na dull story\t0\nboring\t0\n")
     with pytest.raises(SystemExit) as e:
-        main(["evaluate", "sst2", str(ckpt), "--validation-file", str(dev), "--json", "-"])
+        main(["evaluate", "sst2", str(ckpt), "--validation-file", str(dev), "--json",
+              "--predictions-dir", str(tmp_path / "preds")])
     assert e.value.code == 0
     got = json.loads(capsys.readouterr().out)
+    # classification has no prediction files: nothing written
+    assert got["predictions_file"] is None and got["prediction_files"] == []
+    assert not (tmp_path / "preds").exists()
     assert got["kind"] == "plain" and got["main_metric"] == "accuracy"
     assert got["max_seq_length"] == 128 and got["num_examples"] == 3
     assert 0.0 <= got["metrics"]["accuracy"] <= 1.0
@@ -504,15 +554,20 @@ def test_squad_v2_hybrid_with_teacher_then_fill(tmp_path, capsys):
     # two steps x (start, end), each (batch, seq_len) against a teacher of the same shape
     assert len(calls) == 4 and all(s == t and s[-1] == 48 for s, t in calls)
     assert {"HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"} <= set(result.metrics)
+    check_prediction_files(pruned, data, result.metrics, v2=True)
 
     capsys.readouterr()  # fine_prune's own log lines
     with pytest.raises(SystemExit) as e:
         main(["fill", str(pruned), "squad_v2", "--teacher", str(teacher),
               "--output-dir", str(tmp_path / "filled"), "--max-steps", "2", "--batch-size", "4",
-              "--train-file", str(data), "--validation-file", str(data), "--json", "-"])
+              "--train-file", str(data), "--validation-file", str(data), "--json"])
     assert e.value.code == 0
     got = json.loads(capsys.readouterr().out)
     assert got["steps"] == 2 and got["heads_kept"] <= got["heads_original"]
     assert got["metrics"]["NoAns_total"] == 2 and got["metrics"]["HasAns_total"] == 2
+    filled = tmp_path / "filled"
+    assert got["prediction_files"] == [str(filled / "predictions.json"),
+                                       str(filled / "null_odds.json")]
+    check_prediction_files(filled, data, got["metrics"], v2=True)
     config = json.loads((tmp_path / "filled" / "config.json").read_text())
     assert config["architectures"] == ["BertForQuestionAnswering"]

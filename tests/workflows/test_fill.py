@@ -158,7 +158,7 @@ def test_filled_checkpoint_reloads_with_nnprune_and_stock_transformers(filled, t
 def test_count_params_reports_compression_against_the_original(filled, capsys):
     out = filled[0]
     with pytest.raises(SystemExit) as exc:
-        main(["count-params", str(out), "--json", "-"])
+        main(["count-params", str(out), "--json"])
     assert exc.value.code == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["compacted"] is True and counts["masked"] is False
@@ -175,7 +175,7 @@ def test_fine_prune_hybrid_filled_runs_both_stages(tiny_dir, toy_data, tmp_path)
             "--max-steps", "2", "--batch-size", "8", "--max-seq-length", "32",
             "--learning-rate", "1e-3", "--set", "attention_block=8x8",
             "--set", "score_init=uniform", "--set", "score_init_scale=5",
-            "--json", str(tmp_path / "result.json")]
+            "--json-file", str(tmp_path / "result.json")]
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0
@@ -207,7 +207,7 @@ def test_fill_cli_json_on_stdout(pruned, tiny_dir, toy_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fill", str(pruned), "sst2", "--teacher", str(tiny_dir), "--output-dir", str(out),
               "--data-dir", str(toy_data), "--max-steps", "1", "--batch-size", "8",
-              "--max-seq-length", "32", "--logging-steps", "1", "--json", "-"])
+              "--max-seq-length", "32", "--logging-steps", "1", "--json"])
     assert exc.value.code == 0
     result = json.loads(capsys.readouterr().out)  # the trainer's logs went to stderr
     assert result["steps"] == 1 and result["heads_kept"] == 6 and result["compression"] > 1

@@ -1,0 +1,323 @@
+"""``nnprune prune``: a smaller, faster model from a fine-tuned checkpoint in minutes, without
+retraining (post-training pruning, :mod:`nnprune.pruning_core.post_training`).
+
+Phases, each timed: evaluate the dense model; score every head and FFN dimension on the
+calibration examples (per-example Fisher information of the task loss); search the mask under the
+FLOP budget; rearrange it per layer; tune the kept units layer by layer with least squares; compact
+(exactly: the logits of the compacted model are checked against the masked one); save (stock
+``trust_remote_code`` reload, ``nnprune_config.json`` saying how it was made); evaluate it; time it
+against the dense model on a probe. ``then_fill`` adds a short distilled fine-tune of the compacted
+model (the ``fill`` stage) for users who can afford a few minutes more.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from nnprune.errors import NNPruneError
+from nnprune.measure.flops import flop_profile
+from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
+                                             save_checkpoint)
+from nnprune.pruning_core.compact import (EXACT_TOLERANCE, compact_model, max_abs_diff,
+                                          model_outputs, probe_inputs)
+from nnprune.pruning_core.config import BinarizerKind, PruningConfig
+from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
+                                                fisher_information, mask_groups, model_inputs,
+                                                rearrange, search_masks, tune_layerwise)
+from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.tasks import DataArgs, get_task
+from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
+from nnprune.workflows.training import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise
+FFN_MULTIPLE = 8  # FFN sizes kept by the search: multiples of 8 (fast CPU kernels, no padding)
+PRUNE_SUBDIR = "prune"  # with then_fill: where the pruned (unfilled) model goes
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class PruneArgs:
+    """One post-training pruning job. Exactly one of ``target_speedup`` (FLOP speedup of the
+    whole forward, > 1) and ``target_flops`` (fraction of the dense FLOPs to keep, in (0, 1))."""
+
+    checkpoint: str
+    task: str
+    output_dir: Path
+    target_speedup: Optional[float] = None
+    target_flops: Optional[float] = None
+    calibration_samples: int = 2048
+    tune_samples: int = 512  # of the calibration examples, used by the least-squares tuning
+    batch_size: int = 32
+    max_seq_length: Optional[int] = None  # None: the checkpoint's training length, else the task's
+    seed: int = 42
+    data_dir: Optional[Path] = None
+    train_file: Optional[Path] = None
+    validation_file: Optional[Path] = None
+    max_eval_samples: Optional[int] = None
+    rearrange: bool = True
+    tune: bool = True
+    speed_probe: bool = True
+    then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
+    learning_rate: float = 5e-5  # of the fill stage
+    overwrite: bool = False
+    task_options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if (self.target_speedup is None) == (self.target_flops is None):
+            raise NNPruneError("pass one target: --target-speedup S (e.g. 2) or --target-flops F "
+                               "(fraction of the dense FLOPs to keep, e.g. 0.5)")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
+        if self.target_flops is not None and not 0 < self.target_flops < 1:
+            raise NNPruneError(f"--target-flops is the fraction of FLOPs kept, in (0, 1); got "
+                               f"{self.target_flops}")
+        if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
+            raise NNPruneError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES} (Fisher "
+                               f"estimates from fewer examples are noise), got {self.calibration_samples}")
+        if self.tune_samples < 1 or self.batch_size < 1:
+            raise NNPruneError("--tune-samples and --batch-size must be >= 1")
+        if self.then_fill is not None and self.then_fill < 1:
+            raise NNPruneError(f"--then-fill takes a number of steps >= 1, got {self.then_fill}")
+
+    @property
+    def keep_fraction(self) -> float:
+        return self.target_flops if self.target_flops is not None else 1.0 / self.target_speedup
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+@dataclass
+class PruneResult:
+    output_dir: str
+    task: str
+    main_metric: str
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    heads_kept: int
+    heads_total: int
+    ffn_dims_kept: int
+    ffn_dims_total: int
+    flops_before: float  # one forward, batch 1, max_seq_length tokens
+    flops_after: float
+    predicted_speedup: float  # FLOP ratio
+    measured_speedup: Optional[float]  # probe: batch 1, interleaved against the dense model
+    calibration_samples: int
+    max_seq_length: int
+    exactness: float  # max |logit difference| compacted vs masked
+    seconds: dict[str, float]  # per phase
+    tune_error: dict[str, list[float]] = field(default_factory=dict)  # group -> [before, after]
+    heads_per_layer: list[int] = field(default_factory=list)
+    ffn_dims_per_layer: list[int] = field(default_factory=list)
+    metrics_filled: Optional[dict[str, float]] = None
+    model: Any = field(default=None, repr=False, compare=False)  # the compacted model, in memory
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "model"}
+
+
+def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitCosts:
+    """The FLOP model of ``speed`` / ``count-params`` (:mod:`nnprune.measure.flops`), read as a
+    cost per head and per FFN dimension at batch 1 x ``seq_len``. Refuses models whose heads (or
+    FFN dimensions) cost different FLOPs."""
+    profile = flop_profile(model)
+    full = profile.count(1, seq_len).total
+    heads = {g.key: g.size for g in groups if g.is_heads}
+    ffn = {g.key[:2]: g.size for g in groups if not g.is_heads}
+    head_costs, ffn_costs = set(), set()
+    for key, n in heads.items():
+        head_costs.add(round(full - profile.resized({key: n - 1}, {}).count(1, seq_len).total, 3))
+    for key, n in ffn.items():
+        ffn_costs.add(round(full - profile.resized({}, {key: n - 1}).count(1, seq_len).total, 3))
+    if len(head_costs) != 1 or len(ffn_costs) != 1:
+        raise NNPruneError("post-training pruning needs every head (and every FFN dimension) to "
+                           "cost the same FLOPs; this model's do not")
+    head, dim = head_costs.pop(), ffn_costs.pop()
+    fixed = full - head * sum(heads.values()) - dim * sum(ffn.values())
+    return UnitCosts(head, dim, fixed, seq_len)
+
+
+def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: PruneArgs,
+                        max_seq_length: int) -> list[dict[str, Any]]:
+    """``args.calibration_samples`` training examples (shuffled with ``args.seed``), tokenized
+    and collated into batches of ``args.batch_size``."""
+    data = task.load_data(tokenizer, DataArgs(
+        data_dir=args.data_dir, train_file=args.train_file, validation_file=args.validation_file,
+        max_train_samples=args.calibration_samples, max_seq_length=max_seq_length, seed=args.seed))
+    ds = data.train
+    if ds is None or len(ds) < MIN_CALIBRATION_SAMPLES:
+        raise NNPruneError(f"only {0 if ds is None else len(ds)} calibration examples; "
+                           f"post-training pruning needs at least {MIN_CALIBRATION_SAMPLES}")
+    if len(ds) < args.calibration_samples:
+        logger.warning("using the %d training examples there are (asked for %d)", len(ds),
+                       args.calibration_samples)
+    keep = [c for c in ds.column_names if c in model_inputs(model, dict.fromkeys(ds.column_names))
+            or c in ("label", "labels", "label_ids")]
+    ds = ds.select_columns(keep)
+    rows = [ds[i] for i in range(len(ds))]
+    return [data.data_collator(rows[i:i + args.batch_size])
+            for i in range(0, len(rows), args.batch_size)]
+
+
+def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
+    """Run the whole post-training pruning job (see the module doc)."""
+    seconds: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        seconds[name] = round(now - tick, 2)
+        tick = now
+        logger.info("prune: %s done in %.1f s", name, seconds[name])
+
+    src = check_dir(args.checkpoint)
+    out = args.output_dir
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise NNPruneError(f"{out} is not empty; pass --overwrite to replace it")
+    if out.resolve() == src.resolve():
+        raise NNPruneError("--output-dir must differ from the checkpoint")
+    task = get_task(args.task, args.task_options)
+    task.check_checkpoint(json.loads((src / "config.json").read_text()), str(src))
+    loaded = load_model(src)
+    if loaded.kind is CheckpointKind.COMPACTED:
+        raise NNPruneError(f"{src} is already compacted; prune the fine-tuned model it came from")
+    model = loaded.model
+    if loaded.is_masked:
+        unpatch_model(model, apply_masks=True)
+    model.eval()
+    groups = mask_groups(model)
+    seq_len = args.max_seq_length or training_max_seq_length(src) or task.default_max_seq_length
+    costs = unit_costs(model, groups, seq_len)
+    full = costs.total(sum(g.size for g in groups if g.is_heads),
+                       sum(g.size for g in groups if not g.is_heads))
+    budget = full * args.keep_fraction
+    tokenizer = load_tokenizer(str(src))
+    batches = calibration_batches(task, tokenizer, model, args, seq_len)
+    n_examples = sum(int(b["input_ids"].shape[0]) for b in batches)
+    phase("load")
+
+    eval_kw = dict(data_dir=args.data_dir, validation_file=args.validation_file,
+                   max_eval_samples=args.max_eval_samples, max_seq_length=seq_len,
+                   task_options=args.task_options)
+    before = evaluate_checkpoint(args.task, src, **eval_kw).metrics
+    phase("evaluate dense")
+
+    done = [0]
+
+    def scored(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("score", done[0], n_examples)
+
+    importance = fisher_information(model, batches, groups, progress=scored)
+    phase("score")
+    kept = search_masks(importance, groups, costs, budget)
+    kept = align_ffn(importance, groups, kept, costs, budget, multiple=FFN_MULTIPLE)
+    if args.rearrange:
+        kept = rearrange(importance, groups, kept)
+    phase("search")
+    tune_report = None
+    if args.tune:
+        dense = copy.deepcopy(model)
+        tuned = [0]
+
+        def tune_step(n: int) -> None:
+            tuned[0] += n
+            if progress is not None:
+                progress("tune", tuned[0], len(groups))
+
+        tune_batches = _first_examples(batches, args.tune_samples)
+        tune_report = tune_layerwise(model, dense, groups, kept, tune_batches, progress=tune_step)
+        del dense
+    else:
+        apply_masks(model, groups, kept)
+    phase("tune")
+
+    inputs = probe_inputs(model.config, tokenizer)
+    reference = model_outputs(model, inputs)
+    compact_model(model, allow_inexact=False, ffn_multiple=FFN_MULTIPLE)
+    diff = max_abs_diff(model_outputs(model, inputs), reference)
+    if diff > EXACT_TOLERANCE:
+        raise NNPruneError(f"compaction changed the pruned model's outputs by {diff:.3g} "
+                           f"(> {EXACT_TOLERANCE:g}); nothing was written")
+    heads_kept = sum(len(kept[g.key]) for g in groups if g.is_heads)
+    dims_kept = sum(len(kept[g.key]) for g in groups if not g.is_heads)
+    after_flops = costs.total(heads_kept, dims_kept)
+    save_to = out / PRUNE_SUBDIR if args.then_fill else out
+    info = {"task": args.task, "base_model": str(src), "post_training": {
+        "method": "fisher+search" + ("+rearrange" if args.rearrange else "")
+                  + ("+lstsq" if args.tune else ""),
+        "options": args.to_dict(), "calibration_examples": n_examples, "max_seq_length": seq_len,
+        "kept": {g.label: kept[g.key] for g in groups},
+        "flops": {"before": full, "after": after_flops}},
+        "training": {"max_seq_length": seq_len},
+        "results": {"metrics_before": before, "main_metric": task.main_metric}}
+    config = PruningConfig(method="post-training", binarizer=BinarizerKind.NONE)
+    save_checkpoint(model, save_to, config=config, tokenizer=tokenizer, extra=info)
+    phase("compact + save")
+
+    after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics
+    phase("evaluate pruned")
+    measured = None
+    if args.speed_probe:
+        from nnprune.workflows.speed import run_speed
+
+        rep = run_speed(save_to, src, batch_sizes=[1], seq_lens=[seq_len], warmup=3, iters=10)
+        measured = rep.rows[0].speedup
+        phase("speed probe")
+    filled = None
+    if args.then_fill:
+        from nnprune.workflows.fill import FillArgs, fill
+        from nnprune.workflows.options import TrainingOptions
+
+        opts = TrainingOptions(max_steps=args.then_fill, batch_size=args.batch_size,
+                               learning_rate=args.learning_rate, seed=args.seed,
+                               max_seq_length=seq_len, data_dir=args.data_dir,
+                               train_file=args.train_file, validation_file=args.validation_file,
+                               max_eval_samples=args.max_eval_samples, save_steps=10 ** 6,
+                               logging_steps=max(1, args.then_fill // 10),
+                               overwrite=args.overwrite)
+        filled = fill(FillArgs(checkpoint=save_to, task=args.task, output_dir=out,
+                               teacher=str(src), reinit_std=0.0,
+                               task_options=args.task_options, training=opts)).metrics
+        phase("fill")
+    return PruneResult(
+        output_dir=str(out), task=args.task, main_metric=task.main_metric,
+        metrics_before=before, metrics_after=after, heads_kept=heads_kept,
+        heads_total=sum(g.size for g in groups if g.is_heads), ffn_dims_kept=dims_kept,
+        ffn_dims_total=sum(g.size for g in groups if not g.is_heads), flops_before=full,
+        flops_after=after_flops, predicted_speedup=full / after_flops, measured_speedup=measured,
+        calibration_samples=n_examples, max_seq_length=seq_len, exactness=diff, seconds=seconds,
+        tune_error={} if tune_report is None else {
+            k: [tune_report.before[k], tune_report.after[k]] for k in tune_report.before},
+        heads_per_layer=[len(kept[g.key]) for g in groups if g.is_heads],
+        ffn_dims_per_layer=[len(kept[g.key]) for g in groups if not g.is_heads],
+        metrics_filled=filled, model=model)
+
+
+def _first_examples(batches: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    out, seen = [], 0
+    for b in batches:
+        if seen >= n:
+            break
+        k = min(int(b["input_ids"].shape[0]), n - seen)
+        out.append({key: (v[:k] if isinstance(v, torch.Tensor) else v) for key, v in b.items()})
+        seen += k
+    return out
+
+
+__all__ = ["PruneArgs", "PruneResult", "prune", "unit_costs"]

@@ -1,0 +1,121 @@
+"""``nnprune prune``: post-training pruning of a fine-tuned checkpoint end to end (tiny BERT, toy
+SST-2): the FLOP target is met, the output is compacted exactly, reloads with stock transformers,
+records how it was made; bad input is a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import save_tiny_model, stock_reload_diffs, write_toy_sst2
+from typer.testing import CliRunner
+
+from nnprune.errors import NNPruneError
+from nnprune.workflows.prune import PruneArgs, prune
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prune")
+    return save_tiny_model(root / "model"), write_toy_sst2(root / "data", n_train=96, n_dev=32)
+
+
+def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(setup, tmp_path):
+    from safetensors.torch import save_file
+
+    from nnprune.measure.counting import count_parameters
+    from nnprune.measure.flops import flop_profile
+    from nnprune.pruning_core.checkpoint import load_model
+    from nnprune.pruning_core.compact import model_outputs, probe_inputs
+
+    model_dir, data = setup
+    out = tmp_path / "pruned"
+    result = prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out,
+                             target_speedup=2.0, data_dir=data, calibration_samples=64,
+                             max_seq_length=32, speed_probe=False))
+    # the FLOP target: the whole forward (batch 1, 32 tokens) at most half the dense one
+    assert result.predicted_speedup >= 2.0
+    assert result.heads_kept < result.heads_total and result.ffn_dims_kept < result.ffn_dims_total
+    reloaded = load_model(out).model
+    dense = load_model(model_dir).model
+    measured = flop_profile(dense).count(1, 32).total / flop_profile(reloaded).count(1, 32).total
+    # FFN sizes are chosen as multiples of 8: no padding, the prediction is the compacted model's
+    assert measured == pytest.approx(result.predicted_speedup, rel=1e-6)
+    assert all(n % 8 == 0 for n in result.ffn_dims_per_layer)
+    assert result.exactness <= 1e-4
+    count = count_parameters(reloaded)
+    assert sum(k for lc in count.layers for k, _ in lc.heads.values()) == result.heads_kept
+    info = json.loads((out / "nnprune_config.json").read_text())
+    assert info["post_training"]["options"]["target_speedup"] == 2.0
+    assert info["post_training"]["calibration_examples"] == 64
+    assert set(result.metrics_before) == set(result.metrics_after) >= {"accuracy"}
+
+    # the in-memory pruned model's logits == stock transformers' reload, without nnprune
+    inputs = probe_inputs(result.model.config)
+    ref = model_outputs(result.model, inputs)
+    save_file({**{k: v.contiguous() for k, v in inputs.items()},
+               **{f"ref_{k}": v.contiguous() for k, v in ref.items()}}, f"{out}.probe.safetensors")
+    diffs = stock_reload_diffs([(str(out), "AutoModelForSequenceClassification")], tmp_path)
+    assert diffs[str(out)] <= 1e-4
+
+
+def test_prune_cli_then_fill_writes_both_stages(setup, tmp_path):
+    from nnprune.cli.main import app
+
+    model_dir, data = setup
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, [
+        "prune", str(model_dir), "sst2", "--output-dir", str(out), "--target-flops", "0.6",
+        "--data-dir", str(data), "--calibration-samples", "48", "--max-seq-length", "32",
+        "--no-speed-probe", "--then-fill", "2", "--json-file", str(tmp_path / "r.json")],
+        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["metrics_filled"] is not None and "accuracy" in payload["metrics_filled"]
+    assert (out / "prune" / "config.json").is_file() and (out / "config.json").is_file()
+    stages = json.loads((out / "nnprune_config.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["prune", "fill"]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(target_speedup=0.0), "--target-speedup must be > 1"),
+    (dict(target_speedup=0.8), "--target-speedup must be > 1"),
+    (dict(target_flops=1.5), "--target-flops is the fraction"),
+    (dict(target_speedup=2.0, target_flops=0.5), "pass one target"),
+    (dict(), "pass one target"),
+    (dict(target_speedup=2.0, calibration_samples=8), "--calibration-samples must be >= 32"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, kw, message):
+    with pytest.raises(NNPruneError, match=message):
+        PruneArgs(checkpoint="x", task="sst2", output_dir=tmp_path / "o", **kw)
+
+
+def test_a_checkpoint_without_a_task_head_or_with_too_little_data_is_refused(setup, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from conftest import minilm_path, tiny_config
+
+    model_dir, data = setup
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_config("bert")).save_pretrained(base)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(base)
+    with pytest.raises(NNPruneError, match="needs a \\*ForSequenceClassification head"):
+        prune(PruneArgs(checkpoint=str(base), task="sst2", output_dir=tmp_path / "o1",
+                        target_speedup=2.0, data_dir=data, calibration_samples=64))
+    small = write_toy_sst2(tmp_path / "small", n_train=20, n_dev=8)
+    with pytest.raises(NNPruneError, match="only 20 calibration examples"):
+        prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=tmp_path / "o2",
+                        target_speedup=2.0, data_dir=small, calibration_samples=64,
+                        max_seq_length=32))
+
+
+def test_prune_cli_bad_input_exits_2_with_one_line(setup, tmp_path):
+    from nnprune.cli.main import main
+
+    model_dir, data = setup
+    with pytest.raises(SystemExit) as e:
+        main(["prune", str(model_dir), "sst2", "--output-dir", str(tmp_path / "o"),
+              "--target-speedup", "0.5", "--data-dir", str(data)])
+    assert e.value.code == 2
