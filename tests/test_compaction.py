@@ -157,6 +157,52 @@ def test_bart_generation_with_empty_first_decoder_self_attention(tmp_path):
         assert torch.equal(reloaded.generate(inputs["input_ids"], num_beams=2, **kw), beams)
 
 
+@pytest.mark.parametrize("kwarg", ["cache", "past_key_values"])
+def test_empty_self_attention_extends_cache_under_either_kwarg_name(kwarg):
+    """transformers 5.24 hands attention blocks the cache as ``cache=`` (before: ``past_key_values=``)."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    from nnprune.pruning_core.compact_modeling import EmptyAttention
+
+    empty = EmptyAttention({}, None, head_dim=8, layer_idx=0)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    hidden = torch.zeros(2, 3, 32)
+    for step, length in enumerate((3, 4)):
+        out, _ = empty(hidden[:, : 3 if step == 0 else 1], **{kwarg: cache})
+        assert cache.get_seq_length() == length and out.shape[-1] == 0
+    empty(hidden, key_value_states=hidden, **{kwarg: cache})  # cross-attention caches nothing
+    assert cache.get_seq_length() == 4 and cache.cross_attention_cache.get_seq_length() == 0
+
+
+def test_bart_generation_with_every_first_layer_attention_empty_eager():
+    """Encoder self-, decoder self- and cross-attention of layer 0 all empty, eager attention."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    from nnprune.pruning_core import Role, build_config, patch_model
+    from nnprune.pruning_core.compact import compact_model
+
+    torch.manual_seed(0)
+    model = AutoModelForSeq2SeqLM.from_config(tiny_config("bart"), attn_implementation="eager").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    pruner = patch_model(model, build_config("struct"))
+    pruner.finalize()
+    for p in pruner.score_owners:
+        empty = p.site.layer == 0 and p.site.role is Role.ATTN_OUTPUT
+        p.layer.mask_scores.data.fill_(-5.0 if empty else 5.0)
+    inputs = _inputs("bart")
+    kw = {"attention_mask": inputs["attention_mask"], "max_new_tokens": 6, "do_sample": False}
+    with torch.no_grad():
+        expected = [model.generate(inputs["input_ids"], num_beams=b, **kw) for b in (1, 2)]
+    compact_model(model)
+    assert sum(type(m).__name__ == "EmptyAttention" for m in model.modules()) == 3
+    with torch.no_grad():
+        for b, want in zip((1, 2), expected):
+            assert torch.equal(model.generate(inputs["input_ids"], num_beams=b, **kw), want)
+
+
 def test_qk_empty_heads_removed_only_when_inexact_allowed():
     from nnprune.pruning_core.compact import compact_model
 
