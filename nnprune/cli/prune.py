@@ -18,7 +18,7 @@ def prune(
     target_speedup: Annotated[Optional[float], typer.Option(help="FLOP speedup of the whole forward to reach (> 1), e.g. 2.")] = None,
     target_flops: Annotated[Optional[float], typer.Option(help="Fraction of the dense FLOPs to keep, in (0, 1), e.g. 0.5.")] = None,
     calibration_samples: Annotated[int, typer.Option(help="Training examples that score the heads and FFN dimensions.")] = 2048,
-    tune_samples: Annotated[int, typer.Option(help="Of those, examples the least-squares tuning reconstructs.")] = 512,
+    tune_samples: Annotated[int, typer.Option(help="Of those, examples the least-squares tuning reconstructs.")] = 256,
     batch_size: Annotated[int, typer.Option(help="Calibration batch size.")] = 32,
     max_seq_length: Annotated[Optional[int], typer.Option(help="Tokens per example (default: the checkpoint's training length, else the task's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the calibration sample.")] = 42,

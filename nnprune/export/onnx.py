@@ -241,7 +241,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int
                       quantize: str | None = None) -> OnnxExport:
     """Load any checkpoint folder (masked, bertarized, compacted, plain) and export it."""
     cm = load_checkpoint_model(checkpoint)
-    exp = export_onnx(cm.model, out_dir, opset=opset, quantize=quantize, kind=cm.kind,
+    exp = export_onnx(cm.model, out_dir, opset=opset, quantize=quantize, kind=cm.kind.value,
                       source=checkpoint)
     exp.notes[:0] = [n for n in cm.notes if not n.startswith("masked checkpoint")]
     return exp

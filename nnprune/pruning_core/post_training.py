@@ -308,31 +308,47 @@ class TuneReport:
     after: dict[str, float] = field(default_factory=dict)
 
 
-def _capture(model: nn.Module, path: str, batches: list[dict[str, Any]], *, want_input: bool,
-             masks: Optional[dict[UnitKey, torch.Tensor]] = None,
-             groups: Optional[list[MaskGroup]] = None) -> list[torch.Tensor]:
-    """The input (or output) of module ``path`` on each batch, tokens flattened to rows, padding
-    dropped: ``(tokens, features)``."""
-    seen: list[torch.Tensor] = []
-    module = model.get_submodule(path)
+class _Stop(Exception):
+    """Ends a forward pass early, once the module of interest has run."""
 
-    def hook(_m, args, output):
-        seen.append((args[0] if want_input else output).detach())
 
-    handle = module.register_forward_hook(hook)
+def _capture(model: nn.Module, paths: list[str], batches: list[dict[str, Any]], *,
+             want_input: bool, masks: Optional[dict[UnitKey, torch.Tensor]] = None,
+             groups: Optional[list[MaskGroup]] = None,
+             stop_early: bool = False) -> dict[str, list[torch.Tensor]]:
+    """The input (or output) of each module in ``paths`` on each batch, tokens flattened to rows,
+    padding dropped: ``{path: [(tokens, features) per batch]}`` (fp32, CPU). With ``stop_early``
+    (one path) the forward stops right after that module: the rest of the model is not run."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(path: str):
+        def hook(_m, args, output):
+            seen[path] = (args[0] if want_input else output).detach()
+            if stop_early:
+                raise _Stop
+        return hook
+
+    for path in paths:
+        handles.append(model.get_submodule(path).register_forward_hook(hook_for(path)))
+    rows: dict[str, list[torch.Tensor]] = {p: [] for p in paths}
     try:
         with torch.no_grad(), masked_inputs(model, groups or [], masks or {}):
-            rows = []
             for batch in batches:
                 inputs = model_inputs(model, batch)
                 seen.clear()
-                model(**inputs)
-                x = seen[0]
+                try:
+                    model(**inputs)
+                except _Stop:
+                    pass
                 keep = inputs.get("attention_mask")
-                keep = keep.bool() if keep is not None else torch.ones(x.shape[:2], dtype=torch.bool)
-                rows.append(x[keep.to(x.device)].double().cpu())
+                for path in paths:
+                    x = seen[path]
+                    k = keep.bool() if keep is not None else torch.ones(x.shape[:2], dtype=torch.bool)
+                    rows[path].append(x[k.to(x.device)].float().cpu())
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     return rows
 
 
@@ -349,19 +365,24 @@ def tune_layerwise(model: nn.Module, dense: nn.Module, groups: list[MaskGroup],
     dense.eval()
     report = TuneReport()
     masks = {g.key: _mask_vector(g, kept[g.key]) for g in groups}
+    # The dense model's outputs do not change: one pass for every group. The pruned model's
+    # inputs do (earlier groups get tuned): one pass per group, stopped right after it.
+    all_targets = _capture(dense, [g.out_path for g in groups], batches, want_input=False)
     for g in groups:
         keep = kept[g.key]
         lin = model.get_submodule(g.out_path)
         w = lin.weight.detach().double().cpu()  # (hidden, size * width)
         bias = lin.bias.detach().double().cpu() if lin.bias is not None else None
-        targets = _capture(dense, g.out_path, batches, want_input=False)
-        inputs = _capture(model, g.out_path, batches, want_input=True, masks=masks, groups=groups)
+        targets = all_targets.pop(g.out_path)
+        inputs = _capture(model, [g.out_path], batches, want_input=True, masks=masks,
+                          groups=groups, stop_early=True)[g.out_path]
         n = len(keep)
         ata = torch.zeros(n, n, dtype=torch.float64)
         atb = torch.zeros(n, dtype=torch.float64)
         btb = 0.0
         cols = [list(range(i * g.width, (i + 1) * g.width)) for i in keep]
         for x, t in zip(inputs, targets):
+            x, t = x.double(), t.double()
             b = t - bias if bias is not None else t  # (tokens, hidden)
             btb += float((b * b).sum())
             if n == 0:

@@ -57,7 +57,7 @@ class PruneArgs:
     target_speedup: Optional[float] = None
     target_flops: Optional[float] = None
     calibration_samples: int = 2048
-    tune_samples: int = 512  # of the calibration examples, used by the least-squares tuning
+    tune_samples: int = 256  # of the calibration examples, used by the least-squares tuning
     batch_size: int = 32
     max_seq_length: Optional[int] = None  # None: the checkpoint's training length, else the task's
     seed: int = 42

@@ -107,7 +107,7 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                     raise NNPruneError(f"{mpath} is an ONNX export: time it with --onnx")
                 if model is None:
                     cm = load_checkpoint_model(mpath)
-                    torch_model, kind = cm.model, cm.kind
+                    torch_model, kind = cm.model, cm.kind.value
                     notes += cm.notes
                 else:
                     torch_model = model.eval()
