@@ -50,6 +50,19 @@ class ParamCount:
     def compression(self) -> float:
         return self.original / self.remaining if self.remaining else float("inf")
 
+    def unit_totals(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((heads kept, original), (FFN dims kept, original))`` over all layers and
+        attention blocks."""
+        heads = [0, 0]
+        ffn = [0, 0]
+        for lc in self.layers:
+            for kept, orig in lc.heads.values():
+                heads[0] += kept
+                heads[1] += orig
+            ffn[0] += lc.ffn_dims[0]
+            ffn[1] += lc.ffn_dims[1]
+        return (heads[0], heads[1]), (ffn[0], ffn[1])
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(density=self.density, compression=self.compression)

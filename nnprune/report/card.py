@@ -455,18 +455,6 @@ def _layer_table(pc: Any) -> list[str]:
     return lines
 
 
-def _totals(pc: Any) -> tuple[int, int, int, int]:
-    heads = [0, 0]
-    ffn = [0, 0]
-    for lc in pc.layers:
-        for kept, orig in lc.heads.values():
-            heads[0] += kept
-            heads[1] += orig
-        ffn[0] += lc.ffn_dims[0]
-        ffn[1] += lc.ffn_dims[1]
-    return heads[0], heads[1], ffn[0], ffn[1]
-
-
 def _speed_section(speed: Mapping[str, Any]) -> list[str]:
     out = ["### Measured speed", ""]
     where = ", ".join(str(x) for x in (
@@ -547,7 +535,7 @@ def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: st
     for s in stages:
         teacher = teacher or (s.get("pruning") or {}).get("teacher")
     t_results = teacher_results(teacher)
-    heads_k, heads_o, ffn_k, ffn_o = _totals(count)
+    (heads_k, heads_o), (ffn_k, ffn_o) = count.unit_totals()
     method = (stages[0].get("pruning") or {}).get("method") if stages else pruning.get("method")
 
     L: list[str] = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),

@@ -146,7 +146,7 @@ def fill(args: FillArgs) -> FillResult:
     tokenizer = _tokenizer_for(ckpt, info)
     run = run_training(task, str(ckpt), out, opts, pcfg, model=prepared.model, tokenizer=tokenizer)
 
-    heads, ffn = _structure_totals(run.count)
+    heads, ffn = run.count.unit_totals()
     base = run.result
     result = FillResult(
         **{f.name: getattr(base, f.name) for f in fields(base)},
@@ -181,19 +181,6 @@ def _tokenizer_for(checkpoint: Path, info: dict[str, Any]) -> Any:
         if not base or str(base) == str(checkpoint):
             raise
         return load_tokenizer(str(base))
-
-
-def _structure_totals(count: Any) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((heads kept, original), (FFN dims kept, original)) over all layers and attentions."""
-    heads = [0, 0]
-    ffn = [0, 0]
-    for lc in count.layers:
-        for kept, orig in lc.heads.values():
-            heads[0] += kept
-            heads[1] += orig
-        ffn[0] += lc.ffn_dims[0]
-        ffn[1] += lc.ffn_dims[1]
-    return (heads[0], heads[1]), (ffn[0], ffn[1])
 
 
 __all__ = ["FillArgs", "FillResult", "PreparedFill", "fill", "prepare_fill_model"]
