@@ -240,3 +240,61 @@ def stock_reload_diffs(cases: list[tuple[str, str]], tmp_path: Path) -> dict[str
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
+
+
+# ------------------------------------------------------------------------------ masked models
+TOL = 1e-4  # the largest |logit difference| that counts as the same model
+
+
+def tiny_task_model(model_type: str, head: str = "sequence-classification", seed: int = 0):
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+    )
+
+    torch.manual_seed(seed)
+    cls = {"sequence-classification": AutoModelForSequenceClassification,
+           "question-answering": AutoModelForQuestionAnswering,
+           "seq2seq": AutoModelForSeq2SeqLM}[head]
+    return cls.from_config(tiny_config(model_type, num_labels=2)).eval()
+
+
+def struct_masked(model_type: str, head: str = "sequence-classification"):
+    """A ``struct``-masked tiny model, in every stack and attention kind:
+
+    layer 0: V of heads 1 and 3 masked (removable), Q of head 2 masked (qk-empty), every third
+    FFN dim masked; layer 1: the whole attention output masked (0 heads) and the whole FFN.
+    """
+    from nnprune.pruning_core import Role, build_config, patch_model
+
+    model = tiny_task_model(model_type, head)
+    pruner = patch_model(model, build_config("struct"))
+    pruner.finalize()
+    for p in pruner.score_owners:
+        s = p.layer.mask_scores
+        s.data.fill_(5.0)
+        site = p.site
+        if site.layer == 0:
+            if site.role is Role.VALUE:
+                s.data[[1, 3]] = -5.0
+            elif site.role is Role.QUERY:
+                s.data[2] = -5.0
+            elif site.role is Role.FFN_IN:
+                s.data[::3] = -5.0
+        elif site.layer == 1 and site.role in (Role.ATTN_OUTPUT, Role.FFN_IN):
+            s.data.fill_(-5.0)
+    return model
+
+
+def tiny_probe(model_type: str):
+    """The fixed probe batch of compaction checks, for a tiny model of ``model_type``."""
+    from nnprune.pruning_core.compact import probe_inputs
+
+    return probe_inputs(tiny_config(model_type))
+
+
+def probe_outputs(model, inputs):
+    from nnprune.pruning_core.compact import model_outputs
+
+    return model_outputs(model, inputs)

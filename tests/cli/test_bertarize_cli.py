@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_compaction import TOL, _inputs, _outputs, _struct_masked
+from conftest import TOL, probe_outputs as _outputs, struct_masked as _struct_masked, tiny_probe as _inputs
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

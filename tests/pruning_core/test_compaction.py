@@ -10,51 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import stock_reload_diffs, tiny_config
+from conftest import TOL, stock_reload_diffs, struct_masked, tiny_config
+from conftest import tiny_task_model as _model
 
-TOL = 1e-4
 SEQ2SEQ = {"bart"}
-
-
-def _model(model_type: str, head: str = "sequence-classification", seed: int = 0):
-    from transformers import (
-        AutoModelForQuestionAnswering,
-        AutoModelForSeq2SeqLM,
-        AutoModelForSequenceClassification,
-    )
-
-    torch.manual_seed(seed)
-    cls = {"sequence-classification": AutoModelForSequenceClassification,
-           "question-answering": AutoModelForQuestionAnswering,
-           "seq2seq": AutoModelForSeq2SeqLM}[head]
-    return cls.from_config(tiny_config(model_type, num_labels=2)).eval()
-
-
-def _struct_masked(model_type: str, head: str = "sequence-classification"):
-    """A ``struct``-masked tiny model, in every stack and attention kind:
-
-    layer 0: V of heads 1 and 3 masked (removable), Q of head 2 masked (qk-empty), every third
-    FFN dim masked; layer 1: the whole attention output masked (0 heads) and the whole FFN.
-    """
-    from nnprune.pruning_core import Role, build_config, patch_model
-
-    model = _model(model_type, head)
-    pruner = patch_model(model, build_config("struct"))
-    pruner.finalize()
-    for p in pruner.score_owners:
-        s = p.layer.mask_scores
-        s.data.fill_(5.0)
-        site = p.site
-        if site.layer == 0:
-            if site.role is Role.VALUE:
-                s.data[[1, 3]] = -5.0
-            elif site.role is Role.QUERY:
-                s.data[2] = -5.0
-            elif site.role is Role.FFN_IN:
-                s.data[::3] = -5.0
-        elif site.layer == 1 and site.role in (Role.ATTN_OUTPUT, Role.FFN_IN):
-            s.data.fill_(-5.0)
-    return model
 
 
 def _inputs(model_type: str):
@@ -86,7 +45,7 @@ def test_masked_bertarized_compacted_agree(tmp_path, model_type, head):
     from nnprune.pruning_core.compact import MODELING_FILE, compact_model
     from nnprune.measure.counting import count_parameters
 
-    model = _struct_masked(model_type, head)
+    model = struct_masked(model_type, head)
     inputs = _inputs(model_type)
     masked = _outputs(model, inputs)
     bertarized = unpatch_model(copy.deepcopy(model), apply_masks=True)
@@ -205,7 +164,7 @@ def test_bart_generation_with_every_first_layer_attention_empty_eager():
 def test_qk_empty_heads_removed_only_when_inexact_allowed():
     from nnprune.pruning_core.compact import compact_model
 
-    model = _struct_masked("bert")
+    model = struct_masked("bert")
     inputs = _inputs("bert")
     masked = _outputs(model, inputs)
     report = compact_model(model, allow_inexact=True)
@@ -275,7 +234,7 @@ def test_load_pretrained_masked_and_bad_layout(tmp_path):
         model_layout,
     )
 
-    model = _struct_masked("bert")
+    model = struct_masked("bert")
     inputs = _inputs("bert")
     masked = _outputs(model, inputs)
     save_checkpoint(model, tmp_path / "masked", config=build_config("struct"))
@@ -308,7 +267,7 @@ def test_stock_transformers_loads_compacted_without_nnprune(tmp_path):
             ("bert", "sequence-classification", "AutoModelForSequenceClassification"),
             ("distilbert", "question-answering", "AutoModelForQuestionAnswering"),
             ("bart", "seq2seq", "AutoModelForSeq2SeqLM")]:
-        model = _struct_masked(model_type, head)
+        model = struct_masked(model_type, head)
         inputs = _inputs(model_type)
         ref = _outputs(model, inputs)
         compact_model(model)
@@ -335,10 +294,10 @@ def test_ffn_multiple_pads_with_zero_dims_exactly():
     from nnprune.pruning_core.compact import compact_model
     from nnprune.measure.counting import count_parameters
 
-    reference = _struct_masked("bert")
+    reference = struct_masked("bert")
     inputs = _inputs("bert")
     expected = _outputs(reference, inputs)
-    padded, plain = _struct_masked("bert"), _struct_masked("bert")
+    padded, plain = struct_masked("bert"), struct_masked("bert")
     report = compact_model(padded, ffn_multiple=8)
     compact_model(plain)
     sizes = [m.out_features for n, m in padded.named_modules() if n.endswith("intermediate.dense")]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import make_args, save_tiny_model, write_toy_sst2
-from test_compaction import _struct_masked
+from conftest import struct_masked as _struct_masked
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRAIN = {"batch_size": 8, "max_seq_length": 32, "learning_rate": 1e-3, "seed": 3}
