@@ -27,6 +27,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in the log
 
 from nnprune.measure.timing import cpu_model_name  # noqa: E402
 from nnprune.workflows.prune import PruneArgs, prune  # noqa: E402

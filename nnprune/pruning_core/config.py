@@ -17,6 +17,7 @@ from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments, parse_assignments
 
 CONFIG_FILE = "nnprune_config.json"
+RESULTS_FILE = "nnprune_results.json"  # the metrics fine-prune / fill write beside a final model
 
 
 class BinarizerKind(str, Enum):
@@ -272,5 +273,5 @@ def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
 
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE",
+    "PruningConfig", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "RESULTS_FILE",
 ]

@@ -29,13 +29,13 @@ from typing import Any, Mapping, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
+from nnprune.pruning_core.config import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
 MARKER = "<!-- nnprune:model-card -->"
 IMAGES = {"pattern": "nnprune_pattern.png", "heads": "nnprune_heads.png", "ffn": "nnprune_ffn.png"}
-RESULTS_FILE = "nnprune_results.json"  # what fine-prune / fill write beside a final model
 TAGS = ["nnprune", "pruning", "movement-pruning"]
 
 
@@ -150,7 +150,7 @@ def teacher_results(teacher: Optional[str]) -> Optional[dict[str, Any]]:
     folder = Path(teacher)
     if not folder.is_dir():
         return None
-    for name, key in ((RESULTS_FILE, None), ("nnprune_config.json", "results")):
+    for name, key in ((RESULTS_FILE, None), (CONFIG_FILE, "results")):
         f = folder / name
         if f.is_file():
             try:

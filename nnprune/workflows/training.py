@@ -20,7 +20,7 @@ from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.measure.counting import ParamCount, count_parameters
 from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
-from nnprune.pruning_core.config import PruningConfig
+from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig
 from nnprune.pruning_core.pruner import patch_model
 from nnprune.pruning_core.trainer import PruningTrainer
 from nnprune.tasks import DataArgs, TaskAdapter
@@ -29,7 +29,6 @@ from nnprune.workflows.progress import install_progress
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FILE = "nnprune_results.json"
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
 
 
