@@ -152,8 +152,10 @@ class TrainingProgress(TrainerCallback):
                        for k, v in logs.items()
                        if k.startswith("eval_") and not k.endswith(_EVAL_NOISE)]
             if metrics:
-                logger.info("%s", " | ".join([f"eval {where}"] + metrics),
-                            extra={"nnprune_progress": "eval"})
+                # Mid-training evaluation scores the model being trained: say so, the final
+                # evaluation (final masks) can differ.
+                logger.info("%s", " | ".join([f"eval {where} (masks at the current threshold)"]
+                                              + metrics), extra={"nnprune_progress": "eval"})
 
 
 def install_progress(trainer: Any, display: Optional[ProgressDisplay] = None) -> TrainingProgress:

@@ -35,7 +35,7 @@ def test_fine_prune_logs_one_line_per_logging_step(tiny_dir, toy_data, tmp_path,
     for field in ("task_loss", "density", "target", "threshold", "lambda", "lr", "s/step",
                   "ETA 0s"):
         assert f" {field}" in last, last
-    assert re.search(r"^eval step 2/4 \| eval_loss [0-9.]+", err, re.M), err
+    assert re.search(r"^eval step 2/4 \(masks at the current threshold\) \| eval_loss [0-9.]+", err, re.M), err
     assert re.search(r"^done: 4 steps in \d+s \|", err, re.M), err
     # The Trainer's own prints and bars are gone, from both streams.
     for text in (out, err):
