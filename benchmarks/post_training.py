@@ -6,8 +6,8 @@ score, search, rearrange, least-squares tuning, exact compaction, evaluation on 
 then times the result against the dense model in one process, interleaved
 (:func:`nnprune.workflows.speed.run_speed`), at batch 1 and batch 32, sequence 128. ``--fill-steps``
 adds, for the last target, the ``--then-fill`` route (a short distilled fine-tune of the compacted
-model). A second ``--ablate`` run per target turns the rearrangement and the tuning off, so the table
-shows what each phase buys.
+model). ``--ablate`` adds, per target, the least-squares tuning on top, the tuning alone and the search
+alone, so the table shows what each phase buys.
 
     python benchmarks/post_training.py --dense runs/sst2-dense --task sst2 \
         --data-dir ../shared/data/glue/SST-2 --targets 1.5,2 --fill-steps 300
@@ -62,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     targets = [float(t) for t in a.targets.split(",")]
     out_json = a.out or ROOT / "results" / f"post_training_{a.task}.json"
     rows: list[dict[str, Any]] = []
-    variants = [("full", dict())]
-    if a.ablate:
-        variants.append(("no rearrange, no tuning", dict(rearrange=False, tune=False)))
+    variants = [("default (rearrange)", dict(rearrange=True, tune=False))]
+    if a.ablate:  # what each phase buys
+        variants += [("rearrange + lstsq tuning", dict(rearrange=True, tune=True)),
+                     ("lstsq tuning only", dict(rearrange=False, tune=True)),
+                     ("search only", dict(rearrange=False, tune=False))]
     for target in targets:
         for name, kw in variants:
-            fill = a.fill_steps if (target == targets[-1] and name == "full" and a.fill_steps) else None
+            fill = a.fill_steps if (target == targets[-1] and name == variants[0][0] and a.fill_steps) else None
             out = a.work / f"{a.task}-x{target}-{name.split()[0]}{'-fill' if fill else ''}"
             start = time.perf_counter()
             res = prune(PruneArgs(
