@@ -34,6 +34,20 @@ def _outputs(model, inputs):
     return model_outputs(model, inputs)
 
 
+def _struct_bart(model):
+    """``model`` with larger weights (greedy decoding of a random tiny model varies more),
+    patched with ``struct`` masks on their final threshold: ``(model, pruner)``."""
+    from nnprune.pruning_core import build_config, patch_model
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3)
+    pruner = patch_model(model, build_config("struct"))
+    pruner.finalize()
+    return model, pruner
+
+
 @pytest.mark.parametrize("model_type,head", [
     ("bert", "sequence-classification"), ("roberta", "sequence-classification"),
     ("electra", "sequence-classification"), ("distilbert", "question-answering"),
@@ -86,17 +100,11 @@ def test_masked_bertarized_compacted_agree(tmp_path, model_type, head):
 def test_bart_generation_with_empty_first_decoder_self_attention(tmp_path):
     """The cache's length is read from layer 0: an empty self-attention there must keep it."""
     import nnprune
-    from nnprune.pruning_core import Role, build_config, patch_model
+    from nnprune.pruning_core import Role
     from nnprune.pruning_core.checkpoint import save_checkpoint
     from nnprune.pruning_core.compact import compact_model
 
-    model = _model("bart", "seq2seq")
-    with torch.no_grad():  # larger weights: greedy decoding of a random tiny model varies more
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.3)
-    pruner = patch_model(model, build_config("struct"))
-    pruner.finalize()
+    model, pruner = _struct_bart(_model("bart", "seq2seq"))
     for p in pruner.score_owners:
         p.layer.mask_scores.data.fill_(5.0)
         if (p.site.stack, p.site.layer, p.site.attention, p.site.role) == (
@@ -136,17 +144,12 @@ def test_bart_generation_with_every_first_layer_attention_empty_eager():
     """Encoder self-, decoder self- and cross-attention of layer 0 all empty, eager attention."""
     from transformers import AutoModelForSeq2SeqLM
 
-    from nnprune.pruning_core import Role, build_config, patch_model
+    from nnprune.pruning_core import Role
     from nnprune.pruning_core.compact import compact_model
 
     torch.manual_seed(0)
-    model = AutoModelForSeq2SeqLM.from_config(tiny_config("bart"), attn_implementation="eager").eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.3)
-    pruner = patch_model(model, build_config("struct"))
-    pruner.finalize()
+    model, pruner = _struct_bart(
+        AutoModelForSeq2SeqLM.from_config(tiny_config("bart"), attn_implementation="eager").eval())
     for p in pruner.score_owners:
         empty = p.site.layer == 0 and p.site.role is Role.ATTN_OUTPUT
         p.layer.mask_scores.data.fill_(-5.0 if empty else 5.0)
