@@ -39,8 +39,25 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     except ImportError:  # pragma: no cover - removed in some future torch
         raise NNPruneError("this torch has no torch.ao.quantization.quantize_dynamic; use "
                            "`nnprune export-onnx --quantize int8` and `speed --onnx` instead") from None
+    from torch.ao.quantization import default_dynamic_qconfig
+
+    # Quantize every Linear by name except 0-sized ones (a layer that kept no heads or no FFN dims
+    # after compaction: in_features or out_features == 0). The quantized kernel does not handle a
+    # 0-wide input: with in_features == 0 it returns uninitialized memory instead of the bias
+    # (huge / inf / NaN values that change from call to call), and the next quantized layer then
+    # fails in ChooseQuantizationParams ("min should be less than or equal to max"). Such layers
+    # do no arithmetic, so fp32 costs nothing there and gives the exact result (bias / empty).
+    spec = {name: default_dynamic_qconfig for name, mod in q.named_modules()
+            if isinstance(mod, nn.Linear) and quantizable_linear(mod)}
+    if not spec:
+        return q
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(q, spec, dtype=torch.qint8)
+
+
+def quantizable_linear(mod: nn.Linear) -> bool:
+    """Whether dynamic int8 can take ``mod``: not 0-sized (see :func:`quantize_int8`)."""
+    return mod.in_features > 0 and mod.out_features > 0
 
 

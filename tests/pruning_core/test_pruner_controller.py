@@ -156,7 +156,7 @@ def test_multiplier_is_zero_before_pruning_starts():
         pruner.step(i)
         assert pruner.progress == 0
         assert pruner.multiplier == 0.0 and pruner.integral == 0.0 and pruner.soft_start is None
-        assert float(pruner.regularization_loss()) == 0.0
+        assert float(pruner.regularization_loss().detach()) == 0.0
     pruner.step(WARM + 1)
     assert pruner.progress > 0 and pruner.multiplier > 0
 
