@@ -8,6 +8,7 @@ re-patches the model on load. Weights are read with safetensors only (no unpickl
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -83,8 +84,23 @@ def check_dir(path: "str | Path") -> Path:
     return p
 
 
+def _conversion_hint(p: Path) -> str:
+    """The one-line command that re-saves a pickled-only folder as safetensors, for its class."""
+    try:
+        archs = json.loads((p / "config.json").read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        archs = []
+    name = archs[0] if archs and str(archs[0]).isidentifier() else "AutoModel"
+    where = str(p).replace("\\", "/").replace("'", "\\'")
+    return (f"convert it once (this unpickles it: only for a source you trust) with: python -c "
+            f"\"from transformers import {name}; {name}.from_pretrained('{where}')"
+            f".save_pretrained('{where}', safe_serialization=True)\"")
+
+
 def read_state_dict(path: "str | Path") -> dict[str, Any]:
-    """All tensors of a checkpoint folder's safetensors file(s)."""
+    """All tensors of a checkpoint folder's safetensors file(s) (one file or a sharded index).
+
+    Keys come back as saved; :func:`load_model` maps legacy names onto the model's."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -93,14 +109,17 @@ def read_state_dict(path: "str | Path") -> dict[str, Any]:
     if index.is_file():
         try:
             files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise NNPruneError(f"{index} is corrupted: {exc}") from None
     elif (p / "model.safetensors").is_file():
         files = ["model.safetensors"]
     else:
-        pickled = [f.name for f in p.glob("*.bin")]
-        hint = f" (found {', '.join(pickled)}: pickled weights are not loaded)" if pickled else ""
-        raise NNPruneError(f"checkpoint {p} has no model.safetensors{hint}")
+        pickled = sorted(f.name for f in p.glob("*.bin"))
+        if pickled:
+            raise NNPruneError(f"checkpoint {p} has no model.safetensors, only pickled weights "
+                               f"({', '.join(pickled[:3])}{', ...' if len(pickled) > 3 else ''}), "
+                               f"which nnprune does not load; {_conversion_hint(p)}")
+        raise NNPruneError(f"checkpoint {p} has no model.safetensors")
     state: dict[str, Any] = {}
     for name in files:
         f = p / name
@@ -112,6 +131,65 @@ def read_state_dict(path: "str | Path") -> dict[str, Any]:
             raise NNPruneError(f"weight file {f} is corrupted or unreadable: "
                                f"{str(exc).splitlines()[0]}") from None
     return state
+
+
+def _match_keys(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Map a saved state dict's keys onto ``model``'s the way ``from_pretrained`` does.
+
+    - legacy LayerNorm names ``gamma`` / ``beta`` (TF-era BERTs) become ``weight`` / ``bias``;
+    - the base-model prefix (``bert.``, ``model.``, ...) is added when the model has it and the
+      checkpoint (saved from the bare model) lacks it, or stripped when a bare model is loaded
+      from a checkpoint saved with a head; the head's own weights are then dropped, as
+      ``from_pretrained`` does.
+    Renames only ever go to a key the model has that the checkpoint does not hold already.
+    """
+    expected = set(model.state_dict().keys())
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key not in expected:
+            for old, new in ((".gamma", ".weight"), (".beta", ".bias")):
+                if key.endswith(old) and "norm" in key.lower():
+                    key = key[: -len(old)] + new
+                    break
+        out[key] = value
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    if not prefix:
+        return out
+    dot = prefix + "."
+    model_has = any(k.startswith(dot) for k in expected)
+    ckpt_has = any(k.startswith(dot) for k in out)
+    if model_has and not ckpt_has:
+        # A bare-model checkpoint loaded into a model with a head: the head stays missing.
+        return {(dot + k if dot + k in expected and k not in expected else k): v
+                for k, v in out.items()}
+    if ckpt_has and not model_has:
+        # A checkpoint saved with a head, loaded as the bare model: keep the base model's weights.
+        return {k[len(dot):]: v for k, v in out.items() if k.startswith(dot)}
+    return out
+
+
+def _non_persistent_buffers(model: nn.Module) -> set[str]:
+    """Buffers the model recreates itself (``persistent=False``, e.g. ``position_ids``)."""
+    names = set()
+    for mod_name, mod in model.named_modules():
+        for buf in getattr(mod, "_non_persistent_buffers_set", ()):
+            names.add(f"{mod_name}.{buf}" if mod_name else buf)
+    return names
+
+
+def _ignore_patterns(model: nn.Module, attr: str) -> Optional["re.Pattern[str]"]:
+    """The model's ``_keys_to_ignore_on_load_*`` regexes (v5 merges its children's on the
+    instance), plus the legacy buffers transformers itself drops for unexpected keys."""
+    patterns = set(getattr(model, attr, None) or ())
+    if attr == "_keys_to_ignore_on_load_unexpected":
+        buffers = [name for name, _ in model.named_buffers()]
+        if any(b.endswith("position_ids") for b in buffers):
+            patterns.add(r"(^|\.)position_ids$")  # persistent before transformers 4.31
+        if any(b.endswith("rotary_emb.inv_freq") for b in buffers):
+            patterns.add(r"rotary_emb\.inv_freq")
+    if not patterns:
+        return None
+    return re.compile("|".join(f"({pat})" for pat in sorted(patterns)))
 
 
 def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = None) -> LoadedModel:
@@ -142,7 +220,13 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     if is_masked:
         pcfg = prune_config or PruningConfig.from_dict(info["pruning"])
         pruner = patch_model(model, pcfg)
-    # Tied weights (e.g. BART's lm_head) are saved once; they are re-tied below.
+    # What from_pretrained accepts, accepted here too: legacy names, a base-model prefix
+    # present or not, old persistent buffers the model now recreates (position_ids), the
+    # model's _keys_to_ignore_on_load_* patterns. Tied weights (e.g. BART's lm_head) are saved
+    # once; they are re-tied below.
+    state = _match_keys(state, model)
+    recreated = _non_persistent_buffers(model)
+    state = {k: v for k, v in state.items() if k not in recreated}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches: one line for the CLI, still a RuntimeError
@@ -150,7 +234,12 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
         raise CheckpointMismatchError(f"checkpoint {p} does not match its config: "
                                       f"{lines[0] if lines else str(exc).splitlines()[0]}") from None
     tied = set(_tied_keys(model))
-    missing = [k for k in missing if k not in tied]
+    ignore_missing = _ignore_patterns(model, "_keys_to_ignore_on_load_missing")
+    ignore_unexpected = _ignore_patterns(model, "_keys_to_ignore_on_load_unexpected")
+    missing = [k for k in missing if k not in tied
+               and not (ignore_missing is not None and ignore_missing.search(k))]
+    unexpected = [k for k in unexpected
+                  if not (ignore_unexpected is not None and ignore_unexpected.search(k))]
     if missing or unexpected:
         what = (f"missing {', '.join(missing[:5])}" if missing else "") + (
             f"{'; ' if missing else ''}unexpected {', '.join(unexpected[:5])}" if unexpected else "")
