@@ -52,6 +52,9 @@ class ScoreInit(str, Enum):
     CONSTANT = "constant"
     UNIFORM = "uniform"
     KAIMING = "kaiming"
+    # from the post-training importance (Fisher information) of each head / FFN dimension of the
+    # model being pruned, measured before training starts (see post_training.init_scores_from)
+    IMPORTANCE = "importance"
 
 
 _BLOCK_RE = re.compile(r"^(\d+)x(\d+)$")

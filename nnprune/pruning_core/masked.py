@@ -230,6 +230,8 @@ def init_scores(scores: torch.Tensor, kind: ScoreInit, scale: float) -> None:
     with torch.no_grad():
         if kind is ScoreInit.CONSTANT:
             scores.fill_(scale)
+        elif kind is ScoreInit.IMPORTANCE:  # set from the importance once it is measured
+            scores.zero_()
         elif kind is ScoreInit.UNIFORM:
             scores.uniform_(-scale, scale)
         elif kind is ScoreInit.KAIMING:

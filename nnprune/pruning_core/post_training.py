@@ -178,6 +178,50 @@ def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
     return Importance(diag, blocks, samples)
 
 
+@torch.no_grad()
+def init_scores_from(layers: Iterable[Any], importance: Importance, groups: list[MaskGroup],
+                     scale: float = 1.0) -> int:
+    """Set the mask scores of patched layers (``Pruner.layers``: ``.site``, ``.layer``) from the
+    Fisher importance of the head or FFN dimension each block belongs to: ``scale * z`` where ``z``
+    is the log-importance standardised over all heads (attention) or all FFN dimensions, so that
+    movement starts from the post-training ranking instead of ties. A block covering several
+    units takes their mean. Returns the number of score tensors set."""
+    by_key = {g.key: g for g in groups}
+
+    def z_scores(kind_heads: bool) -> dict[UnitKey, torch.Tensor]:
+        keys = [g.key for g in groups if g.is_heads == kind_heads]
+        if not keys:
+            return {}
+        logs = {k: torch.log(importance.diagonal[k].float() + 1e-12) for k in keys}
+        flat = torch.cat(list(logs.values()))
+        mean, std = flat.mean(), flat.std().clamp_min(1e-6)
+        return {k: (v - mean) / std for k, v in logs.items()}
+
+    z = {**z_scores(True), **z_scores(False)}
+    done = 0
+    for p in layers:
+        layer, site = p.layer, p.site
+        if not layer.owns_scores or layer.mask_scores is None or site.unit not in by_key:
+            continue
+        units = z[site.unit]  # (heads,) or (ffn dims,)
+        rows, cols = layer.grid
+        if site.role is Role.ATTN_OUTPUT or site.role is Role.FFN_OUT:
+            width = layer.in_features // units.numel()
+            index = torch.arange(cols) * layer.block_cols // width
+            per = torch.stack([units[index[c]: (index[c] + max(1, layer.block_cols // width))].mean()
+                               for c in range(cols)])
+            values = per[None, :].expand(rows, cols)
+        else:
+            width = layer.out_features // units.numel()
+            index = torch.arange(rows) * layer.block_rows // width
+            per = torch.stack([units[index[r]: (index[r] + max(1, layer.block_rows // width))].mean()
+                               for r in range(rows)])
+            values = per[:, None].expand(rows, cols)
+        layer.mask_scores.copy_((scale * values).to(layer.mask_scores.dtype))
+        done += 1
+    return done
+
+
 # ------------------------------------------------------------------------------------ search
 @dataclass(frozen=True)
 class UnitCosts:
@@ -449,6 +493,7 @@ def apply_masks(model: nn.Module, groups: list[MaskGroup], kept: dict[UnitKey, l
             _zero_value_rows(model, g, kept[g.key])
 
 
-__all__ = ["Importance", "MaskGroup", "TuneReport", "UnitCosts", "align_ffn", "apply_masks", "fisher_information",
+__all__ = ["Importance", "MaskGroup", "TuneReport", "UnitCosts", "align_ffn", "apply_masks",
+           "init_scores_from", "fisher_information",
            "mask_groups", "masked_inputs", "model_inputs", "rearrange", "search_masks",
            "tune_layerwise"]

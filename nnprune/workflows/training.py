@@ -20,7 +20,8 @@ from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.measure.counting import ParamCount, count_parameters
 from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
-from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig
+from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig, ScoreInit
+from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
 from nnprune.pruning_core.pruner import patch_model
 from nnprune.pruning_core.trainer import PruningTrainer
 from nnprune.tasks import DataArgs, TaskAdapter
@@ -29,6 +30,7 @@ from nnprune.workflows.progress import install_progress
 
 logger = logging.getLogger(__name__)
 
+IMPORTANCE_SAMPLES = 512  # training examples scored for score_init=importance
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
 
 
@@ -191,7 +193,20 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     data = task.load_data(tokenizer, data_args)
     if model is None:
         model = task.build_model(model_source)
+    importance = None
+    if pcfg.prunes and pcfg.score_init is ScoreInit.IMPORTANCE:
+        # Measured on the unpatched model: its head / FFN-dim Fisher importance on the first
+        # training examples orders the mask scores before the first step.
+        groups = mask_groups(model)
+        calib = [data.data_collator([data.train[i] for i in range(s, min(s + opts.batch_size, n))])
+                 for n in [min(len(data.train), IMPORTANCE_SAMPLES)]
+                 for s in range(0, n, opts.batch_size)]
+        importance = fisher_information(model, calib, groups)
     pruner = patch_model(model, pcfg)
+    if importance is not None:
+        init_scores_from(pruner.layers, importance, groups, pcfg.score_init_scale or 1.0)
+        logger.info("mask scores initialised from the Fisher importance of %d examples",
+                    importance.samples)
     teacher = load_model(pcfg.teacher).model if pcfg.teacher else None
     training_args = TrainingArguments(
         output_dir=str(output_dir),

@@ -174,3 +174,31 @@ def test_encoder_decoder_models_are_refused_clearly():
     model = AutoModelForSeq2SeqLM.from_config(tiny_config("bart"))
     with pytest.raises(NNPruneError, match="encoder-decoder models are not supported yet"):
         mask_groups(model)
+
+
+def test_scores_start_from_the_importance_ranking():
+    """score_init=importance: every 32x32-style block of a head (rows of Q/K/V, columns of the
+    output) and every FFN dimension starts at its unit's standardised log-importance."""
+    from nnprune.pruning_core import build_config, patch_model
+    from nnprune.pruning_core.architectures import Role
+    from nnprune.pruning_core.post_training import init_scores_from
+
+    model = _model()
+    groups = mask_groups(model)
+    values = {g.key: [float(2 ** i) for i in range(g.size)] for g in groups}
+    imp = _importance(groups, values)
+    pruner = patch_model(model, build_config("hybrid-nt", overrides={
+        "attention_block": "8x8", "score_init": "importance"}))
+    assert all(float(p.layer.mask_scores.detach().abs().max()) == 0 for p in pruner.score_owners)
+    assert init_scores_from(pruner.layers, imp, groups, scale=2.0) == len(pruner.score_owners)
+    for p in pruner.score_owners:
+        s = p.layer.mask_scores.detach()
+        if p.site.role is Role.ATTN_OUTPUT:  # columns follow heads 0..3 (head_dim 8 = one block)
+            assert torch.all(s[:, 1:] > s[:, :-1]) and torch.all(s == s[:1])
+        elif p.site.role.is_attention:  # rows follow heads
+            assert torch.all(s[1:] > s[:-1]) and torch.all(s == s[:, :1])
+        else:  # FFN dims: 64 increasing importances
+            assert torch.all(s[1:, 0] > s[:-1, 0])
+    heads = torch.cat([p.layer.mask_scores.detach()[:, 0] for p in pruner.score_owners
+                       if p.site.role is Role.QUERY])
+    assert float(heads.mean()) == pytest.approx(0.0, abs=1e-5)  # standardised over all heads
