@@ -197,7 +197,7 @@ def test_density_below_target_makes_multiplier_fall_and_go_negative():
     assert all(b < a for a, b in zip(integrals, integrals[1:]))
     assert multipliers[-1] < 0 and integrals[-1] < 0
     # A negative multiplier pushes the scores *up*: masks can grow back.
-    assert float(pruner.regularization_loss()) < 0
+    assert float(pruner.regularization_loss().detach()) < 0
     pruner.regularization_loss().backward()
     assert all((s.grad < 0).all() for s in pruner.mask_score_parameters())
 
@@ -280,7 +280,7 @@ def test_topk_with_regularization_and_target_keeps_the_plain_ramp():
     for p, v in zip(pruner.score_owners, sig):
         groups[p.site.group].append(v)
     hand = sum(sum(v) / len(v) for v in groups.values())
-    assert float(pruner.regularization_loss()) == pytest.approx(hand, rel=1e-6)
+    assert float(pruner.regularization_loss().detach()) == pytest.approx(hand, rel=1e-6)
     pruner.finalize()
     assert pruner.density() == pytest.approx(0.3, abs=1e-3)
 
@@ -296,7 +296,7 @@ def test_quantile_masks_keep_the_target_fraction(binarizer, target):
     block = max(p.layer.weights_per_score for p in pruner.score_owners)
 
     def kept_by_masks(training: bool) -> float:
-        return sum(float(p.layer.expand(p.layer.block_mask(training)).sum()) for p in pruner) / total
+        return sum(float(p.layer.expand(p.layer.block_mask(training)).detach().sum()) for p in pruner) / total
 
     for i in (20, 45):
         pruner.step(i)
@@ -330,7 +330,7 @@ def test_regularizer_and_controller_share_the_per_score_quantity():
         den += keep.numel() * p.layer.weights_per_score
     assert pruner.soft_density() == pytest.approx(num / den, rel=1e-6)
     hand = 2 * sum(groups["attention"]) / len(groups["attention"]) + 3 * sum(groups["ffn"]) / len(groups["ffn"])
-    assert float(pruner.regularization_loss()) == pytest.approx(hand, rel=1e-6)
+    assert float(pruner.regularization_loss().detach()) == pytest.approx(hand, rel=1e-6)
 
 
 def test_shared_ffn_measurement_reads_current_scores_and_forward_reuses_the_sample():
