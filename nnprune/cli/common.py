@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Annotated, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -142,52 +142,33 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-JsonTarget = Union[bool, str, Path, None]
-
-
-def json_to_stdout(json_out: JsonTarget) -> bool:
-    """Whether ``--json`` (a flag: ``True``) gives stdout to the JSON. ``"-"`` counts too, for
-    callers of the old ``--json -`` API."""
-    return json_out is True or str(json_out) == "-"
-
-
-def json_file_of(json_out: JsonTarget, json_file: Optional[Path] = None) -> Optional[Path]:
-    """The ``--json-file`` path (or an old-style ``--json PATH`` value), if any."""
-    if json_file is not None:
-        return Path(json_file)
-    if json_out is None or isinstance(json_out, bool) or str(json_out) == "-":
-        return None
-    return Path(json_out)
-
-
-def stdout_for_json(json_out: JsonTarget):
+def stdout_for_json(json_out: bool):
     """A context that sends stdout (anything a library prints) to stderr while ``--json`` wants
     stdout for the JSON alone."""
     from contextlib import nullcontext, redirect_stdout
 
-    return redirect_stdout(sys.stderr) if json_to_stdout(json_out) else nullcontext()
+    return redirect_stdout(sys.stderr) if json_out else nullcontext()
 
 
-def emit(json_out: JsonTarget, title: str, rows: Iterable[Sequence[Any]],
+def emit(json_out: bool, title: str, rows: Iterable[Sequence[Any]],
          payload: dict[str, Any], json_file: Optional[Path] = None) -> None:
     """A two-column result table on stdout (left out when ``--json`` owns stdout) and the JSON:
     on stdout with ``--json``, in ``json_file`` with ``--json-file``."""
-    if not json_to_stdout(json_out):
+    if not json_out:
         console.print(make_table(title, ["", "value"], rows))
     write_json(json_out, payload, json_file)
 
 
-def write_json(json_out: JsonTarget, payload: dict[str, Any],
+def write_json(json_out: bool, payload: dict[str, Any],
                json_file: Optional[Path] = None) -> None:
     """Print ``payload`` as JSON on stdout when ``json_out`` says so (``--json``) and write it to
     ``json_file`` (``--json-file``): the same text both ways."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str)
-    path = json_file_of(json_out, json_file)
-    if path is not None:
+    if json_file is not None:
         from nnprune.io_utils import atomic_write_text
 
-        atomic_write_text(path, text + "\n")
-    if json_to_stdout(json_out):
+        atomic_write_text(Path(json_file), text + "\n")
+    if json_out:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 

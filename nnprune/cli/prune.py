@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, add_command, console, emit,
-                                json_to_stdout, quiet_libraries, stdout_for_json, task_options)
+                                quiet_libraries, stdout_for_json, task_options)
 
 
 def prune(
@@ -55,7 +55,7 @@ def prune(
         max_eval_samples=max_eval_samples, rearrange=rearrange, tune=tune,
         speed_probe=speed_probe, then_fill=then_fill, learning_rate=learning_rate,
         overwrite=overwrite, task_options=task_options(task_option))
-    to_stdout = json_to_stdout(json_out)
+    to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), console=console, disable=to_stdout or not console.is_terminal)
     ids: dict[str, int] = {}

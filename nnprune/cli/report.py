@@ -9,7 +9,7 @@ from typing import Annotated, Any, Mapping, Optional
 import typer
 
 from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, err_console,
-                                json_to_stdout, quiet_libraries, write_json)
+                                quiet_libraries, write_json)
 from nnprune.errors import NNPruneError
 
 
@@ -36,7 +36,7 @@ def report(
 
     result = write_card(checkpoint, output, speed=speed, evaluation=eval_file,
                         overwrite=overwrite, seq_len=seq_len)
-    if not json_to_stdout(json_out):
+    if not json_out:
         print_written(result)
     write_json(json_out, result.to_dict(), json_file)
 
@@ -56,7 +56,7 @@ def card_after_save(checkpoint: Path, json_out: Any = False, *,
         return
     from nnprune.report.card import write_card
 
-    to_stderr = json_to_stdout(json_out)
+    to_stderr = json_out
     out = err_console if to_stderr else console
     try:
         result = write_card(checkpoint, bertarize=bertarize)

@@ -42,15 +42,19 @@ def _kind(config: dict[str, Any], masked: bool) -> CheckpointKind:
     return CheckpointKind.PLAIN
 
 
-def checkpoint_kind(path: "str | Path") -> CheckpointKind:
-    """The kind of the checkpoint folder ``path``, from its config files (no weights read)."""
+def read_config_json(path: "str | Path") -> dict[str, Any]:
+    """The checkpoint folder's ``config.json`` as a dict, or a one-line error."""
     p = check_dir(path)
     try:
-        config = json.loads((p / "config.json").read_text())
+        return json.loads((p / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise NNPruneError(f"cannot read {p / 'config.json'}: {exc}") from None
-    info = read_nnprune_config(p) or {}
-    return _kind(config, bool(info.get("masked")))
+
+
+def checkpoint_kind(path: "str | Path") -> CheckpointKind:
+    """The kind of the checkpoint folder ``path``, from its config files (no weights read)."""
+    info = read_nnprune_config(Path(path)) or {}
+    return _kind(read_config_json(path), bool(info.get("masked")))
 
 
 class CheckpointMismatchError(NNPruneError, RuntimeError):

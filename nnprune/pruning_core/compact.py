@@ -497,6 +497,22 @@ def model_outputs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str
     return {k: v.detach().float().cpu() for k, v in fields.items()}
 
 
+def compact_exactly(model: nn.Module, *, tokenizer: Any = None, ffn_multiple: int = 8,
+                    refusal: str = "refusing to use a model that is not the pruned one"
+                    ) -> tuple[CompactionReport, float]:
+    """:func:`compact_model` (exact removals only), checked: the outputs on a fixed probe batch
+    must stay within :data:`EXACT_TOLERANCE`, else a one-line error ending with ``refusal``.
+    Returns the report and the max |output difference|."""
+    inputs = probe_inputs(model.config, tokenizer)
+    reference = model_outputs(model, inputs)
+    report = compact_model(model, allow_inexact=False, ffn_multiple=ffn_multiple)
+    diff = max_abs_diff(model_outputs(model, inputs), reference)
+    if diff > EXACT_TOLERANCE:
+        raise NNPruneError(f"compaction changed the model's outputs by {diff:.3g} "
+                           f"(> {EXACT_TOLERANCE:g}); {refusal}")
+    return report, diff
+
+
 def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     if set(a) != set(b):
         raise NNPruneError(f"reloaded model returns {sorted(b)}, expected {sorted(a)}")
@@ -506,7 +522,7 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 
 __all__ = [
     "EXACT_TOLERANCE", "MODELING_FILE", "AttentionReport", "CompactionReport", "FfnReport",
-    "apply_saved_layout", "compact_model", "dense_baseline", "dense_config", "is_compacted",
+    "apply_saved_layout", "compact_exactly", "compact_model", "dense_baseline", "dense_config", "is_compacted",
     "max_abs_diff", "model_layout", "model_outputs", "modeling_source", "probe_inputs",
     "reinit_zeros", "write_remote_code",
 ]

@@ -205,18 +205,15 @@ def init_scores_from(layers: Iterable[Any], importance: Importance, groups: list
             continue
         units = z[site.unit]  # (heads,) or (ffn dims,)
         rows, cols = layer.grid
-        if site.role is Role.ATTN_OUTPUT or site.role is Role.FFN_OUT:
-            width = layer.in_features // units.numel()
-            index = torch.arange(cols) * layer.block_cols // width
-            per = torch.stack([units[index[c]: (index[c] + max(1, layer.block_cols // width))].mean()
-                               for c in range(cols)])
-            values = per[None, :].expand(rows, cols)
-        else:
-            width = layer.out_features // units.numel()
-            index = torch.arange(rows) * layer.block_rows // width
-            per = torch.stack([units[index[r]: (index[r] + max(1, layer.block_rows // width))].mean()
-                               for r in range(rows)])
-            values = per[:, None].expand(rows, cols)
+        # Output projections see the units along their input columns, the others along rows.
+        by_cols = site.role in (Role.ATTN_OUTPUT, Role.FFN_OUT)
+        n, block, features = ((cols, layer.block_cols, layer.in_features) if by_cols
+                              else (rows, layer.block_rows, layer.out_features))
+        width = features // units.numel()  # features per unit (head_dim, or 1)
+        span = max(1, block // width)  # units one block covers
+        per = torch.stack([units[i * block // width: i * block // width + span].mean()
+                           for i in range(n)])
+        values = per[None, :].expand(rows, cols) if by_cols else per[:, None].expand(rows, cols)
         layer.mask_scores.copy_((scale * values).to(layer.mask_scores.dtype))
         done += 1
     return done

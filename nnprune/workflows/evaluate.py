@@ -7,7 +7,6 @@ the task adapter's own ``evaluate`` computes the metrics, exactly as at the end 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,8 @@ from typing import Any
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.quantize import quantize_int8
-from nnprune.pruning_core.checkpoint import check_dir, checkpoint_kind, load_pretrained
+from nnprune.pruning_core.checkpoint import (check_dir, checkpoint_kind, load_pretrained,
+                                             read_config_json)
 from nnprune.pruning_core.config import read_nnprune_config
 from nnprune.tasks import DataArgs, get_task
 
@@ -46,13 +46,6 @@ def training_max_seq_length(path: str | Path) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value >= 8 else None
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NNPruneError(f"cannot read {path / 'config.json'}: {exc}") from None
-
-
 def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         data_dir: Path | None = None, validation_file: Path | None = None,
                         max_eval_samples: int | None = None, batch_size: int = 32,
@@ -80,7 +73,7 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
         raise NNPruneError(f"--batch-size must be >= 1, got {batch_size}")
     task = get_task(task_name, task_options)
     path = check_dir(checkpoint)
-    task.check_checkpoint(_read_config(path), str(path))
+    task.check_checkpoint(read_config_json(path), str(path))
     if max_seq_length is None:
         max_seq_length = training_max_seq_length(path) or int(
             getattr(task, "default_max_seq_length", 128))

@@ -30,8 +30,7 @@ from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.checkpoint import load_model
-from nnprune.pruning_core.compact import (EXACT_TOLERANCE, compact_model, is_compacted,
-                                          max_abs_diff, model_outputs, probe_inputs, reinit_zeros)
+from nnprune.pruning_core.compact import compact_exactly, is_compacted, reinit_zeros
 from nnprune.pruning_core.methods import build_config
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
@@ -104,15 +103,9 @@ def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = Non
 
     loaded = load_model(checkpoint)
     model = loaded.model
-    inputs = probe_inputs(model.config)
-    reference = model_outputs(model, inputs)
-    report = compact_model(model, allow_inexact=False, ffn_multiple=8)
     # As bertarize does: never fine-tune a compaction that changed what the model computes.
-    diff = max_abs_diff(model_outputs(model, inputs), reference)
-    if diff > EXACT_TOLERANCE:
-        raise NNPruneError(f"compacting {checkpoint} changed its outputs by {diff:.3g} "
-                           f"(> {EXACT_TOLERANCE:g}); "
-                           "refusing to fill a model that is not the pruned one")
+    report, _ = compact_exactly(model, refusal=f"refusing to fill {checkpoint}: it would not be "
+                                               "the pruned model")
     std = reinit_std
     if std is None:
         std = float(getattr(model.config, "initializer_range", None) or 0.02)

@@ -13,7 +13,6 @@ model (the ``fill`` stage) for users who can afford a few minutes more.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,9 +25,8 @@ from torch import nn
 from nnprune.errors import NNPruneError
 from nnprune.measure.flops import flop_profile
 from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
-                                             save_checkpoint)
-from nnprune.pruning_core.compact import (EXACT_TOLERANCE, compact_model, max_abs_diff,
-                                          model_outputs, probe_inputs)
+                                             read_config_json, save_checkpoint)
+from nnprune.pruning_core.compact import compact_exactly
 from nnprune.pruning_core.config import BinarizerKind, PruningConfig
 from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
                                                 fisher_information, mask_groups, model_inputs,
@@ -36,7 +34,7 @@ from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn,
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
-from nnprune.workflows.training import load_tokenizer
+from nnprune.workflows.training import collate_first, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -166,10 +164,7 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
                        args.calibration_samples)
     keep = [c for c in ds.column_names if c in model_inputs(model, dict.fromkeys(ds.column_names))
             or c in ("label", "labels", "label_ids")]
-    ds = ds.select_columns(keep)
-    rows = [ds[i] for i in range(len(ds))]
-    return [data.data_collator(rows[i:i + args.batch_size])
-            for i in range(0, len(rows), args.batch_size)]
+    return collate_first(ds.select_columns(keep), data.data_collator, len(ds), args.batch_size)
 
 
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
@@ -191,7 +186,7 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     if out.resolve() == src.resolve():
         raise NNPruneError("--output-dir must differ from the checkpoint")
     task = get_task(args.task, args.task_options)
-    task.check_checkpoint(json.loads((src / "config.json").read_text()), str(src))
+    task.check_checkpoint(read_config_json(src), str(src))
     loaded = load_model(src)
     if loaded.kind is CheckpointKind.COMPACTED:
         raise NNPruneError(f"{src} is already compacted; prune the fine-tuned model it came from")
@@ -202,8 +197,9 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     groups = mask_groups(model)
     seq_len = args.max_seq_length or training_max_seq_length(src) or task.default_max_seq_length
     costs = unit_costs(model, groups, seq_len)
-    full = costs.total(sum(g.size for g in groups if g.is_heads),
-                       sum(g.size for g in groups if not g.is_heads))
+    heads_total = sum(g.size for g in groups if g.is_heads)
+    dims_total = sum(g.size for g in groups if not g.is_heads)
+    full = costs.total(heads_total, dims_total)
     budget = full * args.keep_fraction
     tokenizer = load_tokenizer(str(src))
     batches = calibration_batches(task, tokenizer, model, args, seq_len)
@@ -247,13 +243,8 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
         apply_masks(model, groups, kept)
     phase("tune")
 
-    inputs = probe_inputs(model.config, tokenizer)
-    reference = model_outputs(model, inputs)
-    compact_model(model, allow_inexact=False, ffn_multiple=FFN_MULTIPLE)
-    diff = max_abs_diff(model_outputs(model, inputs), reference)
-    if diff > EXACT_TOLERANCE:
-        raise NNPruneError(f"compaction changed the pruned model's outputs by {diff:.3g} "
-                           f"(> {EXACT_TOLERANCE:g}); nothing was written")
+    _, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
+                              refusal="nothing was written")
     heads_kept = sum(len(kept[g.key]) for g in groups if g.is_heads)
     dims_kept = sum(len(kept[g.key]) for g in groups if not g.is_heads)
     after_flops = costs.total(heads_kept, dims_kept)
@@ -298,8 +289,8 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     return PruneResult(
         output_dir=str(out), task=args.task, main_metric=task.main_metric,
         metrics_before=before, metrics_after=after, heads_kept=heads_kept,
-        heads_total=sum(g.size for g in groups if g.is_heads), ffn_dims_kept=dims_kept,
-        ffn_dims_total=sum(g.size for g in groups if not g.is_heads), flops_before=full,
+        heads_total=heads_total, ffn_dims_kept=dims_kept, ffn_dims_total=dims_total,
+        flops_before=full,
         flops_after=after_flops, predicted_speedup=full / after_flops, measured_speedup=measured,
         calibration_samples=n_examples, max_seq_length=seq_len, exactness=diff, seconds=seconds,
         tune_error={} if tune_report is None else {

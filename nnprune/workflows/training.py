@@ -87,13 +87,11 @@ def resume_checkpoint(output_dir: Path, opts: TrainingOptions) -> Optional[str]:
 
 def checkpoint_folders(output_dir: Path) -> list[Path]:
     """The Trainer's ``checkpoint-<step>`` folders in ``output_dir``, by step."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
     if not output_dir.is_dir():
         return []
     found = []
     for p in output_dir.iterdir():
-        step = p.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        step = p.name[len(CHECKPOINT_PREFIX):]
         if p.name.startswith(CHECKPOINT_PREFIX) and step.isdigit() and p.is_dir():
             found.append((int(step), p))
     return [p for _, p in sorted(found)]
@@ -150,6 +148,13 @@ class TrainingRun:
         return bool(self.trainer.is_world_process_zero())
 
 
+def collate_first(dataset: Any, collator: Any, n: int, batch_size: int) -> list[dict[str, Any]]:
+    """The first ``n`` rows of a tokenized ``dataset``, collated into batches of ``batch_size``
+    (what calibration and importance scoring run on)."""
+    rows = [dataset[i] for i in range(min(n, len(dataset)))]
+    return [collator(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+
+
 def load_tokenizer(source: str) -> Any:
     """``AutoTokenizer.from_pretrained(source)``, or a one-line error."""
     from transformers import AutoTokenizer
@@ -198,9 +203,7 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
         # Measured on the unpatched model: its head / FFN-dim Fisher importance on the first
         # training examples orders the mask scores before the first step.
         groups = mask_groups(model)
-        calib = [data.data_collator([data.train[i] for i in range(s, min(s + opts.batch_size, n))])
-                 for n in [min(len(data.train), IMPORTANCE_SAMPLES)]
-                 for s in range(0, n, opts.batch_size)]
+        calib = collate_first(data.train, data.data_collator, IMPORTANCE_SAMPLES, opts.batch_size)
         importance = fisher_information(model, calib, groups)
     pruner = patch_model(model, pcfg)
     if importance is not None:
@@ -297,5 +300,5 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
 
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun",
-           "checkpoint_complete", "checkpoint_folders", "load_tokenizer", "resume_checkpoint", "run_training",
+           "checkpoint_complete", "checkpoint_folders", "collate_first", "load_tokenizer", "resume_checkpoint", "run_training",
            "save_final", "write_prediction_files"]
