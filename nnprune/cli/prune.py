@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, add_command, console, emit,
-                                quiet_libraries, stdout_for_json, task_options)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg, TaskOptionOpt,
+                                add_command, console, emit, latency_options, quiet_libraries,
+                                setting_text, stdout_for_json, task_options)
+
+if TYPE_CHECKING:
+    from nnprune.measure.latency import LatencySetting
 
 
+@latency_options
 def prune(
     checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint folder with the task's head (e.g. a dense fine-prune output).")],
-    task: Annotated[str, typer.Argument(help="Task name: sst2, mnli, qqp, mrpc, squad, squad_v2.")],
+    task: TaskArg,
     output_dir: Annotated[Path, typer.Option(help="Where the compacted model goes (with --then-fill: the filled one; the pruned one in OUTPUT_DIR/prune).")],
-    target_speedup: Annotated[Optional[float], typer.Option(help="FLOP speedup of the whole forward to reach (> 1), e.g. 2.")] = None,
+    target_speedup: Annotated[Optional[float], typer.Option(help="Speedup of the whole forward to reach (> 1), e.g. 2, at the --latency-* setting (default batch 1 at the calibration length), predicted by this machine's latency table (measured once, cached).")] = None,
     target_flops: Annotated[Optional[float], typer.Option(help="Fraction of the dense FLOPs to keep, in (0, 1), e.g. 0.5.")] = None,
     calibration_samples: Annotated[int, typer.Option(help="Training examples that score the heads and FFN dimensions.")] = 2048,
     tune_samples: Annotated[int, typer.Option(help="Of those, examples the least-squares tuning reconstructs.")] = 256,
@@ -33,10 +38,12 @@ def prune(
     learning_rate: Annotated[float, typer.Option(help="Learning rate of --then-fill.")] = 5e-5,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output-dir.")] = False,
     task_option: TaskOptionOpt = None,
+    latency: "LatencySetting" = None,  # type: ignore[assignment]
+    latency_table: LatencyTableOpt = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
-    """Prune a fine-tuned model to a FLOP target in minutes, without retraining.
+    """Prune a fine-tuned model to a speed or FLOP target in minutes, without retraining.
 
     Scores every head and FFN dimension by the Fisher information of the task loss on
     calibration examples, searches the best mask under the budget, rearranges it per layer,
@@ -54,7 +61,8 @@ def prune(
         seed=seed, data_dir=data_dir, train_file=train_file, validation_file=validation_file,
         max_eval_samples=max_eval_samples, rearrange=rearrange, tune=tune,
         speed_probe=speed_probe, then_fill=then_fill, learning_rate=learning_rate,
-        overwrite=overwrite, task_options=task_options(task_option))
+        overwrite=overwrite, task_options=task_options(task_option), latency=latency,
+        latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), console=console, disable=to_stdout or not console.is_terminal)
@@ -81,8 +89,8 @@ def result_rows(result) -> list[tuple[str, object]]:
              ("heads per layer", ", ".join(map(str, result.heads_per_layer))),
              ("ffn dims kept", f"{result.ffn_dims_kept}/{result.ffn_dims_total}"),
              ("ffn dims per layer", ", ".join(map(str, result.ffn_dims_per_layer))),
-             ("predicted speedup (FLOPs)", f"{result.predicted_speedup:.2f}x"),
-             ("measured speedup (probe, batch 1)",
+             (f"predicted speedup ({result.predicted_by})", f"{result.predicted_speedup:.2f}x"),
+             (f"measured speedup (probe, {setting_text(result.speed_setting)})",
               "-" if result.measured_speedup is None else f"{result.measured_speedup:.2f}x"),
              ("calibration examples", result.calibration_samples),
              ("max |Δlogit| compacted vs masked", f"{result.exactness:.2e}")]

@@ -21,7 +21,9 @@ from nnprune.io_utils import atomic_directory
 from nnprune.pruning_core.architectures import model_class_for
 from nnprune.pruning_core.compact import apply_saved_layout, is_compacted, write_remote_code
 from nnprune.pruning_core.compact_modeling import LAYOUT_ATTR, ORIGINAL_ATTR
-from nnprune.pruning_core.config import CONFIG_FILE, PruningConfig, read_nnprune_config, save_pruning_config
+from nnprune.pruning_core.config import (CONFIG_FILE, LATENCY_KEY, PruningConfig,
+                                         read_nnprune_config, save_pruning_config)
+from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.pruner import Pruner, patch_model, unpatch_model
 
@@ -49,6 +51,17 @@ def read_config_json(path: "str | Path") -> dict[str, Any]:
         return json.loads((p / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise NNPruneError(f"cannot read {p / 'config.json'}: {exc}") from None
+
+
+def load_config(source: "str | Path") -> Any:
+    """The ``transformers`` config of a model folder or hub name (one-line error if none)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(source))
+    except (OSError, ValueError) as exc:
+        raise NNPruneError(f"cannot read the config of {str(source)!r}: "
+                           f"{str(exc).splitlines()[0]}") from None
 
 
 def checkpoint_kind(path: "str | Path") -> CheckpointKind:
@@ -224,6 +237,13 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     if is_masked:
         pcfg = prune_config or PruningConfig.from_dict(info["pruning"])
         pruner = patch_model(model, pcfg)
+        if pcfg.target_speedup is not None and len(pruner):
+            # Its masks are the latency cut of the saved scores: the same table rebuilds them.
+            table = info.get(LATENCY_KEY)
+            if not isinstance(table, dict) or "model" not in table:
+                raise NNPruneError(f"checkpoint {p} was pruned to a target speedup but its "
+                                   f"{CONFIG_FILE} has no {LATENCY_KEY!r} to rebuild its masks")
+            pruner.use_latency(LatencyModel.from_dict(table["model"]))
     # What from_pretrained accepts, accepted here too: legacy names, a base-model prefix
     # present or not, old persistent buffers the model now recreates (position_ids), the
     # model's _keys_to_ignore_on_load_* patterns. Tied weights (e.g. BART's lm_head) are saved

@@ -18,6 +18,9 @@ from nnprune.settings import apply_assignments, parse_assignments
 
 CONFIG_FILE = "nnprune_config.json"
 RESULTS_FILE = "nnprune_results.json"  # the metrics fine-prune / fill write beside a final model
+# nnprune_config.json key of the latency table a target_speedup run cut its masks with ({"model":
+# LatencyModel.to_dict(), ...}): a masked checkpoint needs it to rebuild its masks
+LATENCY_KEY = "latency_table"
 
 
 class BinarizerKind(str, Enum):
@@ -130,6 +133,9 @@ class PruningConfig:
     decoder_lambda_scale: float = 1.0  # multiplies both lambdas on decoder layers (BART: 2)
     # --- density target (beyond the paper): topK schedules to it, regularized methods adapt lambda
     target_density: Optional[float] = None
+    # --- or a speedup target: masks cut in latency units by a measured latency table (one
+    # target at a time; see nnprune.pruning_core.latency_model)
+    target_speedup: Optional[float] = None
     # integral gain of the density controller, per pruning phase (log-lambda units per unit of
     # density error, spread over the steps between warm-up and cool-down)
     density_controller_gain: float = 50.0
@@ -155,6 +161,11 @@ class PruningConfig:
             raise NNPruneError("ffn_block cannot be head (that shape is for attention)")
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"target density must be in (0, 1], got {self.target_density}")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
+        if self.target_speedup is not None and self.target_density is not None:
+            raise NNPruneError("one target at a time: pass --target-speedup or --target-density, "
+                               "not both")
         if self.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
             for name in ("initial_threshold", "final_threshold"):
                 v = getattr(self, name)
@@ -190,6 +201,12 @@ class PruningConfig:
                 raise NNPruneError(
                     f"--target-density needs a topk/magnitude binarizer or a regularization; "
                     f"method {self.method!r} has binarizer {self.binarizer.value} and none")
+        if self.target_speedup is not None and self.prunes and self.binarizer not in (
+                BinarizerKind.THRESHOLD, BinarizerKind.SIGMOID_THRESHOLD):
+            raise NNPruneError(
+                f"--target-speedup cuts the mask scores at a latency budget, which needs a "
+                f"threshold binarizer (methods struct, hybrid, hybrid-filled, hybrid-nt, block, "
+                f"soft-movement); method {self.method!r} uses {self.binarizer.value}")
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -276,5 +293,5 @@ def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
 
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "RESULTS_FILE",
+    "PruningConfig", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
 ]

@@ -71,6 +71,7 @@ for _preset in (
 
 def build_config(method: str, *, teacher: Optional[str] = None,
                  target_density: Optional[float] = None,
+                 target_speedup: Optional[float] = None,
                  overrides: Optional[dict[str, Any]] = None) -> PruningConfig:
     """The preset ``method`` with ``overrides`` (from a config file or ``--set``) applied.
 
@@ -84,6 +85,8 @@ def build_config(method: str, *, teacher: Optional[str] = None,
         settings["teacher"] = teacher
     if target_density is not None:
         settings["target_density"] = target_density
+    if target_speedup is not None:
+        settings["target_speedup"] = target_speedup
     config = PruningConfig().replace(**settings)
     if overrides:
         config = config.replace(**overrides)

@@ -37,6 +37,7 @@ from torch import nn
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.architectures import Role, find_sites
+from nnprune.pruning_core.latency_model import LatencyModel
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +223,8 @@ def init_scores_from(layers: Iterable[Any], importance: Importance, groups: list
 # ------------------------------------------------------------------------------------ search
 @dataclass(frozen=True)
 class UnitCosts:
-    """FLOPs of one forward (batch 1, ``seq_len`` tokens): per head, per FFN dimension, and the
-    rest (embeddings, heads, the parts no unit removes)."""
+    """Cost of one forward (FLOPs at batch 1 x ``seq_len`` tokens, or ms from a latency table):
+    per head, per FFN dimension, and the rest (embeddings, heads, the parts no unit removes)."""
 
     head: float
     ffn_dim: float
@@ -232,6 +233,13 @@ class UnitCosts:
 
     def total(self, heads: int, ffn_dims: int) -> float:
         return self.fixed + heads * self.head + ffn_dims * self.ffn_dim
+
+    @classmethod
+    def from_latency(cls, model: LatencyModel, seq_len: int) -> "UnitCosts":
+        """A latency table read as milliseconds per head and per FFN dimension (the slopes of
+        a whole block and a whole FFN) plus what no unit removes; totals the dense latency."""
+        return cls(model.attention(model.dense_heads) / model.dense_heads,
+                   model.ffn(model.dense_ffn) / model.dense_ffn, model.fixed_ms, seq_len)
 
 
 def search_masks(importance: Importance, groups: list[MaskGroup], costs: UnitCosts,

@@ -29,11 +29,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.checkpoint import load_model
+from nnprune.measure.latency import LatencySetting, resolve_table
+from nnprune.pruning_core.checkpoint import load_config, load_model
 from nnprune.pruning_core.compact import compact_exactly, is_compacted, reinit_zeros
+from nnprune.pruning_core.config import LATENCY_KEY, BinarizerKind, read_nnprune_config
+from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.methods import build_config
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import (FinePruneResult, load_tokenizer, run_training,
                                         save_final)
 
@@ -51,18 +55,28 @@ class FillArgs:
     reinit_std: Optional[float] = None  # None: config.initializer_range (0.02); 0: no re-init
     task_options: dict[str, str] = field(default_factory=dict)  # --task-option key=value
     training: TrainingOptions = field(default_factory=TrainingOptions)
+    # Re-cut a masked checkpoint's scores to this speedup before compacting (latency table)
+    target_speedup: Optional[float] = None
+    latency: LatencySetting = field(default_factory=LatencySetting)
+    latency_table: Optional[Path] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if self.latency_table is not None:
+            object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.reinit_std is not None and self.reinit_std < 0:
             raise NNPruneError(f"--reinit-std must be >= 0, got {self.reinit_std}")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, as recorded in ``nnprune_config.json``."""
         return {"checkpoint": str(self.checkpoint), "task": self.task,
                 "output_dir": str(self.output_dir), "teacher": self.teacher,
                 "reinit_std": self.reinit_std, "task_options": dict(self.task_options),
+                "target_speedup": self.target_speedup, "latency": self.latency.to_dict(),
+                "latency_table": None if self.latency_table is None else str(self.latency_table),
                 **self.training.to_dict()}
 
 
@@ -95,14 +109,32 @@ class PreparedFill:
 
 
 def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = None,
-                       seed: int = 42) -> PreparedFill:
+                       seed: int = 42, target_speedup: Optional[float] = None,
+                       latency: Optional[LatencyModel] = None) -> PreparedFill:
     """Load ``checkpoint``, bake and compact it (exact removals only), and re-initialise the
     zeros inside its kept heads / FFN dimensions with ``N(0, reinit_std)`` (default: the
-    config's ``initializer_range``, else 0.02; ``0`` leaves them at zero)."""
+    config's ``initializer_range``, else 0.02; ``0`` leaves them at zero).
+
+    With ``target_speedup`` (and the ``latency`` table's model) a masked checkpoint's masks are
+    first re-cut from its scores at that speedup, in latency units
+    (:meth:`~nnprune.pruning_core.pruner.Pruner.use_latency`): whatever target it was pruned
+    to, the filled model is as fast as asked, keeping its highest-scored blocks."""
     import torch
 
     loaded = load_model(checkpoint)
     model = loaded.model
+    if target_speedup is not None:
+        if not loaded.is_masked or latency is None:
+            raise NNPruneError(f"fill --target-speedup re-cuts a fine-pruned (masked) "
+                               f"checkpoint's mask scores; {checkpoint} is {loaded.kind.value}")
+        pruner = loaded.pruner
+        if pruner.config.binarizer not in (BinarizerKind.THRESHOLD, BinarizerKind.SIGMOID_THRESHOLD):
+            raise NNPruneError(f"fill --target-speedup needs learned threshold scores (struct, "
+                               f"hybrid, block, soft-movement); {checkpoint} was pruned with "
+                               f"{pruner.config.binarizer.value}")
+        pruner.config = pruner.config.replace(target_density=None, target_speedup=target_speedup)
+        pruner.use_latency(latency)
+        pruner.finalize()
     # As bertarize does: never fine-tune a compaction that changed what the model computes.
     report, _ = compact_exactly(model, refusal=f"refusing to fill {checkpoint}: it would not be "
                                                "the pruned model")
@@ -131,11 +163,19 @@ def fill(args: FillArgs) -> FillResult:
         raise NNPruneError("--output-dir must differ from the checkpoint (fill writes a new model)")
     task = get_task(args.task, args.task_options)
     pcfg = build_config("dense", teacher=args.teacher)  # alpha_ce 0.1, alpha_teacher 0.9, T 2
-    prepared = prepare_fill_model(ckpt, reinit_std=args.reinit_std, seed=args.training.seed)
-    info = prepared.info
+    info = read_nnprune_config(ckpt) or {}
     opts = args.training
     if opts.max_seq_length is None:
         opts = replace(opts, max_seq_length=(info.get("training") or {}).get("max_seq_length"))
+    table = None
+    if args.target_speedup is not None:
+        seq_len = opts.max_seq_length or task.default_max_seq_length
+        table = resolve_table(load_config(ckpt), args.latency.at(seq_len),
+                              args.latency_table)
+        table.model.budget_ms(args.target_speedup)
+    prepared = prepare_fill_model(ckpt, reinit_std=args.reinit_std, seed=args.training.seed,
+                                  target_speedup=args.target_speedup,
+                                  latency=table.model if table is not None else None)
     tokenizer = _tokenizer_for(ckpt, info)
     run = run_training(task, str(ckpt), out, opts, pcfg, model=prepared.model, tokenizer=tokenizer)
 
@@ -161,7 +201,11 @@ def fill(args: FillArgs) -> FillResult:
         extra = {"task": args.task, "base_model": info.get("base_model", str(ckpt)),
                  "filled_from": str(ckpt), "compacted": result.compacted,
                  "results": result.to_dict(), "training": record, "stages": stages}
+        if table is not None:
+            extra[LATENCY_KEY] = table.to_dict()
         save_final(run.model, run.tokenizer, pcfg, out, extra)
+        if table is not None:
+            result.speed_check = record_speed_check(out, table)
     return result
 
 

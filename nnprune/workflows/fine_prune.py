@@ -9,19 +9,26 @@ makes :func:`fine_prune` run both stages: fine-pruning into ``OUTPUT/prune``, th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.config import PruningConfig, load_config_file, parse_assignments
+from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
+from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, load_config_file,
+                                         parse_assignments)
+from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, checkpoint_complete,
-                                        checkpoint_folders, resume_checkpoint, run_training,
-                                        save_final)
+                                        checkpoint_folders, is_main_process, resume_checkpoint,
+                                        run_training, save_final)
+
+logger = logging.getLogger(__name__)
 
 PRUNE_SUBDIR = "prune"  # where fine-prune --method hybrid-filled puts its pruning stage
 
@@ -36,6 +43,9 @@ class FinePruneArgs:
     method: str = "hybrid-nt"
     teacher: Optional[str] = None
     target_density: Optional[float] = None
+    target_speedup: Optional[float] = None  # measured speedup asked for (latency table)
+    latency: LatencySetting = field(default_factory=LatencySetting)  # where that speed counts
+    latency_table: Optional[Path] = None  # a saved table to use instead of the cached/measured one
     config_file: Optional[Path] = None
     overrides: tuple[str, ...] = ()  # "key=value" pruning config overrides (--set)
     # Only for a method that fills after pruning (hybrid-filled): the fill stage's budget. Both
@@ -48,8 +58,15 @@ class FinePruneArgs:
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.latency_table is not None:
+            object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
+        if self.target_speedup is not None and self.target_density is not None:
+            raise NNPruneError("one target at a time: pass --target-speedup or --target-density, "
+                               "not both")
         if self.fill_max_steps is not None and self.fill_max_steps < 1:
             raise NNPruneError(f"--fill-max-steps must be >= 1, got {self.fill_max_steps}")
         if self.fill_epochs is not None and self.fill_epochs <= 0:
@@ -58,15 +75,18 @@ class FinePruneArgs:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, as recorded in ``nnprune_config.json``."""
         out = {k: getattr(self, k) for k in ("task", "model", "method", "teacher", "target_density",
-                                             "fill_epochs", "fill_max_steps")}
+                                             "target_speedup", "fill_epochs", "fill_max_steps")}
+        out["latency"] = self.latency.to_dict()
         out.update(output_dir=str(self.output_dir), overrides=list(self.overrides),
+                   latency_table=None if self.latency_table is None else str(self.latency_table),
                    task_options=dict(self.task_options),
                    config_file=None if self.config_file is None else str(self.config_file))
         return {**out, **self.training.to_dict()}
 
 
 def resolve_config(args: FinePruneArgs) -> PruningConfig:
-    """Preset < config file < --set overrides < explicit --teacher / --target-density."""
+    """Preset < config file < --set overrides < explicit --teacher / --target-density /
+    --target-speedup (an explicit target replaces a file's target of either kind)."""
     overrides: dict[str, Any] = {}
     method = args.method
     if args.config_file is not None:
@@ -75,11 +95,15 @@ def resolve_config(args: FinePruneArgs) -> PruningConfig:
     overrides.update(parse_assignments(args.overrides, option="--set"))
     # Explicit flags win over the file and --set: take the keys out either way.
     file_teacher = overrides.pop("teacher", None)
-    file_target = overrides.pop("target_density", None)
+    file_density = overrides.pop("target_density", None)
+    file_speedup = overrides.pop("target_speedup", None)
     teacher = args.teacher or file_teacher
-    target = args.target_density if args.target_density is not None else file_target
+    density, speedup = args.target_density, args.target_speedup
+    if density is None and speedup is None:
+        density, speedup = file_density, file_speedup
     return build_config(method, teacher=teacher,
-                        target_density=float(target) if target is not None else None,
+                        target_density=float(density) if density is not None else None,
+                        target_speedup=float(speedup) if speedup is not None else None,
                         overrides=overrides)
 
 
@@ -93,21 +117,46 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
     """
     task = get_task(args.task, args.task_options)
     pcfg = resolve_config(args)
+    table = resolve_latency(args, pcfg, task, model)
     if METHODS.get(pcfg.method).fill:
         if model is not None:
             raise NNPruneError(f"method {pcfg.method!r} runs two stages from args.model; "
                                "it does not take a prebuilt model")
-        return prune_then_fill(args, pcfg, task)
-    return _fine_prune_once(args, pcfg, task, model=model, tokenizer=tokenizer)
+        result: FinePruneResult = prune_then_fill(args, pcfg, task, table)
+    else:
+        result = _fine_prune_once(args, pcfg, task, model=model, tokenizer=tokenizer, table=table)
+    if table is not None and is_main_process():
+        result.speed_check = record_speed_check(args.output_dir, table)
+    return result
+
+
+def resolve_latency(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
+                    model: Any = None) -> Optional[LatencyTable]:
+    """The latency table a ``target_speedup`` run cuts its masks with
+    (:func:`~nnprune.measure.latency.resolve_table`); refuses a target beyond its reach before
+    any training."""
+    if pcfg.target_speedup is None or not pcfg.prunes:
+        return None
+    config = model.config if model is not None else load_config(args.model)
+    seq_len = args.training.max_seq_length or task.default_max_seq_length
+    table = resolve_table(config, args.latency.at(seq_len), args.latency_table)
+    final = table.model.budget_ms(pcfg.target_speedup)
+    logger.info("target %.2fx: %.2f ms -> %.2f ms per forward at batch %d x %d tokens",
+                pcfg.target_speedup, table.model.dense_ms, final,
+                table.key["setting"]["batch_size"], table.key["setting"]["seq_len"])
+    return table
 
 
 def _fine_prune_once(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter, *,
-                     model: Any = None, tokenizer: Any = None) -> FinePruneResult:
+                     model: Any = None, tokenizer: Any = None,
+                     table: Optional[LatencyTable] = None) -> FinePruneResult:
     run = run_training(task, args.model, args.output_dir, args.training, pcfg, model=model,
-                       tokenizer=tokenizer)
+                       tokenizer=tokenizer, latency=table.model if table is not None else None)
     if run.is_main_process:
         extra = {"task": args.task, "base_model": args.model, "results": run.result.to_dict(),
                  "training": {**args.to_dict(), **run.options.to_dict()}}
+        if table is not None:
+            extra[LATENCY_KEY] = table.to_dict()
         save_final(run.model, run.tokenizer, pcfg, args.output_dir, extra)
     return run.result
 
@@ -123,7 +172,8 @@ def fill_budget(args: FinePruneArgs) -> TrainingOptions:
     return opts
 
 
-def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter) -> FillResult:
+def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
+                    table: Optional[LatencyTable] = None) -> FillResult:
     """Both stages of a ``fill`` method preset (``hybrid-filled``): fine-prune ``args.model``
     with ``pcfg`` into ``OUTPUT/prune``, then :func:`fill` it into ``OUTPUT`` with the same
     teacher, data and optimiser settings (budget: :func:`fill_budget`).
@@ -142,7 +192,7 @@ def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter)
     prune_dir = stage1.output_dir
     finished = (prune_dir / RESULTS_FILE).is_file() and (prune_dir / "config.json").is_file()
     if not (opts.resume and finished):  # resuming after the pruning stage saved: skip it
-        _fine_prune_once(stage1, pcfg, task)
+        _fine_prune_once(stage1, pcfg, task, table=table)
     _barrier()  # other processes read OUTPUT/prune only once the main one has written it
     fill_opts = replace(fill_budget(args), resume=opts.resume and fill_has_checkpoints)
     return fill(FillArgs(checkpoint=prune_dir, task=args.task, output_dir=out,
@@ -158,4 +208,4 @@ def _barrier() -> None:
 
 
 __all__ = ["PRUNE_SUBDIR", "FinePruneArgs", "fill_budget", "fine_prune", "prune_then_fill",
-           "resolve_config"]
+           "resolve_config", "resolve_latency"]

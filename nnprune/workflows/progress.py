@@ -76,6 +76,8 @@ def step_fields(logs: Mapping[str, Any]) -> list[str]:
         fields.append(f"density {logs['pruning/density']:.3f}")
     if "pruning/target_density" in logs:
         fields.append(f"target {logs['pruning/target_density']:.3f}")
+    if "pruning/predicted_speedup" in logs:
+        fields.append(f"speedup {logs['pruning/predicted_speedup']:.2f}x")
     if "pruning/threshold" in logs:
         fields.append(f"threshold {logs['pruning/threshold']:.3g}")
     att, ffn = logs.get("pruning/lambda_attention"), logs.get("pruning/lambda_ffn")

@@ -3,7 +3,8 @@ retraining (post-training pruning, :mod:`nnprune.pruning_core.post_training`).
 
 Phases, each timed: evaluate the dense model; score every head and FFN dimension on the
 calibration examples (per-example Fisher information of the task loss); search the mask under the
-FLOP budget; rearrange it per layer; tune the kept units layer by layer with least squares; compact
+budget (``target_speedup``: milliseconds from this machine's latency table; ``target_flops``:
+FLOPs); rearrange it per layer; tune the kept units layer by layer with least squares; compact
 (exactly: the logits of the compacted model are checked against the masked one); save (stock
 ``trust_remote_code`` reload, ``nnprune_config.json`` saying how it was made); evaluate it; time it
 against the dense model on a probe. ``then_fill`` adds a short distilled fine-tune of the compacted
@@ -24,10 +25,12 @@ from torch import nn
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.flops import flop_profile
+from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
                                              read_config_json, save_checkpoint)
 from nnprune.pruning_core.compact import compact_exactly
-from nnprune.pruning_core.config import BinarizerKind, PruningConfig
+from nnprune.pruning_core.config import LATENCY_KEY, BinarizerKind, PruningConfig
+from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
                                                 fisher_information, mask_groups, model_inputs,
                                                 rearrange, search_masks, tune_layerwise)
@@ -41,13 +44,16 @@ logger = logging.getLogger(__name__)
 MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise
 FFN_MULTIPLE = 8  # FFN sizes kept by the search: multiples of 8 (fast CPU kernels, no padding)
 PRUNE_SUBDIR = "prune"  # with then_fill: where the pruned (unfilled) model goes
+MAX_BUDGET_ROUNDS = 6  # target_speedup: re-searches with a lower linear budget (see _search)
+BUDGET_SLACK = 0.005  # the table's prediction may exceed the budget by this fraction
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass(frozen=True)
 class PruneArgs:
-    """One post-training pruning job. Exactly one of ``target_speedup`` (FLOP speedup of the
-    whole forward, > 1) and ``target_flops`` (fraction of the dense FLOPs to keep, in (0, 1))."""
+    """One post-training pruning job. Exactly one of ``target_speedup`` (speedup of the whole
+    forward at the ``latency`` setting, > 1, predicted by the machine's latency table) and
+    ``target_flops`` (fraction of the dense FLOPs to keep, in (0, 1))."""
 
     checkpoint: str
     task: str
@@ -70,9 +76,15 @@ class PruneArgs:
     learning_rate: float = 5e-5  # of the fill stage
     overwrite: bool = False
     task_options: dict[str, str] = field(default_factory=dict)
+    # where the speed counts (target_speedup and the speed probe); its default sequence length
+    # is the calibration one
+    latency: LatencySetting = field(default_factory=LatencySetting)
+    latency_table: Optional[Path] = None  # a saved table instead of the cached / measured one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if self.latency_table is not None:
+            object.__setattr__(self, "latency_table", Path(self.latency_table))
         if (self.target_speedup is None) == (self.target_flops is None):
             raise NNPruneError("pass one target: --target-speedup S (e.g. 2) or --target-flops F "
                                "(fraction of the dense FLOPs to keep, e.g. 0.5)")
@@ -89,9 +101,6 @@ class PruneArgs:
         if self.then_fill is not None and self.then_fill < 1:
             raise NNPruneError(f"--then-fill takes a number of steps >= 1, got {self.then_fill}")
 
-    @property
-    def keep_fraction(self) -> float:
-        return self.target_flops if self.target_flops is not None else 1.0 / self.target_speedup
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,8 +120,8 @@ class PruneResult:
     ffn_dims_total: int
     flops_before: float  # one forward, batch 1, max_seq_length tokens
     flops_after: float
-    predicted_speedup: float  # FLOP ratio
-    measured_speedup: Optional[float]  # probe: batch 1, interleaved against the dense model
+    predicted_speedup: float  # latency table (target_speedup) or FLOP ratio (target_flops)
+    measured_speedup: Optional[float]  # probe at the latency setting, interleaved against dense
     calibration_samples: int
     max_seq_length: int
     exactness: float  # max |logit difference| compacted vs masked
@@ -121,6 +130,8 @@ class PruneResult:
     heads_per_layer: list[int] = field(default_factory=list)
     ffn_dims_per_layer: list[int] = field(default_factory=list)
     metrics_filled: Optional[dict[str, float]] = None
+    predicted_by: str = "flops"  # or "latency table"
+    speed_setting: dict[str, Any] = field(default_factory=dict)  # where speed was predicted/measured
     model: Any = field(default=None, repr=False, compare=False)  # the compacted model, in memory
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,14 +207,21 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     model.eval()
     groups = mask_groups(model)
     seq_len = args.max_seq_length or training_max_seq_length(src) or task.default_max_seq_length
-    costs = unit_costs(model, groups, seq_len)
+    flops = unit_costs(model, groups, seq_len)
     heads_total = sum(g.size for g in groups if g.is_heads)
     dims_total = sum(g.size for g in groups if not g.is_heads)
-    full = costs.total(heads_total, dims_total)
-    budget = full * args.keep_fraction
+    full = flops.total(heads_total, dims_total)
     tokenizer = load_tokenizer(str(src))
     batches = calibration_batches(task, tokenizer, model, args, seq_len)
     n_examples = sum(int(b["input_ids"].shape[0]) for b in batches)
+    setting = args.latency.at(seq_len)
+    table = None  # after the data: a bad data folder is refused before a table is measured
+    if args.target_speedup is not None:
+        table = resolve_table(model.config, setting, args.latency_table)
+        costs, budget = UnitCosts.from_latency(table.model, seq_len), table.model.budget_ms(
+            args.target_speedup)
+    else:
+        costs, budget = flops, full * args.target_flops
     phase("load")
 
     eval_kw = dict(data_dir=args.data_dir, validation_file=args.validation_file,
@@ -221,10 +239,8 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
 
     importance = fisher_information(model, batches, groups, progress=scored)
     phase("score")
-    kept = search_masks(importance, groups, costs, budget)
-    kept = align_ffn(importance, groups, kept, costs, budget, multiple=FFN_MULTIPLE)
-    if args.rearrange:
-        kept = rearrange(importance, groups, kept)
+    kept = _search(importance, groups, costs, budget, args.rearrange,
+                   table.model if table is not None else None)
     phase("search")
     tune_report = None
     if args.tune:
@@ -247,16 +263,21 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
                               refusal="nothing was written")
     heads_kept = sum(len(kept[g.key]) for g in groups if g.is_heads)
     dims_kept = sum(len(kept[g.key]) for g in groups if not g.is_heads)
-    after_flops = costs.total(heads_kept, dims_kept)
+    after_flops = flops.total(heads_kept, dims_kept)
+    per_layer = _per_layer(groups, kept)
+    predicted = (table.model.speedup(*per_layer) if table is not None else full / after_flops)
     save_to = out / PRUNE_SUBDIR if args.then_fill else out
     info = {"task": args.task, "base_model": str(src), "post_training": {
         "method": "fisher+search" + ("+rearrange" if args.rearrange else "")
                   + ("+lstsq" if args.tune else ""),
         "options": args.to_dict(), "calibration_examples": n_examples, "max_seq_length": seq_len,
         "kept": {g.label: kept[g.key] for g in groups},
-        "flops": {"before": full, "after": after_flops}},
+        "flops": {"before": full, "after": after_flops},
+        "predicted_speedup": predicted, "speed_setting": setting.resolved().to_dict()},
         "training": {"max_seq_length": seq_len},
         "results": {"metrics_before": before, "main_metric": task.main_metric}}
+    if table is not None:
+        info[LATENCY_KEY] = table.to_dict()
     config = PruningConfig(method="post-training", binarizer=BinarizerKind.NONE)
     save_checkpoint(model, save_to, config=config, tokenizer=tokenizer, extra=info)
     phase("compact + save")
@@ -267,7 +288,9 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     if args.speed_probe:
         from nnprune.workflows.speed import run_speed
 
-        rep = run_speed(save_to, src, batch_sizes=[1], seq_lens=[seq_len], warmup=3, iters=10)
+        rep = run_speed(save_to, src, device=setting.device, dtype=setting.dtype,
+                        batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
+                        threads=setting.threads, warmup=3, iters=10)
         measured = rep.rows[0].speedup
         phase("speed probe")
     filled = None
@@ -291,13 +314,39 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
         metrics_before=before, metrics_after=after, heads_kept=heads_kept,
         heads_total=heads_total, ffn_dims_kept=dims_kept, ffn_dims_total=dims_total,
         flops_before=full,
-        flops_after=after_flops, predicted_speedup=full / after_flops, measured_speedup=measured,
+        flops_after=after_flops, predicted_speedup=predicted, measured_speedup=measured,
         calibration_samples=n_examples, max_seq_length=seq_len, exactness=diff, seconds=seconds,
         tune_error={} if tune_report is None else {
             k: [tune_report.before[k], tune_report.after[k]] for k in tune_report.before},
-        heads_per_layer=[len(kept[g.key]) for g in groups if g.is_heads],
-        ffn_dims_per_layer=[len(kept[g.key]) for g in groups if not g.is_heads],
-        metrics_filled=filled, model=model)
+        heads_per_layer=per_layer[0], ffn_dims_per_layer=per_layer[1],
+        metrics_filled=filled, predicted_by="flops" if table is None else "latency table",
+        speed_setting=setting.resolved().to_dict(), model=model)
+
+
+def _per_layer(groups: list[MaskGroup], kept: dict[Any, list[int]]) -> tuple[list[int], list[int]]:
+    """Heads and FFN dimensions kept per layer, in layer order."""
+    return ([len(kept[g.key]) for g in groups if g.is_heads],
+            [len(kept[g.key]) for g in groups if not g.is_heads])
+
+
+def _search(importance: Any, groups: list[MaskGroup], costs: UnitCosts, budget: float,
+            rearrange_units: bool, latency: Optional[LatencyModel]) -> dict[Any, list[int]]:
+    """Search, align the FFN widths and rearrange. The search prices units linearly; with a
+    latency table, whose per-layer curves are not lines, the mask is then priced by the table
+    and the linear budget lowered by the overshoot until the table's prediction fits."""
+    linear_budget = budget
+    for _ in range(MAX_BUDGET_ROUNDS):
+        kept = search_masks(importance, groups, costs, linear_budget)
+        kept = align_ffn(importance, groups, kept, costs, linear_budget, multiple=FFN_MULTIPLE)
+        if rearrange_units:
+            kept = rearrange(importance, groups, kept)
+        if latency is None:
+            return kept
+        over = latency.predict(*_per_layer(groups, kept)) - budget
+        if over <= BUDGET_SLACK * budget:
+            return kept
+        linear_budget -= over
+    return kept
 
 
 def _first_examples(batches: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:

@@ -10,9 +10,12 @@ a compaction's sizes) with random weights: time depends only on shapes.
 
 from __future__ import annotations
 
+import json
+import logging
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,21 @@ from nnprune.errors import NNPruneError
 from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, is_onnx_dir,
                                  quantize_onnx_int8, read_onnx_meta)
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
+from nnprune.io_utils import atomic_write_text
+from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
 from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, GenerateRow, GenerateRunner,
                                     SpeedReport, TorchRunner, check_can_generate, compare,
                                     compare_generate, cpu_model_name, default_batch_sizes,
                                     generation_config_for)
-from nnprune.pruning_core.checkpoint import load_checkpoint_model, model_class_for
-from nnprune.pruning_core.compact import dense_baseline, dense_config
+from nnprune.pruning_core.checkpoint import (load_checkpoint_model, load_pretrained,
+                                             model_class_for)
+from nnprune.pruning_core.compact import (compact_exactly, dense_baseline, dense_config,
+                                          is_compacted, model_layout)
+from nnprune.pruning_core.config import RESULTS_FILE
+from nnprune.pruning_core.latency_model import LatencyModel
+
+logger = logging.getLogger(__name__)
 
 
 def _config_model(path: Path) -> nn.Module:
@@ -191,3 +202,57 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
         quantize=quantize, threads=n_threads, warmup=warmup, iters=iters, cpu=cpu_model_name(),
         torch_version=torch.__version__, rows=rows, notes=notes, generate_rows=generate_rows,
         max_new_tokens=max_new_tokens if generate else None, num_beams=num_beams if generate else None)
+
+
+@dataclass
+class SpeedCheck:
+    """A model's speedup as a latency table predicts it and as measured against the dense
+    architecture, at one setting (``--target-speedup``'s promise, checked)."""
+
+    predicted: float
+    # median of the per-round ratios (each round times both models back to back, so a busy
+    # spell of a shared machine hits both); ratio of the medians beside it
+    measured: float
+    measured_medians: float
+    measured_min: float  # ratio of the fastest forwards
+    setting: dict[str, Any]
+    heads_per_layer: list[int]
+    ffn_dims_per_layer: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_speedup(path: str | Path, latency: LatencyModel, setting: LatencySetting, *,
+                  warmup: int = 5, iters: int = 30) -> SpeedCheck:
+    """Load the checkpoint at ``path`` (masks baked in and compacted if it is not yet), predict
+    its speedup from its per-layer sizes with ``latency`` and time it against the dense
+    architecture (random weights) at ``setting``."""
+    model = load_pretrained(path, bake_masks=True)
+    if not is_compacted(model.config):
+        compact_exactly(model)  # as fill does
+    encoder = model_layout(model)["stacks"]["encoder"]
+    heads = [int(h) for h in encoder["attention"]["self"]["heads"]]
+    dims = [int(d) for d in encoder["ffn"]["dims"]]
+    report = run_speed(path, model=model, device=setting.device, dtype=setting.dtype,
+                       batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
+                       threads=setting.threads, warmup=warmup, iters=iters)
+    row = report.rows[0]
+    return SpeedCheck(predicted=latency.speedup(heads, dims), measured=row.speedup_paired,
+                      measured_medians=row.speedup, measured_min=row.speedup_min,
+                      setting=setting.resolved().to_dict(),
+                      heads_per_layer=heads, ffn_dims_per_layer=dims)
+
+
+def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
+    """:func:`check_speedup` of the final model in ``output_dir`` at the table's setting, logged
+    and added to its results file (``speed_check``); returns it as a dict."""
+    check = check_speedup(output_dir, table.model, LatencySetting(**table.key["setting"]))
+    logger.info("speedup at batch %d x %d tokens: predicted %.2fx, measured %.2fx",
+                check.setting["batch_size"], check.setting["seq_len"], check.predicted,
+                check.measured)
+    path = Path(output_dir) / RESULTS_FILE
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results["speed_check"] = check.to_dict()
+    atomic_write_text(path, json.dumps(results, indent=2, default=str) + "\n")
+    return check.to_dict()

@@ -19,8 +19,9 @@ from typing import Any, Optional
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.measure.counting import ParamCount, count_parameters
-from nnprune.pruning_core.checkpoint import load_model, save_checkpoint
+from nnprune.pruning_core.checkpoint import load_model, read_config_json, save_checkpoint
 from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig, ScoreInit
+from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
 from nnprune.pruning_core.pruner import patch_model
 from nnprune.pruning_core.trainer import PruningTrainer
@@ -47,6 +48,8 @@ class FinePruneResult:
     steps: int
     # the task's prediction files written beside the final model (SQuAD: predictions.json, ...)
     prediction_files: list[str] = field(default_factory=list)
+    # --target-speedup: predicted (latency table) and measured speedup of the compacted model
+    speed_check: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -78,7 +81,7 @@ def resume_checkpoint(output_dir: Path, opts: TrainingOptions) -> Optional[str]:
         if not opts.overwrite:
             raise NNPruneError(f"{output_dir} already holds checkpoints ({folders[-1].name}); pass "
                                "--resume to continue that run or --overwrite to start again")
-        if _is_main_process():
+        if is_main_process():
             for old in folders:
                 shutil.rmtree(old)
             logger.info("--overwrite: removed the previous checkpoints in %s", output_dir)
@@ -113,7 +116,8 @@ def checkpoint_complete(folder: Path) -> bool:
     return True
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
+    """Rank 0 of a distributed launch (torchrun / accelerate / SLURM set RANK), or a single process."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -167,7 +171,8 @@ def load_tokenizer(source: str) -> Any:
 
 
 def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: TrainingOptions,
-                 pcfg: PruningConfig, *, model: Any = None, tokenizer: Any = None) -> TrainingRun:
+                 pcfg: PruningConfig, *, model: Any = None, tokenizer: Any = None,
+                 latency: Optional[LatencyModel] = None) -> TrainingRun:
     """Data, model, teacher, training and evaluation of one run with config ``pcfg``; no save
     but the task's prediction files (main process, into ``output_dir``).
 
@@ -176,6 +181,7 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     ``tokenizer``) come from. ``opts.max_seq_length`` ``None`` means the task's default. The
     optimizer is created by the trainer when training starts, from the model's parameters at
     that time: anything that replaces layers (compaction) must happen before this call.
+    ``latency``: the latency table's model a ``target_speedup`` cuts the masks with.
 
     Evaluation during training (``opts.eval_steps``) scores the model as it is being trained:
     the masks at the current point of the threshold schedule, not the final ones; the final
@@ -206,11 +212,17 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
         calib = collate_first(data.train, data.data_collator, IMPORTANCE_SAMPLES, opts.batch_size)
         importance = fisher_information(model, calib, groups)
     pruner = patch_model(model, pcfg)
+    if latency is not None and len(pruner):
+        pruner.use_latency(latency)
     if importance is not None:
         init_scores_from(pruner.layers, importance, groups, pcfg.score_init_scale or 1.0)
         logger.info("mask scores initialised from the Fisher importance of %d examples",
                     importance.samples)
-    teacher = load_model(pcfg.teacher).model if pcfg.teacher else None
+    teacher = None
+    if pcfg.teacher:
+        # A teacher with another head or another label order would distil the wrong classes.
+        task.check_checkpoint(read_config_json(pcfg.teacher), str(pcfg.teacher))
+        teacher = load_model(pcfg.teacher).model
     training_args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=opts.batch_size,
@@ -300,5 +312,6 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
 
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun",
-           "checkpoint_complete", "checkpoint_folders", "collate_first", "load_tokenizer", "resume_checkpoint", "run_training",
+           "checkpoint_complete", "checkpoint_folders", "collate_first", "is_main_process",
+           "load_tokenizer", "resume_checkpoint", "run_training",
            "save_final", "write_prediction_files"]

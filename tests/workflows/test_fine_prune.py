@@ -89,6 +89,13 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
      "unknown method 'prune-all'; known: block, dense, hybrid, "),
     (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--target-density", "1.5"],
      "--target-density must be in (0, 1], got 1.5"),
+    (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--method", "struct",
+      "--target-density", "0.5", "--target-speedup", "2"],
+     "one target at a time: pass --target-speedup or --target-density, not both"),
+    (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--method", "movement",
+      "--target-speedup", "2"], "--target-speedup cuts the mask scores at a latency budget"),
+    (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--method", "struct",
+      "--target-speedup", "2", "--latency-table", "{bad}"], "is not valid JSON"),
     (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--data-dir", "{data}",
       "--set", "attention_block=7x7"], "block shape 7x7 (7x7) does not divide the weight 32x32"),
     (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--train-file", "{bad}",
@@ -177,3 +184,15 @@ def test_config_file_then_set_then_flags(tmp_path):
     cfg_file.write_text("method: [unclosed\n")
     with pytest.raises(NNPruneError, match="is not valid yaml"):
         resolve_config(args)
+
+
+def test_a_teacher_with_another_head_is_refused_before_training(tiny_dir, toy_data, tmp_path):
+    from conftest import save_tiny_model
+
+    from nnprune.errors import NNPruneError
+
+    qa = save_tiny_model(tmp_path / "qa-teacher", head="question-answering")
+    with pytest.raises(NNPruneError, match="needs a \\*ForSequenceClassification head"):
+        fine_prune(_args(tiny_dir, toy_data, tmp_path / "run", method="hybrid",
+                         teacher=str(qa)))
+    assert not (tmp_path / "run" / "checkpoint-6").exists()

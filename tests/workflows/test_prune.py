@@ -32,10 +32,10 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
     model_dir, data = setup
     out = tmp_path / "pruned"
     result = prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out,
-                             target_speedup=2.0, data_dir=data, calibration_samples=64,
+                             target_flops=0.5, data_dir=data, calibration_samples=64,
                              max_seq_length=32, speed_probe=False))
     # the FLOP target: the whole forward (batch 1, 32 tokens) at most half the dense one
-    assert result.predicted_speedup >= 2.0
+    assert result.predicted_by == "flops" and result.predicted_speedup >= 2.0
     assert result.heads_kept < result.heads_total and result.ffn_dims_kept < result.ffn_dims_total
     reloaded = load_model(out).model
     dense = load_model(model_dir).model
@@ -47,7 +47,7 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
     count = count_parameters(reloaded)
     assert sum(k for lc in count.layers for k, _ in lc.heads.values()) == result.heads_kept
     info = json.loads((out / "nnprune_config.json").read_text())
-    assert info["post_training"]["options"]["target_speedup"] == 2.0
+    assert info["post_training"]["options"]["target_flops"] == 0.5
     assert info["post_training"]["calibration_examples"] == 64
     assert set(result.metrics_before) == set(result.metrics_after) >= {"accuracy"}
 
@@ -58,6 +58,34 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
                **{f"ref_{k}": v.contiguous() for k, v in ref.items()}}, f"{out}.probe.safetensors")
     diffs = stock_reload_diffs([(str(out), "AutoModelForSequenceClassification")], tmp_path)
     assert diffs[str(out)] <= 1e-4
+
+
+def test_target_speedup_is_met_by_the_latency_table(setup, tmp_path):
+    from nnprune.measure.latency import LatencySetting, LatencyTable, table_key
+    from nnprune.pruning_core.latency_model import LatencyModel
+    from nnprune.pruning_core.checkpoint import load_config
+
+    model_dir, data = setup
+    # tiny BERT: 2 layers, 4 heads, FFN 64. A head costs 1 ms, the first 32 FFN dims 0.05 ms
+    # each and the next 32 0.15 ms each (not a line), 2 ms fixed: dense 2 + 2 * (4 + 6.4).
+    lm = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
+                      (0.0, 1.6, 6.4), 2.0)
+    setting = LatencySetting(batch_size=1, seq_len=32, threads=1)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps(LatencyTable(table_key(load_config(str(model_dir)), setting),
+                                             lm).to_dict()))
+    out = tmp_path / "pruned"
+    result = prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out,
+                             target_speedup=2.0, data_dir=data, calibration_samples=64,
+                             max_seq_length=32, latency=setting, latency_table=table,
+                             speed_probe=False))
+    assert result.predicted_by == "latency table"
+    predicted = lm.speedup(result.heads_per_layer, result.ffn_dims_per_layer)
+    assert result.predicted_speedup == pytest.approx(predicted)
+    assert predicted >= 2.0 / (1 + 0.005)  # the table's price of the mask fits the budget
+    info = json.loads((out / "nnprune_config.json").read_text())
+    assert info["latency_table"]["model"]["ffn_ms"] == [0.0, 1.6, 6.4]
+    assert info["post_training"]["speed_setting"]["seq_len"] == 32
 
 
 def test_prune_cli_then_fill_writes_both_stages(setup, tmp_path):

@@ -1,0 +1,332 @@
+"""Latency tables: how long an attention block takes by heads kept and an FFN by dimensions kept,
+measured on this machine for one inference setting, cached by hardware, software and shapes.
+
+A table is built from the dense architecture of a config (random weights: time depends only on
+shapes), compacted to the same number of heads (or FFN dimensions) in every layer:
+
+* ``T(k, F)`` for every head count ``k`` of the grid with full FFNs, ``T(H, f)`` for every FFN
+  width ``f`` of the grid with all heads, and ``T(0, 0)`` (nothing left but what no unit removes);
+* each one timed interleaved against the dense model in the same process (alternating order,
+  after warm-up), as ``nnprune speed`` does, and taken as ``ratio * dense`` so that a slow spell
+  of a shared machine does not bend the curves. The ratio is of the fast quartile
+  (``TIME_PERCENTILE``) of each one's times: on a busy machine the median moves with whatever
+  else runs, the fast forwards much less.
+
+Per layer: ``attention(k) = (T(k, F) - T(0, F)) / L``, ``ffn(f) = (T(H, f) - T(H, 0)) / L``,
+then made non-decreasing; ``fixed = T(H, F) - L * (attention(H) + ffn(F))`` so the prediction of
+the dense model is its measured time. ``T(0, 0)`` is kept to show how additive the model is (the
+``check`` row of ``nnprune latency-table``).
+
+The cache key holds the model type and every shape that matters (layers, hidden size, heads, head
+size, FFN size), the setting (device, dtype, batch size, sequence length, threads), the CPU or GPU
+name, and the torch / transformers versions: a table is reused only where it was measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from nnprune.errors import NNPruneError
+from nnprune.io_utils import atomic_write_text
+from nnprune.measure.flops import make_inputs
+from nnprune.measure.timing import DTYPES, cpu_model_name, percentile, time_interleaved
+from nnprune.pruning_core.architectures import architecture_for, model_class_for
+from nnprune.pruning_core.compact import compact_model, dense_config
+from nnprune.pruning_core.latency_model import LatencyModel, monotone
+from nnprune.pruning_core.post_training import apply_masks, mask_groups
+
+logger = logging.getLogger(__name__)
+
+TABLE_FORMAT = 1
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nnprune" / "latency"
+FFN_GRID_STEPS = 8  # FFN widths measured: 0, F/8, ..., F (multiples of 8: fast CPU kernels)
+MAX_HEAD_POINTS = 17  # up to 16 heads every count is measured; more heads, 16 steps
+MIN_ROUNDS, MAX_ROUNDS = 3, 30
+TIME_PERCENTILE = 25.0
+Progress = Callable[[int, int], None]  # (done, total) variants
+
+
+@dataclass(frozen=True)
+class LatencySetting:
+    """Where a latency counts: the inference setting a table is measured for."""
+
+    device: str = field(default="cpu", metadata={"help": "Device the model will run on: cpu or cuda."})
+    dtype: str = field(default="fp32", metadata={"help": "fp32, fp16 or bf16."})
+    batch_size: int = field(default=1, metadata={"help": "Inference batch size the speed counts at."})
+    seq_len: Optional[int] = field(default=None, metadata={
+        "help": "Inference sequence length (tokens); default: the run's max sequence length."})
+    threads: Optional[int] = field(default=None, metadata={
+        "help": "CPU threads at inference; default: torch's on this machine."})
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise NNPruneError(f"--latency-device must be cpu or cuda, not {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise NNPruneError(f"--latency-dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.batch_size < 1 or (self.seq_len is not None and self.seq_len < 1):
+            raise NNPruneError(f"latency batch size and sequence length must be >= 1 (got "
+                               f"{self.batch_size}, {self.seq_len})")
+        if self.threads is not None and self.threads < 1:
+            raise NNPruneError(f"latency threads must be >= 1, got {self.threads}")
+
+    def at(self, seq_len: int) -> "LatencySetting":
+        """This setting, at ``seq_len`` tokens unless it names its own length."""
+        return self if self.seq_len is not None else replace(self, seq_len=seq_len)
+
+    def resolved(self) -> "LatencySetting":
+        """The same setting with ``threads`` filled in (what the cache key records)."""
+        if self.seq_len is None:
+            raise NNPruneError("a latency setting needs a sequence length (--latency-seq-len)")
+        if self.threads is not None or self.device != "cpu":
+            return self
+        return replace(self, threads=torch.get_num_threads())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LatencyTable:
+    """A measured :class:`LatencyModel` with what it was measured on (``key``) and the raw
+    whole-model times it came from (``measured``: ms by ``"heads=k"`` / ``"ffn=f"`` / ``"dense"``
+    / ``"empty"``)."""
+
+    key: dict[str, Any]
+    model: LatencyModel
+    measured: dict[str, float] = field(default_factory=dict)
+    rounds: int = 0
+    seconds: float = 0.0
+    path: Optional[str] = None  # where it was read from / written to
+    cached: bool = False  # read from the cache rather than measured now
+
+    @property
+    def check(self) -> tuple[float, float]:
+        """(predicted, measured) ms of the model with no head and no FFN dimension."""
+        m = self.model
+        return m.fixed_ms, self.measured.get("empty", float("nan"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": TABLE_FORMAT, "key": self.key, "model": self.model.to_dict(),
+                "measured": self.measured, "rounds": self.rounds, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Optional[str] = None) -> "LatencyTable":
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            raise NNPruneError(f"latency table {path or ''} has an unknown format "
+                               f"(expected format {TABLE_FORMAT})".replace("  ", " "))
+        return cls(key=data["key"], model=LatencyModel.from_dict(data["model"]),
+                   measured=dict(data.get("measured", {})), rounds=int(data.get("rounds", 0)),
+                   seconds=float(data.get("seconds", 0.0)), path=path)
+
+
+def read_table(path: str | Path) -> LatencyTable:
+    """A table written by :func:`latency_table` or ``nnprune latency-table --json-file``."""
+    p = Path(path)
+    if not p.is_file():
+        raise NNPruneError(f"latency table {p} does not exist")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise NNPruneError(f"latency table {p} is not valid JSON: {exc}") from None
+    return LatencyTable.from_dict(data, str(p))
+
+
+def hardware_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{cpu_model_name()} ({os.cpu_count()} CPUs)"
+
+
+def table_key(config: Any, setting: LatencySetting) -> dict[str, Any]:
+    """What a table depends on: architecture shapes, setting, hardware and software versions."""
+    import transformers
+
+    cfg = dense_config(config)
+    arch = architecture_for(cfg.model_type)
+    if len(arch.stacks) != 1:
+        raise NNPruneError(f"latency tables cover encoder models; {cfg.model_type} has "
+                           f"{len(arch.stacks)} stacks (use --target-density)")
+    stack = arch.stacks[0]
+    hidden = int(getattr(cfg, arch.hidden_attr))
+    heads = int(getattr(cfg, stack.heads_attr))
+    # No head class in the key: the encoder's shapes set the time, so a table serves every task
+    return {"format": TABLE_FORMAT, "model_type": cfg.model_type,
+            "layers": int(getattr(cfg, "num_hidden_layers", getattr(cfg, "n_layers", 0))),
+            "hidden": hidden, "heads": heads,
+            "head_dim": int(getattr(cfg, "head_dim", None) or hidden // heads),
+            "ffn": int(getattr(cfg, stack.ffn_attr)),
+            "setting": setting.resolved().to_dict(), "hardware": hardware_name(setting.device),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def cache_path(key: dict[str, Any], cache_dir: str | Path | None = None) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    s = key["setting"]
+    name = f"{key['model_type']}-b{s['batch_size']}-s{s['seq_len']}-{s['device']}-{digest}.json"
+    return Path(cache_dir or DEFAULT_CACHE_DIR) / name
+
+
+def head_grid(heads: int) -> list[int]:
+    if heads + 1 <= MAX_HEAD_POINTS:
+        return list(range(heads + 1))
+    steps = MAX_HEAD_POINTS - 1
+    return sorted({round(heads * i / steps) for i in range(steps + 1)})
+
+
+def ffn_grid(ffn: int) -> list[int]:
+    points = {0, ffn}
+    for i in range(1, FFN_GRID_STEPS):
+        points.add(max(8, int(round(ffn * i / FFN_GRID_STEPS / 8)) * 8))
+    return sorted(p for p in points if p <= ffn)
+
+
+def _variant(dense: nn.Module, heads: Optional[int], dims: Optional[int]) -> nn.Module:
+    """``dense`` compacted to the first ``heads`` heads and ``dims`` FFN dimensions of every
+    layer (``None``: all of them)."""
+    model = copy.deepcopy(dense)
+    groups = mask_groups(model)
+    kept = {g.key: list(range(g.size if (heads if g.is_heads else dims) is None
+                              else (heads if g.is_heads else dims))) for g in groups}
+    with torch.no_grad():
+        apply_masks(model, groups, kept)
+    compact_model(model)
+    return model.eval()
+
+
+def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float = 30.0,
+                        progress: Optional[Progress] = None, seed: int = 0) -> LatencyTable:
+    """Measure a table for the dense architecture of ``config`` (see the module doc).
+
+    ``budget_s`` sets the number of interleaved rounds per variant (between 3 and 30) from a
+    first timing of the dense model; the build takes about that long plus compaction."""
+    key = table_key(config, setting)
+    setting = setting.resolved()
+    if setting.device == "cuda" and not torch.cuda.is_available():
+        raise NNPruneError("--latency-device cuda: no CUDA device is available to this torch")
+    cfg = dense_config(config)
+    torch.manual_seed(seed)
+    dense = model_class_for(cfg)(cfg).eval()
+    H, F, L = key["heads"], key["ffn"], len(mask_groups(dense)) // 2
+    variants: dict[str, tuple[Optional[int], Optional[int]]] = {"empty": (0, 0)}
+    variants.update({f"heads={k}": (k, None) for k in head_grid(H) if k != H})
+    variants.update({f"ffn={f}": (None, f) for f in ffn_grid(F) if f != F})
+    device = torch.device(setting.device)
+    dtype = DTYPES[setting.dtype]
+    previous_threads = torch.get_num_threads()
+    start = time.perf_counter()
+    try:
+        if setting.device == "cpu":
+            torch.set_num_threads(setting.threads)
+        dense = dense.to(device=device, dtype=dtype)
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                  for k, v in make_inputs(dense, setting.batch_size, setting.seq_len).items()}
+        with torch.inference_mode():
+            def bind(m: nn.Module) -> Callable[[], Any]:
+                return lambda: m(**inputs)
+
+            first = time_interleaved({"dense": bind(dense)}, warmup=2, iters=3, device=device)
+            t_dense = statistics.median(first["dense"])
+            per_variant = budget_s / max(1, len(variants))
+            rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, per_variant / (2e-3 * t_dense))))
+            ratios: dict[str, float] = {}
+            dense_times: list[float] = []
+            for i, (name, (h, f)) in enumerate(variants.items()):
+                model = _variant(dense, h, f).to(device=device, dtype=dtype)
+                times = time_interleaved({"dense": bind(dense), "v": bind(model)}, warmup=2,
+                                         iters=rounds, device=device)
+                dense_times += times["dense"]
+                ratios[name] = (percentile(times["v"], TIME_PERCENTILE)
+                                / percentile(times["dense"], TIME_PERCENTILE))
+                del model
+                if progress is not None:
+                    progress(i + 1, len(variants))
+    finally:
+        torch.set_num_threads(previous_threads)
+    t_dense = percentile(dense_times, TIME_PERCENTILE)
+    measured = {"dense": t_dense, **{n: r * t_dense for n, r in ratios.items()}}
+    t = {**{(k, F): measured[f"heads={k}"] for k in head_grid(H) if k != H},
+         **{(H, f): measured[f"ffn={f}"] for f in ffn_grid(F) if f != F}, (H, F): t_dense}
+    attention = monotone([(t[(k, F)] - t[(0, F)]) / L for k in head_grid(H)])
+    ffn = monotone([(t[(H, f)] - t[(H, 0)]) / L for f in ffn_grid(F)])
+    fixed = t_dense - L * (attention[-1] + ffn[-1])
+    if fixed <= 0:
+        logger.warning("latency table: the parts no unit removes measured %.3f ms (noise); "
+                       "taking 1%% of the dense time", fixed)
+        fixed = 0.01 * t_dense
+    model = LatencyModel(L, H, F, tuple(head_grid(H)), tuple(attention), tuple(ffn_grid(F)),
+                         tuple(ffn), fixed)
+    return LatencyTable(key=key, model=model, measured=measured, rounds=rounds,
+                        seconds=time.perf_counter() - start)
+
+
+def latency_table(config: Any, setting: LatencySetting, *, cache_dir: str | Path | None = None,
+                  rebuild: bool = False, budget_s: float = 30.0,
+                  progress: Optional[Progress] = None) -> LatencyTable:
+    """The cached table for ``config`` and ``setting`` on this machine, measured (and cached,
+    atomically) when there is none or ``rebuild``."""
+    key = table_key(config, setting)
+    path = cache_path(key, cache_dir)
+    if path.is_file() and not rebuild:
+        try:
+            table = read_table(path)
+        except (NNPruneError, KeyError, TypeError, ValueError) as exc:
+            logger.warning("ignoring the unreadable cached latency table %s (%s)", path, exc)
+        else:
+            if table.key == key:
+                table.cached = True
+                return table
+    logger.info("measuring a latency table for %s at batch %d x %d tokens (%s, %s threads)",
+                key["model_type"], setting.batch_size, setting.seq_len, setting.device,
+                key["setting"]["threads"])
+    table = build_latency_table(config, setting, budget_s=budget_s, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(table.to_dict(), indent=2) + "\n")
+    table.path = str(path)
+    return table
+
+
+
+
+SHAPE_KEYS = ("model_type", "layers", "hidden", "heads", "head_dim", "ffn")
+
+
+def check_table_fits(table: LatencyTable, config: Any) -> None:
+    """Refuse (one line) a table measured for other shapes than ``config``'s dense architecture."""
+    want = table_key(config, LatencySetting(**table.key["setting"]))
+    diff = [f"{k} {table.key.get(k)} vs {want[k]}" for k in SHAPE_KEYS if table.key.get(k) != want[k]]
+    if diff:
+        where = f" {table.path}" if table.path else ""
+        raise NNPruneError(f"latency table{where} was measured for another architecture "
+                           f"(table vs model: {'; '.join(diff)})")
+
+
+def resolve_table(config: Any, setting: LatencySetting,
+                  table_file: Optional[str | Path] = None) -> LatencyTable:
+    """The table a ``--target-speedup`` run uses: ``table_file`` when given (checked against
+    ``config``'s shapes), else the cached one for this machine and ``setting``, measured now
+    when there is none."""
+    if table_file is not None:
+        table = read_table(table_file)
+        check_table_fits(table, config)
+        return table
+    table = latency_table(config, setting)
+    logger.info("latency table %s (%s)", table.path,
+                "cached" if table.cached else f"measured in {table.seconds:.0f} s")
+    return table
+
+
+__all__ = ["DEFAULT_CACHE_DIR", "LatencySetting", "LatencyTable", "build_latency_table",
+           "cache_path", "check_table_fits", "ffn_grid", "hardware_name", "head_grid",
+           "latency_table", "read_table", "resolve_table", "table_key"]

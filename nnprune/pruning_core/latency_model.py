@@ -1,0 +1,239 @@
+"""Latency in units a pruner can cut: a per-layer model of one attention block by heads kept and
+one FFN by dimensions kept, and the global score cut that meets a latency budget.
+
+:class:`LatencyModel` is pure data (measured by :mod:`nnprune.measure.latency` on the machine
+that will run the model, for one batch size / sequence length / thread count / device):
+
+* ``attention_ms[i]``: what one attention block with ``heads[i]`` heads adds to a forward,
+  relative to the same block with no head (``attention_ms[0] == 0`` at ``heads[0] == 0``);
+* ``ffn_ms[i]``: the same for one FFN with ``ffn_dims[i]`` dimensions;
+* ``fixed_ms``: everything no head or FFN dimension removes (embeddings, layer norms, residual
+  adds, the task head, and what an empty block still costs).
+
+A model with ``h_l`` heads and ``f_l`` FFN dimensions in layer ``l`` is predicted to take
+``fixed_ms + sum_l attention(h_l) + ffn(f_l)``, each term linearly interpolated between grid
+points. Both curves are non-decreasing (measurement noise is flattened when the model is built),
+so fewer units never predict a slower model and the cut below is a monotone search.
+
+:class:`LatencyCut` turns a budget in milliseconds into the global score cutoff of a patched
+model. Units only pay off when whole: a head counts as removed when its value rows or its
+attention-output columns are all masked (what exact compaction removes), an FFN dimension when
+its FFN-in row or FFN-out column is; a head with only some of its 32x32 blocks masked costs as
+much as a full one. For ``hybrid`` this means the blocks masked inside kept heads are free in
+latency terms (``hybrid-filled`` refills them); ``struct`` masks whole heads, where the two
+views agree.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+
+from nnprune.errors import NNPruneError
+from nnprune.pruning_core.architectures import LinearSite, Role
+from nnprune.pruning_core.masked import MaskedLinear
+
+
+def _interp(x: float, xs: Sequence[int], ys: Sequence[float]) -> float:
+    """Piecewise-linear ``y(x)`` through ``(xs, ys)`` (``xs`` increasing), clamped at the ends."""
+    if x <= xs[0]:
+        return float(ys[0])
+    if x >= xs[-1]:
+        return float(ys[-1])
+    i = bisect.bisect_right(xs, x)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return float(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+
+def monotone(values: Sequence[float]) -> list[float]:
+    """The closest non-decreasing curve in least squares (pool-adjacent-violators): a latency
+    curve in which noise cannot make more units cheaper, without letting one slow outlier
+    raise every point after it."""
+    blocks: list[list[float]] = []  # [mean, count]
+    for v in values:
+        blocks.append([float(v), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, n1), (m2, n2) = blocks[-2], blocks.pop()
+            blocks[-1] = [(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2]
+    return [m for m, n in blocks for _ in range(int(n))]
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Per-layer latency curves of one encoder stack (see the module doc). Times in ms."""
+
+    num_layers: int
+    dense_heads: int
+    dense_ffn: int
+    heads: tuple[int, ...]
+    attention_ms: tuple[float, ...]
+    ffn_dims: tuple[int, ...]
+    ffn_ms: tuple[float, ...]
+    fixed_ms: float
+
+    def __post_init__(self) -> None:
+        for name, xs, ys, full in (("heads", self.heads, self.attention_ms, self.dense_heads),
+                                   ("ffn_dims", self.ffn_dims, self.ffn_ms, self.dense_ffn)):
+            object.__setattr__(self, name, tuple(int(x) for x in xs))
+            ys = tuple(float(y) for y in ys)
+            object.__setattr__(self, "attention_ms" if name == "heads" else "ffn_ms", ys)
+            xs = getattr(self, name)
+            if len(xs) != len(ys) or len(xs) < 2:
+                raise NNPruneError(f"latency table: {name} needs >= 2 grid points with one time each")
+            if list(xs) != sorted(set(xs)) or xs[0] != 0 or xs[-1] != full:
+                raise NNPruneError(f"latency table: {name} grid must rise strictly from 0 to {full}")
+            if any(b < a for a, b in zip(ys, ys[1:])):
+                raise NNPruneError(f"latency table: the {name} curve must not decrease")
+        if self.num_layers < 1 or self.fixed_ms < 0:
+            raise NNPruneError("latency table: needs >= 1 layer and a non-negative fixed time")
+
+    def attention(self, heads: float) -> float:
+        """ms one attention block with ``heads`` heads adds (0 for none)."""
+        return _interp(heads, self.heads, self.attention_ms)
+
+    def ffn(self, dims: float) -> float:
+        """ms one FFN with ``dims`` dimensions adds (0 for none)."""
+        return _interp(dims, self.ffn_dims, self.ffn_ms)
+
+    @property
+    def dense_ms(self) -> float:
+        return self.predict([self.dense_heads] * self.num_layers, [self.dense_ffn] * self.num_layers)
+
+    @property
+    def max_speedup(self) -> float:
+        """Speedup with every head and FFN dimension removed: no target can go beyond it."""
+        return self.dense_ms / self.fixed_ms if self.fixed_ms > 0 else float("inf")
+
+    def predict(self, heads: Sequence[float], dims: Sequence[float]) -> float:
+        """Predicted ms of a forward with ``heads[l]`` heads and ``dims[l]`` FFN dimensions in
+        layer ``l`` (one entry per layer)."""
+        if len(heads) != self.num_layers or len(dims) != self.num_layers:
+            raise NNPruneError(f"latency table is for {self.num_layers} layers; got "
+                               f"{len(heads)} attention and {len(dims)} FFN sizes")
+        return (self.fixed_ms + sum(self.attention(h) for h in heads)
+                + sum(self.ffn(d) for d in dims))
+
+    def speedup(self, heads: Sequence[float], dims: Sequence[float]) -> float:
+        return self.dense_ms / self.predict(heads, dims)
+
+    def budget_ms(self, speedup: float) -> float:
+        """The latency a ``speedup`` asks for; refuses one this model cannot reach."""
+        if not speedup > 1:
+            raise NNPruneError(f"--target-speedup must be > 1, got {speedup}")
+        if speedup >= self.max_speedup:
+            raise NNPruneError(
+                f"--target-speedup {speedup:g} is beyond reach: removing every head and FFN "
+                f"dimension gives {self.max_speedup:.2f}x at this batch size / sequence length "
+                f"(the rest: embeddings, norms, the head)")
+        return self.dense_ms / speedup
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LatencyModel":
+        try:
+            return cls(**{k: data[k] for k in ("num_layers", "dense_heads", "dense_ffn", "heads",
+                                                 "attention_ms", "ffn_dims", "ffn_ms", "fixed_ms")})
+        except KeyError as exc:
+            raise NNPruneError(f"latency table is missing {exc.args[0]!r}") from None
+
+
+@dataclass
+class _Unit:
+    """One attention block (``width`` = head_dim) or one FFN (``width`` = 1): the layer whose
+    rows decide it (value / FFN-in) and the one whose columns do (attention output / FFN-out);
+    ``None`` for a dense (unpatched) role."""
+
+    layer_index: int
+    size: int
+    width: int
+    rows: Optional[MaskedLinear]
+    cols: Optional[MaskedLinear]
+
+    def alive(self, cutoff: float) -> int:
+        """Units left at ``cutoff`` (a unit goes when its rows or its columns are all masked)."""
+        keep = torch.ones(self.size, dtype=torch.bool)
+        if self.rows is not None:
+            keep &= _grid_alive(self.rows, cutoff, rows=True).view(self.size, self.width).any(1)
+        if self.cols is not None:
+            keep &= _grid_alive(self.cols, cutoff, rows=False).view(self.size, self.width).any(1)
+        return int(keep.sum())
+
+
+def _owner_scores(layer: MaskedLinear) -> torch.Tensor:
+    owner = layer.score_source if layer.score_source is not None else layer
+    return owner.score_tensor().detach().float().reshape(layer.grid)
+
+
+def _grid_alive(layer: MaskedLinear, cutoff: float, *, rows: bool) -> torch.Tensor:
+    """``(out,)`` (rows) or ``(in,)`` (columns) bool: some block of that row/column is kept."""
+    block = _owner_scores(layer) >= cutoff
+    if rows:
+        return block.any(dim=1).repeat_interleave(layer.block_rows)
+    return block.any(dim=0).repeat_interleave(layer.block_cols)
+
+
+class LatencyCut:
+    """The global score cutoff of a patched model at which :class:`LatencyModel` predicts a
+    latency budget is met, keeping as many blocks as that allows.
+
+    ``layers``: the patched ``(site, layer)`` pairs of one encoder stack, one attention block
+    per layer."""
+
+    def __init__(self, model: LatencyModel, layers: Sequence[tuple[LinearSite, MaskedLinear]]):
+        self.model = model
+        by_role = {(s.layer, s.attention, s.role): m for s, m in layers}
+        sites = [s for s, _ in layers]
+        if any(s.is_decoder for s in sites) or len({s.stack for s in sites}) > 1:
+            raise NNPruneError("--target-speedup supports encoder models (one stack); "
+                               "use --target-density for encoder-decoder models")
+        if any(s.attention not in (None, "self") for s in sites):
+            raise NNPruneError("--target-speedup supports self-attention encoders only")
+        n = model.num_layers
+        self.attention = [_Unit(i, model.dense_heads, 0, by_role.get((i, "self", Role.VALUE)),
+                                by_role.get((i, "self", Role.ATTN_OUTPUT))) for i in range(n)]
+        self.ffn = [_Unit(i, model.dense_ffn, 1, by_role.get((i, None, Role.FFN_IN)),
+                          by_role.get((i, None, Role.FFN_OUT))) for i in range(n)]
+        for u in self.attention:
+            ref = u.rows if u.rows is not None else u.cols
+            if ref is not None:
+                u.width = (ref.out_features if u.rows is not None else ref.in_features) // u.size
+        self.owners = [m for _, m in layers if m.owns_scores]
+        if not self.owners:
+            raise NNPruneError("--target-speedup needs a method with learned or magnitude scores")
+
+    def sizes(self, cutoff: float) -> tuple[list[int], list[int]]:
+        """Heads and FFN dimensions left per layer at ``cutoff``."""
+        return [u.alive(cutoff) for u in self.attention], [u.alive(cutoff) for u in self.ffn]
+
+    def predict(self, cutoff: float) -> float:
+        return self.model.predict(*self.sizes(cutoff))
+
+    def cutoff(self, budget_ms: float) -> float:
+        """The lowest score cutoff (most blocks kept) whose predicted latency is within
+        ``budget_ms``; above every score (nothing kept) when none is."""
+        values = torch.unique(torch.cat([_owner_scores(m).flatten() for m in self.owners]))
+        lo, hi = 0, len(values)  # answer in [lo, hi]; index len(values) = above every score
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.predict(float(values[mid])) <= budget_ms:
+                hi = mid
+            else:
+                lo = mid + 1
+        return float(values[lo]) if lo < len(values) else float(values[-1]) + 1.0
+
+    def density(self, cutoff: float) -> float:
+        """Weight-weighted fraction of blocks kept at ``cutoff`` (the pruner's density)."""
+        num = den = 0.0
+        for m in self.owners:
+            s = _owner_scores(m)
+            num += float((s >= cutoff).sum()) * m.weights_per_score
+            den += s.numel() * m.weights_per_score
+        return num / den if den else 1.0
+
+
+__all__ = ["LatencyCut", "LatencyModel", "monotone"]
