@@ -176,10 +176,39 @@ def write_json(json_out: bool, payload: dict[str, Any],
 # ---------------------------------------------------------------------------------- shared options
 TeacherOpt = Annotated[Optional[str], typer.Option(
     help="Fine-tuned dense checkpoint to distil from.")]
+# Kept in step with the task registry by tests/cli/test_help_cli.py (importing the registry here
+# would load torch for every --help).
+TASK_HELP = ("Task: a preset (sst2, mnli, qqp, mrpc, squad, squad_v2, cnn_dailymail) or your own "
+             "data through text-classification, token-classification, question-answering or "
+             "summarization (columns, labels and data set as --task-option).")
+TaskArg = Annotated[str, typer.Argument(help=TASK_HELP)]
 TaskOptionOpt = Annotated[Optional[list[str]], typer.Option(
-    "--task-option", help="A task setting, key=value (repeatable); cnn_dailymail: generation "
-                          "settings num_beams, max_length, min_length, length_penalty, "
-                          "no_repeat_ngram_size, early_stopping.")]
+    "--task-option", help="A task setting, key=value (repeatable). text-classification: "
+                          "text_column, text_pair_column, label_column, labels=a,b,c, "
+                          "regression=true, dataset, dataset_config, train_split, "
+                          "validation_split, delimiter; token-classification: tokens_column, "
+                          "tags_column, labels, label_all_tokens, dataset...; "
+                          "question-answering: version_2_with_negative=true, question_column, "
+                          "context_column, answers_column, id_column, dataset..., doc_stride, "
+                          "n_best_size, max_answer_length, null_score_diff_threshold; "
+                          "summarization: text_column, summary_column, source_prefix, "
+                          "max_target_length, dataset... and the generation settings; "
+                          "cnn_dailymail: generation settings num_beams, max_length, min_length, "
+                          "length_penalty, no_repeat_ngram_size, early_stopping.")]
+TargetSpeedupOpt = Annotated[Optional[float], typer.Option(
+    help="Speedup to reach (e.g. 2): the masks are cut in latency units with a latency table "
+         "measured on this machine at the --latency-* setting (cached), instead of a weight "
+         "count. Not with --target-density.")]
+LatencyTableOpt = Annotated[Optional[Path], typer.Option(
+    help="With --target-speedup: a latency table JSON (nnprune latency-table --json-file) to use "
+         "instead of the cached or newly measured one.")]
+
+
+def setting_text(s: dict[str, Any]) -> str:
+    """A latency setting (``LatencySetting.to_dict()``) in a few words."""
+    return f"batch {s['batch_size']} x {s['seq_len']}, {s['device']}, {s['threads']} threads"
+
+
 JsonOutOpt = Annotated[bool, typer.Option(
     "--json", help="Print the results as JSON on stdout, instead of the table (logs and progress "
                    "stay on stderr).")]
@@ -195,43 +224,60 @@ def task_options(items: Optional[Sequence[str]]) -> dict[str, str]:
     return parse_assignments(items or (), option="--task-option")
 
 
-def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command every field of :class:`~nnprune.workflows.options.TrainingOptions` as an
-    option (name, type, default and help from the dataclass: one source of truth), collected
-    into the command's ``training`` parameter."""
+def dataclass_options(cls: type, param: str, prefix: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator giving a command every field of the dataclass ``cls`` as an option (name with
+    ``prefix``, type, default and help from the dataclass: one source of truth), collected into
+    an instance passed as the command's ``param`` parameter."""
     import dataclasses
 
     from nnprune.settings import field_types
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(func)
+        if param not in sig.parameters:
+            raise TypeError(f"{func.__name__} has no {param!r} parameter")
+        kinds = field_types(cls)
+        extra = []
+        for f in dataclasses.fields(cls):
+            annotation = Annotated[kinds[f.name], typer.Option(help=f.metadata.get("help"))]
+            extra.append(inspect.Parameter(prefix + f.name, inspect.Parameter.KEYWORD_ONLY,
+                                           default=f.default, annotation=annotation))
+        # The command module may use ``from __future__ import annotations``: resolve its own
+        # annotations in its globals, since typer reads them from this wrapper.
+        params = [p.replace(annotation=eval(p.annotation, func.__globals__))  # noqa: S307
+                  if isinstance(p.annotation, str) else p
+                  for p in sig.parameters.values() if p.name != param]
+        clash = {p.name for p in params} & {p.name for p in extra}
+        if clash:
+            raise TypeError(f"{func.__name__} redefines {cls.__name__} options {sorted(clash)}")
+        names = {p.name for p in extra}
+
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {k[len(prefix):]: kwargs.pop(k) for k in list(kwargs) if k in names}
+            return func(*args, **{param: cls(**values)}, **kwargs)
+
+        command.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params + extra}
+        del command.__wrapped__  # typer must read the new signature, not the wrapped one's
+        return command
+    return decorate
+
+
+def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Every field of :class:`~nnprune.workflows.options.TrainingOptions` as an option,
+    collected into the command's ``training`` parameter."""
     from nnprune.workflows.options import TrainingOptions
 
-    sig = inspect.signature(func)
-    if "training" not in sig.parameters:
-        raise TypeError(f"{func.__name__} has no 'training' parameter")
-    kinds = field_types(TrainingOptions)
-    extra = []
-    for f in dataclasses.fields(TrainingOptions):
-        annotation = Annotated[kinds[f.name], typer.Option(help=f.metadata.get("help"))]
-        extra.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                       default=f.default, annotation=annotation))
-    # The command module may use ``from __future__ import annotations``: resolve its own
-    # annotations in its globals, since typer reads them from this wrapper.
-    params = [p.replace(annotation=eval(p.annotation, func.__globals__))  # noqa: S307
-              if isinstance(p.annotation, str) else p
-              for p in sig.parameters.values() if p.name != "training"]
-    clash = {p.name for p in params} & {p.name for p in extra}
-    if clash:
-        raise TypeError(f"{func.__name__} redefines training options {sorted(clash)}")
-    names = {p.name for p in extra}
+    return dataclass_options(TrainingOptions, "training")(func)
 
-    @functools.wraps(func)
-    def command(*args: Any, **kwargs: Any) -> Any:
-        training = TrainingOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
-        return func(*args, training=training, **kwargs)
 
-    command.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params + extra}
-    del command.__wrapped__  # typer must read the new signature, not the wrapped one's
-    return command
+def latency_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Every field of :class:`~nnprune.measure.latency.LatencySetting` as a ``--latency-*``
+    option, collected into the command's ``latency`` parameter."""
+    from nnprune.measure.latency import LatencySetting
+
+    return dataclass_options(LatencySetting, "latency", prefix="latency_")(func)
 
 
 # ------------------------------------------------------------------------------- help and commands

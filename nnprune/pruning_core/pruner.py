@@ -22,8 +22,9 @@ import torch.nn as nn
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core import binarizers as B
 from nnprune.pruning_core.architectures import LinearSite, Role, find_sites
-from nnprune.pruning_core.config import (BinarizerKind, PruningConfig, RegularizationKind,
-                                         StructureKind)
+from nnprune.pruning_core.config import (LATENCY_KEY, BinarizerKind, PruningConfig,
+                                         RegularizationKind, StructureKind)
+from nnprune.pruning_core.latency_model import LatencyCut, LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear, resolve_block
 from nnprune.pruning_core.schedule import CubicSchedule
 
@@ -53,7 +54,8 @@ def patch_model(model: nn.Module, config: PruningConfig) -> "Pruner":
     sites = find_sites(model)
     patched: list[PatchedLayer] = []
     ffn_in_by_unit: dict[tuple, MaskedLinear] = {}
-    # FFN-in before FFN-out so the shared score vector exists when FFN-out borrows it.
+    # FFN-in before FFN-out so the shared score vector exists when FFN-out borrows it; the sort
+    # is stable, so a gated FFN's first FFN-in (the owner) comes before the others.
     order = sorted(sites, key=lambda s: s.role is Role.FFN_OUT)
     for site in order:
         spec = config.attention_block if site.role.is_attention else config.ffn_block
@@ -61,17 +63,24 @@ def patch_model(model: nn.Module, config: PruningConfig) -> "Pruner":
             continue
         parent, name = _get_parent(model, site.path)
         linear = getattr(parent, name)
-        rows, cols = resolve_block(spec, site.role, linear.out_features, linear.in_features,
-                                   site.num_heads, where=site.path)
+        # A fused FFN-in layer (ModernBERT's Wi [input; gate]) gives its row sections one score
+        # per FFN dimension; a fused QKV layer keeps one block per head of each section.
+        tiles = site.parts if spec.kind is StructureKind.FFN_DIM and site.role is Role.FFN_IN else 1
+        rows, cols = resolve_block(spec, site.role, linear.out_features // tiles,
+                                   linear.in_features, site.num_heads, where=site.path,
+                                   parts=site.parts if site.role is Role.QKV else 1)
         source = None
-        if spec.kind is StructureKind.FFN_DIM and site.role is Role.FFN_OUT:
+        if spec.kind is StructureKind.FFN_DIM and site.role is not Role.FFN_IN:
             source = ffn_in_by_unit[site.unit]
+        elif spec.kind is StructureKind.FFN_DIM:
+            # A gated FFN's later FFN-in matrices (T5's wi_1) share the first one's scores.
+            source = ffn_in_by_unit.get(site.unit)
         layer = MaskedLinear.from_linear(
             linear, block_rows=rows, block_cols=cols, binarizer=config.binarizer,
             score_init=config.score_init, score_init_scale=config.score_init_scale,
-            score_source=source)
+            score_source=source, row_tiles=tiles)
         if site.role is Role.FFN_IN:
-            ffn_in_by_unit[site.unit] = layer
+            ffn_in_by_unit.setdefault(site.unit, layer)
         layer.threshold = config.initial_threshold
         layer.final_threshold = config.final_threshold
         setattr(parent, name, layer)
@@ -112,6 +121,7 @@ class Pruner:
         self.integral = 0.0  # density controller state (integral term)
         self.soft_start: Optional[float] = None  # soft density when the controller first ran
         self.last_regularization = 0.0
+        self.latency_cut: Optional[LatencyCut] = None  # set by use_latency (target_speedup)
         self._hook = None
         if self.uses_global_cutoff:
             self._hook = model.register_forward_pre_hook(self._set_global_cutoffs)
@@ -139,16 +149,50 @@ class Pruner:
                 and self.config.uses_scores and bool(self.layers))
 
     @property
+    def has_target(self) -> bool:
+        return self.config.target_density is not None or self.config.target_speedup is not None
+
+    @property
     def controls_density(self) -> bool:
         """A target density adapts lambda (:meth:`_update_controller`) for the threshold
         binarizers and L0. TopK reaches the target through its keep-fraction schedule; its
         "threshold" is a keep fraction, not a score, so a controller would compare the scores
         with a meaningless cut: its lambda keeps the plain ramp."""
-        return (self.config.target_density is not None and self.regularized
+        return (self.has_target and self.regularized
                 and self.config.binarizer is not BinarizerKind.TOPK)
+
+    def use_latency(self, model: LatencyModel) -> None:
+        """Cut the masks in latency units (``config.target_speedup``): the global cutoff keeps the
+        most blocks whose kept whole heads / FFN dimensions ``model`` predicts within the
+        scheduled latency (see :mod:`nnprune.pruning_core.latency_model`)."""
+        if self.config.target_speedup is None:
+            raise NNPruneError("use_latency needs a pruning config with target_speedup")
+        model.budget_ms(self.config.target_speedup)  # refuses a target beyond the model's reach
+        self.latency_cut = LatencyCut(model, [(p.site, p.layer) for p in self.layers])
+
+    def latency_budget(self, training: bool) -> float:
+        """The latency (ms) the masks are cut to: from the dense latency at the start of pruning
+        down to ``dense / target_speedup`` at its end, linearly in ``progress``; eval masks
+        always use the final budget."""
+        assert self.latency_cut is not None and self.config.target_speedup is not None
+        dense = self.latency_cut.model.dense_ms
+        final = self.latency_cut.model.budget_ms(self.config.target_speedup)
+        p = self.progress if training and self.schedule is not None else 1.0
+        return dense + (final - dense) * p
+
+    def predicted_speedup(self, training: bool = False) -> float:
+        """Speedup the latency model predicts for the eval masks, or with ``training`` for the
+        masks at the current point of the schedule (``nan`` without a latency model)."""
+        if self.latency_cut is None:
+            return float("nan")
+        cut = self.latency_cut
+        return cut.model.dense_ms / cut.predict(cut.cutoff(self.latency_budget(training)))
 
     def configure(self, total_steps: int) -> None:
         c = self.config
+        if c.target_speedup is not None and self.layers and self.latency_cut is None:
+            raise NNPruneError("--target-speedup needs a latency table: call use_latency() "
+                               "before training (the workflows build one)")
         self.schedule = CubicSchedule.build(c.initial_threshold, c.final_threshold,
                                             c.initial_warmup, c.final_warmup, total_steps)
 
@@ -166,6 +210,11 @@ class Pruner:
             self.multiplier = self.progress
 
     def target_at_progress(self) -> float:
+        """The scheduled density: linear in ``progress`` to ``target_density``, or with
+        ``target_speedup`` the density the latency cut keeps at the scheduled latency."""
+        if self.latency_cut is not None:
+            cut = self.latency_cut
+            return cut.density(cut.cutoff(self.latency_budget(training=True)))
         d = self.config.target_density
         return 1.0 + (d - 1.0) * self.progress if d is not None else float("nan")
 
@@ -269,7 +318,7 @@ class Pruner:
         """Target-density mode of the threshold binarizers: masks keep the global score
         quantile at the scheduled density, so the density is exact; lambda is adapted so that
         this cut sits at the method's nominal threshold (see :meth:`_update_controller`)."""
-        return (self.config.target_density is not None and bool(self.layers)
+        return (self.has_target and bool(self.layers)
                 and self.config.binarizer in (BinarizerKind.THRESHOLD,
                                               BinarizerKind.SIGMOID_THRESHOLD))
 
@@ -296,6 +345,11 @@ class Pruner:
         training schedule, or at the final one for eval."""
         owners = self.score_owners
         if not owners:
+            return
+        if self.latency_cut is not None:
+            cutoff = self.latency_cut.cutoff(self.latency_budget(training))
+            for p in owners:
+                p.layer.global_cutoff = cutoff
             return
         if self.quantile_masks:
             keep = (self.target_at_progress() if training and self.schedule is not None
@@ -385,9 +439,18 @@ class Pruner:
             out["pruning/soft_density"] = self.soft_density()
             if self.quantile_masks:
                 out["pruning/nominal_density"] = self.nominal_density()
+        if self.latency_cut is not None:
+            out["pruning/predicted_speedup"] = self.predicted_speedup(training=True)
         return out
 
     # ------------------------------------------------------------------ persistence
+    def saved_info(self) -> dict[str, Any]:
+        """What ``nnprune_config.json`` must hold beside the config to rebuild these masks."""
+        info: dict[str, Any] = {"masked": len(self.layers) > 0}
+        if self.latency_cut is not None:
+            info[LATENCY_KEY] = {"model": self.latency_cut.model.to_dict()}
+        return info
+
     def state_dict(self) -> dict[str, float]:
         return {"integral": self.integral, "multiplier": self.multiplier,
                 "soft_start": self.soft_start}

@@ -37,8 +37,14 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
     ``student``/``teacher``: ``(..., n_classes)``; ``mask``: boolean over the leading dims
     (``None`` = all positions count). For ``(batch, classes)`` logits this is PyTorch's
-    ``kl_div(..., reduction="batchmean")`` as in Sanh et al.
+    ``kl_div(..., reduction="batchmean")`` as in Sanh et al. With one output (regression) a
+    softmax is constant, so the student matches the teacher's value instead: mean squared error.
     """
+    if mask is not None and not bool(mask.any()):
+        return student.float().sum() * 0.0  # no position counts: no pull (and no NaN)
+    if student.shape[-1] == 1:
+        se = (student.float() - teacher.float()).pow(2).squeeze(-1)
+        return (se[mask] if mask is not None else se).mean()
     t = temperature
     log_p = F.log_softmax(student.float() / t, dim=-1)
     log_q = F.log_softmax(teacher.float() / t, dim=-1)
@@ -197,5 +203,5 @@ class PruningCallback(TrainerCallback):
             return
         from nnprune.io_utils import atomic_write_text
 
-        save_pruning_config(self.pruner.config, folder, {"masked": len(self.pruner) > 0})
+        save_pruning_config(self.pruner.config, folder, self.pruner.saved_info())
         atomic_write_text(folder / STATE_FILE, json.dumps(self.pruner.state_dict()) + "\n")

@@ -23,7 +23,7 @@ import logging
 import math
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -43,7 +43,7 @@ TAGS = ["nnprune", "pruning", "movement-pruning"]
 class TaskCard:
     pipeline_tag: str
     task_name: str
-    dataset: str  # hub id
+    dataset: Optional[str]  # hub id; None: the task has no fixed dataset (generic tasks)
     config: Optional[str]
     dataset_name: str
     split: str
@@ -64,6 +64,15 @@ TASK_CARDS = {
                          "SQuAD v2.0", "validation"),
     "cnn_dailymail": TaskCard("summarization", "Summarization", "abisee/cnn_dailymail", "3.0.0",
                               "CNN / DailyMail", "validation"),
+    # the generic tasks read any data: their dataset is the run's (see task_card)
+    "text-classification": TaskCard("text-classification", "Text Classification", None, None,
+                                     "the evaluation data", "validation"),
+    "token-classification": TaskCard("token-classification", "Token Classification", None, None,
+                                      "the evaluation data", "validation"),
+    "question-answering": TaskCard("question-answering", "Question Answering", None, None,
+                                   "the evaluation data", "validation"),
+    "summarization": TaskCard("summarization", "Summarization", None, None,
+                              "the evaluation data", "validation"),
 }
 # Options that change a run's result, in the order the reproduce command lists them.
 _RESULT_OPTIONS = ("epochs", "max_steps", "batch_size", "learning_rate", "warmup", "weight_decay",
@@ -71,6 +80,7 @@ _RESULT_OPTIONS = ("epochs", "max_steps", "batch_size", "learning_rate", "warmup
                    "max_train_samples", "max_eval_samples")
 _AUTO_CLASSES = (("ForSequenceClassification", "AutoModelForSequenceClassification"),
                  ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+                 ("ForTokenClassification", "AutoModelForTokenClassification"),
                  ("ForConditionalGeneration", "AutoModelForSeq2SeqLM"))
 
 
@@ -255,6 +265,20 @@ def _training_args(record: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _latency_args(record: Mapping[str, Any]) -> list[str]:
+    """``--target-speedup`` and the ``--latency-*`` setting it was measured at, if recorded."""
+    if record.get("target_speedup") is None:
+        return []
+    out = ["--target-speedup", _arg(record["target_speedup"])]
+    defaults = {"device": "cpu", "dtype": "fp32", "batch_size": 1}
+    for k, v in (record.get("latency") or {}).items():
+        if v is not None and defaults.get(k) != v:
+            out += [f"--latency-{k.replace('_', '-')}", _arg(v)]
+    if record.get("latency_table"):
+        out += ["--latency-table", _q(record["latency_table"])]
+    return out
+
+
 def fine_prune_command(record: Mapping[str, Any], task: Optional[str],
                        base_model: Optional[str], output_dir: Optional[str] = None) -> str:
     """``nnprune fine-prune ...`` from a recorded ``training`` entry of a fine-prune run."""
@@ -265,6 +289,7 @@ def fine_prune_command(record: Mapping[str, Any], task: Optional[str],
         words += ["--teacher", _q(record["teacher"])]
     if record.get("target_density") is not None:
         words += ["--target-density", _arg(record["target_density"])]
+    words += _latency_args(record)
     if record.get("config_file"):
         words += ["--config", _q(record["config_file"])]
     for o in record.get("overrides") or []:
@@ -287,6 +312,7 @@ def fill_command(record: Mapping[str, Any], task: Optional[str]) -> str:
     words += ["--output-dir", _q(record.get("output_dir") or "OUTPUT")]
     if record.get("reinit_std") is not None:
         words += ["--reinit-std", _arg(record["reinit_std"])]
+    words += _latency_args(record)
     words += _training_args(record)
     return _wrap_command(words)
 
@@ -353,23 +379,46 @@ def _load_snippet(kind: str, architectures: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------- metadata
+def task_card(info: Mapping[str, Any]) -> Optional[TaskCard]:
+    """The :data:`TASK_CARDS` entry of ``info``'s task (``None``: an unknown task). A generic task
+    has no fixed dataset: a run of it on a hub dataset (``--task-option dataset=ID``, with
+    ``dataset_config`` and ``validation_split``) names that one; a run on local files none."""
+    task = info.get("task")
+    tc = TASK_CARDS.get(str(task)) if task else None
+    if tc is None or tc.dataset is not None:
+        return tc
+    options = (info.get("training") or {}).get("task_options") or {}
+    dataset = str(options.get("dataset") or "").strip()
+    if not _is_hub_dataset(dataset):
+        return tc
+    config = str(options.get("dataset_config") or "").strip() or None
+    return replace(tc, dataset=dataset, config=config,
+                   dataset_name=dataset + (f" ({config})" if config else ""),
+                   split=str(options.get("validation_split") or tc.split).strip())
+
+
+def _is_hub_dataset(name: str) -> bool:
+    """Whether ``name`` looks like a hub dataset id (``imdb``, ``org/name``), not a local folder."""
+    return bool(re.fullmatch(r"[\w-][\w.-]*(/[\w.-]+)?", name)) and not Path(name).exists()
+
+
 def build_metadata(info: Mapping[str, Any], name: str, metrics: Mapping[str, float],
                    main_metric: Optional[str], local_data: Optional[str] = None) -> dict[str, Any]:
     """The card's YAML metadata (Hugging Face model card fields). ``local_data``: the local
     evaluation data, ``None`` for the hub's evaluation split, ``""`` when not known."""
-    task = info.get("task")
-    tc = TASK_CARDS.get(str(task)) if task else None
+    tc = task_card(info)
     meta: dict[str, Any] = {"library_name": "transformers"}
     if info.get("base_model"):
         meta["base_model"] = str(info["base_model"])
     if tc:
         meta["pipeline_tag"] = tc.pipeline_tag
-        meta["datasets"] = [tc.dataset]
+        if tc.dataset:
+            meta["datasets"] = [tc.dataset]
     if metrics:
         ordered = sorted(metrics, key=lambda k: (k != main_metric, k))
         meta["metrics"] = list(dict.fromkeys(_metric_type(k) for k in ordered))
     meta["tags"] = list(TAGS)
-    if metrics and tc:
+    if metrics and tc and tc.dataset:  # the model index names results by a hub dataset
         dataset: dict[str, Any] = {"name": tc.dataset_name, "type": tc.dataset}
         if tc.config:
             dataset["config"] = tc.config
@@ -407,6 +456,9 @@ def _pruning_summary(pruning: Mapping[str, Any]) -> list[str]:
                          f"{_fmt(pruning.get('ffn_lambda'), 3)}")
         if pruning.get("target_density") is not None:
             lines.append(f"- target density: {pruning['target_density']}")
+        if pruning.get("target_speedup") is not None:
+            lines.append(f"- target speedup: {pruning['target_speedup']}x (masks cut in latency "
+                         "units by a latency table measured on the training machine)")
         lines.append(f"- threshold schedule: {pruning.get('initial_threshold')} -> "
                      f"{pruning.get('final_threshold')} (cubic; warm-up "
                      f"{pruning.get('initial_warmup')}, cool-down {pruning.get('final_warmup')})")
@@ -564,7 +616,8 @@ def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: st
     # -------- results
     L += ["## Results", ""]
     if metrics:
-        L.append(f"Metrics on {TASK_CARDS[task].dataset_name if task in TASK_CARDS else task} "
+        tc = task_card({**info, "task": task})
+        L.append(f"Metrics on {tc.dataset_name if tc else task} "
                  f"({source}" + (f"; data `{local}`" if local else "") + ").")
         L.append("")
         t_metrics = _task_metrics((t_results or {}).get("metrics") or {})
@@ -704,6 +757,6 @@ def write_card(checkpoint: "str | Path", output: "str | Path | None" = None, *,
     return CardResult(ckpt, card, {k: out / v for k, v in IMAGES.items()}, meta, kind, data)
 
 
-__all__ = ["CARD_FILE", "IMAGES", "MARKER", "CardResult", "TASK_CARDS", "build_card",
+__all__ = ["CARD_FILE", "IMAGES", "MARKER", "CardResult", "TASK_CARDS", "build_card", "task_card",
            "build_metadata", "check_card_target", "fill_command", "fine_prune_command",
            "read_evaluation", "read_speed", "reproduce_commands", "teacher_results", "write_card"]

@@ -8,7 +8,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-COMMANDS = ["fine-prune", "fill", "count-params", "bertarize", "evaluate", "speed", "export-onnx"]
+COMMANDS = ["fine-prune", "fill", "count-params", "bertarize", "evaluate", "speed", "export-onnx",
+            "prune", "report", "latency-table"]
 
 
 def _help(command: str, columns: int) -> str:
@@ -73,3 +74,11 @@ def test_every_registered_command_reflows_its_paragraphs():
 
     for info in app.registered_commands:
         assert info.help and all("\n" not in p for p in info.help.split("\n\n")), info.name
+
+
+def test_task_help_names_every_registered_task():
+    from nnprune.cli.common import TASK_HELP
+    from nnprune.tasks import TASKS
+
+    missing = [name for name in TASKS.names() if name not in TASK_HELP]
+    assert not missing, f"cli.common.TASK_HELP does not name {missing}"

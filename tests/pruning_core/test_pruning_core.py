@@ -167,7 +167,7 @@ def test_global_topk_keeps_fraction_of_all_weights():
 def test_roles_found_for_each_encoder(model_type):
     sites = find_sites(tiny_model(model_type))
     assert len(sites) == 2 * 6
-    assert {s.role for s in sites} == set(Role)
+    assert {s.role for s in sites} == set(Role) - {Role.QKV}  # QKV: fused layers (ModernBERT)
 
 
 def test_bart_roles_have_ten_matrices_per_decoder_layer():
@@ -293,6 +293,18 @@ def test_distillation_loss_matches_hand_computation():
     ref = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean") * T * T
     assert float(distillation_loss(s, t, T)) == pytest.approx(float(ref), rel=1e-6)
     assert float(distillation_loss(t, t, T)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_regression_distillation_is_mse_and_an_empty_mask_pulls_nothing():
+    s = torch.tensor([[1.0], [3.0]], requires_grad=True)
+    t = torch.tensor([[2.0], [1.0]])
+    # one output: a softmax would be constant (loss 0); the student matches the value instead
+    assert float(distillation_loss(s, t, 2.0)) == pytest.approx((1 + 4) / 2)
+    none = torch.zeros(2, dtype=torch.bool)
+    loss = distillation_loss(s, t, 2.0, mask=none)
+    assert float(loss) == 0.0
+    loss.backward()
+    assert s.grad is not None and float(s.grad.abs().sum()) == 0.0
 
 
 # ----------------------------------------------------------------------------- config
