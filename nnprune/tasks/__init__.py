@@ -1,6 +1,14 @@
 """Task adapters: importing this package registers the built-in tasks in :data:`TASKS`."""
 
-from nnprune.tasks import cnn_dailymail, glue, squad  # noqa: F401  (register the built-in tasks)
+from nnprune.tasks import (  # noqa: F401  (register the built-in tasks)
+    cnn_dailymail,
+    glue,
+    question_answering,
+    squad,
+    summarization,
+    text_classification,
+    token_classification,
+)
 from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
 
 

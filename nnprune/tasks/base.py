@@ -8,11 +8,14 @@ distilled from a teacher, and how its metric is computed. The training engine
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from nnprune.errors import NNPruneError
@@ -136,3 +139,77 @@ class TaskAdapter(ABC):
 
 
 TASKS: Registry[type[TaskAdapter]] = Registry("task")
+
+
+# ------------------------------------------------------------------------ helpers for adapters
+
+#: transformers' names for unnamed labels
+_GENERIC_LABEL = re.compile(r"LABEL_\d+")
+#: the inputs kept when a tokenizer does not list its ``model_input_names``
+_DEFAULT_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def predict_split(trainer: Any, ds: Any, split: str
+                  ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[float]]:
+    """``trainer.predict`` on evaluation split ``split`` (features ``ds``) of a model with one
+    logits output: ``(logits, label ids or None, loss or None)``. Of several outputs (a model
+    asked for hidden states, ...) the logits are the first; the label ids are ``None`` when the
+    trainer returns none (the caller reads them from ``ds``)."""
+    out = trainer.predict(ds, metric_key_prefix=split)
+    logits = out.predictions
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    labels = out.label_ids
+    if isinstance(labels, (tuple, list)):
+        labels = labels[0]
+    loss = (out.metrics or {}).get(f"{split}_loss")
+    return (np.asarray(logits), None if labels is None else np.asarray(labels),
+            None if loss is None else float(loss))
+
+
+def model_input_columns(tokenizer: Any, enc: Any) -> dict[str, list[Any]]:
+    """The columns of tokenizer output ``enc`` that the model consumes (the tokenizer's
+    ``model_input_names``). Only those: any other column (``offset_mapping``, ...) would reach
+    the model's ``forward()`` through the collator."""
+    names = getattr(tokenizer, "model_input_names", None) or _DEFAULT_INPUTS
+    return {k: enc[k] for k in names if k in enc}
+
+
+def encode_texts(tokenizer: Any, text_a: list[str], text_b: Optional[list[str]],
+                 max_length: int) -> dict[str, list[Any]]:
+    """The model inputs of single texts ``text_a``, or of pairs with ``text_b``, truncated to
+    ``max_length`` tokens (variable-length lists, padded per batch by the collator)."""
+    if text_b is None:
+        enc = tokenizer(text_a, truncation=True, max_length=max_length)
+    else:
+        enc = tokenizer(text_a, text_b, truncation=True, max_length=max_length)
+    return model_input_columns(tokenizer, enc)
+
+
+def named_labels(id2label: Any) -> Optional[tuple[str, ...]]:
+    """The label names of a model config's ``id2label`` (keys ``0..n-1``, int or str) in id
+    order; ``None`` when it has none, its keys are not ``0..n-1``, its names repeat, or they are
+    all transformers' generic ``LABEL_<i>``, which say nothing about the classes."""
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    try:
+        by_id = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError):
+        return None
+    if sorted(by_id) != list(range(len(by_id))):
+        return None
+    names = tuple(by_id[i] for i in range(len(by_id)))
+    if all(_GENERIC_LABEL.fullmatch(n) for n in names) or len(set(names)) != len(names):
+        return None
+    return names
+
+
+def add_label_names(kwargs: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """``kwargs`` for ``from_pretrained`` with a classification head of ``labels`` (in id
+    order): ``num_labels``, ``id2label`` and ``label2id`` set unless already given. Returns
+    ``kwargs``."""
+    id2label = dict(enumerate(labels))
+    kwargs.setdefault("num_labels", len(id2label))
+    kwargs.setdefault("id2label", id2label)
+    kwargs.setdefault("label2id", {v: k for k, v in id2label.items()})
+    return kwargs

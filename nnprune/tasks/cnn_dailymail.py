@@ -36,10 +36,12 @@ and the reference are split into sentences (at newlines and after ``.``, ``!`` o
 by whitespace) and newline-joined. Also reported: ``gen_len`` (mean generated tokens) and
 ``eval_loss`` (token-level cross-entropy of the references).
 
-Generation settings can be changed without code through the environment variable
-``NNPRUNE_GENERATION`` (``"num_beams=2,max_length=60"``; read when the task is created, so it
-applies to ``nnprune fine-prune`` and ``nnprune evaluate``), or in Python with
+Generation settings are task options: ``--task-option num_beams=2 --task-option max_length=60``
+on ``nnprune fine-prune`` / ``evaluate`` / ``fill``, or in Python
 ``CnnDailyMailTask(generation=GenerationSettings(num_beams=2))``.
+
+The generic ``summarization`` task (:mod:`nnprune.tasks.summarization`) is this adapter for any
+(document, summary) data: columns, a source prefix and hub datasets as ``--task-option``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ import torch
 from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
 from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
-from nnprune.tasks.io import check_columns, read_table, read_text
+from nnprune.tasks.io import check_columns, error_line, read_table, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -178,15 +180,23 @@ def read_rows_file(path: str | Path) -> list[Story]:
     ``highlights`` columns (``id`` optional: the 1-based row number otherwise)."""
     path = Path(path)
     _, rows = read_table(path, required=("article", "highlights"))
+    return stories_from_rows(path, rows)
+
+
+def stories_from_rows(path: str | Path, rows: list[dict[str, Any]], text_column: str = "article",
+                      summary_column: str = "highlights") -> list[Story]:
+    """Stories from the ``rows`` read from ``path`` (:func:`nnprune.tasks.io.read_table`): the
+    document in ``text_column``, the summary in ``summary_column`` (a JSON list of sentences is
+    joined by newlines), ``id`` optional (the 1-based row number otherwise)."""
     if not rows:
         raise NNPruneError(f"{path}: no examples (only a header)")
     out: list[Story] = []
     for i, row in enumerate(rows):
-        check_columns(path, ("article", "highlights"), list(row), where=f"row {i + 1}")
-        article, highlights = row["article"], row["highlights"]
+        check_columns(path, (text_column, summary_column), list(row), where=f"row {i + 1}")
+        article, highlights = row[text_column], row[summary_column]
         if isinstance(highlights, list):  # a JSON list of highlight sentences
             highlights = "\n".join(str(h) for h in highlights)
-        for name, value in (("article", article), ("highlights", highlights)):
+        for name, value in ((text_column, article), (summary_column, highlights)):
             if not isinstance(value, str):
                 raise NNPruneError(f"{path}: row {i + 1}: {name!r} is not a string")
         out.append(Story(str(row.get("id", i + 1)), article, highlights))
@@ -288,6 +298,10 @@ class CnnDailyMailTask(TaskAdapter):
     validation_every = 10
     #: default generation settings (``--task-option key=value`` and the constructor override them)
     generation = GenerationSettings()
+    #: text put before every source document when it is tokenized (T5: ``"summarize: "``)
+    source_prefix = ""
+    #: what a training example needs, in the message when none has it
+    pair_description = "an article and highlights"
 
     def __init__(self, generation: GenerationSettings | None = None) -> None:
         self.generation = generation if generation is not None else type(self).generation
@@ -315,8 +329,8 @@ class CnnDailyMailTask(TaskAdapter):
             with _progress_bars(len(train)):
                 train = train.filter(_has_text, batched=True)
             if len(train) == 0:
-                raise NNPruneError(f"{self.name}: no training example has both an article and "
-                                   "highlights")
+                raise NNPruneError(f"{self.name}: no training example has both "
+                                   f"{self.pair_description}")
             if data.max_train_samples is not None and data.max_train_samples < len(train):
                 order = np.random.default_rng(data.seed).permutation(len(train))
                 train = train.select(order[: data.max_train_samples].tolist())
@@ -337,13 +351,13 @@ class CnnDailyMailTask(TaskAdapter):
             data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
         )
 
-    @staticmethod
-    def source_length(tokenizer: Any, max_seq_length: int) -> int:
+    @classmethod
+    def source_length(cls, tokenizer: Any, max_seq_length: int) -> int:
         """``max_seq_length``, capped at the tokenizer's ``model_max_length`` when it has one."""
         limit = getattr(tokenizer, "model_max_length", None)
         if isinstance(limit, int) and 0 < limit < 1_000_000 and limit < max_seq_length:
-            logger.warning("cnn_dailymail: sources truncated to %d tokens (the tokenizer's "
-                           "model_max_length), not %d", limit, max_seq_length)
+            logger.warning("%s: sources truncated to %d tokens (the tokenizer's "
+                           "model_max_length), not %d", cls.name, limit, max_seq_length)
             return limit
         return max_seq_length
 
@@ -429,10 +443,9 @@ class CnnDailyMailTask(TaskAdapter):
             try:
                 ds = datasets.load_dataset(HUB_DATASET, HUB_CONFIG, split=split)
             except Exception as e:  # offline, no cache, hub down: fixable by pointing at files
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise NNPruneError(
                     f"{self.name}: could not load hub dataset {HUB_DATASET}/{HUB_CONFIG} "
-                    f"({msg}); pass --data-dir or --train-file/--validation-file") from e
+                    f"({error_line(e)}); pass --data-dir or --train-file/--validation-file") from e
             check_columns(f"{HUB_DATASET}/{HUB_CONFIG}[{split}]", ("article", "highlights", "id"),
                           list(ds.column_names))
             return ds
@@ -442,9 +455,11 @@ class CnnDailyMailTask(TaskAdapter):
 
     def _tokenize(self, tokenizer: Any, ds: Any, max_source: int) -> Any:
         max_target = self.max_target_length
+        prefix = self.source_prefix
 
         def encode(batch: dict[str, list[str]]) -> dict[str, Any]:
-            enc = tokenizer(batch["article"], max_length=max_source, truncation=True)
+            sources = [prefix + a for a in batch["article"]] if prefix else batch["article"]
+            enc = tokenizer(sources, max_length=max_source, truncation=True)
             target = tokenizer(text_target=batch["highlights"], max_length=max_target,
                                truncation=True)
             # Only what the model consumes (no token_type_ids: BART's forward has none).
@@ -570,5 +585,6 @@ __all__ = [
     "read_url_list",
     "rouge_scores",
     "sentences",
+    "stories_from_rows",
     "url_hash",
 ]

@@ -26,8 +26,10 @@ import numpy as np
 import torch
 
 from nnprune.errors import NNPruneError
-from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
-from nnprune.tasks.io import SUPPORTED_EXTENSIONS, check_columns, read_table
+from nnprune.tasks.base import (TASKS, DataArgs, TaskAdapter, TaskData, add_label_names,
+                                encode_texts, predict_split)
+from nnprune.tasks.io import SUPPORTED_EXTENSIONS, as_text, column_values, error_line, read_table
+from nnprune.tasks.sources import missing_data_message
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -207,10 +209,8 @@ class GlueClassificationTask(TaskAdapter):
         return data_dir
 
     def _missing_msg(self, what: str, folder: Path | None, expected: str, flag: str) -> str:
-        if folder is None:
-            return (f"{self.name}: no {what} data: pass {flag} or --data-dir "
-                    f"(a GLUE {self.spec.glue_dir} folder with {expected})")
-        return f"{self.name}: no {what} data: expected {expected} in {folder} (or pass {flag})"
+        return missing_data_message(self.name, what, folder, expected, flag,
+                                    folder_kind=f"a GLUE {self.spec.glue_dir} folder")
 
     def _read_file(self, path: Path) -> _Examples:
         header, rows = read_table(path)
@@ -220,14 +220,8 @@ class GlueClassificationTask(TaskAdapter):
         col_label = self._pick_column(path, header, self.spec.label_columns)
         if not rows:
             raise NNPruneError(f"{path}: no examples (only a header)")
-        if path.suffix.lower() in (".json", ".jsonl"):
-            # JSON rows need not share keys; delimited rows do (the reader checks field counts).
-            cols = [c for c in (col_a, col_b, col_label) if c is not None]
-            for i, r in enumerate(rows):
-                check_columns(path, cols, list(r), where=f"row {i + 1}")
-        return self._examples(path, [r[col_a] for r in rows],
-                              None if col_b is None else [r[col_b] for r in rows],
-                              [r[col_label] for r in rows])
+        text_a, text_b, labels = column_values(path, rows, (col_a, col_b, col_label))
+        return self._examples(path, text_a, text_b, labels)
 
     def _pick_column(self, source: str | Path, header: list[str],
                      candidates: tuple[str, ...]) -> str:
@@ -244,10 +238,9 @@ class GlueClassificationTask(TaskAdapter):
         try:
             dsd = datasets.load_dataset(HUB_DATASET, self.spec.hub_config)
         except Exception as e:  # offline, no cache, hub down: all fixable by pointing at files
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise NNPruneError(
                 f"{self.name}: could not load hub dataset {HUB_DATASET}/{self.spec.hub_config} "
-                f"({msg}); pass --data-dir or --train-file/--validation-file") from e
+                f"({error_line(e)}); pass --data-dir or --train-file/--validation-file") from e
         return self._from_hub_splits(dsd, need_train=need_train)
 
     def _from_hub_splits(self, dsd: Any, *, need_train: bool
@@ -289,8 +282,8 @@ class GlueClassificationTask(TaskAdapter):
             labels.append(label)
         if not keep:
             raise NNPruneError(f"{source}: no labelled examples")
-        return _Examples([_text(text_a[i]) for i in keep],
-                         None if text_b is None else [_text(text_b[i]) for i in keep],
+        return _Examples([as_text(text_a[i]) for i in keep],
+                         None if text_b is None else [as_text(text_b[i]) for i in keep],
                          labels)
 
     def _parse_label(self, raw: Any) -> int | None:
@@ -321,13 +314,8 @@ class GlueClassificationTask(TaskAdapter):
     def _tokenize(self, tokenizer: Any, ex: _Examples, data: DataArgs) -> Any:
         import datasets
 
-        if ex.text_b is None:
-            enc = tokenizer(ex.text_a, truncation=True, max_length=data.max_seq_length)
-        else:
-            enc = tokenizer(ex.text_a, ex.text_b, truncation=True, max_length=data.max_seq_length)
-        # Only what the model consumes: extra columns would reach forward() via the collator.
-        names = getattr(tokenizer, "model_input_names", None) or list(enc.keys())
-        columns = {k: enc[k] for k in names if k in enc}
+        columns: dict[str, Any] = encode_texts(tokenizer, ex.text_a, ex.text_b,
+                                               data.max_seq_length)
         columns["labels"] = ex.labels
         return datasets.Dataset.from_dict(columns)
 
@@ -361,10 +349,7 @@ class GlueClassificationTask(TaskAdapter):
                     f"{model_name_or_path} has a classification head with {config.num_labels} "
                     f"labels but {self.name} needs {self.spec.num_labels}; start from a base "
                     "checkpoint or load with ignore_mismatched_sizes=True to replace the head")
-        id2label = dict(enumerate(self.spec.labels))
-        kwargs.setdefault("num_labels", self.spec.num_labels)
-        kwargs.setdefault("id2label", id2label)
-        kwargs.setdefault("label2id", {v: k for k, v in id2label.items()})
+        add_label_names(kwargs, self.spec.labels)
         return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, **kwargs)
 
     # ---------------------------------------------------------------- metric
@@ -379,18 +364,13 @@ class GlueClassificationTask(TaskAdapter):
         self.main_metric = self._metric_key("accuracy", splits)
         results: dict[str, float] = {}
         for split, ds in data.eval.items():
-            out = trainer.predict(ds, metric_key_prefix=split)
-            logits = out.predictions
-            if isinstance(logits, (tuple, list)):  # models asked for extra outputs return a tuple
-                logits = logits[0]
-            labels = out.label_ids if out.label_ids is not None else np.asarray(ds["labels"][:])
-            if isinstance(labels, (tuple, list)):
-                labels = labels[0]
-            for metric, value in self.compute_metrics(np.asarray(logits), np.asarray(labels)).items():
+            logits, labels, loss = predict_split(trainer, ds, split)
+            if labels is None:
+                labels = np.asarray(ds["labels"][:])
+            for metric, value in self.compute_metrics(logits, labels).items():
                 results[self._metric_key(metric, splits, split)] = value
-            loss = (out.metrics or {}).get(f"{split}_loss")
             if loss is not None:
-                results["eval_loss" if len(splits) == 1 else f"{split}_loss"] = float(loss)
+                results["eval_loss" if len(splits) == 1 else f"{split}_loss"] = loss
         return results
 
     def compute_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -428,11 +408,6 @@ def _find_file(folder: Path, name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _text(value: Any) -> str:
-    # JSON may hold null for an empty question (QQP has a few); the tokenizer needs a str.
-    return "" if value is None else value if isinstance(value, str) else str(value)
 
 
 @TASKS.register("sst2")

@@ -13,6 +13,9 @@ Format rules:
 * ``.json``: a list of objects, or an object whose ``"data"`` key holds that list.
 * ``.jsonl``: one object per non-blank line.
 
+A ``delimiter`` given to :func:`read_table` overrides the field separator of ``.tsv`` / ``.csv``
+files and lets ``.txt`` files be read the same way (standard quoting, but none for a tab).
+
 All files are decoded as UTF-8; a leading byte-order mark is dropped (GLUE MRPC has one).
 """
 
@@ -45,23 +48,28 @@ def read_rows(path: str | Path, *, required: Sequence[str] = ()) -> list[Row]:
     return read_table(path, required=required)[1]
 
 
-def read_table(path: str | Path, *, required: Sequence[str] = ()) -> tuple[list[str], list[Row]]:
+def read_table(path: str | Path, *, required: Sequence[str] = (),
+               delimiter: str | None = None) -> tuple[list[str], list[Row]]:
     """Like :func:`read_rows` but also returns the column names.
 
     For ``.tsv``/``.csv`` the columns are the header (known even without data rows); for JSON
-    they are the keys of the first row, in order.
+    they are the keys of the first row, in order. ``delimiter`` (one character): the field
+    separator of ``.tsv``, ``.csv`` and ``.txt`` files instead of the extension's; a line with
+    another number of fields than the header is then an error naming it.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        supported = ", ".join(SUPPORTED_EXTENSIONS)
+    supported = SUPPORTED_EXTENSIONS + ((".txt",) if delimiter is not None else ())
+    if suffix not in supported:
         raise NNPruneError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
-                           f"expected one of {supported}")
+                           f"expected one of {', '.join(supported)}")
     text = read_text(path)
     if not text.strip():
         raise NNPruneError(f"{path}: file is empty")
-    if suffix in (".tsv", ".csv"):
-        header, rows = _parse_delimited(path, text, "\t" if suffix == ".tsv" else ",")
+    if suffix in (".tsv", ".csv", ".txt"):
+        header, rows = _parse_delimited(
+            path, text, delimiter or ("\t" if suffix == ".tsv" else ","),
+            named=delimiter is not None)
         check_columns(path, required, header)
         return header, rows
     items = _parse_jsonl(path, text) if suffix == ".jsonl" else _parse_json(path, text)
@@ -79,7 +87,25 @@ def read_dataset(path: str | Path, *, required: Sequence[str] = ()) -> Any:
         return datasets.Dataset.from_list(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
         # Arrow needs one type per column; JSON rows mixing e.g. numbers and strings end here.
-        raise NNPruneError(f"{path}: columns have mixed value types ({_first_line(e)})") from e
+        raise NNPruneError(f"{path}: columns have mixed value types ({error_line(e)})") from e
+
+
+def column_values(path: str | Path, rows: Sequence[Row], columns: Sequence[str | None]
+                  ) -> list[list[Any] | None]:
+    """The values of each of ``columns`` over ``rows`` (read from ``path``), ``None`` for a
+    ``None`` column. JSON rows need not share keys (delimited rows do: the reader checks field
+    counts), so a row without one of the columns is an error naming it (1-based)."""
+    names = [c for c in columns if c is not None]
+    if Path(path).suffix.lower() in (".json", ".jsonl"):
+        for i, row in enumerate(rows):
+            check_columns(path, names, list(row), where=f"row {i + 1}")
+    return [None if c is None else [r[c] for r in rows] for c in columns]
+
+
+def as_text(value: Any) -> str:
+    """A text cell as the tokenizer needs it: ``None`` (JSON null, an empty question in QQP)
+    is ``""``, other non-strings their ``str``."""
+    return "" if value is None else value if isinstance(value, str) else str(value)
 
 
 def check_columns(path: str | Path, required: Iterable[str], found: Sequence[str],
@@ -104,14 +130,14 @@ def read_text(path: Path) -> str:
         raise NNPruneError(f"{path}: not valid UTF-8 (byte offset {e.start})") from e
 
 
-def _parse_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
+def _parse_delimited(path: Path, text: str, delimiter: str, *,
+                     named: bool = False) -> tuple[list[str], list[Row]]:
+    """``named``: the delimiter was chosen by the user, and a ragged line's error names it."""
     # newline="" hands csv the raw line ends, so quoted CSV fields may hold line breaks.
     stream = io.StringIO(text, newline="")
-    if delimiter == "\t":
-        # QUOTE_NONE: in GLUE TSVs a '"' is literal text, often unbalanced.
-        reader = csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(stream, delimiter=",")
+    # QUOTE_NONE for a tab: in GLUE TSVs a '"' is literal text, often unbalanced.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting)
     _raise_field_limit()
     try:
         header: list[str] | None = None
@@ -128,7 +154,8 @@ def _parse_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], 
                 continue
             if len(fields) != len(header):
                 raise NNPruneError(f"{path}: line {reader.line_num} has {len(fields)} fields, "
-                                   f"header has {len(header)}")
+                                   f"header has {len(header)}"
+                                   + (f" (delimiter {delimiter!r})" if named else ""))
             rows.append(dict(zip(header, fields)))
     except csv.Error as e:
         raise NNPruneError(f"{path}: line {reader.line_num}: {e}") from e
@@ -193,6 +220,8 @@ def _check_json_rows(path: Path, items: list[tuple[str, Any]],
     return [item for _, item in items]
 
 
-def _first_line(e: BaseException) -> str:
+def error_line(e: BaseException) -> str:
+    """The first line of exception ``e``'s message (its type name when it has none), for
+    one-line errors that quote another library's failure."""
     msg = str(e).strip()
     return msg.splitlines()[0] if msg else type(e).__name__

@@ -26,6 +26,9 @@ candidates, scored ``start_logit + end_logit``; the best over an example's featu
 to the context text through the offsets. v2.0 also takes the null score (CLS start + end logit,
 the minimum over the example's features) and answers ``""`` when ``null - best non-null`` is
 above ``null_score_diff_threshold`` (0.0). Metrics: :mod:`nnprune.tasks.squad_metrics`.
+
+The generic ``question-answering`` task (:mod:`nnprune.tasks.question_answering`) is these
+adapters configured by ``--task-option`` settings, for any data in the SQuAD format.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ import numpy as np
 import torch
 
 from nnprune.errors import NNPruneError
-from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
-from nnprune.tasks.io import read_text
+from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData, model_input_columns
+from nnprune.tasks.io import error_line, read_text
+from nnprune.tasks.sources import missing_data_message
 from nnprune.tasks.squad_metrics import squad_v1_evaluate, squad_v2_evaluate
 
 HUB_DATASETS = {"squad": "rajpurkar/squad", "squad_v2": "rajpurkar/squad_v2"}
@@ -61,6 +65,25 @@ class SquadExample:
     @property
     def has_answer(self) -> bool:
         return bool(self.answers)
+
+
+@dataclass(frozen=True)
+class SquadColumns:
+    """Names of the fields of a one-question row (files of rows, hub datasets).
+
+    The defaults are the hub's SQuAD columns; the official layout (articles, paragraphs, qas)
+    always uses its own names. ``title`` is optional in a row.
+    """
+
+    id: str = "id"
+    question: str = "question"
+    context: str = "context"
+    answers: str = "answers"
+    title: str = "title"
+
+
+#: the hub's SQuAD column names
+DEFAULT_COLUMNS = SquadColumns()
 
 
 @dataclass
@@ -93,10 +116,12 @@ class SquadEvalSet:
 # ------------------------------------------------------------------------------ reading files
 
 
-def read_squad_file(path: str | Path) -> list[SquadExample]:
+def read_squad_file(path: str | Path, columns: SquadColumns = DEFAULT_COLUMNS
+                    ) -> list[SquadExample]:
     """Read an official SQuAD JSON file or a file of one-question rows (see module docstring).
 
-    Raises :class:`NNPruneError` with a one-line message naming the file and the problem.
+    ``columns`` names the fields of a row (the official layout has fixed names). Raises
+    :class:`NNPruneError` with a one-line message naming the file and the problem.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -115,7 +140,7 @@ def read_squad_file(path: str | Path) -> list[SquadExample]:
                 except json.JSONDecodeError as e:
                     raise NNPruneError(f"{path}: invalid JSON at line {lineno} column {e.colno}: "
                                        f"{e.msg}") from e
-        return _finish(path, [_row_example(path, where, row) for where, row in rows])
+        return _finish(path, [_row_example(path, where, row, columns) for where, row in rows])
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -139,10 +164,19 @@ def read_squad_file(path: str | Path) -> list[SquadExample]:
         for i, article in enumerate(data):
             examples.extend(_article_examples(path, f"data[{i}]", article))
         return _finish(path, examples)
-    if isinstance(first, dict) and "context" in first:
-        return _finish(path, [_row_example(path, f"data[{i}]", row) for i, row in enumerate(data)])
+    if isinstance(first, dict) and columns.context in first:
+        return _finish(path, [_row_example(path, f"data[{i}]", row, columns)
+                              for i, row in enumerate(data)])
     raise NNPruneError(f"{path}: data[0] has neither 'paragraphs' (official SQuAD layout) nor "
-                       "'context' (one question per row)")
+                       f"{columns.context!r} (one question per row)")
+
+
+def read_squad_rows(source: str, rows: list[dict[str, Any]],
+                    columns: SquadColumns = DEFAULT_COLUMNS) -> list[SquadExample]:
+    """Examples of one-question ``rows`` (e.g. a hub split's), checked like a file's rows;
+    errors name ``source`` and the 1-based row."""
+    return _finish(source, [_row_example(source, f"row {i + 1}", row, columns)
+                            for i, row in enumerate(rows)])
 
 
 def _json_type(value: Any) -> str:
@@ -150,7 +184,7 @@ def _json_type(value: Any) -> str:
             }.get(type(value), "number")
 
 
-def _need(path: Path, where: str, obj: Any, key: str, kind: type | tuple[type, ...],
+def _need(path: str | Path, where: str, obj: Any, key: str, kind: type | tuple[type, ...],
           kind_name: str) -> Any:
     if not isinstance(obj, dict):
         raise NNPruneError(f"{path}: {where} is a JSON {_json_type(obj)}, expected an object")
@@ -194,18 +228,19 @@ def _article_examples(path: Path, where: str, article: Any) -> list[SquadExample
     return out
 
 
-def _row_example(path: Path, where: str, row: Any) -> SquadExample:
-    qid = _question_id(path, where, row)
+def _row_example(path: str | Path, where: str, row: Any,
+                 columns: SquadColumns = DEFAULT_COLUMNS) -> SquadExample:
+    qid = _question_id(path, where, row, columns.id)
     where = f"{where} (id {qid})"
-    question = _question(path, where, row)
-    context = _need(path, where, row, "context", str, "a string")
+    question = _question(path, where, row, columns.question)
+    context = _need(path, where, row, columns.context, str, "a string")
     if not context.strip():
-        raise NNPruneError(f"{path}: {where} has an empty 'context'")
-    raw = _need(path, where, row, "answers", (dict, list), "an object or a list")
+        raise NNPruneError(f"{path}: {where} has an empty {columns.context!r}")
+    raw = _need(path, where, row, columns.answers, (dict, list), "an object or a list")
     if isinstance(raw, dict):  # the hub layout: {"text": [...], "answer_start": [...]}
         texts, starts = raw.get("text"), raw.get("answer_start")
         if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
-            raise NNPruneError(f"{path}: {where}: 'answers' must hold lists 'text' and "
+            raise NNPruneError(f"{path}: {where}: {columns.answers!r} must hold lists 'text' and "
                                "'answer_start' of the same length")
         answers = list(zip(texts, starts))
     else:
@@ -215,27 +250,27 @@ def _row_example(path: Path, where: str, row: Any) -> SquadExample:
                 raise NNPruneError(f"{path}: {where}.answers[{a}] must be an object with 'text' "
                                    "and 'answer_start'")
             answers.append((ans["text"], ans["answer_start"]))
-    title = row.get("title", "")
+    title = row.get(columns.title, "")
     return _example(path, where, qid, title if isinstance(title, str) else str(title), context,
                     question, answers)
 
 
-def _question_id(path: Path, where: str, qa: Any) -> str:
-    qid = _need(path, where, qa, "id", (str, int), "a string")
+def _question_id(path: str | Path, where: str, qa: Any, key: str = "id") -> str:
+    qid = _need(path, where, qa, key, (str, int), "a string")
     qid = str(qid)
     if not qid:
-        raise NNPruneError(f"{path}: {where} has an empty 'id'")
+        raise NNPruneError(f"{path}: {where} has an empty {key!r}")
     return qid
 
 
-def _question(path: Path, where: str, qa: Any) -> str:
-    question = _need(path, where, qa, "question", str, "a string")
+def _question(path: str | Path, where: str, qa: Any, key: str = "question") -> str:
+    question = _need(path, where, qa, key, str, "a string")
     if not question.strip():
-        raise NNPruneError(f"{path}: {where} has an empty 'question'")
+        raise NNPruneError(f"{path}: {where} has an empty {key!r}")
     return question
 
 
-def _example(path: Path, where: str, qid: str, title: str, context: str, question: str,
+def _example(path: str | Path, where: str, qid: str, title: str, context: str, question: str,
              answers: list[tuple[Any, Any]]) -> SquadExample:
     texts: list[str] = []
     starts: list[int] = []
@@ -254,7 +289,7 @@ def _example(path: Path, where: str, qid: str, title: str, context: str, questio
     return SquadExample(qid, title, context, question, texts, starts)
 
 
-def _finish(path: Path, examples: list[SquadExample]) -> list[SquadExample]:
+def _finish(path: str | Path, examples: list[SquadExample]) -> list[SquadExample]:
     if not examples:
         raise NNPruneError(f"{path}: no questions")
     seen: set[str] = set()
@@ -316,11 +351,6 @@ def _tokenize(tokenizer: Any, examples: list[SquadExample], max_seq_length: int,
     return enc, q_first
 
 
-def _model_columns(tokenizer: Any, enc: Any) -> dict[str, list[Any]]:
-    names = getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"]
-    return {k: enc[k] for k in names if k in enc}
-
-
 def _cls_index(tokenizer: Any, input_ids: list[int]) -> int:
     cls_id = getattr(tokenizer, "cls_token_id", None)
     return input_ids.index(cls_id) if cls_id is not None and cls_id in input_ids else 0
@@ -368,7 +398,7 @@ def prepare_train_features(tokenizer: Any, examples: list[SquadExample], max_seq
             e -= 1
         starts.append(s - 1)
         ends.append(e + 1)
-    columns = _model_columns(tokenizer, enc)
+    columns = model_input_columns(tokenizer, enc)
     columns["start_positions"] = starts
     columns["end_positions"] = ends
     return datasets.Dataset.from_dict(columns)
@@ -391,7 +421,7 @@ def prepare_eval_features(tokenizer: Any, examples: list[SquadExample], max_seq_
         cls_index.append(_cls_index(tokenizer, enc["input_ids"][i]))
     features = SquadFeatures(np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64),
                              offsets, np.asarray(cls_index, dtype=np.int64))
-    return datasets.Dataset.from_dict(_model_columns(tokenizer, enc)), features
+    return datasets.Dataset.from_dict(model_input_columns(tokenizer, enc)), features
 
 
 # ---------------------------------------------------------------------------- post-processing
@@ -477,6 +507,10 @@ class SquadTask(TaskAdapter):
     max_answer_length = 30
     #: v2.0: answer "" when null score - best span score > this
     null_score_diff_threshold = 0.0
+    #: field names of one-question rows in local files
+    columns = DEFAULT_COLUMNS
+    #: what a v1.1 run met with unanswerable questions should do instead
+    v2_hint = "use task squad_v2"
 
     def __init__(self) -> None:
         self.last_predictions: dict[str, str] = {}
@@ -512,14 +546,19 @@ class SquadTask(TaskAdapter):
                         data_collator=DataCollatorWithPadding(tokenizer))
 
     def read_file(self, path: str | Path) -> list[SquadExample]:
-        """:func:`read_squad_file`, refusing unanswerable questions for v1.1."""
-        examples = read_squad_file(path)
+        """:func:`read_squad_file` (rows named by :attr:`columns`), refusing unanswerable
+        questions for v1.1."""
+        examples = read_squad_file(path, self.columns)
+        self.check_answerable(path, examples)
+        return examples
+
+    def check_answerable(self, source: str | Path, examples: list[SquadExample]) -> None:
+        """v1.1: refuse (one line naming ``source``) examples without an answer."""
         if not self.version_2:
             missing = [ex.id for ex in examples if not ex.has_answer]
             if missing:
-                raise NNPruneError(f"{path}: {len(missing)} question(s) have no answer (e.g. id "
-                                   f"{missing[0]}); SQuAD v1.1 needs one: use task squad_v2")
-        return examples
+                raise NNPruneError(f"{source}: {len(missing)} question(s) have no answer (e.g. "
+                                   f"id {missing[0]}); SQuAD v1.1 needs one: {self.v2_hint}")
 
     def _load_examples(self, data: DataArgs, *, need_train: bool
                        ) -> tuple[list[SquadExample] | None, list[SquadExample]]:
@@ -560,10 +599,7 @@ class SquadTask(TaskAdapter):
 
     def _missing_msg(self, what: str, folder: Path | None, names: tuple[str, ...],
                      flag: str) -> str:
-        expected = " or ".join(names)
-        if folder is None:
-            return f"{self.name}: no {what} data: pass {flag} or --data-dir (a folder with {expected})"
-        return f"{self.name}: no {what} data: expected {expected} in {folder} (or pass {flag})"
+        return missing_data_message(self.name, what, folder, " or ".join(names), flag)
 
     def _load_hub(self, *, need_train: bool
                   ) -> tuple[list[SquadExample] | None, list[SquadExample]]:
@@ -573,9 +609,9 @@ class SquadTask(TaskAdapter):
         try:
             dsd = datasets.load_dataset(hub)
         except Exception as e:  # offline, no cache, hub down: all fixable by pointing at files
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise NNPruneError(f"{self.name}: could not load hub dataset {hub} ({msg}); pass "
-                               "--data-dir or --train-file/--validation-file") from e
+            raise NNPruneError(f"{self.name}: could not load hub dataset {hub} "
+                               f"({error_line(e)}); pass --data-dir or "
+                               "--train-file/--validation-file") from e
         return (self._from_hub_split(dsd["train"], f"{hub}[train]") if need_train else None,
                 self._from_hub_split(dsd["validation"], f"{hub}[validation]"))
 
@@ -587,7 +623,7 @@ class SquadTask(TaskAdapter):
             for qid, title, context, question, ans in zip(
                 cols["id"], cols["title"], cols["context"], cols["question"], cols["answers"])]
         if not self.version_2 and any(not ex.has_answer for ex in examples):
-            raise NNPruneError(f"{where}: has unanswerable questions; use task squad_v2")
+            raise NNPruneError(f"{where}: has unanswerable questions; {self.v2_hint}")
         return examples
 
     # ----------------------------------------------------------------- model
@@ -690,7 +726,9 @@ class SquadV2Task(SquadTask):
 
 
 __all__ = [
+    "DEFAULT_COLUMNS",
     "HUB_DATASETS",
+    "SquadColumns",
     "SquadEvalSet",
     "SquadExample",
     "SquadFeatures",
@@ -701,5 +739,6 @@ __all__ = [
     "prepare_eval_features",
     "prepare_train_features",
     "read_squad_file",
+    "read_squad_rows",
     "window_sizes",
 ]

@@ -7,6 +7,7 @@ the task adapter's own ``evaluate`` computes the metrics, exactly as at the end 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,10 @@ from nnprune.pruning_core.checkpoint import (check_dir, checkpoint_kind, load_pr
                                              read_config_json)
 from nnprune.pruning_core.config import read_nnprune_config
 from nnprune.tasks import DataArgs, get_task
+from nnprune.tasks.sources import HUB_OPTION_KEYS
+
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class EvaluationResult:
@@ -46,6 +51,45 @@ def training_max_seq_length(path: str | Path) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value >= 8 else None
 
 
+def training_task_options(path: str | Path, task_name: str) -> dict[str, Any]:
+    """The ``--task-option`` settings checkpoint ``path`` was trained with for ``task_name``,
+    as its ``nnprune_config.json`` records them; ``{}`` when it records none, or another task.
+
+    Where: ``training.task_options`` (``fine-prune``, ``fill``), else the latest stage of a fill
+    output that has some (``stages[*].training.task_options``), else the options of ``prune``
+    (``post_training.options.task_options``).
+    """
+    info = read_nnprune_config(Path(path)) or {}
+    if info.get("task") != task_name:
+        return {}
+
+    def options(record: Any) -> dict[str, Any]:
+        found = record.get("task_options") if isinstance(record, dict) else None
+        return {str(k): v for k, v in found.items()} if isinstance(found, dict) else {}
+
+    stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
+    candidates = [info.get("training")] + [s.get("training") for s in reversed(stages)]
+    candidates.append((info.get("post_training") or {}).get("options"))
+    return next((found for found in map(options, candidates) if found), {})
+
+
+def evaluation_task_options(path: str | Path, task_name: str,
+                            explicit: dict[str, Any] | None, *, local_data: bool
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(options, recorded)``: the task options to evaluate checkpoint ``path`` with, and the
+    part of them taken from its training (:func:`training_task_options`).
+
+    The recorded options, with the ``explicit`` ones (``--task-option``) on top: an explicit
+    key wins. With ``local_data`` (``--data-dir`` / ``--validation-file``) the recorded hub
+    source (``dataset``, ``dataset_config``, its splits) is left out: the files replace it.
+    """
+    recorded = training_task_options(path, task_name)
+    explicit = dict(explicit or {})
+    recorded = {k: v for k, v in recorded.items()
+                if k not in explicit and not (local_data and k in HUB_OPTION_KEYS)}
+    return {**recorded, **explicit}, recorded
+
+
 def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         data_dir: Path | None = None, validation_file: Path | None = None,
                         max_eval_samples: int | None = None, batch_size: int = 32,
@@ -59,8 +103,11 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     ``max_seq_length`` defaults to what the checkpoint was fine-pruned with (recorded in its
     ``nnprune_config.json``), else the task's ``default_max_seq_length`` (SQuAD: 384), else 128.
     ``tokenizer`` defaults to the checkpoint folder. No data source means the task's hub dataset.
-    ``progress`` shows the Trainer's progress bar; ``task_options`` are the task's
-    ``--task-option`` settings. ``quantize="int8"`` evaluates the dynamic
+    ``progress`` shows the Trainer's progress bar. ``task_options`` are the task's
+    ``--task-option`` settings, on top of those the checkpoint was trained with (recorded in its
+    ``nnprune_config.json``; :func:`evaluation_task_options`): a checkpoint evaluates as it was
+    trained (columns, labels, SQuAD v2.0, ...) without repeating them, and an explicit key wins.
+    ``quantize="int8"`` evaluates the dynamic
     int8 version of the model (CPU), as ``nnprune speed --quantize int8`` times it.
     ``predictions_dir``: write the task's prediction files there
     (:meth:`~nnprune.tasks.base.TaskAdapter.prediction_files`; SQuAD: ``predictions.json`` and,
@@ -71,7 +118,19 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
 
     if batch_size < 1:
         raise NNPruneError(f"--batch-size must be >= 1, got {batch_size}")
-    task = get_task(task_name, task_options)
+    local_data = data_dir is not None or validation_file is not None
+    options, recorded = evaluation_task_options(checkpoint, task_name, task_options,
+                                                local_data=local_data)
+    if recorded:
+        logger.info("%s: task options recorded at training: %s", checkpoint,
+                    ", ".join(f"{k}={v}" for k, v in sorted(recorded.items())))
+    try:
+        task = get_task(task_name, options)
+    except NNPruneError as exc:
+        if not recorded:
+            raise
+        raise NNPruneError(f"{exc} (task options recorded in {checkpoint}'s nnprune_config.json: "
+                           f"{', '.join(sorted(recorded))}; override with --task-option)") from None
     path = check_dir(checkpoint)
     task.check_checkpoint(read_config_json(path), str(path))
     if max_seq_length is None:
@@ -131,4 +190,5 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["EvaluationResult", "evaluate_checkpoint", "training_max_seq_length"]
+__all__ = ["EvaluationResult", "evaluate_checkpoint", "evaluation_task_options",
+           "training_max_seq_length", "training_task_options"]
