@@ -75,7 +75,7 @@ def _render_grouped(pc, title: str, atts: list[str]):
             prefix = "" if a == "self" else f"{a}_"
             row.append(_block_kept(lc, prefix, ("q", "k", "v", "o")) if a in lc.heads else "-")
             row.append(f"{lc.heads[a][0]}/{lc.heads[a][1]}" if a in lc.heads else "-")
-        row.append(_block_kept(lc, "", ("ffn_in", "ffn_out")))
+        row.append(_block_kept(lc, "", ("ffn_in", "ffn_in_1", "ffn_out")))
         row.append(f"{lc.ffn_dims[0]}/{lc.ffn_dims[1]}")
         rows.append(row)
     cols = ["layer"]

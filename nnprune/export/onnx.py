@@ -231,7 +231,8 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
     import shutil
 
     names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-             "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+             "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model",
+             "spm.model")  # spm.model: DeBERTa-v2/v3's SentencePiece file
     for n in names:
         if (src / n).is_file():
             shutil.copy2(src / n, dst / n)

@@ -19,8 +19,8 @@ from nnprune.pruning_core.architectures import Role, architecture_for
 from nnprune.pruning_core.compact_modeling import ORIGINAL_ATTR
 from nnprune.pruning_core.structure import analyze_structure, effective_weight
 
-ROLE_SHORT = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.ATTN_OUTPUT: "o",
-              Role.FFN_IN: "ffn_in", Role.FFN_OUT: "ffn_out"}
+ROLE_SHORT = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.QKV: "qkv",
+              Role.ATTN_OUTPUT: "o", Role.FFN_IN: "ffn_in", Role.FFN_OUT: "ffn_out"}
 
 
 @dataclass
@@ -90,12 +90,15 @@ def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
         stack = stacks[site.stack]
         heads, ffn = original_sizes(config, stack.heads_attr, stack.ffn_attr)
         w, _ = effective_weight(model.get_submodule(site.path))
+        # parts: the sections of a fused layer (ModernBERT's Wqkv 3, its GLU's Wi 2).
         if site.role.is_attention:
-            total = hidden * hidden
+            total = hidden * heads * site.head_dim * site.parts  # T5: heads x d_kv need not be hidden
         else:
-            total = hidden * ffn
+            total = hidden * ffn * site.parts
         name = ROLE_SHORT[site.role] if site.attention in (None, "self") else \
             f"{site.attention}_{ROLE_SHORT[site.role]}"
+        if name in lc.matrices:  # a gated FFN's second FFN-in matrix (T5's wi_1): ffn_in_1
+            name = f"{name}_{sum(n.startswith(name) for n in lc.matrices)}"
         lc.matrices[name] = [int((w != 0).sum()), total]
     original_heads: dict[tuple[str, int, str], int] = {}
     original_ffn: dict[tuple[str, int], int] = {}

@@ -6,18 +6,25 @@ are elementwise and not counted; an embedding lookup is 0):
 - every ``nn.Linear`` (a :class:`MaskedLinear` included, at its full current shape, since masks
   do not make it smaller) costs ``2 * rows * in * out``, where ``rows`` is the number of vectors it
   is applied to: every source token (encoder layers), every target token (decoder layers,
-  teacher-forced: the whole target sequence in one pass), or one vector per example (BERT's
-  pooler and sequence classifier, BART's classification head);
+  teacher-forced: the whole target sequence in one pass), one vector per example (BERT's
+  pooler and sequence classifier, BART's classification head), plus a fixed number of rows per
+  forward whatever the batch (DeBERTa-v2 projects its ``2 * span`` relative-position embeddings
+  once per forward, with ``pos_key_proj`` / ``pos_query_proj`` or with the query/key layers);
+  an ``nn.Conv1d`` (DeBERTa-v2's convolution after the first layer) counts as a linear layer
+  from its kernel window (``in = in_channels / groups * kernel``) applied at every output position;
 - each attention block costs ``2 * B * Lq * Lk * inner_q`` for ``Q K^T`` and
   ``2 * B * Lq * Lk * inner_v`` for ``softmax(.) V``, where ``inner = heads * head_dim`` is read
   from the query/value layers, so a compacted layer with fewer heads costs less. Self attention
   has ``Lq = Lk`` (the decoder's causal mask is counted as a full square, as dense kernels do);
-  cross attention has ``Lq = target``, ``Lk = source``.
+  cross attention has ``Lq = target``, ``Lk = source``. DeBERTa-v2's disentangled attention adds
+  ``2 * B * Lq * 2span * inner_q`` (content->position) and ``2 * B * Lk * 2span * inner_q``
+  (position->content) when its ``pos_att_type`` has them.
 
 How many rows each linear layer sees is not guessed from names (a ``classifier`` is per example in
-sequence classification and per token in token classification): :func:`flop_profile` runs one
-probe forward on a tiny batch with hooks on every linear layer and records whether the layer ran
-once per example, once per source token or once per target token. The resulting
+sequence classification and per token in token classification): :func:`flop_profile` runs two
+probe forwards on tiny batches (2 and 3 examples) with hooks on every linear layer and records
+whether the layer ran once per example, once per source token or once per target token, and how
+many rows it saw whatever the batch size. The resulting
 :class:`FlopProfile` (serializable, stored next to exported ONNX models) then gives the count for
 any batch size and sequence length without running the model again.
 """
@@ -34,19 +41,24 @@ from torch import nn
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.architectures import Role, architecture_for, find_sites
-from nnprune.pruning_core.compact_modeling import ORIGINAL_ATTR
 from nnprune.pruning_core.structure import ModelStructure, analyze_structure
 
 # Lengths a linear layer's rows scale with.
 SRC, TGT, ONE = "src", "tgt", "one"
 
-# Probe shape: small primes, so that a layer's rows per example tell which length it scales with.
+# Probe shape: small primes, so that a layer's rows per example tell which length it scales with;
+# a second probe one example larger separates rows per example from rows per forward.
 _PROBE_BATCH, _PROBE_SRC, _PROBE_TGT = 2, 11, 7
+
+# ``LinearEntry.role`` of a linear layer that is not pruned but whose output rows are grouped by
+# head (an architecture's ``head_linears``): it shrinks with the heads like Q/K/V.
+HEAD_ROWS = "head_rows"
 
 
 @dataclass
 class LinearEntry:
-    """One linear layer: its current shape and how many rows it sees per example."""
+    """One linear layer (or 1-d convolution, as ``in`` = kernel window): its current shape and
+    how many rows it sees per example and per forward."""
 
     path: str
     in_features: int
@@ -55,12 +67,17 @@ class LinearEntry:
     calls: int  # rows per example = calls * length (0: the layer did not run)
     stack: str | None = None  # "encoder"/"decoder" for layers inside a transformer layer
     layer: int | None = None
-    role: str | None = None  # Role value for prunable layers (query, ..., ffn_out)
+    role: str | None = None  # Role value for prunable layers (query, ..., ffn_out), or HEAD_ROWS
     attention: str | None = None  # "self"/"cross" for attention roles
+    fixed_rows: int = 0  # rows per forward, whatever the batch and lengths
+    # Stacked row sections, one row per head row / FFN dimension in each: a fused QKV layer 3,
+    # a fused GLU's FFN-in (ModernBERT's Wi) 2.
+    parts: int = 1
 
     def flops(self, batch: int, src: int, tgt: int) -> float:
         n = {SRC: src, TGT: tgt, ONE: 1}[self.length]
-        return 2.0 * batch * self.calls * n * self.in_features * self.out_features
+        rows = batch * self.calls * n + self.fixed_rows
+        return 2.0 * rows * self.in_features * self.out_features
 
 
 @dataclass
@@ -76,11 +93,16 @@ class AttentionEntry:
     inner_v: int  # value width
     q_length: str
     k_length: str
+    # Relative positions each query / key is also scored against (DeBERTa-v2's content->position
+    # and position->content terms: 2 * span each); 0 without disentangled attention.
+    pos_rows_q: int = 0
+    pos_rows_k: int = 0
 
     def flops(self, batch: int, src: int, tgt: int) -> float:
         lens = {SRC: src, TGT: tgt, ONE: 1}
         lq, lk = lens[self.q_length], lens[self.k_length]
-        return 2.0 * batch * lq * lk * (self.inner_q + self.inner_v)
+        relative = (lq * self.pos_rows_q + lk * self.pos_rows_k) * self.inner_q
+        return 2.0 * batch * (lq * lk * (self.inner_q + self.inner_v) + relative)
 
 
 @dataclass
@@ -160,9 +182,9 @@ class FlopProfile:
         arch = architecture_for(self.model_type)
         for stack in arch.stacks:
             for e in self.linears:
-                if (e.stack == stack.name and e.path.endswith("." + stack.ffn_in)
+                if (e.stack == stack.name and e.path.endswith(tuple("." + p for p in stack.ffn_ins))
                         and (e.stack, e.layer) in layers):
-                    layers[(e.stack, e.layer)].ffn_dims = e.out_features
+                    layers[(e.stack, e.layer)].ffn_dims = e.out_features // e.parts
         order = [s.name for s in arch.stacks]
         ordered = [layers[k] for k in sorted(layers, key=lambda k: (order.index(k[0]), k[1]))]
         return FlopCount(self.model_type, batch_size, seq_len,
@@ -177,12 +199,13 @@ class FlopProfile:
         for e in self.linears:
             e = replace(e)
             key = (e.stack, e.layer, e.attention)
-            if e.role in (Role.QUERY.value, Role.KEY.value, Role.VALUE.value) and key in heads:
-                e.out_features = heads[key] * hd[key]
+            if (e.role in (Role.QUERY.value, Role.KEY.value, Role.VALUE.value, Role.QKV.value,
+                           HEAD_ROWS) and key in heads):
+                e.out_features = heads[key] * hd[key] * e.parts
             elif e.role == Role.ATTN_OUTPUT.value and key in heads:
                 e.in_features = heads[key] * hd[key]
             elif e.role == Role.FFN_IN.value and (e.stack, e.layer) in ffn:
-                e.out_features = ffn[(e.stack, e.layer)]
+                e.out_features = ffn[(e.stack, e.layer)] * e.parts
             elif e.role == Role.FFN_OUT.value and (e.stack, e.layer) in ffn:
                 e.in_features = ffn[(e.stack, e.layer)]
             linears.append(e)
@@ -196,7 +219,11 @@ class FlopProfile:
         return FlopProfile(self.model_type, self.is_encoder_decoder, linears, attentions)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for e in out["linears"]:
+            if e["parts"] == 1:  # the default: profiles stay readable by releases without it
+                del e["parts"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlopProfile:
@@ -271,15 +298,46 @@ def make_inputs(model: nn.Module, batch_size: int, seq_len: int, tgt_len: int | 
 
 # ---------------------------------------------------------------------------------------- profile
 
-def _head_dim(model: nn.Module, q_path: str, config: Any, heads_attr: str, hidden: int) -> int:
+def _head_dim(model: nn.Module, q_path: str, site_head_dim: int) -> int:
+    """The head size the block holding ``q_path`` uses (T5: ``key_value_proj_dim``, its
+    config's ``d_kv``), else the architecture's (:attr:`LinearSite.head_dim`)."""
     parent = model.get_submodule(q_path.rsplit(".", 1)[0]) if "." in q_path else model
-    for attr in ("attention_head_size", "head_dim"):
+    for attr in ("attention_head_size", "head_dim", "key_value_proj_dim"):
         v = getattr(parent, attr, None)
         if isinstance(v, int) and v > 0:
             return v
-    orig = getattr(config, ORIGINAL_ATTR, None) or {}
-    heads = int(orig.get(heads_attr, getattr(config, heads_attr)))
-    return hidden // heads
+    return site_head_dim
+
+
+def _borrow_rows_of_skipped(entries: dict[str, LinearEntry],
+                            relative: dict[str, tuple[str, str]]) -> None:
+    """Give a layer that did not run the row counts of its counterpart in another layer.
+
+    Compaction's empty attention blocks skip their (0-wide) Q/K/V: they cost nothing now, but a
+    profile :meth:`FlopProfile.resized` back to the dense sizes (the dense ancestor's FLOPs) must
+    count them as their stack's other layers run them (cross-attention K/V per source token,
+    DeBERTa-v2's position projections per forward).
+    """
+    ran: dict[tuple[str, str], LinearEntry] = {}
+    for path, key in relative.items():
+        e = entries[path]
+        if e.calls or e.fixed_rows:
+            ran.setdefault(key, e)
+    for path, key in relative.items():
+        e, like = entries[path], ran.get(key)
+        if not (e.calls or e.fixed_rows) and like is not None:
+            e.length, e.calls, e.fixed_rows = like.length, like.calls, like.fixed_rows
+
+
+def _disentangled_rows(block: nn.Module) -> tuple[int, int]:
+    """``(pos_rows_q, pos_rows_k)`` of a DeBERTa-v2 attention block: each query is scored against
+    the ``2 * span`` relative-position keys (c2p), each key against as many position queries
+    (p2c); ``(0, 0)`` for other blocks (and an emptied one, which has no such attributes)."""
+    if not getattr(block, "relative_attention", False):
+        return 0, 0
+    kinds = getattr(block, "pos_att_type", None) or ()
+    rows = 2 * int(getattr(block, "pos_ebd_size", 0))
+    return (rows if "c2p" in kinds else 0), (rows if "p2c" in kinds else 0)
 
 
 def _classify(rows_per_example: float, stack_length: str | None, src: int, tgt: int,
@@ -313,16 +371,19 @@ def flop_profile(model: nn.Module) -> FlopProfile:
         raise NNPruneError("model has no config.model_type; FLOPs are counted for Hugging Face models")
     arch = architecture_for(model_type)
     sites = find_sites(model)
-    hidden = int(getattr(config, arch.hidden_attr))
     enc_dec = bool(getattr(config, "is_encoder_decoder", False))
     stack_res = [(s, re.compile(rf"^(?:.*\.)?{s.layers}\.(.+)$")) for s in arch.stacks]
-    linears = [(p, m) for p, m in model.named_modules() if isinstance(m, nn.Linear)]
+    linears = [(p, m) for p, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d))]
     rows: dict[str, int] = {p: 0 for p, _ in linears}
     handles = []
 
     def make_hook(path: str):
-        def hook(_module, args, _output):
-            if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 1:
+        def hook(module, args, output):
+            if isinstance(module, nn.Conv1d):
+                # (batch, channels, positions) out: one kernel window per batch row and position.
+                if isinstance(output, torch.Tensor) and output.dim() == 3:
+                    rows[path] += output.shape[0] * output.shape[-1]
+            elif args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 1:
                 rows[path] += math.prod(args[0].shape[:-1])  # 0-wide inputs (no heads) too
         return hook
 
@@ -331,19 +392,24 @@ def flop_profile(model: nn.Module) -> FlopProfile:
     src, tgt = _PROBE_SRC, (_PROBE_TGT if takes_decoder_ids(model) else _PROBE_SRC)
     was_training = model.training
     model.eval()
+    probed: list[dict[str, int]] = []
     try:
-        inputs = make_inputs(model, _PROBE_BATCH, src, tgt, device=model_device(model))
-        try:
-            model(**inputs)
-        except Exception as exc:  # a model that cannot run cannot be timed or counted either
-            raise NNPruneError(f"probe forward of {type(model).__name__} failed: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        for batch in (_PROBE_BATCH, _PROBE_BATCH + 1):
+            rows.update({p: 0 for p in rows})
+            inputs = make_inputs(model, batch, src, tgt, device=model_device(model))
+            try:
+                model(**inputs)
+            except Exception as exc:  # a model that cannot run cannot be timed or counted either
+                raise NNPruneError(f"probe forward of {type(model).__name__} failed: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            probed.append(dict(rows))
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
 
     entries: dict[str, LinearEntry] = {}
+    relative: dict[str, tuple[str, str]] = {}  # path -> (stack, path inside its layer)
     for path, mod in linears:
         stack_name = layer = None
         stack_length = None
@@ -352,26 +418,56 @@ def flop_profile(model: nn.Module) -> FlopProfile:
             if m:
                 stack_name, layer = s.name, int(m.group(1))
                 stack_length = TGT if s.is_decoder else SRC
+                relative[path] = (s.name, m.group(2))
                 break
-        length, calls = _classify(rows[path] / _PROBE_BATCH, stack_length, src, tgt, enc_dec)
-        entries[path] = LinearEntry(path, mod.in_features, mod.out_features, length, calls,
-                                    stack_name, layer)
+        per_example = probed[1][path] - probed[0][path]
+        fixed = max(probed[0][path] - _PROBE_BATCH * per_example, 0)
+        length, calls = _classify(per_example, stack_length, src, tgt, enc_dec)
+        if isinstance(mod, nn.Conv1d):
+            fan_in, fan_out = mod.in_channels // mod.groups * math.prod(mod.kernel_size), mod.out_channels
+        else:
+            fan_in, fan_out = mod.in_features, mod.out_features
+        entries[path] = LinearEntry(path, fan_in, fan_out, length, calls, stack_name, layer,
+                                    fixed_rows=fixed)
+    _borrow_rows_of_skipped(entries, relative)
     for s in sites:
         entries[s.path].role, entries[s.path].attention = s.role.value, s.attention
+        entries[s.path].parts = s.parts
+    by_attention = {(st.name, a.name): a for st in arch.stacks for a in st.attentions}
+    for s in sites:
+        if s.role in (Role.QUERY, Role.QKV):
+            layer_path = s.path[: -len(by_attention[(s.stack, s.attention)].query)]
+            for rel in by_attention[(s.stack, s.attention)].head_linears:
+                entry = entries.get(layer_path + rel)
+                if entry is not None:
+                    entry.role, entry.attention = HEAD_ROWS, s.attention
 
     units: dict[tuple, dict[Role, str]] = {}
+    head_dims: dict[tuple, int] = {}
     for s in sites:
         if s.attention is not None:
             units.setdefault((s.stack, s.layer, s.attention), {})[s.role] = s.path
-    stacks = {s.name: s for s in arch.stacks}
+            head_dims[(s.stack, s.layer, s.attention)] = s.head_dim
     attentions: list[AttentionEntry] = []
     for (stack, layer, name), paths in units.items():
-        q, k, v = entries[paths[Role.QUERY]], entries[paths[Role.KEY]], entries[paths[Role.VALUE]]
+        if Role.QKV in paths:  # fused: rows [q; k; v], one third each
+            q = k = v = entries[paths[Role.QKV]]
+        else:
+            q, k, v = entries[paths[Role.QUERY]], entries[paths[Role.KEY]], entries[paths[Role.VALUE]]
+        inner_q, inner_v = q.out_features // q.parts, v.out_features // v.parts
         # A block with every head removed (compaction's EmptyAttention) keeps 0-wide layers: 0 FLOPs.
-        hd = _head_dim(model, q.path, config, stacks[stack].heads_attr, hidden)
-        heads = q.out_features // hd if hd else 0
-        attentions.append(AttentionEntry(stack, layer, name, heads, hd, q.out_features,
-                                         v.out_features, q.length, k.length))
+        hd = _head_dim(model, q.path, head_dims[(stack, layer, name)])
+        heads = inner_q // hd if hd else 0
+        block = model.get_submodule(q.path.rsplit(".", 1)[0])
+        attentions.append(AttentionEntry(stack, layer, name, heads, hd, inner_q, inner_v,
+                                         q.length, k.length, *_disentangled_rows(block)))
+    # An emptied block lost the attributes that tell its position terms (0 FLOPs now): the
+    # dense sizes of a resized profile need them, and every layer of a stack has the same.
+    known = {(a.stack, a.name): a for a in attentions if a.pos_rows_q or a.pos_rows_k}
+    for a in attentions:
+        like = known.get((a.stack, a.name))
+        if a.heads == 0 and like is not None:
+            a.pos_rows_q, a.pos_rows_k = like.pos_rows_q, like.pos_rows_k
     return FlopProfile(model_type, enc_dec, list(entries.values()), attentions)
 
 

@@ -3,8 +3,10 @@
 ``compact_model(model)`` bakes the masks of a masked model (``unpatch_model(apply_masks=True)``),
 then slices away, per layer, the heads and FFN dimensions that :func:`analyze_structure` finds
 exactly removable: rows of Q/K/V (weights and biases) and columns of the attention output for a
-head; rows of FFN-in (and its bias) and columns of FFN-out for an FFN dimension. The result
-computes the same function as the masked model.
+head; rows of every FFN-in matrix (and its bias; a gated FFN has two) and columns of FFN-out for
+an FFN dimension. The result computes the same function as the masked model. Per-head state
+outside Q/K/V/O is handled as the architecture declares it (``head_linears``, ``head_args``;
+see :mod:`nnprune.pruning_core.compact_modeling`).
 
 The per-layer sizes go to ``config.nnprune_layout`` and the dense ancestor's sizes to
 ``config.nnprune_original`` (format: see :mod:`nnprune.pruning_core.compact_modeling`). Saving a
@@ -30,6 +32,7 @@ from nnprune.io_utils import atomic_write_text
 from nnprune.pruning_core import compact_modeling as cm
 from nnprune.pruning_core.compact_modeling import CLASS_PREFIX, LAYOUT_ATTR, ORIGINAL_ATTR
 from nnprune.pruning_core.architectures import (
+    ARCHITECTURES,
     model_class_for,
     Role,
     StackRoles,
@@ -124,21 +127,48 @@ def _count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _head_index(heads: list[int], head_dim: int, device: torch.device) -> torch.Tensor:
+def _head_index(heads: list[int], head_dim: int, device: torch.device, sections: int = 1,
+                num_heads: int = 0) -> torch.Tensor:
+    """``(len(heads) * head_dim * sections,)`` row indices of ``heads``: in each of the
+    ``sections`` stacked blocks of ``num_heads * head_dim`` rows (a fused QKV layer: 3)."""
     if not heads:
         return torch.zeros(0, dtype=torch.long, device=device)
-    return torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim, device=device) for h in heads])
+    return torch.cat([torch.arange(s * num_heads * head_dim + h * head_dim,
+                                   s * num_heads * head_dim + (h + 1) * head_dim, device=device)
+                      for s in range(sections) for h in heads])
 
 
-def _relative_specs(stack: StackRoles) -> dict[str, dict[str, str]]:
+def _first_attention_path(paths: dict[Role, str]) -> str:
+    """The query layer's path, or the fused QKV layer's."""
+    return paths[Role.QUERY] if Role.QUERY in paths else paths[Role.QKV]
+
+
+def _section_index(keep: list[int], size: int, sections: int, device: torch.device) -> torch.Tensor:
+    """Row indices of FFN dimensions ``keep`` in each of ``sections`` stacked blocks of ``size``."""
+    return torch.tensor([s * size + i for s in range(sections) for i in keep], dtype=torch.long,
+                        device=device)
+
+
+def _relative_specs(stack: StackRoles) -> dict[str, dict[str, Any]]:
     """Relative paths (inside a layer) of each attention block of ``stack``."""
     specs = {}
     for att in stack.attentions:
         parents = {p.rpartition(".")[0] for p in (att.query, att.key, att.value)}
         if len(parents) != 1:  # pragma: no cover - every supported architecture groups Q/K/V
             raise NNPruneError(f"{stack.name} {att.name} attention: Q/K/V are not in one module")
-        specs[att.name] = {"module": parents.pop(), "q": att.query, "k": att.key, "v": att.value,
-                           "o": att.output}
+        spec: dict[str, Any] = {"module": parents.pop(), "q": att.query, "k": att.key,
+                                "v": att.value, "o": att.output}
+        if att.head_linears:
+            spec["head_linears"] = list(att.head_linears)
+        if att.head_args:
+            spec["head_args"] = list(att.head_args)
+        if att.passes_head_args:
+            spec["passes_head_args"] = True
+        if att.head_arg_maker is not None:
+            spec["head_arg_maker"] = att.head_arg_maker
+        if att.fused_qkv:
+            spec["fused_qkv"] = True
+        specs[att.name] = spec
     return specs
 
 
@@ -196,19 +226,25 @@ def compact_model(model: nn.Module, *, allow_inexact: bool = False,
             len(keep), len(unit.qk_empty), len(set(unit.qk_empty) & drop)))
         if not drop:
             continue
-        layer = model.get_submodule(_layer_path(unit.paths[Role.QUERY], spec["q"]))
+        layer = model.get_submodule(_layer_path(_first_attention_path(unit.paths), spec["q"]))
         hd = unit.head_dim
-        for role in ("q", "k", "v"):
-            lin = layer.get_submodule(spec[role])
-            idx = _head_index(keep, hd, lin.weight.device)
+        for path, sections in cm.head_row_layers(layer, spec):
+            lin = layer.get_submodule(path)
+            idx = _head_index(keep, hd, lin.weight.device, sections, unit.num_heads)
             bias = lin.bias[idx] if lin.bias is not None else None
-            cm.replace_linear(layer, spec[role], cm.new_linear(lin, lin.weight[idx], bias))
+            cm.replace_linear(layer, path, cm.new_linear(lin, lin.weight[idx], bias))
         lin = layer.get_submodule(spec["o"])
         idx = _head_index(keep, hd, lin.weight.device)
         cm.replace_linear(layer, spec["o"], cm.new_linear(lin, lin.weight[:, idx], lin.bias))
-        cm.set_head_count(layer.get_submodule(spec["module"]), len(keep), hd)
+        block = layer.get_submodule(spec["module"])
+        cm.set_head_count(block, len(keep), hd)
         if not keep:
             cm.empty_attention(layer, {**spec, "head_dim": hd})
+        elif spec.get("head_args"):
+            # Indices into the dense model's heads: a block compacted before already holds some.
+            dense = _dense_head_index(block, unit.num_heads)
+            cm.set_head_index(block, [dense[h] for h in keep], spec["head_args"],
+                              bool(spec.get("passes_head_args")), spec.get("head_arg_maker"))
 
     for unit in structure.ffn:
         stack = stacks[unit.stack]
@@ -221,13 +257,18 @@ def compact_model(model: nn.Module, *, allow_inexact: bool = False,
                                     len(unit.kept)))
         if len(keep) == unit.size:
             continue
-        lin_in = model.get_submodule(unit.paths[Role.FFN_IN])
         lin_out = model.get_submodule(unit.paths[Role.FFN_OUT])
-        idx = torch.tensor(keep, dtype=torch.long, device=lin_in.weight.device)
-        bias = lin_in.bias[idx] if lin_in.bias is not None else None
-        parent_in, name_in = _split(unit.paths[Role.FFN_IN])
+        idx = torch.tensor(keep, dtype=torch.long, device=lin_out.weight.device)
+        for path in unit.in_paths or [unit.paths[Role.FFN_IN]]:  # a gated FFN has two
+            lin_in = model.get_submodule(path)
+            # A fused GLU's [input; gate] rows: the kept dimensions of both sections.
+            rows = _section_index(keep, unit.size, lin_in.out_features // unit.size,
+                                  lin_in.weight.device)
+            bias = lin_in.bias[rows] if lin_in.bias is not None else None
+            parent_in, name_in = _split(path)
+            setattr(model.get_submodule(parent_in), name_in,
+                    cm.new_linear(lin_in, lin_in.weight[rows], bias))
         parent_out, name_out = _split(unit.paths[Role.FFN_OUT])
-        setattr(model.get_submodule(parent_in), name_in, cm.new_linear(lin_in, lin_in.weight[idx], bias))
         setattr(model.get_submodule(parent_out), name_out,
                 cm.new_linear(lin_out, lin_out.weight[:, idx], lin_out.bias))
 
@@ -243,6 +284,14 @@ def _split(path: str) -> tuple[str, str]:
     return parent, name
 
 
+def _dense_head_index(block: nn.Module, heads: int) -> list[int]:
+    """The dense model's indices of the ``heads`` heads ``block`` has now (none removed yet:
+    ``0 .. heads - 1``; an :class:`EmptyAttention`: none)."""
+    if isinstance(block, cm.EmptyAttention):
+        return []
+    return list(getattr(block, "nnprune_head_index", None) or range(heads))
+
+
 def _strip_prefix(model: nn.Module, path: str) -> str:
     prefix = getattr(model, "base_model_prefix", "")
     if prefix and path.startswith(prefix + "."):
@@ -254,7 +303,6 @@ def model_layout(model: nn.Module) -> dict[str, Any]:
     """The ``nnprune_layout`` describing ``model``'s current per-layer sizes."""
     config = model.config
     arch = architecture_for(config.model_type)
-    original = _original_sizes(config)
     sites = find_sites(model)
     layout: dict[str, Any] = {"format": cm.LAYOUT_FORMAT, "stacks": {}}
     for stack in arch.stacks:
@@ -264,21 +312,39 @@ def model_layout(model: nn.Module) -> dict[str, Any]:
         first = next(s for s in stack_sites if s.role is Role.FFN_IN and s.layer == 0)
         m = re.match(rf"^(?:.*\.)?{stack.layers}\.", first.path)
         layers_path = _strip_prefix(model, first.path[: m.start(1) - 1]) if m else ""
-        heads_orig = original[stack.heads_attr]
         entry: dict[str, Any] = {"layers": layers_path, "attention": {}}
         by_key = {(s.layer, s.attention, s.role): s for s in stack_sites}
         for name, spec in specs.items():
             heads = []
             head_dim = 0
+            role = Role.QKV if spec.get("fused_qkv") else Role.QUERY
+            layers = [model.get_submodule(_layer_path(by_key[(i, name, role)].path, spec["q"]))
+                      for i in range(n_layers)]
             for i in range(n_layers):
-                o = model.get_submodule(by_key[(i, name, Role.ATTN_OUTPUT)].path)
-                q = model.get_submodule(by_key[(i, name, Role.QUERY)].path)
-                head_dim = o.out_features // heads_orig
-                heads.append(q.out_features // head_dim)
+                site = by_key[(i, name, role)]
+                head_dim = site.head_dim
+                rows = model.get_submodule(site.path).out_features
+                heads.append(rows // (head_dim * site.parts))
+            spec = dict(spec)
+            if "head_linears" in spec:
+                # Only the ones this configuration builds (the same in every layer).
+                spec["head_linears"] = cm.head_linear_paths(layers[0], spec)[3:]
+                if not spec["head_linears"]:
+                    del spec["head_linears"]
             entry["attention"][name] = {**spec, "head_dim": head_dim, "heads": heads}
-        dims = [model.get_submodule(by_key[(i, None, Role.FFN_IN)].path).out_features
+            if "head_args" in spec:
+                entry["attention"][name]["head_index"] = [
+                    _dense_head_index(layer.get_submodule(spec["module"]), n)
+                    for layer, n in zip(layers, heads)]
+        dims = [model.get_submodule(by_key[(i, None, Role.FFN_OUT)].path).in_features
                 for i in range(n_layers)]
-        entry["ffn"] = {"in": stack.ffn_in, "out": stack.ffn_out, "dims": dims}
+        # The FFN-in matrices this configuration builds (the same in every layer).
+        ins = [rel for rel in stack.ffn_ins
+               if any(s.layer == 0 and s.role is Role.FFN_IN and s.path.endswith("." + rel)
+                      for s in stack_sites)]
+        entry["ffn"] = {"in": ins[0] if len(ins) == 1 else ins, "out": stack.ffn_out, "dims": dims}
+        if stack.ffn_in_parts > 1:
+            entry["ffn"]["in_parts"] = stack.ffn_in_parts
         layout["stacks"][stack.name] = entry
     return layout
 
@@ -321,15 +387,21 @@ def reinit_zeros(model: nn.Module, std: float = 0.02,
         allowed[path] = mask
 
     for unit in structure.attention:
-        dev = model.get_submodule(unit.paths[Role.QUERY]).weight.device
+        dev = model.get_submodule(unit.paths[Role.ATTN_OUTPUT]).weight.device
         idx = _head_index(unit.kept, unit.head_dim, dev)
-        for role in (Role.QUERY, Role.KEY, Role.VALUE):
-            allow(unit.paths[role], idx, rows=True)
+        if Role.QKV in unit.paths:
+            allow(unit.paths[Role.QKV], _head_index(unit.kept, unit.head_dim, dev, 3,
+                                                    unit.num_heads), rows=True)
+        else:
+            for role in (Role.QUERY, Role.KEY, Role.VALUE):
+                allow(unit.paths[role], idx, rows=True)
         allow(unit.paths[Role.ATTN_OUTPUT], idx, rows=False)
     for unit in structure.ffn:
         dev = model.get_submodule(unit.paths[Role.FFN_IN]).weight.device
         idx = torch.tensor(unit.kept, dtype=torch.long, device=dev)
-        allow(unit.paths[Role.FFN_IN], idx, rows=True)
+        for path in unit.in_paths or [unit.paths[Role.FFN_IN]]:
+            parts = model.get_submodule(path).out_features // unit.size
+            allow(path, _section_index(unit.kept, unit.size, parts, dev), rows=True)
         allow(unit.paths[Role.FFN_OUT], idx, rows=False)
     total = 0
     for path, mask in allowed.items():
@@ -448,7 +520,21 @@ EXACT_TOLERANCE = 1e-4
 
 def probe_inputs(config: Any, tokenizer: Any = None, batch: int = 4,
                  seq_len: int = 16) -> dict[str, torch.Tensor]:
-    """A fixed batch (with padding) to compare a model before and after an export."""
+    """A fixed batch (with padding) to compare a model before and after an export:
+    ``input_ids`` and ``attention_mask`` ``(batch, seq)``, plus ``decoder_input_ids``
+    ``(batch, seq)`` (the source shifted right after the decoder start token) for a seq2seq
+    architecture that does not derive them itself (T5)."""
+    inputs = _probe_sources(config, tokenizer, batch, seq_len)
+    arch = ARCHITECTURES.get(getattr(config, "model_type", None))
+    start = getattr(config, "decoder_start_token_id", None)
+    if arch is not None and arch.needs_decoder_inputs and isinstance(start, int):
+        ids = inputs["input_ids"]
+        dec = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], dim=1)
+        inputs["decoder_input_ids"] = dec
+    return inputs
+
+
+def _probe_sources(config: Any, tokenizer: Any, batch: int, seq_len: int) -> dict[str, torch.Tensor]:
     vocab = int(getattr(config, "vocab_size", 1000))
     enc = _tokenize(tokenizer, list(PROBE_SENTENCES[:batch])) if tokenizer is not None else None
     if enc is not None:

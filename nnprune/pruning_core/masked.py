@@ -4,7 +4,8 @@ The mask scores live on a grid ``(R, C) = (out // block_rows, in // block_cols)`
 the grid is expanded to the weight's ``(out, in)`` shape. Rows, columns, attention heads and FFN
 dimensions are all block grids of a particular shape (see :func:`resolve_block`). An FFN-out
 layer can borrow its scores from the FFN-in layer of the same FFN, so one score vector of size
-``intermediate`` decides both the FFN-in rows and the FFN-out columns.
+``intermediate`` decides both the FFN-in rows and the FFN-out columns; the second FFN-in matrix
+of a gated FFN (T5's ``wi_1``) borrows the same vector for its rows.
 
 Keeping ``weight`` and ``bias`` as the same parameters (same names) as the original linear layer
 makes patching and un-patching exact inverses, and keeps checkpoints' weight names unchanged.
@@ -26,11 +27,12 @@ from nnprune.pruning_core.config import BinarizerKind, BlockSpec, ScoreInit, Str
 
 
 def resolve_block(spec: BlockSpec, role: Role, out_features: int, in_features: int,
-                  num_heads: int, where: str = "") -> tuple[int, int]:
+                  num_heads: int, where: str = "", parts: int = 1) -> tuple[int, int]:
     """Concrete ``(block_rows, block_cols)`` for ``spec`` on a weight ``(out, in)``.
 
-    Heads are ``out // num_heads`` rows of Q/K/V and ``in // num_heads`` columns of the
-    attention output; FFN dimensions are rows of FFN-in and columns of FFN-out.
+    Heads are ``out // num_heads`` rows of Q/K/V (``out // (3 * num_heads)`` of a fused QKV
+    layer, ``parts`` = 3: one block per head of each section) and ``in // num_heads`` columns of
+    the attention output; FFN dimensions are rows of FFN-in and columns of FFN-out.
     """
     kind = spec.kind
     if kind is StructureKind.BLOCK:
@@ -43,7 +45,7 @@ def resolve_block(spec: BlockSpec, role: Role, out_features: int, in_features: i
         if role is Role.ATTN_OUTPUT:
             rows, cols = out_features, in_features // num_heads
         else:
-            rows, cols = out_features // num_heads, in_features
+            rows, cols = out_features // (num_heads * parts), in_features
     elif kind is StructureKind.FFN_DIM:
         rows, cols = (1, in_features) if role is Role.FFN_IN else (out_features, 1)
     else:  # DENSE layers are never patched
@@ -59,17 +61,23 @@ class MaskedLinear(nn.Linear):
     """``y = x (W ⊙ M)^T + b ⊙ m_row`` with ``M`` expanded from a block mask.
 
     Shapes: ``x (..., in)``, ``W (out, in)``, block mask ``(R, C)``, ``M (out, in)``,
-    ``m_row (out,)`` (a bias entry is dropped with its fully masked row).
+    ``m_row (out,)`` (a bias entry is dropped with its fully masked row). With ``row_tiles`` = t
+    the rows of ``W`` are t stacked sections ``(out / t, in)`` that all take the same mask
+    ``(R, C)`` (ModernBERT's Wi ``[input; gate]``: one score per FFN dimension decides both rows).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  block_rows: int, block_cols: int, binarizer: BinarizerKind,
                  score_init: ScoreInit = ScoreInit.CONSTANT, score_init_scale: float = 0.0,
-                 score_source: Optional["MaskedLinear"] = None,
+                 score_source: Optional["MaskedLinear"] = None, row_tiles: int = 1,
                  device=None, dtype=None) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.block_rows, self.block_cols = block_rows, block_cols
-        self.grid = (out_features // block_rows, in_features // block_cols)
+        self.row_tiles = row_tiles
+        if out_features % (row_tiles * block_rows):
+            raise ValueError(f"{row_tiles} sections of {block_rows}-row blocks do not divide "
+                             f"{out_features} rows")
+        self.grid = (out_features // (row_tiles * block_rows), in_features // block_cols)
         self.binarizer = BinarizerKind(binarizer)
         # Current and final schedule values (keep fraction for topK/magnitude, else threshold).
         self.threshold = 1.0
@@ -77,8 +85,9 @@ class MaskedLinear(nn.Linear):
         # Set by the pruner for global topK: a score cutoff shared by all layers.
         self.global_cutoff: Optional[float] = None
         # Plain attributes, not submodules: a shared FFN pair would otherwise form a module cycle.
+        # ``partners``: the layers borrowing this one's scores (FFN-out, a gated FFN's 2nd FFN-in).
         object.__setattr__(self, "score_source", score_source)
-        object.__setattr__(self, "partner", None)
+        object.__setattr__(self, "partners", [])
         self._cached_mask: Optional[torch.Tensor] = None
         if score_source is None and self.binarizer not in (BinarizerKind.MAGNITUDE,):
             self.mask_scores = nn.Parameter(torch.empty(self.grid, device=device, dtype=dtype))
@@ -86,9 +95,10 @@ class MaskedLinear(nn.Linear):
         else:
             self.register_parameter("mask_scores", None)
         if score_source is not None:
-            if score_source.grid != (self.grid[1], self.grid[0]):
+            # FFN-out borrows the transposed grid, another FFN-in the same one.
+            if score_source.grid not in (self.grid, (self.grid[1], self.grid[0])):
                 raise ValueError(f"shared scores {score_source.grid} do not fit grid {self.grid}")
-            object.__setattr__(score_source, "partner", self)
+            score_source.partners.append(self)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -124,31 +134,35 @@ class MaskedLinear(nn.Linear):
 
     @property
     def block_size(self) -> int:
-        return self.block_rows * self.block_cols
+        """Weights of this layer one score decides: its block in every row section."""
+        return self.block_rows * self.block_cols * self.row_tiles
 
     @property
     def weights_per_score(self) -> int:
-        """Weights one score decides: its block, plus the partner's block for a shared FFN."""
-        return self.block_size * (2 if self.partner is not None else 1)
+        """Weights one score decides: its block, plus the partners' blocks for a shared FFN."""
+        return self.block_size + sum(p.block_size for p in self.partners)
 
     def expand(self, block: torch.Tensor) -> torch.Tensor:
         """``(R, C)`` block mask -> ``(out, in)`` weight mask."""
         r, c = self.grid
-        return (block[:, None, :, None]
+        mask = (block[:, None, :, None]
                 .expand(r, self.block_rows, c, self.block_cols)
-                .reshape(self.out_features, self.in_features))
+                .reshape(self.out_features // self.row_tiles, self.in_features))
+        return mask.repeat(self.row_tiles, 1) if self.row_tiles > 1 else mask
 
     def row_mask(self, block: torch.Tensor) -> torch.Tensor:
         """``(out,)`` mask of the bias: 0 where the whole weight row is masked."""
-        return block.amax(dim=1).repeat_interleave(self.block_rows)
+        rows = block.amax(dim=1).repeat_interleave(self.block_rows)
+        return rows.repeat(self.row_tiles) if self.row_tiles > 1 else rows
 
     def magnitude_scores(self) -> torch.Tensor:
-        """``(R, C)`` mean |W| per block; an FFN-in layer adds its FFN-out partner's columns."""
+        """``(R, C)`` mean |W| per block; an FFN-in layer adds its partners' blocks (FFN-out
+        columns, a gated FFN's other FFN-in rows)."""
         r, c = self.grid
         w = self.weight.detach().abs()
-        scores = w.reshape(r, self.block_rows, c, self.block_cols).mean(dim=(1, 3))
-        if self.partner is not None:
-            scores = scores + self.partner.magnitude_scores().reshape(scores.shape)
+        scores = w.reshape(self.row_tiles, r, self.block_rows, c, self.block_cols).mean(dim=(0, 2, 4))
+        for partner in self.partners:
+            scores = scores + partner.magnitude_scores().reshape(scores.shape)
         return scores
 
     def score_tensor(self) -> torch.Tensor:
@@ -194,12 +208,13 @@ class MaskedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         src = self.score_source
         if src is not None and self.training and src._cached_mask is not None:
-            # FFN-out: the very mask (and L0 sample) of this forward's FFN-in layer.
+            # FFN-out (or a gated FFN's 2nd FFN-in): the very mask (and L0 sample) of this
+            # forward's FFN-in layer, which runs first.
             block = src._cached_mask.reshape(self.grid)
         else:
             block = self.block_mask()
-        if self.partner is not None:
-            # The FFN-out partner reuses this exact mask (same L0 sample, same graph).
+        if self.partners:
+            # The partners reuse this exact mask (same L0 sample, same graph).
             self._cached_mask = block if self.training else None
         weight = self.weight * self.expand(block)
         bias = self.bias * self.row_mask(block) if self.bias is not None else None
@@ -222,7 +237,8 @@ class MaskedLinear(nn.Linear):
         return int((block != 0).sum()) * self.block_size
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, block={self.block_rows}x{self.block_cols}, "
+        tiles = f", row_tiles={self.row_tiles}" if self.row_tiles > 1 else ""
+        return (f"{super().extra_repr()}, block={self.block_rows}x{self.block_cols}{tiles}, "
                 f"binarizer={self.binarizer.value}, shared={self.score_source is not None}")
 
 

@@ -54,7 +54,7 @@ BOUNDARY_COLOR = "#e07b00"
 MAX_CELLS = 96  # cells along the hidden dimension of one panel (larger matrices are averaged)
 COLUMN_TITLES = {"q": "query", "k": "key", "v": "value", "o": "output",
                  "ffn_in": "FFN in", "ffn_out": "FFN out"}
-_TRANSPOSED = (Role.QUERY, Role.KEY, Role.VALUE, Role.FFN_IN)
+_TRANSPOSED = (Role.QUERY, Role.KEY, Role.VALUE, Role.QKV, Role.FFN_IN)
 
 
 # ------------------------------------------------------------------------------------- data
@@ -223,9 +223,9 @@ def pattern_data(model: nn.Module, structure: Optional[ModelStructure] = None) -
         heads, ffn = originals[site.stack]
         if site.role.is_attention:
             hd = head_dims.get(site.unit) or hidden // heads
-            width = heads * hd
+            width = heads * hd * site.parts  # a fused QKV layer's 3 sections side by side
         else:
-            width = ffn
+            width = ffn * site.parts
         mask = _kept_mask(model.get_submodule(site.path))
         if site.role in _TRANSPOSED:
             mask = mask.T  # (hidden, structured)
