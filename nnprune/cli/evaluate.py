@@ -9,13 +9,13 @@ import typer
 
 import sys
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskOptionOpt, add_command, console,
-                                make_table, quiet_libraries, stdout_for_json, stream_is_terminal,
-                                task_options, write_json)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskArg, TaskOptionOpt, add_command,
+                                console, make_table, quiet_libraries, stdout_for_json,
+                                stream_is_terminal, task_options, write_json)
 
 
 def evaluate(
-    task: Annotated[str, typer.Argument(help="Task name: squad, squad_v2, sst2, mnli, qqp, mrpc, ...")],
+    task: TaskArg,
     checkpoint: Annotated[Path, typer.Argument(help="Plain, masked or compacted checkpoint folder.")],
     data_dir: Annotated[Path | None, typer.Option(help="Task data folder (GLUE: dev.tsv, ...; SQuAD: dev-v1.1.json, ...).")] = None,
     validation_file: Annotated[Path | None, typer.Option(help="Evaluation file (GLUE: tsv/csv/json/jsonl; SQuAD: json/jsonl).")] = None,
