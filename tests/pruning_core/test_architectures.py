@@ -11,6 +11,7 @@ import torch
 from conftest import TOL, stock_reload_diffs
 
 from nnprune.errors import NNPruneError
+from nnprune.pruning_core.compact import max_abs_diff, model_outputs, probe_inputs
 
 H, HEADS, HEAD_DIM, FFN, LABELS = 32, 4, 8, 64, 2
 # What ``masked_model`` leaves removable: dense indices of the kept heads, kept FFN dims, per layer.
@@ -78,21 +79,7 @@ def masked_model(case: str):
 
 
 def _probe(model):
-    from nnprune.pruning_core.compact import probe_inputs
-
     return probe_inputs(model.config)  # random ids, rows padded to different lengths
-
-
-def _outputs(model, inputs):
-    from nnprune.pruning_core.compact import model_outputs
-
-    return model_outputs(model, inputs)
-
-
-def _diff(a, b) -> float:
-    from nnprune.pruning_core.compact import max_abs_diff
-
-    return max_abs_diff(a, b)
 
 
 def _blocks(model, case: str) -> list:
@@ -111,11 +98,11 @@ def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, case):
 
     model = masked_model(case)
     inputs = _probe(model)
-    masked = _outputs(model, inputs)
-    assert _diff(masked, _outputs(unpatch_model(copy.deepcopy(model), apply_masks=True), inputs)) <= TOL
+    masked = model_outputs(model, inputs)
+    assert max_abs_diff(masked, model_outputs(unpatch_model(copy.deepcopy(model), apply_masks=True), inputs)) <= TOL
 
     report = compact_model(model)
-    assert report.exact and _diff(masked, _outputs(model, inputs)) <= TOL
+    assert report.exact and max_abs_diff(masked, model_outputs(model, inputs)) <= TOL
     assert [(a.kept, a.qk_empty) for a in report.attention] == [(2, 1), (0, 0), (1, 0)]
     assert [f.kept for f in report.ffn] == KEPT_FFN
     spec = model.config.nnprune_layout["stacks"]["encoder"]["attention"]["self"]
@@ -144,7 +131,7 @@ def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, case):
 
     out = save_checkpoint(model, tmp_path / case, config=None)
     reloaded = nnprune.load_pretrained(out)
-    assert _diff(masked, _outputs(reloaded, inputs)) <= TOL
+    assert max_abs_diff(masked, model_outputs(reloaded, inputs)) <= TOL
     assert reloaded.config.nnprune_layout == model.config.nnprune_layout
 
 
@@ -160,7 +147,7 @@ def _second_compaction_mpnet():
         v.weight[HEAD_DIM:] = 0
         v.bias[HEAD_DIM:] = 0
     inputs = _probe(model)
-    expected = _outputs(model, inputs)
+    expected = model_outputs(model, inputs)
     report = compact_model(model)
     assert [a.kept for a in report.attention] == [1, 0, 1]
     return model, inputs, expected
@@ -170,7 +157,7 @@ def test_mpnet_second_compaction_composes_the_head_index():
     model, inputs, expected = _second_compaction_mpnet()
     spec = model.config.nnprune_layout["stacks"]["encoder"]["attention"]["self"]
     assert spec["head_index"] == [[0], [], [3]]
-    assert _diff(expected, _outputs(model, inputs)) <= TOL
+    assert max_abs_diff(expected, model_outputs(model, inputs)) <= TOL
     # A single kept head would broadcast against all 4 bias heads without the selection.
     assert model.mpnet.encoder.layer[0].attention.attn.nnprune_head_index == [0]
 
@@ -185,7 +172,7 @@ def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
     for case in CASES:
         model = masked_model(case)
         inputs = _probe(model)
-        ref = _outputs(model, inputs)
+        ref = model_outputs(model, inputs)
         compact_model(model)
         models.append((case, model, inputs, ref))
     models.append(("mpnet-twice", *_second_compaction_mpnet()))

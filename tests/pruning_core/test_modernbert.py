@@ -10,6 +10,7 @@ import copy
 import pytest
 import torch
 from conftest import TOL, stock_reload_diffs
+from nnprune.pruning_core.compact import max_abs_diff, model_outputs, probe_inputs
 
 H, HEADS, HEAD_DIM, FFN, LABELS = 32, 4, 8, 64, 2
 # Dense indices of the heads each layer keeps, and the FFN dims it keeps. Layer 0: heads 1 and
@@ -67,21 +68,7 @@ def masked_mb(attn: str = "eager", method: str = "struct"):
 
 
 def _probe(model):
-    from nnprune.pruning_core.compact import probe_inputs
-
     return probe_inputs(model.config)  # random ids, rows padded to different lengths
-
-
-def _outputs(model, inputs):
-    from nnprune.pruning_core.compact import model_outputs
-
-    return model_outputs(model, inputs)
-
-
-def _diff(a, b) -> float:
-    from nnprune.pruning_core.compact import max_abs_diff
-
-    return max_abs_diff(a, b)
 
 
 def test_roles_fused_qkv_and_glu_share_scores_by_section():
@@ -123,11 +110,11 @@ def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, attn):
 
     model = masked_mb(attn)
     inputs = _probe(model)
-    masked = _outputs(model, inputs)
-    assert _diff(masked, _outputs(unpatch_model(copy.deepcopy(model), apply_masks=True), inputs)) <= TOL
+    masked = model_outputs(model, inputs)
+    assert max_abs_diff(masked, model_outputs(unpatch_model(copy.deepcopy(model), apply_masks=True), inputs)) <= TOL
 
     report = compact_model(model)
-    assert report.exact and _diff(masked, _outputs(model, inputs)) <= TOL
+    assert report.exact and max_abs_diff(masked, model_outputs(model, inputs)) <= TOL
     assert [(a.kept, a.qk_empty) for a in report.attention] == [(2, 1), (0, 0), (1, 0)]
     assert [f.kept for f in report.ffn] == KEPT_FFN
     layout = model.config.nnprune_layout["stacks"]["encoder"]
@@ -147,7 +134,7 @@ def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, attn):
     out = save_checkpoint(model, tmp_path / "mb", config=None)
     reloaded = nnprune.load_pretrained(out)
     assert reloaded.config.nnprune_layout == model.config.nnprune_layout
-    assert _diff(masked, _outputs(reloaded, inputs)) <= TOL
+    assert max_abs_diff(masked, model_outputs(reloaded, inputs)) <= TOL
 
 
 def test_compaction_is_checked_against_a_wrong_head_selection():
@@ -156,12 +143,12 @@ def test_compaction_is_checked_against_a_wrong_head_selection():
 
     model = masked_mb()
     inputs = _probe(model)
-    masked = _outputs(model, inputs)
+    masked = model_outputs(model, inputs)
     compact_model(model)
     with torch.no_grad():
         w = model.model.layers[0].attn.Wqkv.weight
         w[2 * 2 * HEAD_DIM:] = w[2 * 2 * HEAD_DIM:].flip(0)  # the 2 kept heads' value rows swapped
-    assert _diff(masked, _outputs(model, inputs)) > 1e-3
+    assert max_abs_diff(masked, model_outputs(model, inputs)) > 1e-3
 
 
 def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
@@ -174,7 +161,7 @@ def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
     for attn in ("eager", "sdpa"):
         model = masked_mb(attn)
         inputs = _probe(model)
-        ref = _outputs(model, inputs)
+        ref = model_outputs(model, inputs)
         compact_model(model)
         path = save_checkpoint(model, tmp_path / attn, config=None)
         save_file({**{k: v.contiguous() for k, v in inputs.items()},
