@@ -8,7 +8,7 @@ shapes), compacted to the same number of heads (or FFN dimensions) in every laye
   width ``f`` of the grid with all heads, and ``T(0, 0)`` (nothing left but what no unit removes);
 * each one timed interleaved against the dense model in the same process (alternating order,
   after warm-up), as ``nnprune speed`` does, and taken as ``ratio * dense`` so that a slow spell
-  of a shared machine does not bend the curves. The ratio is of the fast quartile
+  of a shared machine does not bend the curves. The ratio is of the fast end
   (``TIME_PERCENTILE``) of each one's times: on a busy machine the median moves with whatever
   else runs, the fast forwards much less.
 
@@ -53,8 +53,8 @@ TABLE_FORMAT = 1
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nnprune" / "latency"
 FFN_GRID_STEPS = 8  # FFN widths measured: 0, F/8, ..., F (multiples of 8: fast CPU kernels)
 MAX_HEAD_POINTS = 17  # up to 16 heads every count is measured; more heads, 16 steps
-MIN_ROUNDS, MAX_ROUNDS = 3, 30
-TIME_PERCENTILE = 25.0
+MIN_ROUNDS, MAX_ROUNDS = 5, 30
+TIME_PERCENTILE = 20.0
 Progress = Callable[[int, int], None]  # (done, total) variants
 
 
@@ -258,8 +258,9 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
     measured = {"dense": t_dense, **{n: r * t_dense for n, r in ratios.items()}}
     t = {**{(k, F): measured[f"heads={k}"] for k in head_grid(H) if k != H},
          **{(H, f): measured[f"ffn={f}"] for f in ffn_grid(F) if f != F}, (H, F): t_dense}
-    attention = monotone([(t[(k, F)] - t[(0, F)]) / L for k in head_grid(H)])
-    ffn = monotone([(t[(H, f)] - t[(H, 0)]) / L for f in ffn_grid(F)])
+    # No unit costs less than none (a(0) = m(0) = 0): a noisy point below that is clamped first
+    attention = monotone([max(0.0, (t[(k, F)] - t[(0, F)]) / L) for k in head_grid(H)])
+    ffn = monotone([max(0.0, (t[(H, f)] - t[(H, 0)]) / L) for f in ffn_grid(F)])
     fixed = t_dense - L * (attention[-1] + ffn[-1])
     if fixed <= 0:
         logger.warning("latency table: the parts no unit removes measured %.3f ms (noise); "
