@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_FORMAT = 1
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nnprune" / "latency"
-FFN_GRID_STEPS = 8  # FFN widths measured: 0, F/8, ..., F (multiples of 8: fast CPU kernels)
+FFN_GRID_STEPS = 8  # FFN widths measured: 0, 16, 64, F/8, ..., F (multiples of 8: fast kernels)
 MAX_HEAD_POINTS = 17  # up to 16 heads every count is measured; more heads, 16 steps
 MIN_ROUNDS, MAX_ROUNDS = 5, 30
 TIME_PERCENTILE = 20.0
@@ -186,7 +186,9 @@ def head_grid(heads: int) -> list[int]:
 
 
 def ffn_grid(ffn: int) -> list[int]:
-    points = {0, ffn}
+    # Two small widths too: a highly pruned FFN keeps tens of dimensions, where a kernel's fixed
+    # overhead makes the time far from proportional to the width.
+    points = {0, ffn} | {w for w in (16, 64) if w < ffn // FFN_GRID_STEPS}
     for i in range(1, FFN_GRID_STEPS):
         points.add(max(8, int(round(ffn * i / FFN_GRID_STEPS / 8)) * 8))
     return sorted(p for p in points if p <= ffn)
