@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from nnprune.measure.latency import LatencySetting, LatencyTable
 
 
+DEFAULT_SEQ_LEN = 128
+
+
 def _setting_options(func):
     from nnprune.measure.latency import LatencySetting
 
@@ -35,7 +38,8 @@ def latency_table(
 
     Rows: what one attention block adds to a forward by heads kept, what one FFN adds by
     dimensions kept, and what no unit removes. Cached by hardware, torch/transformers versions,
-    shapes and setting; fine-prune --target-speedup reads the same cache."""
+    shapes and setting (--seq-len defaults to 128 here); fine-prune --target-speedup reads the
+    same cache."""
     quiet_libraries()
     from nnprune.errors import NNPruneError
     from nnprune.measure.latency import latency_table as get_table
@@ -44,7 +48,7 @@ def latency_table(
     if budget_seconds <= 0:
         raise NNPruneError(f"--budget-seconds must be > 0, got {budget_seconds}")
     with stdout_for_json(json_out):
-        table = get_table(load_config(model), setting.at(128), cache_dir=cache_dir, rebuild=rebuild,
+        table = get_table(load_config(model), setting.at(DEFAULT_SEQ_LEN), cache_dir=cache_dir, rebuild=rebuild,
                           budget_s=budget_seconds)
     if not json_out:
         for t in render(table):
