@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = [float(t) for t in a.targets.split(",")]
     out_json = a.out or ROOT / "results" / f"post_training_{a.task}.json"
     rows: list[dict[str, Any]] = []
-    variants = [("default (rearrange)", dict(rearrange=True, tune=False))]
+    variants = [("default (rearrange, the task's tuning choice)", dict(rearrange=True, tune=None))]
     if a.ablate:  # what each phase buys
         variants += [("rearrange + lstsq tuning", dict(rearrange=True, tune=True)),
                      ("lstsq tuning only", dict(rearrange=False, tune=True)),

@@ -32,7 +32,7 @@ def prune(
     validation_file: Annotated[Optional[Path], typer.Option(help="Evaluation file.")] = None,
     max_eval_samples: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many examples.")] = None,
     rearrange: Annotated[bool, typer.Option(help="Re-choose the pruned units per layer with the layer's full Fisher block.")] = True,
-    tune: Annotated[bool, typer.Option(help="Least-squares tuning of the kept units, layer by layer (off by default: it cost accuracy on SST-2, see README).")] = False,
+    tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
     speed_probe: Annotated[bool, typer.Option(help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
     learning_rate: Annotated[float, typer.Option(help="Learning rate of --then-fill.")] = 5e-5,

@@ -83,6 +83,9 @@ class TaskAdapter(ABC):
     #: the ``transformers`` model class-name suffix of the head this task trains and evaluates
     #: (``"ForSequenceClassification"``); ``""``: any head the adapter's ``build_model`` accepts
     head_suffix: str = ""
+    #: whether ``nnprune prune`` tunes the kept units by least squares unless told (measured:
+    #: it costs classification accuracy, and gains span-extraction F1)
+    prune_tune: bool = False
 
     def with_options(self, options: dict[str, str]) -> "TaskAdapter":
         """This task with ``--task-option key=value`` settings applied; a task without settings

@@ -629,6 +629,7 @@ class SquadTask(TaskAdapter):
     # ----------------------------------------------------------------- model
 
     head_suffix = "ForQuestionAnswering"
+    prune_tune = True  # nnprune prune: least squares gave the SQuAD v1.1 split +1.2 F1 at 1.5x
 
     def build_model(self, model_name_or_path: str, **kwargs: Any) -> torch.nn.Module:
         """``AutoModelForQuestionAnswering`` (a base checkpoint gets a fresh span head)."""

@@ -70,7 +70,9 @@ class PruneArgs:
     validation_file: Optional[Path] = None
     max_eval_samples: Optional[int] = None
     rearrange: bool = True
-    tune: bool = False  # measured on SST-2: the least-squares tuning cost 0.5-1.3 points (README)
+    # least-squares tuning; None: the task's choice (TaskAdapter.prune_tune), measured per task:
+    # it cost SST-2 0.5-1.3 points and gave the SQuAD v1.1 split 1.2 F1 at 1.5x (README)
+    tune: Optional[bool] = None
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     learning_rate: float = 5e-5  # of the fill stage
@@ -243,7 +245,8 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
                    table.model if table is not None else None)
     phase("search")
     tune_report = None
-    if args.tune:
+    tune = task.prune_tune if args.tune is None else args.tune
+    if tune:
         dense = copy.deepcopy(model)
         tuned = [0]
 
@@ -269,7 +272,7 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     save_to = out / PRUNE_SUBDIR if args.then_fill else out
     info = {"task": args.task, "base_model": str(src), "post_training": {
         "method": "fisher+search" + ("+rearrange" if args.rearrange else "")
-                  + ("+lstsq" if args.tune else ""),
+                  + ("+lstsq" if tune else ""),
         "options": args.to_dict(), "calibration_examples": n_examples, "max_seq_length": seq_len,
         "kept": {g.label: kept[g.key] for g in groups},
         "flops": {"before": full, "after": after_flops},

@@ -48,6 +48,8 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
     assert sum(k for lc in count.layers for k, _ in lc.heads.values()) == result.heads_kept
     info = json.loads((out / "nnprune_config.json").read_text())
     assert info["post_training"]["options"]["target_flops"] == 0.5
+    # classification: no least-squares tuning unless asked (it cost SST-2 accuracy)
+    assert info["post_training"]["method"] == "fisher+search+rearrange" and not result.tune_error
     assert info["post_training"]["calibration_examples"] == 64
     assert set(result.metrics_before) == set(result.metrics_after) >= {"accuracy"}
 
@@ -147,3 +149,10 @@ def test_prune_cli_bad_input_exits_2_with_one_line(setup, tmp_path):
         main(["prune", str(model_dir), "sst2", "--output-dir", str(tmp_path / "o"),
               "--target-speedup", "0.5", "--data-dir", str(data)])
     assert e.value.code == 2
+
+
+def test_the_task_chooses_the_least_squares_tuning_by_default():
+    from nnprune.tasks import get_task
+
+    assert get_task("squad").prune_tune and get_task("question-answering").prune_tune
+    assert not get_task("sst2").prune_tune and not get_task("text-classification").prune_tune
