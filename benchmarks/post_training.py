@@ -1,5 +1,6 @@
 """``nnprune prune`` (post-training pruning, no retraining) on a real fine-tuned model: accuracy,
-wall time and *measured* speed at several FLOP targets, against the dense model it came from.
+wall time and *measured* speed at several speed targets (priced by this machine's latency table,
+or with ``--budget flops`` by FLOPs, as the README's SST-2 rows were), against the dense model.
 
 For each target the script runs the whole command's workflow (:func:`nnprune.workflows.prune.prune`:
 score, search, rearrange, least-squares tuning, exact compaction, evaluation on the full dev set),
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dense", type=Path, required=True, help="fine-tuned dense checkpoint")
     p.add_argument("--task", default="sst2")
     p.add_argument("--data-dir", type=Path, required=True)
-    p.add_argument("--targets", default="1.5,2", help="comma-separated FLOP speedups")
+    p.add_argument("--targets", default="1.5,2", help="comma-separated speedups")
+    p.add_argument("--budget", choices=("latency", "flops"), default="latency",
+                   help="price the masks by the latency table (--target-speedup) or by FLOPs "
+                        "(--target-flops 1/S)")
     p.add_argument("--calibration-samples", type=int, default=2048)
     p.add_argument("--seq", type=int, default=128, help="sequence length of scoring and timing")
     p.add_argument("--fill-steps", type=int, default=0, help="also --then-fill this many steps "
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             out = a.work / f"{a.task}-x{target}-{name.split()[0]}{'-fill' if fill else ''}"
             start = time.perf_counter()
             res = prune(PruneArgs(
-                checkpoint=str(a.dense), task=a.task, output_dir=out, target_speedup=target,
+                checkpoint=str(a.dense), task=a.task, output_dir=out,
+                **({"target_speedup": target} if a.budget == "latency" else {"target_flops": 1 / target}),
                 calibration_samples=a.calibration_samples, max_seq_length=a.seq,
                 data_dir=a.data_dir, speed_probe=False, then_fill=fill, overwrite=True, **kw))
             wall = time.perf_counter() - start
