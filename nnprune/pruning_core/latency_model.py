@@ -27,6 +27,7 @@ views agree.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Optional, Sequence
 
@@ -142,26 +143,28 @@ class LatencyModel:
             raise NNPruneError(f"latency table is missing {exc.args[0]!r}") from None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Unit:
-    """One attention block (``width`` = head_dim) or one FFN (``width`` = 1): the layer whose
-    rows decide it (value / FFN-in) and the one whose columns do (attention output / FFN-out);
-    ``None`` for a dense (unpatched) role."""
+    """One attention block (its heads) or one FFN (its dimensions): the layer whose rows decide
+    it (value / FFN-in) and the one whose columns do (attention output / FFN-out); ``None`` for
+    a dense (unpatched) role."""
 
-    layer_index: int
     size: int
-    width: int
     rows: Optional[MaskedLinear]
     cols: Optional[MaskedLinear]
 
-    def alive(self, cutoff: float) -> int:
-        """Units left at ``cutoff`` (a unit goes when its rows or its columns are all masked)."""
-        keep = torch.ones(self.size, dtype=torch.bool)
+    def scores(self) -> list[float]:
+        """The highest cutoff each unit survives, sorted: a unit goes when all its rows or all
+        its columns are masked, i.e. when the cutoff passes the best block of its rows or of its
+        columns."""
+        best = torch.full((self.size,), math.inf)
         if self.rows is not None:
-            keep &= _grid_alive(self.rows, cutoff, rows=True).view(self.size, self.width).any(1)
+            per_row = _owner_scores(self.rows).amax(dim=1).repeat_interleave(self.rows.block_rows)
+            best = torch.minimum(best, per_row.view(self.size, -1).amax(dim=1))
         if self.cols is not None:
-            keep &= _grid_alive(self.cols, cutoff, rows=False).view(self.size, self.width).any(1)
-        return int(keep.sum())
+            per_col = _owner_scores(self.cols).amax(dim=0).repeat_interleave(self.cols.block_cols)
+            best = torch.minimum(best, per_col.view(self.size, -1).amax(dim=1))
+        return sorted(best.tolist())
 
 
 def _owner_scores(layer: MaskedLinear) -> torch.Tensor:
@@ -169,12 +172,12 @@ def _owner_scores(layer: MaskedLinear) -> torch.Tensor:
     return owner.score_tensor().detach().float().reshape(layer.grid)
 
 
-def _grid_alive(layer: MaskedLinear, cutoff: float, *, rows: bool) -> torch.Tensor:
-    """``(out,)`` (rows) or ``(in,)`` (columns) bool: some block of that row/column is kept."""
-    block = _owner_scores(layer) >= cutoff
-    if rows:
-        return block.any(dim=1).repeat_interleave(layer.block_rows)
-    return block.any(dim=0).repeat_interleave(layer.block_cols)
+def _kept(sorted_scores: list[float], cutoff: float) -> int:
+    """How many of the units (their sorted survival scores) a cutoff keeps (score >= cutoff)."""
+    return len(sorted_scores) - bisect.bisect_left(sorted_scores, cutoff)
+
+
+UnitScores = tuple[list[list[float]], list[list[float]]]  # per layer: attention, FFN
 
 
 class LatencyCut:
@@ -194,21 +197,23 @@ class LatencyCut:
         if any(s.attention not in (None, "self") for s in sites):
             raise NNPruneError("--target-speedup supports self-attention encoders only")
         n = model.num_layers
-        self.attention = [_Unit(i, model.dense_heads, 0, by_role.get((i, "self", Role.VALUE)),
+        self.attention = [_Unit(model.dense_heads, by_role.get((i, "self", Role.VALUE)),
                                 by_role.get((i, "self", Role.ATTN_OUTPUT))) for i in range(n)]
-        self.ffn = [_Unit(i, model.dense_ffn, 1, by_role.get((i, None, Role.FFN_IN)),
+        self.ffn = [_Unit(model.dense_ffn, by_role.get((i, None, Role.FFN_IN)),
                           by_role.get((i, None, Role.FFN_OUT))) for i in range(n)]
-        for u in self.attention:
-            ref = u.rows if u.rows is not None else u.cols
-            if ref is not None:
-                u.width = (ref.out_features if u.rows is not None else ref.in_features) // u.size
         self.owners = [m for _, m in layers if m.owns_scores]
         if not self.owners:
             raise NNPruneError("--target-speedup needs a method with learned or magnitude scores")
 
-    def sizes(self, cutoff: float) -> tuple[list[int], list[int]]:
+    def unit_scores(self) -> UnitScores:
+        """Every layer's heads and FFN dimensions as sorted survival scores (one pass over the
+        scores; each cutoff then counts by bisection)."""
+        return [u.scores() for u in self.attention], [u.scores() for u in self.ffn]
+
+    def sizes(self, cutoff: float, units: Optional[UnitScores] = None) -> tuple[list[int], list[int]]:
         """Heads and FFN dimensions left per layer at ``cutoff``."""
-        return [u.alive(cutoff) for u in self.attention], [u.alive(cutoff) for u in self.ffn]
+        attention, ffn = units if units is not None else self.unit_scores()
+        return [_kept(s, cutoff) for s in attention], [_kept(s, cutoff) for s in ffn]
 
     def predict(self, cutoff: float) -> float:
         return self.model.predict(*self.sizes(cutoff))
@@ -217,10 +222,11 @@ class LatencyCut:
         """The lowest score cutoff (most blocks kept) whose predicted latency is within
         ``budget_ms``; above every score (nothing kept) when none is."""
         values = torch.unique(torch.cat([_owner_scores(m).flatten() for m in self.owners]))
+        units = self.unit_scores()
         lo, hi = 0, len(values)  # answer in [lo, hi]; index len(values) = above every score
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.predict(float(values[mid])) <= budget_ms:
+            if self.model.predict(*self.sizes(float(values[mid]), units)) <= budget_ms:
                 hi = mid
             else:
                 lo = mid + 1
