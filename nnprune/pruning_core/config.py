@@ -102,6 +102,16 @@ class BlockSpec:
         return self.kind.value
 
 
+def check_speedup_target(speedup: Optional[float], density: Optional[float] = None) -> None:
+    """One-line errors for a ``--target-speedup`` that is not a speedup, or given together with
+    a ``--target-density`` (one target at a time); the one check of every command taking it."""
+    if speedup is not None and not speedup > 1:
+        raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {speedup}")
+    if speedup is not None and density is not None:
+        raise NNPruneError("one target at a time: pass --target-speedup or --target-density, "
+                           "not both")
+
+
 def _is_fraction_or_steps(value: float) -> bool:
     return value >= 0 and (value < 1 or float(value).is_integer())
 
@@ -161,11 +171,7 @@ class PruningConfig:
             raise NNPruneError("ffn_block cannot be head (that shape is for attention)")
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"target density must be in (0, 1], got {self.target_density}")
-        if self.target_speedup is not None and not self.target_speedup > 1:
-            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
-        if self.target_speedup is not None and self.target_density is not None:
-            raise NNPruneError("one target at a time: pass --target-speedup or --target-density, "
-                               "not both")
+        check_speedup_target(self.target_speedup, self.target_density)
         if self.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
             for name in ("initial_threshold", "final_threshold"):
                 v = getattr(self, name)
@@ -293,5 +299,5 @@ def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
 
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
+    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
 ]

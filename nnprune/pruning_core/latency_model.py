@@ -35,6 +35,7 @@ import torch
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.architectures import LinearSite, Role
+from nnprune.pruning_core.config import check_speedup_target
 from nnprune.pruning_core.masked import MaskedLinear
 
 
@@ -122,8 +123,7 @@ class LatencyModel:
 
     def budget_ms(self, speedup: float) -> float:
         """The latency a ``speedup`` asks for; refuses one this model cannot reach."""
-        if not speedup > 1:
-            raise NNPruneError(f"--target-speedup must be > 1, got {speedup}")
+        check_speedup_target(speedup)
         if speedup >= self.max_speedup:
             raise NNPruneError(
                 f"--target-speedup {speedup:g} is beyond reach: removing every head and FFN "

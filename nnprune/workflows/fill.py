@@ -32,7 +32,8 @@ from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import load_config, load_model
 from nnprune.pruning_core.compact import compact_exactly, is_compacted, reinit_zeros
-from nnprune.pruning_core.config import LATENCY_KEY, BinarizerKind, read_nnprune_config
+from nnprune.pruning_core.config import (LATENCY_KEY, BinarizerKind, check_speedup_target,
+                                         read_nnprune_config)
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.methods import build_config
 from nnprune.tasks import get_task
@@ -67,8 +68,7 @@ class FillArgs:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.reinit_std is not None and self.reinit_std < 0:
             raise NNPruneError(f"--reinit-std must be >= 0, got {self.reinit_std}")
-        if self.target_speedup is not None and not self.target_speedup > 1:
-            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
+        check_speedup_target(self.target_speedup)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, as recorded in ``nnprune_config.json``."""

@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
-from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, load_config_file,
-                                         parse_assignments)
+from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, check_speedup_target,
+                                         load_config_file, parse_assignments)
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import TaskAdapter, get_task
@@ -62,11 +62,7 @@ class FinePruneArgs:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
-        if self.target_speedup is not None and not self.target_speedup > 1:
-            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
-        if self.target_speedup is not None and self.target_density is not None:
-            raise NNPruneError("one target at a time: pass --target-speedup or --target-density, "
-                               "not both")
+        check_speedup_target(self.target_speedup, self.target_density)
         if self.fill_max_steps is not None and self.fill_max_steps < 1:
             raise NNPruneError(f"--fill-max-steps must be >= 1, got {self.fill_max_steps}")
         if self.fill_epochs is not None and self.fill_epochs <= 0:

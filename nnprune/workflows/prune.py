@@ -29,7 +29,8 @@ from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
                                              read_config_json, save_checkpoint)
 from nnprune.pruning_core.compact import compact_exactly
-from nnprune.pruning_core.config import LATENCY_KEY, BinarizerKind, PruningConfig
+from nnprune.pruning_core.config import (LATENCY_KEY, BinarizerKind, PruningConfig,
+                                         check_speedup_target)
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
                                                 fisher_information, mask_groups, model_inputs,
@@ -90,8 +91,7 @@ class PruneArgs:
         if (self.target_speedup is None) == (self.target_flops is None):
             raise NNPruneError("pass one target: --target-speedup S (e.g. 2) or --target-flops F "
                                "(fraction of the dense FLOPs to keep, e.g. 0.5)")
-        if self.target_speedup is not None and not self.target_speedup > 1:
-            raise NNPruneError(f"--target-speedup must be > 1 (a speedup), got {self.target_speedup}")
+        check_speedup_target(self.target_speedup)
         if self.target_flops is not None and not 0 < self.target_flops < 1:
             raise NNPruneError(f"--target-flops is the fraction of FLOPs kept, in (0, 1); got "
                                f"{self.target_flops}")
