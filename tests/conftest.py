@@ -195,9 +195,9 @@ def cli_output(args) -> str:
     return res.output
 
 
-# A Python process in which nnprune cannot be imported: loads compacted checkpoints with stock
-# transformers (trust_remote_code) and prints each one's max |logit difference| to its probe.
-STOCK_RELOAD_SCRIPT = r"""
+# The start of a Python script run in a subprocess in which nnprune cannot be imported (stock
+# transformers only): what a user without nnprune gets.
+WITHOUT_NNPRUNE = r"""
 import importlib.abc, json, sys
 
 class _NoNNPrune(importlib.abc.MetaPathFinder):
@@ -214,7 +214,11 @@ try:
     raise SystemExit("nnprune is importable")
 except ImportError:
     pass
+"""
 
+# Loads compacted checkpoints with stock transformers (trust_remote_code) and prints each one's
+# max |logit difference| to its probe.
+STOCK_RELOAD_SCRIPT = WITHOUT_NNPRUNE + r"""
 import torch
 import transformers
 from safetensors.torch import load_file
@@ -232,6 +236,15 @@ for path, auto in json.loads(sys.argv[1]):
 assert not any(k == "nnprune" or k.startswith("nnprune.") for k in sys.modules)
 print("RESULT " + json.dumps(diffs))
 """
+
+
+def write_probe(path: str | Path, inputs: dict, ref: dict) -> None:
+    """``PATH.probe.safetensors`` for :func:`stock_reload_diffs`: the probe inputs and the
+    reference outputs (``ref_<name>``) the reloaded checkpoint at ``path`` must reproduce."""
+    from safetensors.torch import save_file
+
+    save_file({**{k: v.contiguous() for k, v in inputs.items()},
+               **{f"ref_{k}": v.contiguous() for k, v in ref.items()}}, f"{path}.probe.safetensors")
 
 
 def stock_reload_diffs(cases: list[tuple[str, str]], tmp_path: Path) -> dict[str, float]:
@@ -255,6 +268,37 @@ def stock_reload_diffs(cases: list[tuple[str, str]], tmp_path: Path) -> dict[str
 
 # ------------------------------------------------------------------------------ masked models
 TOL = 1e-4  # the largest |logit difference| that counts as the same model
+
+
+def compact_masked(model: nn.Module):
+    """Compact a patched (masked) ``model`` in place, asserting that the masks baked into plain
+    layers and the compacted model both compute the masked outputs (within TOL) and that the
+    compaction was exact. Returns ``(report, probe inputs, masked outputs)``."""
+    import copy
+
+    from nnprune.pruning_core import unpatch_model
+    from nnprune.pruning_core.compact import (compact_model, max_abs_diff, model_outputs,
+                                              probe_inputs)
+
+    inputs = probe_inputs(model.config)  # random ids, rows padded to different lengths
+    masked = model_outputs(model, inputs)
+    baked = unpatch_model(copy.deepcopy(model), apply_masks=True)
+    assert max_abs_diff(masked, model_outputs(baked, inputs)) <= TOL
+    report = compact_model(model)
+    assert report.exact and max_abs_diff(masked, model_outputs(model, inputs)) <= TOL
+    return report, inputs, masked
+
+
+def assert_reloads(model: nn.Module, inputs, masked, path: Path) -> None:
+    """Saved and reloaded through nnprune, a compacted ``model`` keeps its layout and still
+    computes the masked outputs."""
+    import nnprune
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+    from nnprune.pruning_core.compact import max_abs_diff, model_outputs
+
+    reloaded = nnprune.load_pretrained(save_checkpoint(model, path, config=None))
+    assert reloaded.config.nnprune_layout == model.config.nnprune_layout
+    assert max_abs_diff(masked, model_outputs(reloaded, inputs)) <= TOL
 
 
 def tiny_task_model(model_type: str, head: str = "sequence-classification", seed: int = 0):

@@ -32,8 +32,7 @@ from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import load_config, load_model
 from nnprune.pruning_core.compact import compact_exactly, is_compacted, reinit_zeros
-from nnprune.pruning_core.config import (LATENCY_KEY, BinarizerKind, check_speedup_target,
-                                         read_nnprune_config)
+from nnprune.pruning_core.config import LATENCY_KEY, check_speedup_target, read_nnprune_config
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.methods import build_config
 from nnprune.tasks import get_task
@@ -128,10 +127,7 @@ def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = Non
             raise NNPruneError(f"fill --target-speedup re-cuts a fine-pruned (masked) "
                                f"checkpoint's mask scores; {checkpoint} is {loaded.kind.value}")
         pruner = loaded.pruner
-        if pruner.config.binarizer not in (BinarizerKind.THRESHOLD, BinarizerKind.SIGMOID_THRESHOLD):
-            raise NNPruneError(f"fill --target-speedup needs learned threshold scores (struct, "
-                               f"hybrid, block, soft-movement); {checkpoint} was pruned with "
-                               f"{pruner.config.binarizer.value}")
+        # The config's own check refuses a binarizer with no global threshold to re-cut
         pruner.config = pruner.config.replace(target_density=None, target_speedup=target_speedup)
         pruner.use_latency(latency)
         pruner.finalize()

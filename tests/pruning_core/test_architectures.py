@@ -4,11 +4,10 @@ export of the compacted shapes. Tiny random models built from configs (no downlo
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
-from conftest import TOL, stock_reload_diffs
+from conftest import TOL, assert_reloads, compact_masked, stock_reload_diffs, write_probe
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.compact import max_abs_diff, model_outputs, probe_inputs
@@ -91,18 +90,8 @@ def _blocks(model, case: str) -> list:
 
 @pytest.mark.parametrize("case", CASES)
 def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, case):
-    import nnprune
-    from nnprune.pruning_core import unpatch_model
-    from nnprune.pruning_core.checkpoint import save_checkpoint
-    from nnprune.pruning_core.compact import compact_model
-
     model = masked_model(case)
-    inputs = _probe(model)
-    masked = model_outputs(model, inputs)
-    assert max_abs_diff(masked, model_outputs(unpatch_model(copy.deepcopy(model), apply_masks=True), inputs)) <= TOL
-
-    report = compact_model(model)
-    assert report.exact and max_abs_diff(masked, model_outputs(model, inputs)) <= TOL
+    report, inputs, masked = compact_masked(model)
     assert [(a.kept, a.qk_empty) for a in report.attention] == [(2, 1), (0, 0), (1, 0)]
     assert [f.kept for f in report.ffn] == KEPT_FFN
     spec = model.config.nnprune_layout["stacks"]["encoder"]["attention"]["self"]
@@ -129,10 +118,7 @@ def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, case):
         assert "head_linears" not in spec
         assert not any(hasattr(b, "pos_key_proj") for b in blocks)
 
-    out = save_checkpoint(model, tmp_path / case, config=None)
-    reloaded = nnprune.load_pretrained(out)
-    assert max_abs_diff(masked, model_outputs(reloaded, inputs)) <= TOL
-    assert reloaded.config.nnprune_layout == model.config.nnprune_layout
+    assert_reloads(model, inputs, masked, tmp_path / case)
 
 
 def _second_compaction_mpnet():
@@ -163,7 +149,6 @@ def test_mpnet_second_compaction_composes_the_head_index():
 
 
 def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
-    from safetensors.torch import save_file
 
     from nnprune.pruning_core.checkpoint import save_checkpoint
     from nnprune.pruning_core.compact import compact_model
@@ -179,9 +164,7 @@ def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
     cases = []
     for name, model, inputs, ref in models:
         path = save_checkpoint(model, tmp_path / name, config=None)
-        save_file({**{k: v.contiguous() for k, v in inputs.items()},
-                   **{f"ref_{k}": v.contiguous() for k, v in ref.items()}},
-                  f"{path}.probe.safetensors")
+        write_probe(path, inputs, ref)
         cases.append((str(path), "AutoModelForSequenceClassification"))
     diffs = stock_reload_diffs(cases, tmp_path)
     assert set(diffs) == {c[0] for c in cases}

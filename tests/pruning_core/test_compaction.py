@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TOL, stock_reload_diffs, struct_masked, tiny_config
+from conftest import TOL, stock_reload_diffs, struct_masked, tiny_config, write_probe
 from conftest import tiny_task_model as _model
 
 SEQ2SEQ = {"bart"}
@@ -260,7 +260,6 @@ def test_load_pretrained_masked_and_bad_layout(tmp_path):
 
 
 def test_stock_transformers_loads_compacted_without_nnprune(tmp_path):
-    from safetensors.torch import save_file
 
     from nnprune.pruning_core.checkpoint import save_checkpoint
     from nnprune.pruning_core.compact import compact_model
@@ -275,9 +274,7 @@ def test_stock_transformers_loads_compacted_without_nnprune(tmp_path):
         ref = _outputs(model, inputs)
         compact_model(model)
         path = save_checkpoint(model, tmp_path / f"{model_type}-compact", config=None)
-        save_file({**{k: v.contiguous() for k, v in inputs.items()},
-                   **{f"ref_{k}": v.contiguous() for k, v in ref.items()}},
-                  f"{path}.probe.safetensors")
+        write_probe(path, inputs, ref)
         cases.append((str(path), auto))
     diffs = stock_reload_diffs(cases, tmp_path)
     assert set(diffs) == {c[0] for c in cases}

@@ -5,11 +5,10 @@ shapes. Tiny random sequence classifiers built from configs (no downloads)."""
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
-from conftest import TOL, stock_reload_diffs
+from conftest import TOL, assert_reloads, compact_masked, stock_reload_diffs, write_probe
 from nnprune.pruning_core.compact import max_abs_diff, model_outputs, probe_inputs
 
 H, HEADS, HEAD_DIM, FFN, LABELS = 32, 4, 8, 64, 2
@@ -103,18 +102,8 @@ def test_roles_fused_qkv_and_glu_share_scores_by_section():
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, attn):
-    import nnprune
-    from nnprune.pruning_core import unpatch_model
-    from nnprune.pruning_core.checkpoint import save_checkpoint
-    from nnprune.pruning_core.compact import compact_model
-
     model = masked_mb(attn)
-    inputs = _probe(model)
-    masked = model_outputs(model, inputs)
-    assert max_abs_diff(masked, model_outputs(unpatch_model(copy.deepcopy(model), apply_masks=True), inputs)) <= TOL
-
-    report = compact_model(model)
-    assert report.exact and max_abs_diff(masked, model_outputs(model, inputs)) <= TOL
+    report, inputs, masked = compact_masked(model)
     assert [(a.kept, a.qk_empty) for a in report.attention] == [(2, 1), (0, 0), (1, 0)]
     assert [f.kept for f in report.ffn] == KEPT_FFN
     layout = model.config.nnprune_layout["stacks"]["encoder"]
@@ -131,10 +120,7 @@ def test_compacted_matches_masked_and_reloads_with_nnprune(tmp_path, attn):
     # The sliding window of layer 1 and the global attention of layers 0 and 2 stay as they were.
     assert [layer.attention_type for layer in layers] == model.config.layer_types
 
-    out = save_checkpoint(model, tmp_path / "mb", config=None)
-    reloaded = nnprune.load_pretrained(out)
-    assert reloaded.config.nnprune_layout == model.config.nnprune_layout
-    assert max_abs_diff(masked, model_outputs(reloaded, inputs)) <= TOL
+    assert_reloads(model, inputs, masked, tmp_path / "mb")
 
 
 def test_compaction_is_checked_against_a_wrong_head_selection():
@@ -152,7 +138,6 @@ def test_compaction_is_checked_against_a_wrong_head_selection():
 
 
 def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
-    from safetensors.torch import save_file
 
     from nnprune.pruning_core.checkpoint import save_checkpoint
     from nnprune.pruning_core.compact import compact_model
@@ -164,9 +149,7 @@ def test_stock_transformers_reloads_compacted_without_nnprune(tmp_path):
         ref = model_outputs(model, inputs)
         compact_model(model)
         path = save_checkpoint(model, tmp_path / attn, config=None)
-        save_file({**{k: v.contiguous() for k, v in inputs.items()},
-                   **{f"ref_{k}": v.contiguous() for k, v in ref.items()}},
-                  f"{path}.probe.safetensors")
+        write_probe(path, inputs, ref)
         cases.append((str(path), "AutoModelForSequenceClassification"))
     diffs = stock_reload_diffs(cases, tmp_path)
     assert set(diffs) == {c[0] for c in cases}

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import SHARED_DATA, TOL, minilm_path
+from conftest import SHARED_DATA, TOL, WITHOUT_NNPRUNE, minilm_path
 
 D_MODEL, HEADS, FFN, BUCKETS = 32, 4, 64, 8
 # t5: ReLU FFN (wi, wo); flan-t5: T5 v1.1 gated-GELU FFN (wi_0, wi_1, wo); mt5: gated, with a
@@ -304,16 +304,7 @@ def test_second_compaction_composes_the_head_index_of_layer_zero():
 # A process in which nnprune cannot be imported: stock transformers loads each compacted
 # checkpoint with its remote code and prints the logit difference and whether the greedy and
 # beam generations are the reference ones.
-STOCK_SCRIPT = r"""
-import importlib.abc, json, sys
-
-class _NoNNPrune(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "nnprune" or name.startswith("nnprune."):
-            raise ImportError("nnprune is not installed here")
-        return None
-
-sys.meta_path.insert(0, _NoNNPrune())
+STOCK_SCRIPT = WITHOUT_NNPRUNE + r"""
 import torch
 import transformers
 from safetensors.torch import load_file

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import save_tiny_model, stock_reload_diffs, write_toy_sst2
+from conftest import save_tiny_model, stock_reload_diffs, write_probe, write_toy_sst2
 from typer.testing import CliRunner
 
 from nnprune.errors import NNPruneError
@@ -22,7 +22,6 @@ def setup(tmp_path_factory):
 
 
 def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(setup, tmp_path):
-    from safetensors.torch import save_file
 
     from nnprune.measure.counting import count_parameters
     from nnprune.measure.flops import flop_profile
@@ -56,8 +55,7 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
     # the in-memory pruned model's logits == stock transformers' reload, without nnprune
     inputs = probe_inputs(result.model.config)
     ref = model_outputs(result.model, inputs)
-    save_file({**{k: v.contiguous() for k, v in inputs.items()},
-               **{f"ref_{k}": v.contiguous() for k, v in ref.items()}}, f"{out}.probe.safetensors")
+    write_probe(out, inputs, ref)
     diffs = stock_reload_diffs([(str(out), "AutoModelForSequenceClassification")], tmp_path)
     assert diffs[str(out)] <= 1e-4
 

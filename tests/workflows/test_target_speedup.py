@@ -109,7 +109,14 @@ def test_fill_recuts_a_pruned_checkpoint_to_the_speedup(tiny_dir, toy_data, tmp_
     assert check["predicted"] >= 2.0 / 1.15
     layout = model_layout(load_model(out).model)["stacks"]["encoder"]
     assert layout["attention"]["self"]["heads"] == heads
-    # a plain (unmasked) checkpoint has no scores to cut: one-line error
+    # a movement (topK) checkpoint has no threshold to re-cut; a plain one has no scores at all
+    movement = tmp_path / "movement"
+    fine_prune(_args(tiny_dir, toy_data, movement, method="movement", target_density=0.5,
+                     max_steps=2, overrides=[]))
+    with pytest.raises(NNPruneError, match="needs a threshold binarizer.*uses topk"):
+        fill(make_args(FillArgs, checkpoint=movement, task="sst2", output_dir=tmp_path / "m2",
+                       teacher=str(tiny_dir), target_speedup=2.0, latency=SETTING,
+                       latency_table=table, data_dir=toy_data, max_steps=1))
     with pytest.raises(NNPruneError, match="re-cuts a fine-pruned \\(masked\\)"):
         fill(make_args(FillArgs, checkpoint=out, task="sst2", output_dir=tmp_path / "again",
                        teacher=str(tiny_dir), target_speedup=2.0, latency=SETTING,
