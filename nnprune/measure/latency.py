@@ -199,8 +199,10 @@ def _variant(dense: nn.Module, heads: Optional[int], dims: Optional[int]) -> nn.
     layer (``None``: all of them)."""
     model = copy.deepcopy(dense)
     groups = mask_groups(model)
-    kept = {g.key: list(range(g.size if (heads if g.is_heads else dims) is None
-                              else (heads if g.is_heads else dims))) for g in groups}
+    kept = {}
+    for g in groups:
+        n = heads if g.is_heads else dims
+        kept[g.key] = list(range(g.size if n is None else n))
     with torch.no_grad():
         apply_masks(model, groups, kept)
     compact_model(model)
@@ -211,8 +213,8 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
                         progress: Optional[Progress] = None, seed: int = 0) -> LatencyTable:
     """Measure a table for the dense architecture of ``config`` (see the module doc).
 
-    ``budget_s`` sets the number of interleaved rounds per variant (between 3 and 30) from a
-    first timing of the dense model; the build takes about that long plus compaction."""
+    ``budget_s`` sets the number of interleaved rounds per variant (``MIN_ROUNDS`` to
+    ``MAX_ROUNDS``) from a first timing of the dense model; the build takes about that long plus compaction."""
     key = table_key(config, setting)
     setting = setting.resolved()
     if setting.device == "cuda" and not torch.cuda.is_available():
@@ -221,9 +223,10 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
     torch.manual_seed(seed)
     dense = model_class_for(cfg)(cfg).eval()
     H, F, L = key["heads"], key["ffn"], len(mask_groups(dense)) // 2
+    heads, dims = head_grid(H), ffn_grid(F)
     variants: dict[str, tuple[Optional[int], Optional[int]]] = {"empty": (0, 0)}
-    variants.update({f"heads={k}": (k, None) for k in head_grid(H) if k != H})
-    variants.update({f"ffn={f}": (None, f) for f in ffn_grid(F) if f != F})
+    variants.update({f"heads={k}": (k, None) for k in heads if k != H})
+    variants.update({f"ffn={f}": (None, f) for f in dims if f != F})
     device = torch.device(setting.device)
     dtype = DTYPES[setting.dtype]
     previous_threads = torch.get_num_threads()
@@ -258,18 +261,17 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
         torch.set_num_threads(previous_threads)
     t_dense = percentile(dense_times, TIME_PERCENTILE)
     measured = {"dense": t_dense, **{n: r * t_dense for n, r in ratios.items()}}
-    t = {**{(k, F): measured[f"heads={k}"] for k in head_grid(H) if k != H},
-         **{(H, f): measured[f"ffn={f}"] for f in ffn_grid(F) if f != F}, (H, F): t_dense}
+    with_heads = {k: measured.get(f"heads={k}", t_dense) for k in heads}  # full FFNs
+    with_dims = {f: measured.get(f"ffn={f}", t_dense) for f in dims}  # all heads
     # No unit costs less than none (a(0) = m(0) = 0): a noisy point below that is clamped first
-    attention = monotone([max(0.0, (t[(k, F)] - t[(0, F)]) / L) for k in head_grid(H)])
-    ffn = monotone([max(0.0, (t[(H, f)] - t[(H, 0)]) / L) for f in ffn_grid(F)])
+    attention = monotone([max(0.0, (with_heads[k] - with_heads[0]) / L) for k in heads])
+    ffn = monotone([max(0.0, (with_dims[f] - with_dims[0]) / L) for f in dims])
     fixed = t_dense - L * (attention[-1] + ffn[-1])
     if fixed <= 0:
         logger.warning("latency table: the parts no unit removes measured %.3f ms (noise); "
                        "taking 1%% of the dense time", fixed)
         fixed = 0.01 * t_dense
-    model = LatencyModel(L, H, F, tuple(head_grid(H)), tuple(attention), tuple(ffn_grid(F)),
-                         tuple(ffn), fixed)
+    model = LatencyModel(L, H, F, tuple(heads), tuple(attention), tuple(dims), tuple(ffn), fixed)
     return LatencyTable(key=key, model=model, measured=measured, rounds=rounds,
                         seconds=time.perf_counter() - start)
 
