@@ -31,7 +31,15 @@ run's final evaluation on the full dev set. ``--seeds 42,43`` repeats ``hybrid-f
 Runs go in ``--work`` (one folder per route, target and seed); a finished folder (same budget) is
 reused, a half-finished fine-pruning run resumes from its checkpoints, so the benchmark can be
 killed and started again. ``--only`` runs a subset of the routes; the table, JSON and PNG cover
-every finished point of this budget found in ``--work``.
+every finished point of this budget found in ``--work``. ``--set key=value`` changes the
+fine-pruning routes' recipe (part of the budget: give it its own ``--work``).
+
+Training on a GPU, timing on the CPU the latency table belongs to: ``--train-only`` trains and
+evaluates every point (cutting the masks with ``--latency-table FILE``, this CPU's table) and
+stops before timing; copy the run folders back without their weights (``tradeoff_trained.json``,
+``config.json``, ``nnprune_*.json``, ``nnprune_modeling.py``) to the same paths and run the same
+command without ``--train-only``: each model is timed on random weights of its saved shapes
+(``timed_on_random_weights`` in its point), since latency depends on shapes, not values.
 
     python benchmarks/tradeoff.py --dense runs/sst2-dense --task sst2 \\
         --data-dir ../shared/data/glue/SST-2 --targets 1.5,2,3 --steps 600 --threads 1,2
@@ -70,10 +78,11 @@ from nnprune.errors import NNPruneError  # noqa: E402
 from nnprune.io_utils import atomic_write_text  # noqa: E402
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table  # noqa: E402
 from nnprune.measure.timing import cpu_model_name  # noqa: E402
-from nnprune.pruning_core.architectures import architecture_for  # noqa: E402
+from nnprune.pruning_core.architectures import architecture_for, model_class_for  # noqa: E402
 from nnprune.pruning_core.bertarize import bertarize  # noqa: E402
 from nnprune.pruning_core.checkpoint import load_config, load_pretrained  # noqa: E402
-from nnprune.pruning_core.compact import is_compacted, model_layout  # noqa: E402
+from nnprune.pruning_core.compact import (apply_saved_layout, is_compacted,  # noqa: E402
+                                          model_layout)
 from nnprune.report.plots import TradeoffPoint, tradeoff_plot  # noqa: E402
 from nnprune.workflows.evaluate import evaluate_checkpoint  # noqa: E402
 from nnprune.workflows.fine_prune import PRUNE_SUBDIR, FinePruneArgs, fine_prune  # noqa: E402
@@ -122,9 +131,22 @@ class Budget:
     max_eval_samples: Optional[int]
     speed_seq: int
     latency_threads: int
+    overrides: tuple[str, ...] = ()  # --set key=value of the fine-pruning routes (a recipe change)
+    fill_init: str = "noise"  # hybrid-filled: what fills the zeros inside kept units
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["overrides"] = list(self.overrides)
+        return d
+
+    def matches(self, stored: Any) -> bool:
+        """Whether a budget saved with a point is this one (fields added since then at the
+        value they had before they existed)."""
+        return isinstance(stored, dict) and {**BUDGET_BEFORE, **stored} == self.to_dict()
+
+
+# Budget fields added after points were saved, at the value the runs had without them.
+BUDGET_BEFORE = {"overrides": [], "fill_init": "noise"}
 
 
 def training(b: Budget, steps: int, seed: int, save_steps: int, resume: bool) -> TrainingOptions:
@@ -177,8 +199,6 @@ def choose_layers(latency: LatencyTable, target: float) -> tuple[int, float]:
 def drop_layers(dense: Path, out: Path, keep: list[int]) -> Path:
     """A plain checkpoint of ``dense`` with only the layers ``keep`` (renumbered 0..k-1); the
     embeddings, pooler and task head are copied as they are."""
-    from nnprune.pruning_core.checkpoint import model_class_for
-
     model = load_pretrained(dense, bake_masks=True)
     if is_compacted(model.config):
         raise NNPruneError(f"{dense} is compacted; drop layers of the full dense model")
@@ -237,7 +257,8 @@ def run_hybrid_filled(b: Budget, ctx: "Context", out: Path, target: float, seed:
     res = fine_prune(FinePruneArgs(
         task=b.task, model=b.dense, output_dir=out, method="hybrid-filled", teacher=b.dense,
         target_speedup=target, latency=ctx.setting, latency_table=ctx.latency_table,
-        overrides=(f"score_init={b.score_init}",), fill_max_steps=fill_steps,
+        overrides=(f"score_init={b.score_init}", *b.overrides), fill_max_steps=fill_steps,
+        fill_init=b.fill_init,
         training=training(b, prune_steps, seed, ctx.save_steps, resume)))
     return Trained(res.metrics[res.main_metric], str(out), _train_seconds(out),
                    {"prune_steps": prune_steps, "fill_steps": fill_steps,
@@ -249,7 +270,7 @@ def run_struct(b: Budget, ctx: "Context", out: Path, target: float, seed: int) -
     res = fine_prune(FinePruneArgs(
         task=b.task, model=b.dense, output_dir=out, method="struct", teacher=b.dense,
         target_speedup=target, latency=ctx.setting, latency_table=ctx.latency_table,
-        overrides=(f"score_init={b.score_init}",),
+        overrides=(f"score_init={b.score_init}", *b.overrides),
         training=training(b, b.steps, seed, ctx.save_steps, has_checkpoints(out))))
     compact = bertarize(out, out / "compact", compact=True)
     return Trained(res.metrics[res.main_metric], str(out / "compact"), res.train_seconds,
@@ -311,6 +332,7 @@ class Context:
     iters: int
     warmup: int
     save_steps: int
+    train_only: bool = False
 
 
 def shape_of(model_dir: str | Path) -> dict[str, Any]:
@@ -352,6 +374,53 @@ def measure(ctx: Context, model_dir: str | Path) -> dict[str, Any]:
     return out
 
 
+def ensure_weights(model_dir: Path) -> bool:
+    """Give a model folder that came back without its weights (trained and evaluated on another
+    machine, ``--train-only``, only its small files copied here) random weights of its saved
+    shapes, so that it can be timed here: latency depends on the shapes, not on the values.
+    Returns whether it did."""
+    from transformers import AutoConfig
+
+    if any(model_dir.glob("*.safetensors")):
+        return False
+    config = AutoConfig.from_pretrained(str(model_dir))
+    model = model_class_for(config)(config)
+    if is_compacted(config):
+        apply_saved_layout(model)
+    tmp = model_dir.with_name(model_dir.name + ".weights.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    os.replace(next(tmp.glob("*.safetensors")), model_dir / "model.safetensors")
+    shutil.rmtree(tmp)
+    logger.info("%s: no weights here (trained elsewhere); timed on random weights of its shapes",
+                model_dir)
+    return True
+
+
+def route_order(route: str) -> tuple[int, str]:
+    """Table order: the four routes, then compared variants (``route (label)``) by name."""
+    return (ROUTES.index(route), "") if route in ROUTES else (len(ROUTES), route)
+
+
+def compared_points(specs: list[str], seed: int, budget: Budget) -> list[dict[str, Any]]:
+    """``--compare LABEL=WORK``: every finished, timed point of ``seed`` in WORK from the same
+    dense model and task (whatever the rest of its budget, which each point records), its route
+    renamed ``route (LABEL)``."""
+    out = []
+    for spec in specs:
+        label, sep, folder = spec.partition("=")
+        if not sep or not label or not Path(folder).is_dir():
+            raise NNPruneError(f"--compare takes LABEL=WORK_FOLDER (an existing folder), got "
+                               f"{spec!r}")
+        for f in sorted(Path(folder).glob(f"*/{POINT_FILE}")):
+            p = read_json(f)
+            same = p and all(p.get("budget", {}).get(k) == getattr(budget, k)
+                             for k in ("task", "dense", "data_dir"))
+            if same and p["route"] in ROUTES and p.get("seed") == seed and p.get("speed"):
+                out.append({**p, "route": f"{p['route']} ({label})"})
+    return out
+
+
 def read_json(path: Path) -> Optional[dict[str, Any]]:
     try:
         return json.loads(path.read_text())
@@ -364,13 +433,13 @@ def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) ->
     b = ctx.budget
     out = work / f"{route}-x{target:g}-s{seed}"
     done = read_json(out / POINT_FILE)
-    if done and done.get("budget") == b.to_dict() and done.get("threads") == ctx.threads:
+    if done and b.matches(done.get("budget")) and done.get("threads") == ctx.threads:
         logger.info("%s: finished earlier, reused", out.name)
         return done
     trained = read_json(out / TRAINED_FILE)
-    if not (trained and trained.get("budget") == b.to_dict()):
+    if not (trained and b.matches(trained.get("budget"))):
         started = read_json(out / STARTED_FILE)
-        resumed = bool(started) and started.get("budget") == b.to_dict()
+        resumed = bool(started) and b.matches(started.get("budget"))
         if out.exists() and not resumed:
             # another budget (or no record of one): nothing in it may be resumed or reused
             logger.info("%s: left by a run of another budget, removed", out.name)
@@ -389,9 +458,13 @@ def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) ->
                    "resumed": resumed,  # wall_seconds: this last attempt only
                    "info": result.info}
         atomic_write_text(out / TRAINED_FILE, json.dumps(trained, indent=2, default=str) + "\n")
+    if ctx.train_only:
+        return trained
+    random_weights = ensure_weights(Path(trained["timed_dir"]))
     shape = shape_of(trained["timed_dir"])
     point = {**trained, "shape": shape, "predicted": predicted_speedup(ctx.table, shape),
-             "threads": ctx.threads, "speed": measure(ctx, trained["timed_dir"])}
+             "threads": ctx.threads, "speed": measure(ctx, trained["timed_dir"]),
+             "timed_on_random_weights": random_weights}
     atomic_write_text(out / POINT_FILE, json.dumps(point, indent=2, default=str) + "\n")
     return point
 
@@ -423,7 +496,7 @@ def finished_points(ctx: Context, work: Path, plan: list[tuple[str, float, int]]
     found = []
     for route, target, seed in plan:
         p = read_json(work / f"{route}-x{target:g}-s{seed}" / POINT_FILE)
-        if p and p.get("budget") == ctx.budget.to_dict():
+        if p and ctx.budget.matches(p.get("budget")):
             found.append(p)
     return found
 
@@ -441,12 +514,13 @@ def fmt_shape(p: dict[str, Any], full: dict[str, Any]) -> str:
 def print_table(points: list[dict[str, Any]], dense: dict[str, Any], threads: list[int],
                 scale: float, metric: str) -> None:
     cols = [f"b1/b32 @{t}t" for t in threads]
-    head = (f"{'route':<14} {'target':>6} {'seed':>4} {metric[:8]:>8} {'Δ':>6} {'shape':<22} "
+    width = max([14] + [len(p["route"]) for p in points])
+    head = (f"{'route':<{width}} {'target':>6} {'seed':>4} {metric[:8]:>8} {'Δ':>6} {'shape':<22} "
             f"{'pred':>6} " + " ".join(f"{c:>13}" for c in cols) + f" {'wall s':>7}")
     print(head)
     print("-" * len(head))
     full = dense["shape"]
-    rows = [dense] + sorted(points, key=lambda p: (ROUTES.index(p["route"]), p["target"], p["seed"]))
+    rows = [dense] + sorted(points, key=lambda p: (route_order(p["route"]), p["target"], p["seed"]))
     for p in rows:
         acc = scale * p["metric"]
         delta = acc - scale * dense["metric"]
@@ -458,7 +532,7 @@ def print_table(points: list[dict[str, Any]], dense: dict[str, Any], threads: li
         seed = "-" if p.get("seed") is None else str(p["seed"])
         target = "-" if p["route"] == "dense" else f"{p['target']:g}x"
         wall = p.get("wall_seconds") or p.get("eval_seconds")
-        print(f"{p['route']:<14} {target:>6} {seed:>4} {acc:>8.2f} {delta:>+6.2f} "
+        print(f"{p['route']:<{width}} {target:>6} {seed:>4} {acc:>8.2f} {delta:>+6.2f} "
               f"{fmt_shape(p, full):<22} {pred:>6} " + " ".join(f"{s:>13}" for s in speeds)
               + f" {wall if wall is not None else '-':>7}")
 
@@ -533,6 +607,18 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None,
                    help="run folders (benchmarks/results/tradeoff_runs/<task>)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (the PNG goes beside it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="pruning-config override of the fine-pruning routes (a recipe change, "
+                        "e.g. attention_lambda=0); part of the budget, so use another --work")
+    p.add_argument("--fill-init", default="noise", choices=["noise", "weights"],
+                   help="hybrid-filled: what fills the zeros inside kept heads / FFN dims")
+    p.add_argument("--compare", action="append", default=[], metavar="LABEL=WORK",
+                   help="also show the finished points of another --work (a recipe change: "
+                        "--set, --fill-share, ...), as 'route (LABEL)' in the table and the PNG")
+    p.add_argument("--train-only", action="store_true",
+                   help="train and evaluate, do not time: for training on another machine (a "
+                        "GPU); a later run without it times the points here, on random weights "
+                        "of their shapes if only their small files were copied back")
     p.add_argument("--smoke", action="store_true",
                    help="tiny budget, end to end in minutes: 4 steps, 64 train / 64 eval "
                         "examples, target 1.5, one thread")
@@ -581,11 +667,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                     learning_rate=a.learning_rate, fill_share=a.fill_share,
                     score_init=a.score_init, calibration_samples=a.calibration_samples,
                     max_train_samples=a.max_train_samples, max_eval_samples=a.max_eval_samples,
-                    speed_seq=a.speed_seq, latency_threads=a.latency_threads)
+                    speed_seq=a.speed_seq, latency_threads=a.latency_threads,
+                    overrides=tuple(a.set), fill_init=a.fill_init)
+    try:
+        compared = compared_points(a.compare, seeds[0], budget)
+    except NNPruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     setting = LatencySetting(batch_size=1, seq_len=a.speed_seq, threads=a.latency_threads)
     table = resolve_table(load_config(str(dense)), setting, a.latency_table)
     ctx = Context(budget, table, setting, a.latency_table, threads, a.iters, a.warmup,
-                  a.save_steps)
+                  a.save_steps, a.train_only)
     work.mkdir(parents=True, exist_ok=True)
 
     plan = [(r, t, seeds[0]) for t in targets for r in ROUTES]
@@ -597,9 +689,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if route not in routes:
             continue
         point = run_point(ctx, work, route, target, seed)
-        logger.info("%s x%g seed %d: %s %.4f, b1 %.2fx (1st thread count), %s s", route, target,
+        speed = point.get("speed", {}).get(f"t{threads[0]}", {}).get("b1")
+        logger.info("%s x%g seed %d: %s %.4f, b1 %s (1st thread count), %s s", route, target,
                     seed, dense_pt["main_metric"], point["metric"],
-                    point["speed"][f"t{threads[0]}"]["b1"], point["wall_seconds"])
+                    f"{speed:.2f}x" if speed else "not timed", point["wall_seconds"])
     points = finished_points(ctx, work, plan)
     scale = 100.0 if dense_pt["metric"] <= 1 else 1.0  # accuracy is a fraction, F1 in points
     metric = dense_pt["main_metric"] + (" (%)" if scale == 100.0 else "")
@@ -613,7 +706,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"speed: measured vs dense, interleaved, batch 1 / 32 x seq {a.speed_seq}; pred = "
           f"latency table (batch 1, {a.latency_threads} thread(s)); {cpu_model_name()}; "
           f"wall s = the run's wall time (training + evaluations)")
-    print_table(points, dense_pt, threads, scale, metric)
+    print_table(points + compared, dense_pt, threads, scale, metric)
     for route, n in noise.items():
         vals = ", ".join(f"seed {s}: {v:.2f}" for s, v in n["by_seed"].items())
         print(f"noise {route} @ {n['target']:g}x: {vals}; spread {n['spread']:.2f}")
@@ -622,7 +715,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "task": a.task, "dense": dense_pt, "budget": budget.to_dict(), "cpu": cpu_model_name(),
         "threads": threads, "latency_table": table.path, "latency_setting": setting.to_dict(),
         "targets": targets, "seeds": seeds, "noise_target": a.noise_target, "noise": noise,
-        "points": points, "wall_seconds": round(time.perf_counter() - started, 1)},
+        "points": points, "compared": compared,
+        "wall_seconds": round(time.perf_counter() - started, 1)},
         indent=2, default=str) + "\n")
     # Two lines at most: tradeoff_plot leaves room for no more above its axes.
     title = f"{a.task}, {steps_desc}, every route distilled from the dense model\n" + (
@@ -631,7 +725,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         title += f"; seed noise @{a.noise_target:g}x: " + ", ".join(
             f"{r} {n['spread']:.2f}" for r, n in noise.items()) + " points"
     if points:
-        plot(points, dense_pt, out_png, thread=threads[0], scale=scale, metric=metric,
+        plot(points + compared, dense_pt, out_png, thread=threads[0], scale=scale, metric=metric,
              title=title, first_seed=seeds[0])
         print(f"wrote {out_json} and {out_png}")
     else:

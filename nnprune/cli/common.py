@@ -199,6 +199,10 @@ TargetSpeedupOpt = Annotated[Optional[float], typer.Option(
     help="Speedup to reach (e.g. 2): the masks are cut in latency units with a latency table "
          "measured on this machine at the --latency-* setting (cached), instead of a weight "
          "count. Not with --target-density.")]
+FillInitOpt = Annotated[str, typer.Option(
+    help="What fills the zeros inside the kept heads / FFN dims before the fill stage: noise "
+         "(N(0, --reinit-std), nn_pruning's recipe) or weights (the values the masks hid).")]
+
 LatencyTableOpt = Annotated[Optional[Path], typer.Option(
     help="With --target-speedup: a latency table JSON (nnprune latency-table --json-file) to use "
          "instead of the cached or newly measured one.")]

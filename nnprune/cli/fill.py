@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg, TaskOptionOpt,
+from nnprune.cli.common import (FillInitOpt, JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg,
+                                TaskOptionOpt,
                                 add_command, emit, latency_options, quiet_libraries, setting_text,
                                 stdout_for_json, task_options, training_display,
                                 training_options)
@@ -26,6 +27,7 @@ def fill(
     training: "TrainingOptions",
     teacher: Annotated[Optional[str], typer.Option(help="Fine-tuned dense checkpoint to distil from (required).")] = None,
     reinit_std: Annotated[Optional[float], typer.Option(help="Std of the noise that refills the zeros inside kept heads / FFN dims (default: the model's initializer_range; 0: keep them at zero).")] = None,
+    fill_init: FillInitOpt = "noise",
     task_option: TaskOptionOpt = None,
     target_speedup: Annotated[Optional[float], typer.Option(help="Re-cut CHECKPOINT's mask scores to this speedup (latency table of this machine at the --latency-* setting) before compacting, whatever target it was pruned to.")] = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
@@ -37,7 +39,7 @@ def fill(
     """Hybrid Filled, second stage: compact a fine-pruned model, refill it, fine-tune it again.
 
     The heads and FFN dimensions CHECKPOINT pruned away are removed, the zeros left inside the
-    kept ones re-initialised, and the compacted model fine-tuned on TASK with distillation from
+    kept ones refilled (--fill-init), and the compacted model fine-tuned on TASK with distillation from
     --teacher and no pruning. Saves a compacted checkpoint (loadable with
     nnprune.load_pretrained, or transformers with trust_remote_code=True)."""
     quiet_libraries()
@@ -46,7 +48,7 @@ def fill(
 
     with stdout_for_json(json_out), training_display():
         result = run(FillArgs(checkpoint=checkpoint, task=task, output_dir=output_dir,
-                              teacher=teacher, reinit_std=reinit_std,
+                              teacher=teacher, reinit_std=reinit_std, fill_init=fill_init,
                               task_options=task_options(task_option), training=training,
                               target_speedup=target_speedup, latency=latency,
                               latency_table=latency_table))
@@ -66,7 +68,7 @@ def fill_rows(result) -> list[tuple[str, object]]:
              ("density (vs original)", result.density),
              ("compression", result.compression),
              ("estimated speedup", result.estimated_speedup),
-             ("zeros re-initialised", result.reinitialized),
+             (f"zeros refilled ({result.fill_init})", result.reinitialized),
              ("train steps", result.steps), ("train seconds", result.train_seconds)]
     return rows + speed_check_rows(result)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TargetSpeedupOpt,
+from nnprune.cli.common import (FillInitOpt, JsonFileOpt, JsonOutOpt, LatencyTableOpt, TargetSpeedupOpt,
                                 TaskArg, TaskOptionOpt, TeacherOpt, add_command, emit,
                                 latency_options, quiet_libraries, stdout_for_json,
                                 task_options, training_display, training_options)
@@ -33,6 +33,7 @@ def fine_prune(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a pruning config field, key=value (repeatable).")] = None,
     fill_epochs: Annotated[Optional[float], typer.Option(help="hybrid-filled: epochs of the fill stage (default: as the pruning stage).")] = None,
     fill_max_steps: Annotated[Optional[int], typer.Option(help="hybrid-filled: steps of the fill stage (default: as the pruning stage).")] = None,
+    fill_init: FillInitOpt = "noise",
     task_option: TaskOptionOpt = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
@@ -50,7 +51,7 @@ def fine_prune(
             task=task, model=model, output_dir=output_dir, method=method, teacher=teacher,
             target_density=target_density, target_speedup=target_speedup, latency=latency,
             latency_table=latency_table, config_file=config, overrides=tuple(set_ or ()),
-            fill_epochs=fill_epochs, fill_max_steps=fill_max_steps,
+            fill_epochs=fill_epochs, fill_max_steps=fill_max_steps, fill_init=fill_init,
             task_options=task_options(task_option), training=training))
     emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict(),
          json_file)

@@ -363,19 +363,14 @@ def apply_saved_layout(model: nn.Module, layout: dict[str, Any] | None = None) -
 
 
 # ---------------------------------------------------------------------------------- fill support
-@torch.no_grad()
-def reinit_zeros(model: nn.Module, std: float = 0.02,
-                 generator: torch.Generator | None = None) -> int:
-    """Re-initialise with ``N(0, std)`` the zero weights inside kept heads and FFN dimensions.
-
-    Meant for *fill* (fine-tuning a compacted model with no pruning): zeros left inside the kept
-    heads by block pruning get a small chance to regrow. Heads and FFN dimensions that are
-    removable (on a model not compacted) are left at zero. Returns the number of weights set.
-    """
+def _inside_kept_units(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Per linear layer (by path), a boolean mask of its weight entries that belong to a kept
+    head or FFN dimension (rows of Q/K/V and FFN-in, columns of the attention output and
+    FFN-out). Removable heads and dimensions (on a model not compacted) are not in it."""
     if any(isinstance(m, MaskedLinear) for m in model.modules()):
-        raise NNPruneError("reinit_zeros needs a plain model: bake or compact the masks first")
+        raise NNPruneError("fill needs a plain model: bake or compact the masks first")
     structure = analyze_structure(model)
-    allowed: dict[str, torch.Tensor] = {}
+    inside: dict[str, torch.Tensor] = {}
 
     def allow(path: str, index: torch.Tensor, rows: bool) -> None:
         lin = model.get_submodule(path)
@@ -384,7 +379,7 @@ def reinit_zeros(model: nn.Module, std: float = 0.02,
             mask[index] = True
         else:
             mask[:, index] = True
-        allowed[path] = mask
+        inside[path] = mask
 
     for unit in structure.attention:
         dev = model.get_submodule(unit.paths[Role.ATTN_OUTPUT]).weight.device
@@ -403,15 +398,52 @@ def reinit_zeros(model: nn.Module, std: float = 0.02,
             parts = model.get_submodule(path).out_features // unit.size
             allow(path, _section_index(unit.kept, unit.size, parts, dev), rows=True)
         allow(unit.paths[Role.FFN_OUT], idx, rows=False)
+    return inside
+
+
+@torch.no_grad()
+def reinit_zeros(model: nn.Module, std: float = 0.02,
+                 generator: torch.Generator | None = None) -> int:
+    """Re-initialise with ``N(0, std)`` the zero weights inside kept heads and FFN dimensions.
+
+    Meant for *fill* (fine-tuning a compacted model with no pruning): zeros left inside the kept
+    heads by block pruning get a small chance to regrow. Heads and FFN dimensions that are
+    removable (on a model not compacted) are left at zero. Returns the number of weights set.
+    """
     total = 0
-    for path, mask in allowed.items():
+    for path, inside in _inside_kept_units(model).items():
         w = model.get_submodule(path).weight
-        target = mask & (w == 0)
+        target = inside & (w == 0)
         n = int(target.sum())
         if n:
             noise = torch.randn(n, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
             w[target] = noise * std
             total += n
+    return total
+
+
+@torch.no_grad()
+def restore_inside_kept(model: nn.Module, weights: dict[str, torch.Tensor]) -> int:
+    """Put back ``weights[path]`` (the layer's weights before its masks were applied, same
+    shape) wherever a zero inside a kept head or FFN dimension of ``model`` (baked, *not yet
+    compacted*) has a non-zero weight there. Removable heads and dimensions stay empty, so the
+    model compacts to the same shapes. Returns the number of weights restored.
+
+    Meant for *fill* from a block-pruned checkpoint: the blocks the masks hid inside kept heads
+    kept their values during pruning (a masked weight gets no gradient from the loss), so they
+    come back as the weights the rest of the head was trained with, not as noise."""
+    total = 0
+    for path, inside in _inside_kept_units(model).items():
+        if path not in weights:
+            continue
+        w = model.get_submodule(path).weight
+        src = weights[path].to(w.device, w.dtype)
+        if src.shape != w.shape:
+            raise NNPruneError(f"{path}: stored weights {tuple(src.shape)} do not fit "
+                               f"{tuple(w.shape)}; restore before compacting")
+        target = inside & (w == 0) & (src != 0)
+        w[target] = src[target]
+        total += int(target.sum())
     return total
 
 
@@ -610,5 +642,5 @@ __all__ = [
     "EXACT_TOLERANCE", "MODELING_FILE", "AttentionReport", "CompactionReport", "FfnReport",
     "apply_saved_layout", "compact_exactly", "compact_model", "dense_baseline", "dense_config", "is_compacted",
     "max_abs_diff", "model_layout", "model_outputs", "modeling_source", "probe_inputs",
-    "reinit_zeros", "write_remote_code",
+    "reinit_zeros", "restore_inside_kept", "write_remote_code",
 ]

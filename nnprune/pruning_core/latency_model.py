@@ -169,7 +169,9 @@ class _Unit:
 
 def _owner_scores(layer: MaskedLinear) -> torch.Tensor:
     owner = layer.score_source if layer.score_source is not None else layer
-    return owner.score_tensor().detach().float().reshape(layer.grid)
+    # On the CPU: the cut is a sort and a bisection over a few thousand numbers per step, and
+    # the scores of a model trained on a GPU live there.
+    return owner.score_tensor().detach().float().cpu().reshape(layer.grid)
 
 
 def _kept(sorted_scores: list[float], cutoff: float) -> int:

@@ -87,6 +87,10 @@ def build_config(method: str, *, teacher: Optional[str] = None,
         settings["target_density"] = target_density
     if target_speedup is not None:
         settings["target_speedup"] = target_speedup
+        # The latency cut sets the masks at every step; a sparsity penalty has nothing left to
+        # reach and, raised by the controller to ~100-200x the task loss, would decide the
+        # scores instead of the movement signal. --set *_lambda=... still wins.
+        settings.update(attention_lambda=0.0, ffn_lambda=0.0)
     config = PruningConfig().replace(**settings)
     if overrides:
         config = config.replace(**overrides)

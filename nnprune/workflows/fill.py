@@ -4,8 +4,10 @@
 attention heads and FFN dimensions that pruning emptied *exactly* are physically removed
 (:func:`~nnprune.pruning_core.compact.compact_model`, never the inexact ``qk_empty`` heads). The
 zeros left *inside* the kept heads and FFN dimensions (block pruning leaves many) are then
-re-initialised with small noise (:func:`~nnprune.pruning_core.compact.reinit_zeros`, ``N(0,
-std)`` with ``std`` the model's ``initializer_range`` unless told), and the compacted model is
+filled (:class:`FillInit`): with small noise (``noise``,
+:func:`~nnprune.pruning_core.compact.reinit_zeros`, ``N(0, std)`` with ``std`` the model's
+``initializer_range`` unless told), or with the weights the masks hid there (``weights``,
+:func:`~nnprune.pruning_core.compact.restore_inside_kept`), and the compacted model is
 fine-tuned again with no pruning: the ``dense`` method, distilled from a teacher (alpha_ce 0.1,
 alpha_teacher 0.9, temperature 2). Removed heads and FFN dimensions cannot come back: the
 compacted layers no longer have them. The trainer (and so its optimizer) is built after
@@ -25,21 +27,32 @@ of re-initialised weights).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import load_config, load_model
-from nnprune.pruning_core.compact import compact_exactly, is_compacted, reinit_zeros
+from nnprune.pruning_core.compact import (compact_exactly, is_compacted, reinit_zeros,
+                                          restore_inside_kept)
 from nnprune.pruning_core.config import LATENCY_KEY, check_speedup_target, read_nnprune_config
 from nnprune.pruning_core.latency_model import LatencyModel
+from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.methods import build_config
+from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import (FinePruneResult, load_tokenizer, run_training,
                                         save_final)
+
+
+class FillInit(str, Enum):
+    """What fills the zeros inside the heads and FFN dimensions a fine-pruned model keeps."""
+
+    NOISE = "noise"  # N(0, reinit_std): the zeros get a small chance to regrow (nn_pruning)
+    WEIGHTS = "weights"  # the checkpoint's own weights there, which its masks hid
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class FillArgs:
     output_dir: Path
     teacher: Optional[str] = None  # required: a fine-tuned dense checkpoint folder
     reinit_std: Optional[float] = None  # None: config.initializer_range (0.02); 0: no re-init
+    fill_init: FillInit = FillInit.NOISE
     task_options: dict[str, str] = field(default_factory=dict)  # --task-option key=value
     training: TrainingOptions = field(default_factory=TrainingOptions)
     # Re-cut a masked checkpoint's scores to this speedup before compacting (latency table)
@@ -67,13 +81,18 @@ class FillArgs:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.reinit_std is not None and self.reinit_std < 0:
             raise NNPruneError(f"--reinit-std must be >= 0, got {self.reinit_std}")
+        object.__setattr__(self, "fill_init", fill_init(self.fill_init))
+        if self.fill_init is FillInit.WEIGHTS and self.reinit_std is not None:
+            raise NNPruneError("--reinit-std is the noise of --fill-init noise; --fill-init "
+                               "weights restores the masked weights instead")
         check_speedup_target(self.target_speedup)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, as recorded in ``nnprune_config.json``."""
         return {"checkpoint": str(self.checkpoint), "task": self.task,
                 "output_dir": str(self.output_dir), "teacher": self.teacher,
-                "reinit_std": self.reinit_std, "task_options": dict(self.task_options),
+                "reinit_std": self.reinit_std, "fill_init": self.fill_init.value,
+                "task_options": dict(self.task_options),
                 "target_speedup": self.target_speedup, "latency": self.latency.to_dict(),
                 "latency_table": None if self.latency_table is None else str(self.latency_table),
                 **self.training.to_dict()}
@@ -90,8 +109,9 @@ class FillResult(FinePruneResult):
     heads_original: int = 0
     ffn_dims_kept: int = 0
     ffn_dims_original: int = 0
-    reinitialized: int = 0  # zero weights inside kept heads / FFN dims set to N(0, std)
+    reinitialized: int = 0  # zeros inside kept heads / FFN dims filled (noise or weights)
     reinit_std: float = 0.0
+    fill_init: str = FillInit.NOISE.value
     prune: dict[str, Any] | None = None  # the pruning stage's results, when it saved them
 
 
@@ -107,12 +127,23 @@ class PreparedFill:
     was_masked: bool = False
 
 
+def fill_init(value: Any) -> FillInit:
+    """``value`` as a :class:`FillInit`; unknown names are a one-line error listing them."""
+    try:
+        return FillInit(value)
+    except ValueError:
+        raise NNPruneError(f"unknown --fill-init {value!r}; known: "
+                           f"{', '.join(f.value for f in FillInit)}") from None
+
+
 def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = None,
                        seed: int = 42, target_speedup: Optional[float] = None,
-                       latency: Optional[LatencyModel] = None) -> PreparedFill:
-    """Load ``checkpoint``, bake and compact it (exact removals only), and re-initialise the
-    zeros inside its kept heads / FFN dimensions with ``N(0, reinit_std)`` (default: the
-    config's ``initializer_range``, else 0.02; ``0`` leaves them at zero).
+                       latency: Optional[LatencyModel] = None,
+                       init: FillInit = FillInit.NOISE) -> PreparedFill:
+    """Load ``checkpoint``, bake and compact it (exact removals only), and fill the zeros
+    inside its kept heads / FFN dimensions: ``init`` ``noise`` with ``N(0, reinit_std)``
+    (default: the config's ``initializer_range``, else 0.02; ``0`` leaves them at zero),
+    ``weights`` with the weights its masks hid there (a masked checkpoint only).
 
     With ``target_speedup`` (and the ``latency`` table's model) a masked checkpoint's masks are
     first re-cut from its scores at that speedup, in latency units
@@ -131,9 +162,22 @@ def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = Non
         pruner.config = pruner.config.replace(target_density=None, target_speedup=target_speedup)
         pruner.use_latency(latency)
         pruner.finalize()
-    # As bertarize does: never fine-tune a compaction that changed what the model computes.
+    restored = 0
+    if init is FillInit.WEIGHTS:
+        if not loaded.is_masked:
+            raise NNPruneError(f"--fill-init weights restores what a fine-pruned checkpoint's "
+                               f"masks hid; {checkpoint} is {loaded.kind.value} (no masks)")
+        hidden = {name: m.weight.detach().clone() for name, m in model.named_modules()
+                  if isinstance(m, MaskedLinear)}
+        unpatch_model(model, apply_masks=True)
+        # Before compaction, while the layers still have the stored weights' shapes.
+        restored = restore_inside_kept(model, hidden)
+    # As bertarize does: never fine-tune a compaction that changed what the model computes
+    # (with ``weights`` the reference is the model with its hidden weights restored).
     report, _ = compact_exactly(model, refusal=f"refusing to fill {checkpoint}: it would not be "
                                                "the pruned model")
+    if init is FillInit.WEIGHTS:
+        return PreparedFill(model, report, restored, 0.0, dict(loaded.info), True)
     std = reinit_std
     if std is None:
         std = float(getattr(model.config, "initializer_range", None) or 0.02)
@@ -171,7 +215,8 @@ def fill(args: FillArgs) -> FillResult:
         table.model.budget_ms(args.target_speedup)
     prepared = prepare_fill_model(ckpt, reinit_std=args.reinit_std, seed=args.training.seed,
                                   target_speedup=args.target_speedup,
-                                  latency=table.model if table is not None else None)
+                                  latency=table.model if table is not None else None,
+                                  init=args.fill_init)
     tokenizer = _tokenizer_for(ckpt, info)
     run = run_training(task, str(ckpt), out, opts, pcfg, model=prepared.model, tokenizer=tokenizer)
 
@@ -182,7 +227,7 @@ def fill(args: FillArgs) -> FillResult:
         checkpoint=str(ckpt), compacted=is_compacted(run.model.config),
         heads_kept=heads[0], heads_original=heads[1], ffn_dims_kept=ffn[0],
         ffn_dims_original=ffn[1], reinitialized=prepared.reinitialized,
-        reinit_std=prepared.reinit_std, prune=info.get("results"))
+        reinit_std=prepared.reinit_std, fill_init=args.fill_init.value, prune=info.get("results"))
     if run.is_main_process:
         record = {**args.to_dict(), **run.options.to_dict()}
         prune_stage = {"stage": "prune", "checkpoint": str(ckpt), "masked": prepared.was_masked,
@@ -190,7 +235,7 @@ def fill(args: FillArgs) -> FillResult:
                        "results": info.get("results")}
         fill_stage = {"stage": "fill", "checkpoint": str(out), "pruning": pcfg.to_dict(),
                       "training": record, "compaction": prepared.report.to_dict(),
-                      "reinit_std": prepared.reinit_std,
+                      "reinit_std": prepared.reinit_std, "fill_init": args.fill_init.value,
                       "reinitialized": prepared.reinitialized, "results": result.to_dict()}
         # A checkpoint that is itself a fill output brings its own stages along.
         stages = list(info.get("stages") or [prune_stage]) + [fill_stage]
@@ -216,4 +261,5 @@ def _tokenizer_for(checkpoint: Path, info: dict[str, Any]) -> Any:
         return load_tokenizer(str(base))
 
 
-__all__ = ["FillArgs", "FillResult", "PreparedFill", "fill", "prepare_fill_model"]
+__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "fill", "fill_init",
+           "prepare_fill_model"]

@@ -21,7 +21,7 @@ from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, check_speed
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import TaskAdapter, get_task
-from nnprune.workflows.fill import FillArgs, FillResult, fill
+from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill, fill_init
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, checkpoint_complete,
@@ -52,6 +52,7 @@ class FinePruneArgs:
     # None: the same as the pruning stage; fill_max_steps wins over fill_epochs.
     fill_epochs: Optional[float] = None
     fill_max_steps: Optional[int] = None
+    fill_init: FillInit = FillInit.NOISE  # what fills the zeros inside kept units (fill stage)
     task_options: dict[str, str] = field(default_factory=dict)  # --task-option key=value
     training: TrainingOptions = field(default_factory=TrainingOptions)
 
@@ -63,6 +64,7 @@ class FinePruneArgs:
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
         check_speedup_target(self.target_speedup, self.target_density)
+        object.__setattr__(self, "fill_init", fill_init(self.fill_init))
         if self.fill_max_steps is not None and self.fill_max_steps < 1:
             raise NNPruneError(f"--fill-max-steps must be >= 1, got {self.fill_max_steps}")
         if self.fill_epochs is not None and self.fill_epochs <= 0:
@@ -73,6 +75,7 @@ class FinePruneArgs:
         out = {k: getattr(self, k) for k in ("task", "model", "method", "teacher", "target_density",
                                              "target_speedup", "fill_epochs", "fill_max_steps")}
         out["latency"] = self.latency.to_dict()
+        out["fill_init"] = self.fill_init.value
         out.update(output_dir=str(self.output_dir), overrides=list(self.overrides),
                    latency_table=None if self.latency_table is None else str(self.latency_table),
                    task_options=dict(self.task_options),
@@ -193,7 +196,7 @@ def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
     fill_opts = replace(fill_budget(args), resume=opts.resume and fill_has_checkpoints)
     return fill(FillArgs(checkpoint=prune_dir, task=args.task, output_dir=out,
                          teacher=pcfg.teacher, task_options=args.task_options,
-                         training=fill_opts))
+                         fill_init=args.fill_init, training=fill_opts))
 
 
 def _barrier() -> None:

@@ -4,6 +4,7 @@ hybrid-filled, end to end on a tiny BERT."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import torch
 from conftest import make_args, write_toy_sst2
 
 from nnprune.cli.main import main
-from nnprune.workflows.fill import FillArgs, fill, prepare_fill_model
+from nnprune.errors import NNPruneError
+from nnprune.workflows.fill import FillArgs, FillInit, fill, prepare_fill_model
 from nnprune.pruning_core.checkpoint import load_model, read_state_dict
 from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 
@@ -71,6 +73,40 @@ def test_prepare_compacts_exactly_and_refills_zeros_inside_kept_heads(pruned):
     assert torch.equal(q[0:8, 8:], baked.get_submodule(L0 + "attention.self.query").weight[8:16, 8:])
     # std 0: the zeros stay.
     assert prepare_fill_model(pruned, reinit_std=0.0).reinitialized == 0
+
+
+def test_fill_init_weights_restores_what_the_masks_hid_inside_kept_heads(pruned):
+    """``--fill-init weights``: the hand-masked 8x8 query block inside kept head 1 comes back
+    with the stored (unmasked) weights; the removed heads and FFN dims stay removed, and the
+    model compacts to the same shapes as with noise."""
+    raw = load_model(pruned).model.get_submodule(L0 + "attention.self.query").weight.detach()
+    prep = prepare_fill_model(pruned, init=FillInit.WEIGHTS)
+    noise = prepare_fill_model(pruned, seed=0)
+    assert prep.report.exact and prep.report.heads_removed == 2
+    assert prep.report.ffn_dims_removed == 16
+    assert prep.model.config.nnprune_layout == noise.model.config.nnprune_layout
+    assert prep.reinitialized == 64 and prep.reinit_std == 0.0
+    q = prep.model.get_submodule(L0 + "attention.self.query").weight
+    # head 1 (rows 8..15 of the original) is head 0 of the compacted layer: all of it stored
+    assert torch.equal(q.detach(), raw[8:32])
+    # the same stored weights elsewhere: a kept FFN dim of layer 1 is its original row 16
+    ffn_raw = load_model(pruned).model.get_submodule(L1 + "intermediate.dense").weight.detach()
+    assert torch.equal(prep.model.get_submodule(L1 + "intermediate.dense").weight.detach(),
+                       ffn_raw[16:])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"fill_init": "zeros"}, "unknown --fill-init 'zeros'; known: noise, weights"),
+    ({"fill_init": "weights", "reinit_std": 0.01}, "--reinit-std is the noise of --fill-init"),
+])
+def test_fill_init_bad_values_are_refused(kwargs, message, tmp_path):
+    with pytest.raises(NNPruneError, match=re.escape(message)):
+        FillArgs(checkpoint=tmp_path, task="sst2", output_dir=tmp_path / "o", **kwargs)
+
+
+def test_fill_init_weights_needs_a_masked_checkpoint(tiny_dir):
+    with pytest.raises(NNPruneError, match="restores what a fine-pruned checkpoint's masks hid"):
+        prepare_fill_model(tiny_dir, init=FillInit.WEIGHTS)
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +243,14 @@ def test_fill_cli_json_on_stdout(pruned, tiny_dir, toy_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fill", str(pruned), "sst2", "--teacher", str(tiny_dir), "--output-dir", str(out),
               "--data-dir", str(toy_data), "--max-steps", "1", "--batch-size", "8",
-              "--max-seq-length", "32", "--logging-steps", "1", "--json"])
+              "--max-seq-length", "32", "--logging-steps", "1", "--fill-init", "weights",
+              "--json"])
     assert exc.value.code == 0
     result = json.loads(capsys.readouterr().out)  # the trainer's logs went to stderr
     assert result["steps"] == 1 and result["heads_kept"] == 6 and result["compression"] > 1
+    assert result["fill_init"] == "weights" and result["reinitialized"] == 64
+    stages = json.loads((out / "nnprune_config.json").read_text())["stages"]
+    assert stages[-1]["fill_init"] == "weights"
     assert (out / "nnprune_modeling.py").is_file()
 
 

@@ -121,3 +121,16 @@ def test_fill_recuts_a_pruned_checkpoint_to_the_speedup(tiny_dir, toy_data, tmp_
         fill(make_args(FillArgs, checkpoint=out, task="sst2", output_dir=tmp_path / "again",
                        teacher=str(tiny_dir), target_speedup=2.0, latency=SETTING,
                        latency_table=table, data_dir=toy_data, max_steps=1))
+
+
+def test_a_speedup_target_turns_the_sparsity_penalty_off_unless_set():
+    """The latency cut sets the masks; the preset's L1 penalty (lambda 20, raised by the density
+    controller) would otherwise drown the movement signal. An explicit --set still wins."""
+    from nnprune.pruning_core.methods import build_config
+
+    assert build_config("hybrid-filled", teacher="t").attention_lambda == 20.0
+    cut = build_config("hybrid-filled", teacher="t", target_speedup=2.0)
+    assert (cut.attention_lambda, cut.ffn_lambda) == (0.0, 0.0)
+    kept = build_config("struct", target_speedup=2.0, overrides={"ffn_lambda": 5.0})
+    assert (kept.attention_lambda, kept.ffn_lambda) == (0.0, 5.0)
+    assert build_config("struct", target_density=0.5).ffn_lambda == 20.0
