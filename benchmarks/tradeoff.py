@@ -40,6 +40,8 @@ stops before timing; copy the run folders back without their weights (``tradeoff
 ``config.json``, ``nnprune_*.json``, ``nnprune_modeling.py``) to the same paths and run the same
 command without ``--train-only``: each model is timed on random weights of its saved shapes
 (``timed_on_random_weights`` in its point), since latency depends on shapes, not values.
+A finished point is timed again only at thread counts it lacks, or at every ``--threads`` with
+``--retime`` (for timings a busy machine spoilt); its other timings are kept.
 
     python benchmarks/tradeoff.py --dense runs/sst2-dense --task sst2 \\
         --data-dir ../shared/data/glue/SST-2 --targets 1.5,2,3 --steps 600 --threads 1,2
@@ -333,6 +335,7 @@ class Context:
     warmup: int
     save_steps: int
     train_only: bool = False
+    retime: bool = False
 
 
 def shape_of(model_dir: str | Path) -> dict[str, Any]:
@@ -355,11 +358,12 @@ def predicted_speedup(table: LatencyTable, shape: dict[str, Any]) -> Optional[fl
     return round(m.speedup(heads + pad, dims + pad), 3)
 
 
-def measure(ctx: Context, model_dir: str | Path) -> dict[str, Any]:
+def measure(ctx: Context, model_dir: str | Path,
+            threads: Optional[list[int]] = None) -> dict[str, Any]:
     """Measured speedups against the dense model, interleaved: ``{"t1": {"b1": ..., "b32":
-    ...}, ...}`` per thread count."""
+    ...}, ...}`` per thread count (``threads``, default ``ctx.threads``)."""
     out: dict[str, Any] = {}
-    for t in ctx.threads:
+    for t in threads or ctx.threads:
         rep = run_speed(model_dir, ctx.budget.dense, batch_sizes=[1, 32],
                         seq_lens=[ctx.budget.speed_seq], threads=t, warmup=ctx.warmup,
                         iters=ctx.iters)
@@ -433,8 +437,17 @@ def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) ->
     b = ctx.budget
     out = work / f"{route}-x{target:g}-s{seed}"
     done = read_json(out / POINT_FILE)
-    if done and b.matches(done.get("budget")) and done.get("threads") == ctx.threads:
-        logger.info("%s: finished earlier, reused", out.name)
+    if done and b.matches(done.get("budget")):
+        timed = {int(k[1:]) for k in done.get("speed") or {}}
+        todo = [t for t in ctx.threads if ctx.retime or t not in timed]
+        if not todo or ctx.train_only:
+            logger.info("%s: finished earlier, reused", out.name)
+            return done
+        # Timed earlier at other thread counts (or --retime): time these only, keep the rest.
+        ensure_weights(Path(done["timed_dir"]))
+        done["speed"] = {**done.get("speed", {}), **measure(ctx, done["timed_dir"], todo)}
+        done["threads"] = sorted(timed | set(ctx.threads))
+        atomic_write_text(out / POINT_FILE, json.dumps(done, indent=2, default=str) + "\n")
         return done
     trained = read_json(out / TRAINED_FILE)
     if not (trained and b.matches(trained.get("budget"))):
@@ -615,6 +628,9 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=WORK",
                    help="also show the finished points of another --work (a recipe change: "
                         "--set, --fill-share, ...), as 'route (LABEL)' in the table and the PNG")
+    p.add_argument("--retime", action="store_true",
+                   help="time every finished point again at --threads (a busy machine spoilt "
+                        "them), keeping its timings at other thread counts")
     p.add_argument("--train-only", action="store_true",
                    help="train and evaluate, do not time: for training on another machine (a "
                         "GPU); a later run without it times the points here, on random weights "
@@ -677,7 +693,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setting = LatencySetting(batch_size=1, seq_len=a.speed_seq, threads=a.latency_threads)
     table = resolve_table(load_config(str(dense)), setting, a.latency_table)
     ctx = Context(budget, table, setting, a.latency_table, threads, a.iters, a.warmup,
-                  a.save_steps, a.train_only)
+                  a.save_steps, a.train_only, a.retime)
     work.mkdir(parents=True, exist_ok=True)
 
     plan = [(r, t, seeds[0]) for t in targets for r in ROUTES]

@@ -99,6 +99,10 @@ def setup_logging(level: int = logging.INFO) -> None:
         log.addHandler(_NNPruneHandler())
     log.setLevel(level)
     root = logging.getLogger()
+    # A module-level logging.warning() (onnxruntime's quantizer) calls basicConfig() when the root
+    # has no handler, and that handler would print every nnprune line a second time.
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
     if not any(isinstance(f, _DropOnnxQuantAdvice) for f in root.filters):
         root.addFilter(_DropOnnxQuantAdvice())
 

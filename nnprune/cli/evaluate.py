@@ -23,7 +23,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 32,
     max_seq_length: Annotated[int | None, typer.Option(help="Tokens per feature; default: the checkpoint's training length, else the task's (SQuAD 384, GLUE 128).")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or hub name; default: the checkpoint's.")] = None,
-    quantize: Annotated[str | None, typer.Option(help="int8: evaluate the dynamic int8 version of the model (CPU).")] = None,
+    quantize: Annotated[str | None, typer.Option(help="int8: evaluate the dynamic int8 version of the model (CPU): PyTorch's, or onnxruntime's with --onnx.")] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Evaluate through onnxruntime (CPU) the ONNX export of CHECKPOINT (model.int8.onnx with --quantize int8), as export-onnx writes it and speed --onnx times it; CHECKPOINT may also be an export-onnx folder.")] = False,
     task_option: TaskOptionOpt = None,
     predictions_dir: Annotated[Path | None, typer.Option(help="Write the task's prediction files there (SQuAD: predictions.json, v2 also null_odds.json, the official scripts' formats).")] = None,
     json_out: JsonOutOpt = False,
@@ -40,7 +41,7 @@ def evaluate(
             max_seq_length=max_seq_length, tokenizer=tokenizer, quantize=quantize,
             # the Trainer's tqdm bar on a terminal only, never in logs
             progress=stream_is_terminal(sys.stderr), task_options=task_options(task_option),
-            predictions_dir=predictions_dir)
+            predictions_dir=predictions_dir, onnx=onnx)
     if not json_out:
         rows = [(f"{k} *" if k == result.main_metric else k, v)
                 for k, v in result.metrics.items()]

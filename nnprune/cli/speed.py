@@ -40,7 +40,7 @@ def speed(
     generate: Annotated[bool, typer.Option("--generate", help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="With --generate: new tokens per sequence (forced on both models).")] = 64,
     num_beams: Annotated[int, typer.Option(help="With --generate: beams (1: greedy); never sampling.")] = 1,
-    task: Annotated[str | None, typer.Option(help="Also evaluate MODEL on this task (fp32, and int8 with --quantize int8) and report the metric change.")] = None,
+    task: Annotated[str | None, typer.Option(help="Also evaluate MODEL on this task (fp32, and int8 with --quantize int8) and report the metric change; with --onnx through onnxruntime, so the metrics are those of the ONNX model(s) timed.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="With --task: local task data folder.")] = None,
     validation_file: Annotated[Path | None, typer.Option(help="With --task: evaluation file.")] = None,
     max_eval_samples: Annotated[int | None, typer.Option(help="With --task: evaluate on at most this many examples.")] = None,
@@ -66,7 +66,7 @@ def speed(
         payload = report.to_dict()
         if task is not None:
             payload["task_metrics"] = task_metrics(model, task, quantize, data_dir,
-                                                   validation_file, max_eval_samples)
+                                                   validation_file, max_eval_samples, onnx=onnx)
     if not json_out:
         console.print(render_speed_table(report))
         if report.generate_rows:
@@ -79,15 +79,17 @@ def speed(
 
 
 def task_metrics(model: Path, task: str, quantize: str | None, data_dir: Path | None,
-                 validation_file: Path | None, max_eval_samples: int | None) -> dict:
-    """``{"fp32": metrics, "int8": metrics}`` (int8 only with ``--quantize int8``)."""
+                 validation_file: Path | None, max_eval_samples: int | None, *,
+                 onnx: bool = False) -> dict:
+    """``{"fp32": metrics, "int8": metrics}`` (int8 only with ``--quantize int8``); with ``onnx``
+    both are onnxruntime's (fp32 ``model.onnx``, int8 ``model.int8.onnx``), as timed."""
     from nnprune.workflows.evaluate import evaluate_checkpoint
 
     out = {}
     for variant in ("fp32",) + ((quantize,) if quantize else ()):
         result = evaluate_checkpoint(task, model, data_dir=data_dir, validation_file=validation_file,
                                      max_eval_samples=max_eval_samples,
-                                     quantize=None if variant == "fp32" else variant)
+                                     quantize=None if variant == "fp32" else variant, onnx=onnx)
         out[variant] = result.metrics
     return out
 

@@ -3,7 +3,9 @@
 The export folder holds:
 
 - ``model.onnx``: fp32, dynamic batch and sequence (and target) axes; compacted layers keep their
-  own head count / FFN size (attention reshapes with ``-1`` heads, so nothing is baked in);
+  own head count / FFN size (attention reshapes with ``-1`` heads, so nothing is baked in). Inputs:
+  ``input_ids``, ``attention_mask``, ``token_type_ids`` for models with segment embeddings (BERT,
+  ELECTRA: pair tasks such as MNLI and SQuAD need them) and ``decoder_input_ids`` for seq2seq LMs;
 - ``model.int8.onnx`` with ``quantize="int8"``: onnxruntime dynamic quantization (int8 weights,
   activations quantized at run time). This is the shippable int8 artefact: a PyTorch dynamic-int8
   model has no stock Hugging Face save/load format (its state dict holds packed params), so
@@ -15,12 +17,18 @@ The export folder holds:
 
 Export uses the TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs the
 ``onnxscript`` package, which is not a dependency.
+
+Running: :class:`OrtRunner` times an ONNX model (``nnprune speed --onnx``); :class:`OrtModel` puts
+one behind a PyTorch ``forward`` so the ``Trainer`` evaluation loop scores it
+(``nnprune evaluate --onnx``).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+import logging
 import warnings
 from dataclasses import asdict, dataclass
 from collections.abc import Callable
@@ -29,6 +37,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.flops import flop_profile, make_inputs, takes_decoder_ids
@@ -40,7 +49,7 @@ ONNX_INT8 = "model.int8.onnx"
 
 DEFAULT_OPSET = 17
 FP32_TOLERANCE = 1e-3
-_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids")
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids")
 _SKIP_OUTPUTS = {"loss", "past_key_values", "hidden_states", "attentions", "cross_attentions",
                  "encoder_hidden_states", "encoder_attentions", "decoder_hidden_states",
                  "decoder_attentions", "encoder_last_hidden_state"}
@@ -97,6 +106,47 @@ def _prepare(model: nn.Module, notes: list[str]) -> nn.Module:
         notes.append(f"masked model: masks applied and compacted before export "
                      f"({report.heads_removed} heads, {report.ffn_dims_removed} FFN dims removed)")
     return m
+
+
+def _takes_token_types(model: nn.Module) -> bool:
+    """Whether the export takes ``token_type_ids``: the forward accepts them, the config has two
+    or more segment types and the model family's tokenizer gives them (BERT, ELECTRA). RoBERTa-
+    family tokenizers give none (their models only ever see zeros, which the graph then builds
+    itself, even where a config declares two types), nor does DeBERTa-v3 have the embedding."""
+    try:
+        names = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - HF models always have a signature
+        return False
+    config = model.config
+    if "token_type_ids" not in names or int(getattr(config, "type_vocab_size", 0) or 0) < 2:
+        return False
+    return _tokenizer_gives_token_types(config) is not False
+
+
+def _tokenizer_gives_token_types(config: Any) -> bool | None:
+    """Whether the tokenizer class of ``config`` (its ``tokenizer_class``, else its model type's)
+    lists ``token_type_ids`` among its outputs; ``None`` when unknown (remote code, ...)."""
+    try:
+        from transformers.models.auto.tokenization_auto import (TOKENIZER_MAPPING_NAMES,
+                                                                tokenizer_class_from_name)
+
+        name = getattr(config, "tokenizer_class", None) or TOKENIZER_MAPPING_NAMES.get(
+            getattr(config, "model_type", None))
+        if isinstance(name, (tuple, list)):  # (slow, fast) in older transformers
+            name = next((n for n in name if n), None)
+        cls = tokenizer_class_from_name(name) if name else None
+    except Exception:  # noqa: BLE001 - a private transformers table: any change means unknown
+        return None
+    inputs = getattr(cls, "model_input_names", None)
+    return None if inputs is None else "token_type_ids" in inputs
+
+
+def _pair_token_types(input_ids: torch.Tensor) -> torch.Tensor:
+    """``(batch, seq)`` segment ids of a sentence pair: 0 on the first half, 1 on the second, so
+    the export traces (and the check exercises) the second segment's embedding."""
+    types = torch.zeros_like(input_ids)
+    types[:, input_ids.shape[1] // 2:] = 1
+    return types
 
 
 def _outputs(model: nn.Module, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -162,6 +212,9 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_O
     enc_dec = bool(getattr(m.config, "is_encoder_decoder", False))
     dec_ids = takes_decoder_ids(m)
     sample = make_inputs(m, 2, 17, 13, seed=0)
+    token_types = _takes_token_types(m)
+    if token_types:
+        sample["token_type_ids"] = _pair_token_types(sample["input_ids"])
     input_names = [n for n in _INPUTS if n in sample]
     ref = _outputs(m, sample)
     output_names = list(ref)
@@ -170,6 +223,8 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_O
     seq, tgt = sample["input_ids"].shape[1], (sample["decoder_input_ids"].shape[1] if dec_ids else None)
     axes: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "sequence"},
                                        "attention_mask": {0: "batch", 1: "sequence"}}
+    if token_types:
+        axes["token_type_ids"] = {0: "batch", 1: "sequence"}
     if dec_ids:
         axes["decoder_input_ids"] = {0: "batch", 1: "target"}
     for name, t in ref.items():
@@ -195,6 +250,8 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_O
                                    f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
         # Check on another shape (dynamic axes) with a padded example (masks exported).
         check = make_inputs(m, 3, 23, 9, seed=1)
+        if token_types:
+            check["token_type_ids"] = _pair_token_types(check["input_ids"])
         if not enc_dec:
             check["attention_mask"][0, -6:] = 0
         feed = {n: check[n].numpy() for n in input_names}
@@ -261,25 +318,42 @@ def read_onnx_meta(path: Path) -> dict[str, Any]:
         raise NNPruneError(f"{path / ONNX_META} is unreadable: {exc}") from None
 
 
+def _cpu_session(onnx_path: str | Path, threads: int) -> Any:
+    """An onnxruntime CPU session with ``threads`` intra-op threads, one inter-op thread and all
+    graph optimizations (as ``speed --onnx`` times it)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def _with_defaults(inputs: dict[str, Any], input_names: list[str]) -> dict[str, Any]:
+    """``inputs`` plus what the model would assume for a declared input the caller left out:
+    ``token_type_ids`` zeros (a single segment, as the PyTorch models default), the shape of
+    ``input_ids``. Tokenizers without segment ids (and ``make_inputs``) give none."""
+    if "token_type_ids" in input_names and inputs.get("token_type_ids") is None \
+            and inputs.get("input_ids") is not None:
+        inputs = {**inputs, "token_type_ids": torch.zeros_like(inputs["input_ids"])}
+    return inputs
+
+
 class OrtRunner:
     """An ONNX model on onnxruntime's CPU provider."""
 
     runtime = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, threads: int, label: str) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.session = _cpu_session(onnx_path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.label = label
 
     def bind(self, inputs: dict[str, Any]) -> Callable[[], Any]:
+        inputs = _with_defaults(inputs, self.input_names)
         missing = [n for n in self.input_names if n not in inputs]
         if missing:
             raise NNPruneError(f"ONNX model {self.label} needs inputs {missing} that are not built")
@@ -289,3 +363,116 @@ class OrtRunner:
         def run() -> Any:
             return session.run(None, feed)
         return run
+
+
+#: onnxruntime's input element types -> numpy's (the exported inputs are integer ids and masks)
+_ORT_NUMPY_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32"}
+
+
+class OrtModel(nn.Module):
+    """An exported ``.onnx`` model behind a PyTorch ``forward``, so that the Hugging Face
+    ``Trainer`` evaluation loop (``predict``/``evaluate``, and so every task's ``evaluate``) runs it
+    unchanged, on onnxruntime's CPU provider.
+
+    Inputs (CPU or not; fed to the session as numpy): ``input_ids``, ``attention_mask``,
+    ``token_type_ids`` ``(batch, seq)`` and ``decoder_input_ids`` ``(batch, target)``, of which the
+    session gets only those it declares; a declared ``token_type_ids`` left out is zeros, as in
+    PyTorch. Labels, for the loss the ``Trainer`` reads when the batch has them:
+
+    - ``labels`` ``(batch,)`` or ``(batch, seq)`` class ids with logits of one more dimension
+      (sequence / token classification): cross-entropy, ``-100`` ignored;
+    - ``labels`` ``(batch,)`` numbers with one logit per example ``(batch, 1)`` (regression): MSE;
+    - ``labels`` of the logits' shape, as numbers (multi-label classification): BCE with logits;
+    - ``start_positions`` and ``end_positions`` ``(batch,)`` with ``start_logits`` /
+      ``end_logits`` ``(batch, seq)`` (QA): the mean of the two cross-entropies, positions outside
+      the sequence ignored (as the PyTorch QA heads compute it).
+
+    Returns a dict: ``"loss"`` (a scalar, only when labels come in), then every ONNX output in
+    export order as fp32 CPU tensors (``logits`` ``(batch, num_labels)`` or
+    ``(batch, seq, num_labels)``; ``start_logits``, ``end_logits`` ``(batch, seq)``; ...).
+
+    ``config`` is the checkpoint's (the ``Trainer`` reads it, e.g. ``keys_to_ignore_at_inference``);
+    :attr:`label_names` are the label inputs to give ``TrainingArguments(label_names=...)``, since
+    the ``Trainer`` can only guess them from a model class name. ``threads``: onnxruntime intra-op
+    threads, default ``torch.get_num_threads()``.
+    """
+
+    main_input_name = "input_ids"
+    # The Trainer hands loss kwargs (num_items_in_batch) only to models that ask; this one
+    # computes a per-batch mean, as the PyTorch heads do.
+    accepts_loss_kwargs = False
+
+    def __init__(self, onnx_path: str | Path, config: Any, *, threads: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.onnx_path = Path(onnx_path)
+        self.session = _cpu_session(self.onnx_path, threads or torch.get_num_threads())
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._input_types = {i.name: _ORT_NUMPY_TYPES.get(i.type) for i in self.session.get_inputs()}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        # The Trainer moves the model to its device and reads a parameter's device and dtype;
+        # the weights live in the session, so one dummy fp32 parameter stands in for them.
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    @property
+    def label_names(self) -> list[str]:
+        if {"start_logits", "end_logits"} <= set(self.output_names):
+            return ["start_positions", "end_positions"]
+        return ["labels"]
+
+    def forward(self, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None,
+                decoder_input_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None,
+                start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None,
+                return_dict: bool | None = None) -> dict[str, torch.Tensor]:
+        # Explicit arguments (no **kwargs): the Trainer keeps the dataset columns the forward
+        # names, and anything else the graph cannot take is dropped before it gets here.
+        del return_dict  # always a dict, which the Trainer handles like a ModelOutput
+        given = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": token_type_ids, "decoder_input_ids": decoder_input_ids}
+        given = _with_defaults(given, self.input_names)
+        missing = [n for n in self.input_names if given.get(n) is None]
+        if missing:
+            raise NNPruneError(f"ONNX model {self.onnx_path} needs inputs {missing} that the batch "
+                               f"does not have")
+        feed = {}
+        for name in self.input_names:
+            array = given[name].detach().cpu().numpy()
+            want = self._input_types.get(name)
+            feed[name] = array.astype(want, copy=False) if want else array
+        device = self.anchor.device
+        outputs = {name: torch.from_numpy(value).to(device)
+                   for name, value in zip(self.output_names, self.session.run(None, feed))}
+        loss = self._loss(outputs, labels, start_positions, end_positions)
+        return outputs if loss is None else {"loss": loss, **outputs}
+
+    def _loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor | None,
+              start_positions: torch.Tensor | None, end_positions: torch.Tensor | None
+              ) -> torch.Tensor | None:
+        if start_positions is not None and end_positions is not None:
+            if not {"start_logits", "end_logits"} <= set(outputs):
+                raise NNPruneError(f"ONNX model {self.onnx_path} has no start/end logits for "
+                                   f"start_positions/end_positions (outputs: {self.output_names})")
+            start, end = outputs["start_logits"], outputs["end_logits"]
+            # As the PyTorch QA heads: positions past the sequence (truncated answers) are ignored.
+            ignored = start.shape[1]
+            s = start_positions.to(start.device).reshape(-1).clamp(0, ignored)
+            e = end_positions.to(end.device).reshape(-1).clamp(0, ignored)
+            return (F.cross_entropy(start, s, ignore_index=ignored)
+                    + F.cross_entropy(end, e, ignore_index=ignored)) / 2
+        if labels is None:
+            return None
+        logits = outputs.get("logits", next(iter(outputs.values())))
+        labels = labels.to(logits.device)
+        if logits.shape[-1] == 1 and labels.numel() == logits.numel():  # regression
+            return F.mse_loss(logits.reshape(-1), labels.reshape(-1).to(logits.dtype))
+        if not labels.is_floating_point() and labels.dim() == logits.dim() - 1:
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                   ignore_index=-100)
+        if labels.shape == logits.shape:  # multi-label
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        raise NNPruneError(f"labels of shape {list(labels.shape)} do not fit the ONNX model's logits "
+                           f"{list(logits.shape)}")

@@ -3,6 +3,9 @@
 The CLI's ``evaluate`` command calls :func:`evaluate_checkpoint`; scripts can do the same. The
 model runs under a plain :class:`transformers.Trainer` (CPU when no CUDA device is visible) and
 the task adapter's own ``evaluate`` computes the metrics, exactly as at the end of fine-pruning.
+With ``onnx=True`` the model is the checkpoint's ONNX export (int8 with ``quantize="int8"``) run by
+onnxruntime behind :class:`~nnprune.export.onnx.OrtModel`, in the same loop: the accuracy of the
+file one ships.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ logger = logging.getLogger(__name__)
 class EvaluationResult:
     task: str
     checkpoint: str
-    kind: str  # "plain", "masked" or "compacted"
+    kind: str  # "plain", "masked" or "compacted" (+"int8", "+onnx", "+onnx-int8")
     metrics: dict[str, float]
     main_metric: str
     max_seq_length: int
@@ -97,7 +100,8 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         tokenizer: str | None = None, progress: bool = False,
                         quantize: str | None = None,
                         task_options: dict[str, str] | None = None,
-                        predictions_dir: Path | None = None) -> EvaluationResult:
+                        predictions_dir: Path | None = None,
+                        onnx: bool = False) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task_name``'s evaluation split(s).
 
     ``max_seq_length`` defaults to what the checkpoint was fine-pruned with (recorded in its
@@ -112,14 +116,22 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     ``predictions_dir``: write the task's prediction files there
     (:meth:`~nnprune.tasks.base.TaskAdapter.prediction_files`; SQuAD: ``predictions.json`` and,
     v2.0, ``null_odds.json``); tasks without any write nothing.
+    ``onnx``: evaluate through onnxruntime (CPU) the model ``export_onnx`` writes for the checkpoint
+    (``model.int8.onnx`` with ``quantize="int8"``, else ``model.onnx``), as ``nnprune speed --onnx``
+    times it; ``checkpoint`` may also be an ``export-onnx`` folder, whose own files are scored
+    (its source checkpoint's recorded training settings apply). Tasks that generate text refuse.
     """
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
     if batch_size < 1:
         raise NNPruneError(f"--batch-size must be >= 1, got {batch_size}")
+    if quantize not in (None, "int8"):
+        raise NNPruneError(f"--quantize supports int8 only, got {quantize!r}")
+    # An export-onnx folder records no training; the checkpoint it was exported from does.
+    record = _recorded_source(Path(checkpoint)) if onnx else checkpoint
     local_data = data_dir is not None or validation_file is not None
-    options, recorded = evaluation_task_options(checkpoint, task_name, task_options,
+    options, recorded = evaluation_task_options(record, task_name, task_options,
                                                 local_data=local_data)
     if recorded:
         logger.info("%s: task options recorded at training: %s", checkpoint,
@@ -133,8 +145,9 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                            f"{', '.join(sorted(recorded))}; override with --task-option)") from None
     path = check_dir(checkpoint)
     task.check_checkpoint(read_config_json(path), str(path))
+    _check_onnx(task, path, onnx)
     if max_seq_length is None:
-        max_seq_length = training_max_seq_length(path) or int(
+        max_seq_length = training_max_seq_length(record) or int(
             getattr(task, "default_max_seq_length", 128))
     data_args = DataArgs(data_dir=data_dir, validation_file=validation_file,
                          max_eval_samples=max_eval_samples, max_seq_length=max_seq_length)
@@ -146,23 +159,27 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
         raise NNPruneError(f"cannot load a tokenizer from {source}{hint}: "
                            f"{str(exc).splitlines()[0]}") from None
     data = task.load_data(tok, data_args, need_train=False)
-    kind = checkpoint_kind(path).value
-    model = load_pretrained(path)
-    if quantize is not None:
-        if quantize != "int8":
-            raise NNPruneError(f"--quantize supports int8 only, got {quantize!r}")
-        model = quantize_int8(model)
-        kind = f"{kind}+int8"
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nnprune-eval-") as tmp:
+        label_names = None
+        if onnx:
+            model, kind = _onnx_model(path, Path(tmp) / "onnx", quantize)
+            # The Trainer guesses label inputs from the model class name; this one names them.
+            label_names = model.label_names
+        else:
+            kind = checkpoint_kind(path).value
+            model = load_pretrained(path)
+            if quantize is not None:
+                model = quantize_int8(model)
+                kind = f"{kind}+int8"
+        start = time.perf_counter()
         args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size,
-                                 report_to=[],
-                                 use_cpu=quantize is not None or not torch.cuda.is_available(),
+                                 report_to=[], label_names=label_names,
+                                 use_cpu=onnx or quantize is not None or not torch.cuda.is_available(),
                                  dataloader_num_workers=0, disable_tqdm=not progress)
         trainer = Trainer(model=model, args=args, data_collator=data.data_collator,
                           processing_class=tok)
         metrics = task.evaluate(trainer, data)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     written: list[str] = []
     if predictions_dir is not None:
         from nnprune.workflows.training import write_prediction_files
@@ -177,6 +194,65 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                             main_metric=task.main_metric, max_seq_length=max_seq_length,
                             num_examples=examples, num_features=features, seconds=seconds,
                             predictions_file=main_file, prediction_files=written)
+
+
+def _recorded_source(path: Path) -> Path:
+    """The checkpoint whose ``nnprune_config.json`` holds ``path``'s training settings: for an
+    export-onnx folder its source (when still there), else ``path`` itself."""
+    from nnprune.export.onnx import is_onnx_dir, read_onnx_meta
+
+    if not is_onnx_dir(path):
+        return path
+    source = read_onnx_meta(path).get("source")
+    return Path(source) if source and Path(source).is_dir() else path
+
+
+def _check_onnx(task: Any, path: Path, onnx: bool) -> None:
+    """Refuse (one line, before any data is tokenized) what ``onnx`` cannot evaluate."""
+    from nnprune.export.onnx import is_onnx_dir, read_onnx_meta
+    from nnprune.tasks.cnn_dailymail import CnnDailyMailTask
+
+    if not onnx:
+        if is_onnx_dir(path) and not (path / "model.safetensors").exists():
+            raise NNPruneError(f"{path} is an ONNX export: evaluate it with --onnx")
+        return
+    if isinstance(task, CnnDailyMailTask):
+        raise NNPruneError(f"--onnx: task {task.name} evaluates by generate() (beam search), which "
+                           f"an ONNX export of one forward pass cannot run; evaluate without --onnx")
+    if is_onnx_dir(path) and "decoder_input_ids" in (read_onnx_meta(path).get("inputs") or []):
+        raise NNPruneError(f"--onnx: {path} is a seq2seq LM export (teacher-forced forward); "
+                           f"evaluate its PyTorch checkpoint instead")
+
+
+def _onnx_model(path: Path, tmp: Path, quantize: str | None) -> tuple[Any, str]:
+    """``(OrtModel, kind)`` of checkpoint ``path``: exported to ``tmp`` (int8 too with
+    ``quantize``) as ``speed --onnx`` exports it, or an export-onnx folder's own file."""
+    from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtModel, export_onnx, is_onnx_dir,
+                                     quantize_onnx_int8, read_onnx_meta)
+    from nnprune.measure.flops import takes_decoder_ids
+    from nnprune.pruning_core.checkpoint import load_config
+
+    suffix = "+onnx-int8" if quantize else "+onnx"
+    if is_onnx_dir(path):
+        kind = str(read_onnx_meta(path).get("kind") or "plain")
+        onnx_file = path / ONNX_MODEL
+        if quantize:
+            onnx_file = path / ONNX_INT8
+            if not onnx_file.is_file():
+                tmp.mkdir(parents=True, exist_ok=True)
+                onnx_file = quantize_onnx_int8(path / ONNX_MODEL, tmp / ONNX_INT8)
+        return OrtModel(onnx_file, load_config(path)), kind + suffix
+    kind = checkpoint_kind(path).value
+    model = load_pretrained(path)
+    if takes_decoder_ids(model):
+        raise NNPruneError(f"--onnx: {path} is a {type(model).__name__} (seq2seq LM); its export "
+                           f"is one teacher-forced forward, which evaluation cannot use")
+    exp = export_onnx(model, tmp, quantize=quantize, kind=kind)
+    logger.info("%s exported to ONNX for evaluation (max |onnx - torch| = %.2e%s)", path,
+                exp.max_abs_diff, "" if exp.int8_max_abs_diff is None
+                else f"; int8: {exp.int8_max_abs_diff:.2e}")
+    onnx_file = exp.int8_path if quantize else exp.model_path
+    return OrtModel(onnx_file, model.config), kind + suffix
 
 
 def _count_examples(data: Any, split: str, ds: Any) -> int:

@@ -23,7 +23,9 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
     assert exp["max_abs_diff"] < 1e-4
     assert exp["int8_max_abs_diff"] is not None
     meta = json.loads((tmp_path / "onnx" / "nnprune_onnx.json").read_text())
-    assert meta["kind"] == "compacted" and meta["inputs"] == ["input_ids", "attention_mask"]
+    # BERT's segment ids are an input (pair tasks: MNLI, SQuAD); a model without them has none
+    assert meta["kind"] == "compacted"
+    assert meta["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert (tmp_path / "onnx" / "model.int8.onnx").is_file()
 
     # The export runs at other batch/sequence sizes, with padding, like PyTorch.
@@ -32,7 +34,9 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     inputs = make_inputs(model, 5, 41, seed=3)
     inputs["attention_mask"][1, 30:] = 0
-    got = sess.run(None, {k: inputs[k].numpy() for k in ("input_ids", "attention_mask")})[0]
+    inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+    inputs["token_type_ids"][:, 20:] = 1
+    got = sess.run(None, {k: inputs[k].numpy() for k in meta["inputs"]})[0]
     with torch.inference_mode():
         ref = model(**inputs).logits.numpy()
     assert abs(got - ref).max() < 1e-4
