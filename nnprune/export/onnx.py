@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-import logging
 import warnings
 from dataclasses import asdict, dataclass
 from collections.abc import Callable
