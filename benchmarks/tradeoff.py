@@ -502,14 +502,13 @@ def dense_point(ctx: Context, work: Path) -> dict[str, Any]:
     return point
 
 
-def finished_points(ctx: Context, work: Path, plan: list[tuple[str, float, int]]
-                    ) -> list[dict[str, Any]]:
-    """Every planned point of this budget already finished in ``work`` (``--only`` runs add to
-    what earlier runs left)."""
+def finished_points(ctx: Context, work: Path) -> list[dict[str, Any]]:
+    """Every point of this budget already finished in ``work``, whatever run left it (``--only``
+    and ``--targets`` runs add to what earlier runs left)."""
     found = []
-    for route, target, seed in plan:
-        p = read_json(work / f"{route}-x{target:g}-s{seed}" / POINT_FILE)
-        if p and ctx.budget.matches(p.get("budget")):
+    for f in sorted(work.glob(f"*/{POINT_FILE}")):
+        p = read_json(f)
+        if p and p.get("route") in ROUTES and ctx.budget.matches(p.get("budget")):
             found.append(p)
     return found
 
@@ -709,7 +708,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         logger.info("%s x%g seed %d: %s %.4f, b1 %s (1st thread count), %s s", route, target,
                     seed, dense_pt["main_metric"], point["metric"],
                     f"{speed:.2f}x" if speed else "not timed", point["wall_seconds"])
-    points = finished_points(ctx, work, plan)
+    points = finished_points(ctx, work)
     scale = 100.0 if dense_pt["metric"] <= 1 else 1.0  # accuracy is a fraction, F1 in points
     metric = dense_pt["main_metric"] + (" (%)" if scale == 100.0 else "")
     noise = noise_report(points, a.noise_target, seeds, scale)

@@ -177,12 +177,15 @@ def _max_diff(ref: dict[str, torch.Tensor], got: list[Any]) -> float:
 
 
 def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
-    """onnxruntime dynamic int8 quantization of ``src`` into ``dst`` (MatMul/Gemm weights)."""
+    """onnxruntime dynamic int8 quantization of ``src`` into ``dst`` (MatMul/Gemm weights, one
+    scale per output channel). Per channel, because a pruned model's kept rows differ in range:
+    on MiniLM SST-2 pruned to 3.5x it kept 85.89% accuracy against 84.98% with one scale per
+    tensor (fp32 86.70%), at the same speed (README, int8)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
     return Path(dst)
 
 

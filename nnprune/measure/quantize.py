@@ -16,8 +16,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     activations quantized on the fly). Returns a new model; ``model`` is left as it was.
 
     Uses ``torch.ao.quantization.quantize_dynamic`` (deprecated in favour of torchao, still shipped
-    with torch 2.13 and the fastest CPU path without ``torch.compile``). A quantized model cannot
-    be saved for stock Hugging Face loading: quantize after loading, or ship the ONNX int8 export.
+    with torch 2.13). For shipping, the onnxruntime int8 export (``export-onnx --quantize int8``)
+    is the maintained and faster path: measured on a 3.5x MiniLM, 8.1 ms against 11.1 ms here at
+    batch 1, the same at batch 32 (README). A quantized model cannot be saved for stock Hugging
+    Face loading: quantize after loading, or ship the ONNX int8 export.
     """
     from nnprune.pruning_core.masked import MaskedLinear
     from nnprune.pruning_core.structure import effective_weight
