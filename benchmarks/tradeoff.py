@@ -569,7 +569,8 @@ def plot(points: list[dict[str, Any]], dense: dict[str, Any], path: Path, *, thr
     for p in points:
         if p["seed"] != first_seed:
             continue
-        label = f"{p['target']:g}x"
+        # Variants (--compare) share their route's colour, dashed; their targets go unlabelled.
+        label = f"{p['target']:g}x" if p["route"] in ROUTES else None
         if p["route"] == "layer-drop":
             label += f": {p['shape']['layers']}L"
         pts.append(TradeoffPoint(p["route"], p["speed"][f"t{thread}"]["b1"], scale * p["metric"],

@@ -469,13 +469,17 @@ def _point(p: "TradeoffPoint | Mapping[str, Any]") -> TradeoffPoint:
     return TradeoffPoint(str(p["route"]), float(p["speedup"]), float(p["metric"]), p.get("label"))
 
 
+_DASHES = ("--", ":", "-.")  # successive variants of one route
+
+
 def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "str | Path", *,
                   metric: str = "accuracy", title: Optional[str] = None,
                   dense_route: str = "dense") -> dict[str, list[tuple[float, float]]]:
     """Metric vs measured speedup: one curve per route (points sorted by speedup), the route
-    named ``dense_route`` as single points. ``points``: :class:`TradeoffPoint` or mappings with
-    ``route``, ``speedup``, ``metric`` (and optional ``label``). Returns route -> [(speedup,
-    metric), ...] as drawn."""
+    named ``dense_route`` as single points. A variant of a route, named ``"route (what
+    changed)"``, is drawn dashed in its route's colour. ``points``: :class:`TradeoffPoint` or
+    mappings with ``route``, ``speedup``, ``metric`` (and optional ``label``). Returns route ->
+    [(speedup, metric), ...] as drawn."""
     pts = [_point(p) for p in points]
     curves: dict[str, list[TradeoffPoint]] = {}
     for p in pts:
@@ -483,13 +487,24 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
     fig = _figure(WIDTH_IN, 4.8)
     ax = fig.add_axes((0.9 / WIDTH_IN, 0.7 / 4.8, (WIDTH_IN - 1.2) / WIDTH_IN, 3.6 / 4.8))
     drawn: dict[str, list[tuple[float, float]]] = {}
-    for route, group in curves.items():
-        group.sort(key=lambda p: p.speedup)
+    colours: dict[str, str] = {}
+    variants: dict[str, int] = {}  # variants of each route drawn so far
+    palette = iter(f"C{i}" for i in range(100))
+    for route in sorted(curves, key=lambda r: " (" in r):  # base routes take colours first
+        group = sorted(curves[route], key=lambda p: p.speedup)
         xs, ys = [p.speedup for p in group], [p.metric for p in group]
+        base = route.split(" (", 1)[0]
         if route == dense_route:
             ax.scatter(xs, ys, marker="*", s=160, color="black", zorder=3, label=route)
         else:
-            ax.plot(xs, ys, marker="o", markersize=5, linewidth=1.5, label=route)
+            if base not in colours:
+                colours[base] = next(palette)
+            style = "-"
+            if base != route:
+                style = _DASHES[variants.get(base, 0) % len(_DASHES)]
+                variants[base] = variants.get(base, 0) + 1
+            ax.plot(xs, ys, marker="o", markersize=5, linewidth=1.5, label=route,
+                    color=colours[base], linestyle=style, alpha=1.0 if style == "-" else 0.75)
         for p in group:
             if p.label:
                 ax.annotate(p.label, (p.speedup, p.metric), textcoords="offset points",

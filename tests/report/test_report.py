@@ -157,6 +157,26 @@ def test_tradeoff_plot_draws_one_curve_per_route(tmp_path):
     _check_png(tmp_path / "tradeoff.png")
 
 
+def test_tradeoff_plot_draws_a_variant_dashed_in_its_routes_colour(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from nnprune.report.plots import tradeoff_plot
+
+    styles = {}
+    plot = Axes.plot
+
+    def spy(self, *args, **kwargs):
+        styles[kwargs["label"]] = (kwargs["color"], kwargs["linestyle"])
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    tradeoff_plot([{"route": "hybrid (lambda 0)", "speedup": 2.0, "metric": 0.87},
+                   {"route": "hybrid", "speedup": 2.0, "metric": 0.86},
+                   {"route": "struct", "speedup": 2.0, "metric": 0.85}], tmp_path / "t.png")
+    assert styles["hybrid (lambda 0)"] == (styles["hybrid"][0], "--")
+    assert styles["hybrid"][1] == "-" and styles["struct"][0] != styles["hybrid"][0]
+
+
 # ---------------------------------------------------------------------------------- card
 def test_card_metadata_results_and_reproduce_command(runs, tmp_path, capsys):
     from nnprune.measure.timing import SpeedReport, SpeedRow
