@@ -539,7 +539,8 @@ def print_table(points: list[dict[str, Any]], dense: dict[str, Any], threads: li
         speeds = []
         for t in threads:
             s = (p.get("speed") or {}).get(f"t{t}")
-            speeds.append(f"{s['b1']:.2f}x/{s['b32']:.2f}x" if s else "1x/1x")
+            speeds.append(f"{s['b1']:.2f}x/{s['b32']:.2f}x" if s
+                          else "1x/1x" if p["route"] == "dense" else "-")
         pred = f"{p['predicted']:.2f}x" if p.get("predicted") else "-"
         seed = "-" if p.get("seed") is None else str(p["seed"])
         target = "-" if p["route"] == "dense" else f"{p['target']:g}x"
