@@ -87,6 +87,7 @@ from nnprune.pruning_core.compact import (apply_saved_layout, is_compacted,  # n
                                           model_layout)
 from nnprune.report.plots import TradeoffPoint, tradeoff_plot  # noqa: E402
 from nnprune.workflows.evaluate import evaluate_checkpoint  # noqa: E402
+from nnprune.workflows.fill import FillInit  # noqa: E402
 from nnprune.workflows.fine_prune import PRUNE_SUBDIR, FinePruneArgs, fine_prune  # noqa: E402
 from nnprune.workflows.options import TrainingOptions  # noqa: E402
 from nnprune.workflows.prune import PruneArgs, prune  # noqa: E402
@@ -134,7 +135,7 @@ class Budget:
     speed_seq: int
     latency_threads: int
     overrides: tuple[str, ...] = ()  # --set key=value of the fine-pruning routes (a recipe change)
-    fill_init: str = "noise"  # hybrid-filled: what fills the zeros inside kept units
+    fill_init: str = FillInit.NOISE.value  # hybrid-filled: what fills the zeros inside kept units
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,7 +149,7 @@ class Budget:
 
 
 # Budget fields added after points were saved, at the value the runs had without them.
-BUDGET_BEFORE = {"overrides": [], "fill_init": "noise"}
+BUDGET_BEFORE = {"overrides": [], "fill_init": FillInit.NOISE.value}
 
 
 def training(b: Budget, steps: int, seed: int, save_steps: int, resume: bool) -> TrainingOptions:
@@ -416,13 +417,18 @@ def compared_points(specs: list[str], seed: int, budget: Budget) -> list[dict[st
         if not sep or not label or not Path(folder).is_dir():
             raise NNPruneError(f"--compare takes LABEL=WORK_FOLDER (an existing folder), got "
                                f"{spec!r}")
-        for f in sorted(Path(folder).glob(f"*/{POINT_FILE}")):
-            p = read_json(f)
-            same = p and all(p.get("budget", {}).get(k) == getattr(budget, k)
-                             for k in ("task", "dense", "data_dir"))
-            if same and p["route"] in ROUTES and p.get("seed") == seed and p.get("speed"):
+        for p in points_in(Path(folder)):
+            same = all(p.get("budget", {}).get(k) == getattr(budget, k)
+                       for k in ("task", "dense", "data_dir"))
+            if same and p.get("seed") == seed and p.get("speed"):
                 out.append({**p, "route": f"{p['route']} ({label})"})
     return out
+
+
+def points_in(work: Path) -> list[dict[str, Any]]:
+    """The finished points (of any budget) of the routes in ``work``'s run folders."""
+    found = (read_json(f) for f in sorted(work.glob(f"*/{POINT_FILE}")))
+    return [p for p in found if p and p.get("route") in ROUTES]
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:
@@ -505,12 +511,7 @@ def dense_point(ctx: Context, work: Path) -> dict[str, Any]:
 def finished_points(ctx: Context, work: Path) -> list[dict[str, Any]]:
     """Every point of this budget already finished in ``work``, whatever run left it (``--only``
     and ``--targets`` runs add to what earlier runs left)."""
-    found = []
-    for f in sorted(work.glob(f"*/{POINT_FILE}")):
-        p = read_json(f)
-        if p and p.get("route") in ROUTES and ctx.budget.matches(p.get("budget")):
-            found.append(p)
-    return found
+    return [p for p in points_in(work) if ctx.budget.matches(p.get("budget"))]
 
 
 # --------------------------------------------------------------------------------- reporting
@@ -624,7 +625,7 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="pruning-config override of the fine-pruning routes (a recipe change, "
                         "e.g. attention_lambda=0); part of the budget, so use another --work")
-    p.add_argument("--fill-init", default="noise", choices=["noise", "weights"],
+    p.add_argument("--fill-init", default=FillInit.NOISE.value, choices=[f.value for f in FillInit],
                    help="hybrid-filled: what fills the zeros inside kept heads / FFN dims")
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=WORK",
                    help="also show the finished points of another --work (a recipe change: "

@@ -334,6 +334,10 @@ def _cpu_session(onnx_path: str | Path, threads: int) -> Any:
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
 
+#: onnxruntime's input element types -> numpy's (the exported inputs are integer ids and masks)
+_ORT_NUMPY_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32"}
+
+
 def _with_defaults(inputs: dict[str, Any], input_names: list[str]) -> dict[str, Any]:
     """``inputs`` plus what the model would assume for a declared input the caller left out:
     ``token_type_ids`` zeros (a single segment, as the PyTorch models default), the shape of
@@ -352,23 +356,32 @@ class OrtRunner:
     def __init__(self, onnx_path: str | Path, threads: int, label: str) -> None:
         self.session = _cpu_session(onnx_path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._input_types = {i.name: _ORT_NUMPY_TYPES.get(i.type) for i in self.session.get_inputs()}
         self.label = label
 
-    def bind(self, inputs: dict[str, Any]) -> Callable[[], Any]:
+    def feed(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The session's declared inputs as numpy arrays of its element types, from the tensors
+        ``inputs`` (``(batch, seq)`` ids and masks); a declared ``token_type_ids`` left out is
+        zeros (:func:`_with_defaults`), any other missing input a one-line error."""
         inputs = _with_defaults(inputs, self.input_names)
-        missing = [n for n in self.input_names if n not in inputs]
+        missing = [n for n in self.input_names if inputs.get(n) is None]
         if missing:
-            raise NNPruneError(f"ONNX model {self.label} needs inputs {missing} that are not built")
-        feed = {n: inputs[n].cpu().numpy() for n in self.input_names}
+            raise NNPruneError(f"ONNX model {self.label} needs inputs {missing} that were not given")
+        feed = {}
+        for name in self.input_names:
+            array = inputs[name].detach().cpu().numpy()
+            want = self._input_types.get(name)
+            feed[name] = array.astype(want, copy=False) if want else array
+        return feed
+
+    def bind(self, inputs: dict[str, Any]) -> Callable[[], Any]:
+        feed = self.feed(inputs)
         session = self.session
 
         def run() -> Any:
             return session.run(None, feed)
         return run
-
-
-#: onnxruntime's input element types -> numpy's (the exported inputs are integer ids and masks)
-_ORT_NUMPY_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32"}
 
 
 class OrtModel(nn.Module):
@@ -408,10 +421,8 @@ class OrtModel(nn.Module):
         super().__init__()
         self.config = config
         self.onnx_path = Path(onnx_path)
-        self.session = _cpu_session(self.onnx_path, threads or torch.get_num_threads())
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self._input_types = {i.name: _ORT_NUMPY_TYPES.get(i.type) for i in self.session.get_inputs()}
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.runner = OrtRunner(self.onnx_path, threads or torch.get_num_threads(), str(onnx_path))
+        self.output_names = self.runner.output_names
         # The Trainer moves the model to its device and reads a parameter's device and dtype;
         # the weights live in the session, so one dummy fp32 parameter stands in for them.
         self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
@@ -433,21 +444,12 @@ class OrtModel(nn.Module):
         # Explicit arguments (no **kwargs): the Trainer keeps the dataset columns the forward
         # names, and anything else the graph cannot take is dropped before it gets here.
         del return_dict  # always a dict, which the Trainer handles like a ModelOutput
-        given = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "token_type_ids": token_type_ids, "decoder_input_ids": decoder_input_ids}
-        given = _with_defaults(given, self.input_names)
-        missing = [n for n in self.input_names if given.get(n) is None]
-        if missing:
-            raise NNPruneError(f"ONNX model {self.onnx_path} needs inputs {missing} that the batch "
-                               f"does not have")
-        feed = {}
-        for name in self.input_names:
-            array = given[name].detach().cpu().numpy()
-            want = self._input_types.get(name)
-            feed[name] = array.astype(want, copy=False) if want else array
+        feed = self.runner.feed({"input_ids": input_ids, "attention_mask": attention_mask,
+                                 "token_type_ids": token_type_ids,
+                                 "decoder_input_ids": decoder_input_ids})
         device = self.anchor.device
         outputs = {name: torch.from_numpy(value).to(device)
-                   for name, value in zip(self.output_names, self.session.run(None, feed))}
+                   for name, value in zip(self.output_names, self.runner.session.run(None, feed))}
         loss = self._loss(outputs, labels, start_positions, end_positions)
         return outputs if loss is None else {"loss": loss, **outputs}
 

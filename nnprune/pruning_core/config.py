@@ -160,9 +160,9 @@ class PruningConfig:
     temperature: float = 2.0
 
     def __post_init__(self) -> None:
-        self.binarizer = _enum(BinarizerKind, self.binarizer, "binarizer")
-        self.regularization = _enum(RegularizationKind, self.regularization, "regularization")
-        self.score_init = _enum(ScoreInit, self.score_init, "score_init")
+        self.binarizer = parse_enum(BinarizerKind, self.binarizer, "binarizer")
+        self.regularization = parse_enum(RegularizationKind, self.regularization, "regularization")
+        self.score_init = parse_enum(ScoreInit, self.score_init, "score_init")
         self.attention_block = BlockSpec.parse(self.attention_block)
         self.ffn_block = BlockSpec.parse(self.ffn_block)
         if self.attention_block.kind is StructureKind.FFN_DIM:
@@ -245,7 +245,9 @@ class PruningConfig:
         return apply_assignments(self, changes, what="pruning config")
 
 
-def _enum(enum_cls: type[Enum], value: Any, name: str) -> Any:
+def parse_enum(enum_cls: type[Enum], value: Any, name: str) -> Any:
+    """``value`` (a member, or its value in any case, ``-`` for ``_``) as a member of
+    ``enum_cls``; anything else is a one-line error naming ``name`` and the known values."""
     if isinstance(value, enum_cls):
         return value
     try:
@@ -299,5 +301,5 @@ def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
 
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
+    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "parse_enum", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
 ]

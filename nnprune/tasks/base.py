@@ -86,6 +86,9 @@ class TaskAdapter(ABC):
     #: whether ``nnprune prune`` tunes the kept units by least squares unless told (measured:
     #: it costs classification accuracy, and gains span-extraction F1)
     prune_tune: bool = False
+    #: whether evaluation generates text (beam search), which an ONNX export of one forward pass
+    #: cannot run (``evaluate --onnx`` refuses such tasks)
+    evaluates_by_generation: bool = False
 
     def with_options(self, options: dict[str, str]) -> "TaskAdapter":
         """This task with ``--task-option key=value`` settings applied; a task without settings

@@ -290,6 +290,7 @@ class CnnDailyMailTask(TaskAdapter):
 
     name = "cnn_dailymail"
     main_metric = "rouge2"
+    evaluates_by_generation = True
     #: source tokens when the user does not say (BART's 1024 positions)
     default_max_seq_length = 1024
     #: target (highlights) tokens kept for the loss

@@ -210,13 +210,12 @@ def _recorded_source(path: Path) -> Path:
 def _check_onnx(task: Any, path: Path, onnx: bool) -> None:
     """Refuse (one line, before any data is tokenized) what ``onnx`` cannot evaluate."""
     from nnprune.export.onnx import is_onnx_dir, read_onnx_meta
-    from nnprune.tasks.cnn_dailymail import CnnDailyMailTask
 
     if not onnx:
         if is_onnx_dir(path) and not (path / "model.safetensors").exists():
             raise NNPruneError(f"{path} is an ONNX export: evaluate it with --onnx")
         return
-    if isinstance(task, CnnDailyMailTask):
+    if task.evaluates_by_generation:
         raise NNPruneError(f"--onnx: task {task.name} evaluates by generate() (beam search), which "
                            f"an ONNX export of one forward pass cannot run; evaluate without --onnx")
     if is_onnx_dir(path) and "decoder_input_ids" in (read_onnx_meta(path).get("inputs") or []):

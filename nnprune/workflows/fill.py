@@ -36,7 +36,8 @@ from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import load_config, load_model
 from nnprune.pruning_core.compact import (compact_exactly, is_compacted, reinit_zeros,
                                           restore_inside_kept)
-from nnprune.pruning_core.config import LATENCY_KEY, check_speedup_target, read_nnprune_config
+from nnprune.pruning_core.config import (LATENCY_KEY, check_speedup_target, parse_enum,
+                                         read_nnprune_config)
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.methods import build_config
@@ -81,7 +82,7 @@ class FillArgs:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.reinit_std is not None and self.reinit_std < 0:
             raise NNPruneError(f"--reinit-std must be >= 0, got {self.reinit_std}")
-        object.__setattr__(self, "fill_init", fill_init(self.fill_init))
+        object.__setattr__(self, "fill_init", parse_enum(FillInit, self.fill_init, "--fill-init"))
         if self.fill_init is FillInit.WEIGHTS and self.reinit_std is not None:
             raise NNPruneError("--reinit-std is the noise of --fill-init noise; --fill-init "
                                "weights restores the masked weights instead")
@@ -125,15 +126,6 @@ class PreparedFill:
     reinit_std: float
     info: dict[str, Any] = field(default_factory=dict)  # the checkpoint's nnprune_config.json
     was_masked: bool = False
-
-
-def fill_init(value: Any) -> FillInit:
-    """``value`` as a :class:`FillInit`; unknown names are a one-line error listing them."""
-    try:
-        return FillInit(value)
-    except ValueError:
-        raise NNPruneError(f"unknown --fill-init {value!r}; known: "
-                           f"{', '.join(f.value for f in FillInit)}") from None
 
 
 def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = None,
@@ -261,5 +253,4 @@ def _tokenizer_for(checkpoint: Path, info: dict[str, Any]) -> Any:
         return load_tokenizer(str(base))
 
 
-__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "fill", "fill_init",
-           "prepare_fill_model"]
+__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "fill", "prepare_fill_model"]

@@ -17,11 +17,11 @@ from typing import Any, Optional
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
 from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, check_speedup_target,
-                                         load_config_file, parse_assignments)
+                                         load_config_file, parse_assignments, parse_enum)
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import TaskAdapter, get_task
-from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill, fill_init
+from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, checkpoint_complete,
@@ -64,7 +64,7 @@ class FinePruneArgs:
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
         check_speedup_target(self.target_speedup, self.target_density)
-        object.__setattr__(self, "fill_init", fill_init(self.fill_init))
+        object.__setattr__(self, "fill_init", parse_enum(FillInit, self.fill_init, "--fill-init"))
         if self.fill_max_steps is not None and self.fill_max_steps < 1:
             raise NNPruneError(f"--fill-max-steps must be >= 1, got {self.fill_max_steps}")
         if self.fill_epochs is not None and self.fill_epochs <= 0:
