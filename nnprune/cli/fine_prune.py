@@ -23,7 +23,7 @@ def fine_prune(
     model: Annotated[str, typer.Option(help="Pretrained or fine-tuned model folder or hub name.")],
     output_dir: Annotated[Path, typer.Option(help="Where checkpoints and the final model go.")],
     training: "TrainingOptions",
-    method: Annotated[str, typer.Option(help="Method preset: movement, soft-movement, l0, magnitude, block, hybrid, hybrid-nt, hybrid-filled, struct, dense.")] = "hybrid-nt",
+    method: Annotated[Optional[str], typer.Option(help="Method preset: movement, soft-movement, l0, magnitude, block, hybrid, hybrid-nt, hybrid-filled, struct, dense; or auto: with --target-speedup, one-shot pruning + distillation or hybrid-filled, whichever measured better for the model and budget (README). Default: auto with --target-speedup, else hybrid-nt.")] = None,
     teacher: TeacherOpt = None,
     target_density: Annotated[Optional[float], typer.Option(help="Fraction of the pruned matrices' weights to keep, in (0, 1].")] = None,
     target_speedup: TargetSpeedupOpt = None,
@@ -44,16 +44,20 @@ def fine_prune(
     --method hybrid-filled, the pruning stage goes to OUTPUT_DIR/prune and the filled, compacted
     model to OUTPUT_DIR. Progress: a bar on a terminal, one line per --logging-steps in logs."""
     quiet_libraries()
-    from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune as run
+    from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune as run, requested_method
 
+    args = FinePruneArgs(
+        task=task, model=model, output_dir=output_dir, method=method, teacher=teacher,
+        target_density=target_density, target_speedup=target_speedup, latency=latency,
+        latency_table=latency_table, config_file=config, overrides=tuple(set_ or ()),
+        fill_epochs=fill_epochs, fill_max_steps=fill_max_steps, fill_init=fill_init,
+        task_options=task_options(task_option), training=training)
     with stdout_for_json(json_out), training_display():
-        result = run(FinePruneArgs(
-            task=task, model=model, output_dir=output_dir, method=method, teacher=teacher,
-            target_density=target_density, target_speedup=target_speedup, latency=latency,
-            latency_table=latency_table, config_file=config, overrides=tuple(set_ or ()),
-            fill_epochs=fill_epochs, fill_max_steps=fill_max_steps, fill_init=fill_init,
-            task_options=task_options(task_option), training=training))
-    emit(json_out, f"{task} · {method} · {output_dir}", result_rows(result), result.to_dict(),
+        result = run(args)
+    route = requested_method(args)
+    if result.route:
+        route += f" → {result.route['route']}"
+    emit(json_out, f"{task} · {route} · {output_dir}", result_rows(result), result.to_dict(),
          json_file)
 
 
@@ -64,7 +68,10 @@ def result_rows(result) -> list[tuple[str, object]]:
     if isinstance(result, FillResult):
         from nnprune.cli.fill import fill_rows
 
-        return fill_rows(result)
+        rows = fill_rows(result)
+        if result.route:
+            rows.insert(0, ("route (auto)", f"{result.route['route']}: {result.route['reason']}"))
+        return rows
     rows: list[tuple[str, object]] = [(k, v) for k, v in sorted(result.metrics.items())]
     rows += [("density (pruned matrices)", result.density),
              ("density attention", result.group_density["attention"]),

@@ -45,8 +45,8 @@ from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
-from nnprune.workflows.training import (FinePruneResult, load_tokenizer, run_training,
-                                        save_final)
+from nnprune.workflows.training import (FinePruneResult, from_main_process, load_tokenizer,
+                                        run_training, save_final)
 
 
 class FillInit(str, Enum):
@@ -202,8 +202,8 @@ def fill(args: FillArgs) -> FillResult:
     table = None
     if args.target_speedup is not None:
         seq_len = opts.max_seq_length or task.default_max_seq_length
-        table = resolve_table(load_config(ckpt), args.latency.at(seq_len),
-                              args.latency_table)
+        table = from_main_process(lambda: resolve_table(
+            load_config(ckpt), args.latency.at(seq_len), args.latency_table))
         table.model.budget_ms(args.target_speedup)
     prepared = prepare_fill_model(ckpt, reinit_std=args.reinit_std, seed=args.training.seed,
                                   target_speedup=args.target_speedup,

@@ -4,7 +4,9 @@ and the final save of the masked model.
 The CLI's ``fine-prune`` command parses options into :class:`FinePruneArgs` and calls
 :func:`fine_prune`; scripts can do the same. A method preset marked ``fill`` (``hybrid-filled``)
 makes :func:`fine_prune` run both stages: fine-pruning into ``OUTPUT/prune``, then
-:func:`~nnprune.workflows.fill.fill` from there into ``OUTPUT``.
+:func:`~nnprune.workflows.fill.fill` from there into ``OUTPUT``. ``auto`` (the default with a
+speed target) chooses between that and one-shot pruning + distillation by the model and the
+budget (:mod:`nnprune.workflows.route`); both leave the same two folders.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
@@ -20,13 +22,16 @@ from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, check_speed
                                          load_config_file, parse_assignments, parse_enum)
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
-from nnprune.tasks import TaskAdapter, get_task
+from nnprune.tasks import DataArgs, TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
-from nnprune.workflows.speed import record_speed_check
-from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, checkpoint_complete,
-                                        checkpoint_folders, is_main_process, resume_checkpoint,
-                                        run_training, save_final)
+from nnprune.workflows.route import (AUTO_METHOD, Budget, Route, RouteChoice, budget_of,
+                                     choose_route)
+from nnprune.workflows.speed import add_results, record_speed_check
+from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, barrier,
+                                        checkpoint_complete, checkpoint_folders, from_main_process,
+                                        is_main_process, load_tokenizer, resume_checkpoint,
+                                        run_training, save_final, world_size)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,9 @@ class FinePruneArgs:
     task: str
     model: str
     output_dir: Path
-    method: str = "hybrid-nt"
+    # a preset (METHODS) or "auto"; None: a config file's method, else "auto" with a
+    # target_speedup and "hybrid-nt" without
+    method: Optional[str] = None
     teacher: Optional[str] = None
     target_density: Optional[float] = None
     target_speedup: Optional[float] = None  # measured speedup asked for (latency table)
@@ -83,20 +90,39 @@ class FinePruneArgs:
         return {**out, **self.training.to_dict()}
 
 
-def resolve_config(args: FinePruneArgs) -> PruningConfig:
+def _file_settings(args: FinePruneArgs) -> dict[str, Any]:
+    return load_config_file(args.config_file) if args.config_file is not None else {}
+
+
+def requested_method(args: FinePruneArgs) -> str:
+    """--method, else the config file's ``method``, else ``auto`` with a speed target (explicit
+    or in the file) and ``hybrid-nt`` without."""
+    if args.method is not None:
+        return args.method
+    file = _file_settings(args)
+    if "method" in file:
+        return str(file["method"])
+    speed_target = args.target_speedup is not None or (
+        args.target_density is None and file.get("target_speedup") is not None)
+    return AUTO_METHOD if speed_target else "hybrid-nt"
+
+
+def resolve_config(args: FinePruneArgs, method: Optional[str] = None,
+                   default_teacher: Optional[str] = None) -> PruningConfig:
     """Preset < config file < --set overrides < explicit --teacher / --target-density /
-    --target-speedup (an explicit target replaces a file's target of either kind)."""
-    overrides: dict[str, Any] = {}
-    method = args.method
-    if args.config_file is not None:
-        overrides.update(load_config_file(args.config_file))
-        method = overrides.pop("method", method)
+    --target-speedup (an explicit target replaces a file's target of either kind).
+
+    ``method``: the preset (default :func:`requested_method`); ``default_teacher``: the teacher
+    when neither --teacher nor the file names one."""
+    overrides = _file_settings(args)
+    overrides.pop("method", None)
+    method = method or requested_method(args)
     overrides.update(parse_assignments(args.overrides, option="--set"))
     # Explicit flags win over the file and --set: take the keys out either way.
     file_teacher = overrides.pop("teacher", None)
     file_density = overrides.pop("target_density", None)
     file_speedup = overrides.pop("target_speedup", None)
-    teacher = args.teacher or file_teacher
+    teacher = args.teacher or file_teacher or default_teacher
     density, speedup = args.target_density, args.target_speedup
     if density is None and speedup is None:
         density, speedup = file_density, file_speedup
@@ -115,6 +141,11 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
     both stages (see :func:`prune_then_fill`); its result is then a :class:`FillResult`.
     """
     task = get_task(args.task, args.task_options)
+    if requested_method(args) == AUTO_METHOD:
+        if model is not None:
+            raise NNPruneError("--method auto chooses how to start from args.model; it does not "
+                               "take a prebuilt model")
+        return _auto(args, task)
     pcfg = resolve_config(args)
     table = resolve_latency(args, pcfg, task, model)
     if METHODS.get(pcfg.method).fill:
@@ -137,13 +168,18 @@ def resolve_latency(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
     if pcfg.target_speedup is None or not pcfg.prunes:
         return None
     config = model.config if model is not None else load_config(args.model)
-    seq_len = args.training.max_seq_length or task.default_max_seq_length
-    table = resolve_table(config, args.latency.at(seq_len), args.latency_table)
+    # Measured (or read) once, on the main process: every process cuts with the same table
+    table = from_main_process(lambda: resolve_table(
+        config, args.latency.at(_latency_seq_len(args, task)), args.latency_table))
     final = table.model.budget_ms(pcfg.target_speedup)
     logger.info("target %.2fx: %.2f ms -> %.2f ms per forward at batch %d x %d tokens",
                 pcfg.target_speedup, table.model.dense_ms, final,
                 table.key["setting"]["batch_size"], table.key["setting"]["seq_len"])
     return table
+
+
+def _latency_seq_len(args: FinePruneArgs, task: TaskAdapter) -> int:
+    return args.training.max_seq_length or task.default_max_seq_length
 
 
 def _fine_prune_once(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter, *,
@@ -182,29 +218,108 @@ def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
     """
     if not pcfg.teacher:  # pragma: no cover - build_config refuses fill presets without one
         raise NNPruneError(f"method {pcfg.method!r} distils from a teacher: pass --teacher PATH")
+
+    def stage1(prune_dir: Path) -> None:
+        _fine_prune_once(replace(args, output_dir=prune_dir), pcfg, task, table=table)
+
+    return _then_fill(args, stage1, FillArgs(
+        checkpoint=args.output_dir / PRUNE_SUBDIR, task=args.task, output_dir=args.output_dir,
+        teacher=pcfg.teacher, task_options=args.task_options, fill_init=args.fill_init,
+        training=fill_budget(args)))
+
+
+def _then_fill(args: FinePruneArgs, stage1: Callable[[Path], None], fill_args: FillArgs) -> FillResult:
+    """Run ``stage1`` into ``OUTPUT/prune`` (every process: it synchronises them itself), then
+    ``fill_args`` from there into ``OUTPUT``. With ``resume`` a first stage that already saved
+    its final model is not run again, and the fill stage resumes from its own checkpoints in
+    ``OUTPUT`` when it has some."""
     out = args.output_dir
     opts = args.training
     fill_has_checkpoints = any(checkpoint_complete(f) for f in checkpoint_folders(out))
     if not opts.resume:
-        resume_checkpoint(out, opts)  # refuse now, not after the pruning stage, if OUTPUT is in use
-    stage1 = replace(args, output_dir=out / PRUNE_SUBDIR)
-    prune_dir = stage1.output_dir
+        resume_checkpoint(out, opts)  # refuse now, not after the first stage, if OUTPUT is in use
+    prune_dir = out / PRUNE_SUBDIR
     finished = (prune_dir / RESULTS_FILE).is_file() and (prune_dir / "config.json").is_file()
-    if not (opts.resume and finished):  # resuming after the pruning stage saved: skip it
-        _fine_prune_once(stage1, pcfg, task, table=table)
-    _barrier()  # other processes read OUTPUT/prune only once the main one has written it
-    fill_opts = replace(fill_budget(args), resume=opts.resume and fill_has_checkpoints)
-    return fill(FillArgs(checkpoint=prune_dir, task=args.task, output_dir=out,
-                         teacher=pcfg.teacher, task_options=args.task_options,
-                         fill_init=args.fill_init, training=fill_opts))
+    if not (opts.resume and finished):  # resuming after the first stage saved: skip it
+        stage1(prune_dir)
+    barrier()  # other processes read OUTPUT/prune only once the main one has written it
+    training = replace(fill_args.training, resume=opts.resume and fill_has_checkpoints)
+    return fill(replace(fill_args, training=training))
 
 
-def _barrier() -> None:
-    import torch.distributed as dist
+def _auto(args: FinePruneArgs, task: TaskAdapter) -> FinePruneResult:
+    """``--method auto``: choose the route (:func:`~nnprune.workflows.route.choose_route`), run
+    it, and record the choice in the results."""
+    # hybrid-filled's config: it checks --set / the file and resolves the target and teacher;
+    # the model stands in as the teacher until the route is known.
+    pcfg = resolve_config(args, Route.HYBRID_FILLED.value, default_teacher=args.model)
+    if pcfg.target_speedup is None:
+        raise NNPruneError("--method auto chooses the route to a --target-speedup; with "
+                           "--target-density choose a method (e.g. --method hybrid-filled)")
+    teacher = args.teacher or _file_settings(args).get("teacher")
+    budget = budget_of(args.training, fill_budget(args), lambda: _count_train(args, task),
+                       world_size())
+    choice = choose_route(task, args.model, load_config(args.model).to_dict(), budget, teacher)
+    logger.info("--method auto: %s (%s)", choice.route.value, choice.reason)
+    table = resolve_latency(args, pcfg, task)
+    if choice.route is Route.ONE_SHOT:
+        result: FinePruneResult = _one_shot_then_fill(args, task, choice, budget, pcfg)
+    else:
+        result = prune_then_fill(args, pcfg.replace(teacher=choice.teacher), task, table)
+    result.route = choice.to_dict()
+    if is_main_process():
+        add_results(args.output_dir, route=result.route)
+        if table is not None:
+            result.speed_check = record_speed_check(args.output_dir, table)
+    return result
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+
+def _one_shot_then_fill(args: FinePruneArgs, task: TaskAdapter, choice: RouteChoice,
+                        budget: Budget, pcfg: PruningConfig) -> FillResult:
+    """:attr:`Route.ONE_SHOT`: ``nnprune prune`` into ``OUTPUT/prune`` (by the main process, not
+    evaluated when there are others: they wait), then distil the compacted model from
+    ``choice.teacher`` into ``OUTPUT`` for the whole budget."""
+    from nnprune.workflows.prune import PruneArgs, prune
+
+    recipe = set(_file_settings(args)) - {"method", "teacher", "target_speedup"}
+    unused = [name for name, given in (
+        ("--set", bool(args.overrides)), (f"--config's {', '.join(sorted(recipe))}", bool(recipe)),
+        ("--fill-init weights", args.fill_init is FillInit.WEIGHTS)) if given]
+    if unused:
+        raise NNPruneError(f"{', '.join(unused)} configure fine-pruning, and --method auto chose "
+                           f"one-shot pruning for this budget ({choice.reason}); pass --method "
+                           "hybrid-filled to fine-prune with them")
+    opts = args.training
+
+    def stage1(prune_dir: Path) -> None:
+        if is_main_process():
+            prune(PruneArgs(
+                checkpoint=args.model, task=args.task, output_dir=prune_dir,
+                target_speedup=pcfg.target_speedup, batch_size=opts.batch_size,
+                max_seq_length=opts.max_seq_length, seed=opts.seed, data_dir=opts.data_dir,
+                train_file=opts.train_file, validation_file=opts.validation_file,
+                max_eval_samples=opts.max_eval_samples, speed_probe=False,
+                evaluate=world_size() == 1,  # alone here: no Trainer (the others wait)
+                overwrite=opts.overwrite, task_options=args.task_options,
+                latency=args.latency.at(_latency_seq_len(args, task)),
+                latency_table=args.latency_table))
+
+    # Post-training pruning removes whole units: nothing inside them to re-initialise
+    return _then_fill(args, stage1, FillArgs(
+        checkpoint=args.output_dir / PRUNE_SUBDIR, task=args.task, output_dir=args.output_dir,
+        teacher=choice.teacher, reinit_std=0.0, task_options=args.task_options,
+        training=budget.one_shot(world_size())))
+
+
+def _count_train(args: FinePruneArgs, task: TaskAdapter) -> int:
+    """Training examples in one epoch (what ``--epochs`` counts in)."""
+    opts = args.training
+    data = task.load_data(load_tokenizer(args.model), DataArgs(
+        data_dir=opts.data_dir, train_file=opts.train_file, validation_file=opts.validation_file,
+        max_train_samples=opts.max_train_samples, max_eval_samples=1,
+        max_seq_length=opts.max_seq_length or task.default_max_seq_length, seed=opts.seed))
+    return len(data.train) if data.train is not None else 0
 
 
 __all__ = ["PRUNE_SUBDIR", "FinePruneArgs", "fill_budget", "fine_prune", "prune_then_fill",
-           "resolve_config", "resolve_latency"]
+           "requested_method", "resolve_config", "resolve_latency"]

@@ -75,6 +75,9 @@ class PruneArgs:
     # it cost SST-2 0.5-1.3 points and gave the SQuAD v1.1 split 1.2 F1 at 1.5x (README)
     tune: Optional[bool] = None
     speed_probe: bool = True
+    # evaluate the dense and the pruned model (False: their metrics stay empty; the main process
+    # of a distributed launch prunes alone, and the Trainer's evaluation would wait for the rest)
+    evaluate: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     learning_rate: float = 5e-5  # of the fill stage
     overwrite: bool = False
@@ -229,7 +232,7 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     eval_kw = dict(data_dir=args.data_dir, validation_file=args.validation_file,
                    max_eval_samples=args.max_eval_samples, max_seq_length=seq_len,
                    task_options=args.task_options)
-    before = evaluate_checkpoint(args.task, src, **eval_kw).metrics
+    before = evaluate_checkpoint(args.task, src, **eval_kw).metrics if args.evaluate else {}
     phase("evaluate dense")
 
     done = [0]
@@ -285,7 +288,7 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     save_checkpoint(model, save_to, config=config, tokenizer=tokenizer, extra=info)
     phase("compact + save")
 
-    after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics
+    after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics if args.evaluate else {}
     phase("evaluate pruned")
     measured = None
     if args.speed_probe:

@@ -251,8 +251,13 @@ def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
     logger.info("speedup at batch %d x %d tokens: predicted %.2fx, measured %.2fx",
                 check.setting["batch_size"], check.setting["seq_len"], check.predicted,
                 check.measured)
+    add_results(output_dir, speed_check=check.to_dict())
+    return check.to_dict()
+
+
+def add_results(output_dir: Path, **items: Any) -> None:
+    """Add (or replace) top-level ``items`` in the results file of ``output_dir``, atomically."""
     path = Path(output_dir) / RESULTS_FILE
     results = json.loads(path.read_text()) if path.is_file() else {}
-    results["speed_check"] = check.to_dict()
+    results.update(items)
     atomic_write_text(path, json.dumps(results, indent=2, default=str) + "\n")
-    return check.to_dict()

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
@@ -30,6 +30,7 @@ from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.progress import install_progress
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IMPORTANCE_SAMPLES = 512  # training examples scored for score_init=importance
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
@@ -50,6 +51,8 @@ class FinePruneResult:
     prediction_files: list[str] = field(default_factory=list)
     # --target-speedup: predicted (latency table) and measured speedup of the compacted model
     speed_check: Optional[dict[str, Any]] = None
+    # fine-prune --method auto: the route it chose and why (RouteChoice.to_dict)
+    route: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -119,6 +122,57 @@ def checkpoint_complete(folder: Path) -> bool:
 def is_main_process() -> bool:
     """Rank 0 of a distributed launch (torchrun / accelerate / SLURM set RANK), or a single process."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    """Processes of a distributed launch (torchrun / accelerate / SLURM set WORLD_SIZE), else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _process_group() -> bool:
+    """Whether this is one process of several; if so, the process group exists after the call
+    (created by accelerate's ``PartialState``, the one the Trainer then reuses)."""
+    if world_size() <= 1:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState()
+    return True
+
+
+def barrier() -> None:
+    """Wait for every process of a distributed launch (no-op for one process)."""
+    if _process_group():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def from_main_process(fn: Callable[[], T]) -> T:
+    """``fn()`` run on the main process only, its (picklable) result given to every process: one
+    answer for all (a latency table measured once, not once per process on a shared machine,
+    and the same masks everywhere). A failure there is raised on every process."""
+    if not _process_group():
+        return fn()
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    if is_main_process():
+        try:
+            box[0] = (True, fn())
+        except Exception as exc:
+            box[0] = (False, str(exc) if isinstance(exc, NNPruneError) else
+                      f"the main process failed: {type(exc).__name__}: {exc}")
+            dist.broadcast_object_list(box, src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    ok, value = box[0]
+    if not ok:
+        raise NNPruneError(value)
+    return value
 
 
 def write_prediction_files(files: dict[str, Any], folder: Path) -> list[str]:
@@ -311,7 +365,7 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
                       json.dumps(extra.get("results", {}), indent=2, default=str) + "\n")
 
 
-__all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun",
-           "checkpoint_complete", "checkpoint_folders", "collate_first", "is_main_process",
-           "load_tokenizer", "resume_checkpoint", "run_training",
-           "save_final", "write_prediction_files"]
+__all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "barrier",
+           "checkpoint_complete", "checkpoint_folders", "collate_first", "from_main_process",
+           "is_main_process", "load_tokenizer", "resume_checkpoint", "run_training",
+           "save_final", "world_size", "write_prediction_files"]

@@ -6,27 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_args
+from conftest import known_latency_table as _table_file, make_args
 
 from nnprune.errors import NNPruneError
-from nnprune.measure.latency import LatencySetting, LatencyTable, table_key
+from nnprune.measure.latency import LatencySetting
 from nnprune.pruning_core.checkpoint import load_model
 from nnprune.pruning_core.compact import model_layout
-from nnprune.pruning_core.latency_model import LatencyModel
-from nnprune.pruning_core.checkpoint import load_config
 from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 
-SETTING = LatencySetting(batch_size=1, seq_len=16, threads=1)
-
-
-def _table_file(tiny_dir, path) -> str:
-    """A table for the tiny BERT (2 layers, 4 heads, FFN 64) with known costs: 1 ms a head,
-    0.1 ms an FFN dimension, 2 ms fixed (dense 22.8 ms), so the test knows what is predicted."""
-    model = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
-                         (0.0, 3.2, 6.4), 2.0)
-    table = LatencyTable(key=table_key(load_config(str(tiny_dir)), SETTING), model=model)
-    path.write_text(json.dumps(table.to_dict()))
-    return str(path)
+SETTING = LatencySetting(batch_size=1, seq_len=16, threads=1)  # the known table's
 
 
 def _args(tiny_dir, toy_data, out, **kw) -> FinePruneArgs:
