@@ -438,6 +438,17 @@ def read_json(path: Path) -> Optional[dict[str, Any]]:
         return None
 
 
+def timed_dir(record: dict[str, Any], out: Path) -> Path:
+    """The model folder a point was timed (or is to be timed) from: as recorded, or at the same
+    place under ``out`` when the point folder was moved (run folders copied back from a GPU
+    machine, or gathered into one --work)."""
+    stored = Path(record["timed_dir"])
+    if stored.exists() or out.name not in stored.parts:
+        return stored
+    parts = stored.parts
+    return out.joinpath(*parts[len(parts) - parts[::-1].index(out.name):])
+
+
 def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) -> dict[str, Any]:
     """Train (unless a finished folder of this budget is there), evaluate, time one point."""
     b = ctx.budget
@@ -450,6 +461,7 @@ def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) ->
             logger.info("%s: finished earlier, reused", out.name)
             return done
         # Timed earlier at other thread counts (or --retime): time these only, keep the rest.
+        done["timed_dir"] = str(timed_dir(done, out))
         ensure_weights(Path(done["timed_dir"]))
         done["speed"] = {**done.get("speed", {}), **measure(ctx, done["timed_dir"], todo)}
         done["threads"] = sorted(timed | set(ctx.threads))
@@ -479,6 +491,7 @@ def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) ->
         atomic_write_text(out / TRAINED_FILE, json.dumps(trained, indent=2, default=str) + "\n")
     if ctx.train_only:
         return trained
+    trained["timed_dir"] = str(timed_dir(trained, out))
     random_weights = ensure_weights(Path(trained["timed_dir"]))
     shape = shape_of(trained["timed_dir"])
     point = {**trained, "shape": shape, "predicted": predicted_speedup(ctx.table, shape),

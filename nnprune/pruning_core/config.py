@@ -21,6 +21,9 @@ RESULTS_FILE = "nnprune_results.json"  # the metrics fine-prune / fill write bes
 # nnprune_config.json key of the latency table a target_speedup run cut its masks with ({"model":
 # LatencyModel.to_dict(), ...}): a masked checkpoint needs it to rebuild its masks
 LATENCY_KEY = "latency_table"
+# nnprune_config.json key of a ``fine-prune --method auto`` output: {"training": the command's
+# options, "route": the route it chose and why}; its stages record what each one ran
+AUTO_KEY = "auto"
 
 
 class BinarizerKind(str, Enum):

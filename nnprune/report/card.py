@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
-from nnprune.pruning_core.config import CONFIG_FILE, RESULTS_FILE
+from nnprune.pruning_core.config import AUTO_KEY, CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,11 @@ def reproduce_commands(info: Mapping[str, Any], checkpoint: Path,
     task, base = info.get("task"), info.get("base_model")
     cmds: list[str] = []
     stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
-    if stages:
+    auto = (info.get(AUTO_KEY) or {}).get("training")
+    if auto:
+        # fine-prune --method auto: one command made both stages, whichever route it chose
+        cmds.append(fine_prune_command(auto, task, base))
+    elif stages:
         first = stages[0].get("training") or {}
         if stages[0].get("stage") == "prune" and first:
             if _is_fill_method(first.get("method")) and len(stages) > 1:

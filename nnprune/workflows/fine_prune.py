@@ -11,6 +11,7 @@ budget (:mod:`nnprune.workflows.route`); both leave the same two folders.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Any, Callable, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
-from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, check_speedup_target,
-                                         load_config_file, parse_assignments, parse_enum)
+from nnprune.io_utils import atomic_write_text
+from nnprune.pruning_core.config import (AUTO_KEY, CONFIG_FILE, LATENCY_KEY, PruningConfig,
+                                         check_speedup_target, load_config_file,
+                                         parse_assignments, parse_enum, read_nnprune_config)
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import DataArgs, TaskAdapter, get_task
@@ -141,7 +144,8 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
     both stages (see :func:`prune_then_fill`); its result is then a :class:`FillResult`.
     """
     task = get_task(args.task, args.task_options)
-    if requested_method(args) == AUTO_METHOD:
+    args = replace(args, method=requested_method(args))  # recorded as what ran, never None
+    if args.method == AUTO_METHOD:
         if model is not None:
             raise NNPruneError("--method auto chooses how to start from args.model; it does not "
                                "take a prebuilt model")
@@ -265,10 +269,16 @@ def _auto(args: FinePruneArgs, task: TaskAdapter) -> FinePruneResult:
     if choice.route is Route.ONE_SHOT:
         result: FinePruneResult = _one_shot_then_fill(args, task, choice, budget, pcfg)
     else:
-        result = prune_then_fill(args, pcfg.replace(teacher=choice.teacher), task, table)
+        result = prune_then_fill(replace(args, method=Route.HYBRID_FILLED.value),
+                                 pcfg.replace(teacher=choice.teacher), task, table)
     result.route = choice.to_dict()
     if is_main_process():
         add_results(args.output_dir, route=result.route)
+        # The command that made OUTPUT is this auto one, whatever its stages record
+        info = read_nnprune_config(args.output_dir) or {}
+        atomic_write_text(args.output_dir / CONFIG_FILE, json.dumps(
+            {**info, AUTO_KEY: {"training": args.to_dict(), "route": result.route}},
+            indent=2, sort_keys=True, default=str) + "\n")
         if table is not None:
             result.speed_check = record_speed_check(args.output_dir, table)
     return result

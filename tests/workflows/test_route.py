@@ -110,6 +110,13 @@ def test_auto_one_shot_prunes_compacts_and_distils_for_the_whole_budget(tiny_dir
     assert pruned["post_training"]["predicted_speedup"] >= 2.0 / 1.01
     saved = json.loads((out / "nnprune_results.json").read_text())
     assert saved["route"] == result.route and saved["speed_check"] == check
+    # the model card's reproduce command is the auto command, not its stages
+    from nnprune.pruning_core.config import read_nnprune_config
+    from nnprune.report.card import reproduce_commands
+
+    (command,) = reproduce_commands(read_nnprune_config(out), out)
+    assert "nnprune fine-prune sst2" in command and "--method auto" in command
+    assert "--target-speedup 2" in command and "--max-steps 4" in command
     # options only fine-pruning has are refused, not dropped
     with pytest.raises(NNPruneError, match="--set configure fine-pruning.*--method hybrid-filled"):
         fine_prune(_auto_args(tiny_dir, toy_data, tmp_path / "x", latency_table=table,
@@ -134,7 +141,8 @@ def test_auto_fine_prunes_a_base_model_from_its_teacher(tiny_dir, toy_data, tmp_
     result = fine_prune(_auto_args(base, toy_data, out, teacher=str(tiny_dir), target_speedup=1.6,
                                    latency_table=_table_file(tiny_dir, tmp_path / "t.json")))
     assert result.route["route"] == "hybrid-filled" and not result.route["fine_tuned"]
-    assert json.loads((out / "prune" / "nnprune_config.json").read_text())["pruning"]["method"] == "hybrid-filled"
+    stage = json.loads((out / "prune" / "nnprune_config.json").read_text())
+    assert stage["pruning"]["method"] == stage["training"]["method"] == "hybrid-filled"
     assert result.speed_check["predicted"] >= 1.6 / 1.15
 
 
