@@ -61,6 +61,16 @@ def fine_prune(
          json_file)
 
 
+def route_summary(route: dict) -> str:
+    """One short cell for what ``--method auto`` chose (the whole reason is in the log and
+    the JSON)."""
+    if not route["fine_tuned"]:
+        return f"{route['route']} (the model has no trained head for the task)"
+    sign = "<=" if route["examples"] <= route["one_shot_max_examples"] else ">"
+    return (f"{route['route']} ({route['examples']:,} training examples {sign} "
+            f"{route['one_shot_max_examples']:,})")
+
+
 def result_rows(result) -> list[tuple[str, object]]:
     """Summary rows of a ``FinePruneResult`` (a filled result adds its own rows)."""
     from nnprune.workflows.fill import FillResult
@@ -70,7 +80,7 @@ def result_rows(result) -> list[tuple[str, object]]:
 
         rows = fill_rows(result)
         if result.route:
-            rows.insert(0, ("route (auto)", f"{result.route['route']}: {result.route['reason']}"))
+            rows.insert(0, ("route (auto)", route_summary(result.route)))
         return rows
     rows: list[tuple[str, object]] = [(k, v) for k, v in sorted(result.metrics.items())]
     rows += [("density (pruned matrices)", result.density),

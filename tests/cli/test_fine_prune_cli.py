@@ -23,7 +23,7 @@ def test_auto_route_is_named_in_the_title_the_table_and_the_json(tmp_path, capsy
     res = CliRunner().invoke(app, [str(a) for a in common + ["--output-dir", tmp_path / "a"]])
     assert res.exit_code == 0, res.output
     assert "sst2 · auto → one-shot ·" in res.output
-    assert "route (auto)" in res.output and "one-shot: a fine-tuned model" in res.output
+    assert "route (auto)" in res.output and "one-shot (32 training examples <= 76,800)" in res.output
     with pytest.raises(SystemExit) as stop:
         main([str(a) for a in common + ["--output-dir", tmp_path / "b", "--set", "final_threshold=0.2"]])
     err = capsys.readouterr().err
