@@ -42,7 +42,8 @@ def fine_prune(
 
     Inspect the result with count-params, make it smaller with bertarize --compact. With
     --method hybrid-filled, the pruning stage goes to OUTPUT_DIR/prune and the filled, compacted
-    model to OUTPUT_DIR. Progress: a bar on a terminal, one line per --logging-steps in logs."""
+    model to OUTPUT_DIR; so with --target-speedup and the default --method auto, which picks
+    one-shot pruning + distillation or hybrid-filled for the model and budget and says why. Progress: a bar on a terminal, one line per --logging-steps in logs."""
     quiet_libraries()
     from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune as run, requested_method
 

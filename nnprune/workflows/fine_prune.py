@@ -145,6 +145,9 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
     """
     task = get_task(args.task, args.task_options)
     args = replace(args, method=requested_method(args))  # recorded as what ran, never None
+    if args.method != AUTO_METHOD and args.method not in METHODS:
+        raise NNPruneError(f"unknown method {args.method!r}; known: {AUTO_METHOD}, "
+                           f"{', '.join(METHODS.names())}")
     if args.method == AUTO_METHOD:
         if model is not None:
             raise NNPruneError("--method auto chooses how to start from args.model; it does not "

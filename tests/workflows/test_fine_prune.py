@@ -86,7 +86,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     (["fine-prune", "nope", "--model", "M", "--output-dir", "O"],
      "unknown task 'nope'; known: "),
     (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--method", "prune-all"],
-     "unknown method 'prune-all'; known: block, dense, hybrid, "),
+     "unknown method 'prune-all'; known: auto, block, dense, hybrid, "),
     (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--target-density", "1.5"],
      "--target-density must be in (0, 1], got 1.5"),
     (["fine-prune", "sst2", "--model", "{tiny}", "--output-dir", "O", "--method", "struct",

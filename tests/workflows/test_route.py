@@ -127,6 +127,8 @@ def test_auto_one_shot_prunes_compacts_and_distils_for_the_whole_budget(tiny_dir
         fine_prune(_auto_args(tiny_dir, toy_data, tmp_path / "z", latency_table=table,
                               target_speedup=None, config_file=recipe))
     assert not (tmp_path / "z").exists()
+    with pytest.raises(NNPruneError, match="unknown method 'autoo'; known: auto, block, dense"):
+        fine_prune(_auto_args(tiny_dir, toy_data, tmp_path / "w", method="autoo"))
     with pytest.raises(NNPruneError, match="--method auto chooses the route to a --target-speedup"):
         fine_prune(_auto_args(tiny_dir, toy_data, tmp_path / "y", method="auto",
                               target_speedup=None, target_density=0.5))
