@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def atomic_write_text(path: "str | Path", text: str) -> None:
@@ -25,6 +26,15 @@ def atomic_write_text(path: "str | Path", text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def update_json(path: "str | Path", items: dict[str, Any], *, sort_keys: bool = False) -> None:
+    """Add (or replace) top-level ``items`` in the JSON object at ``path`` (a new one if there is
+    no file), atomically."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(items)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
 @contextmanager

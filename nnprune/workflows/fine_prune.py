@@ -11,7 +11,6 @@ budget (:mod:`nnprune.workflows.route`); both leave the same two folders.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,10 +18,10 @@ from typing import Any, Callable, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
-from nnprune.io_utils import atomic_write_text
+from nnprune.io_utils import update_json
 from nnprune.pruning_core.config import (AUTO_KEY, CONFIG_FILE, LATENCY_KEY, PruningConfig,
                                          check_speedup_target, load_config_file,
-                                         parse_assignments, parse_enum, read_nnprune_config)
+                                         parse_assignments, parse_enum)
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
 from nnprune.tasks import DataArgs, TaskAdapter, get_task
@@ -278,10 +277,9 @@ def _auto(args: FinePruneArgs, task: TaskAdapter) -> FinePruneResult:
     if is_main_process():
         add_results(args.output_dir, route=result.route)
         # The command that made OUTPUT is this auto one, whatever its stages record
-        info = read_nnprune_config(args.output_dir) or {}
-        atomic_write_text(args.output_dir / CONFIG_FILE, json.dumps(
-            {**info, AUTO_KEY: {"training": args.to_dict(), "route": result.route}},
-            indent=2, sort_keys=True, default=str) + "\n")
+        update_json(args.output_dir / CONFIG_FILE,
+                    {AUTO_KEY: {"training": args.to_dict(), "route": result.route}},
+                    sort_keys=True)  # as save_pruning_config writes it
         if table is not None:
             result.speed_check = record_speed_check(args.output_dir, table)
     return result

@@ -10,7 +10,6 @@ a compaction's sizes) with random weights: time depends only on shapes.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from nnprune.errors import NNPruneError
 from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, is_onnx_dir,
                                  quantize_onnx_int8, read_onnx_meta)
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
-from nnprune.io_utils import atomic_write_text
+from nnprune.io_utils import update_json
 from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
 from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, GenerateRow, GenerateRunner,
@@ -257,7 +256,4 @@ def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
 
 def add_results(output_dir: Path, **items: Any) -> None:
     """Add (or replace) top-level ``items`` in the results file of ``output_dir``, atomically."""
-    path = Path(output_dir) / RESULTS_FILE
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results.update(items)
-    atomic_write_text(path, json.dumps(results, indent=2, default=str) + "\n")
+    update_json(Path(output_dir) / RESULTS_FILE, items)
