@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,14 @@ def known_latency_table(tiny_dir: Path, path: Path) -> str:
     table = LatencyTable(key=table_key(load_config(str(tiny_dir)), setting), model=model)
     path.write_text(json.dumps(table.to_dict()))
     return str(path)
+
+
+def torchrun2(args: list[str], cwd, port: int) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node 2 ARGS`` offline, one thread a process (a distributed launch
+    on one machine); ``port``: a master port no other test uses."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(port), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
 
 
 def make_args(cls, **kw):

@@ -287,9 +287,8 @@ def _auto(args: FinePruneArgs, task: TaskAdapter) -> FinePruneResult:
 
 def _one_shot_then_fill(args: FinePruneArgs, task: TaskAdapter, choice: RouteChoice,
                         budget: Budget, pcfg: PruningConfig) -> FillResult:
-    """:attr:`Route.ONE_SHOT`: ``nnprune prune`` into ``OUTPUT/prune`` (by the main process, not
-    evaluated when there are others: they wait), then distil the compacted model from
-    ``choice.teacher`` into ``OUTPUT`` for the whole budget."""
+    """:attr:`Route.ONE_SHOT`: ``nnprune prune`` into ``OUTPUT/prune``, then distil the
+    compacted model from ``choice.teacher`` into ``OUTPUT`` for the whole budget."""
     from nnprune.workflows.prune import PruneArgs, prune
 
     recipe = set(_file_settings(args)) - {"method", "teacher", "target_speedup"}
@@ -303,17 +302,15 @@ def _one_shot_then_fill(args: FinePruneArgs, task: TaskAdapter, choice: RouteCho
     opts = args.training
 
     def stage1(prune_dir: Path) -> None:
-        if is_main_process():
-            prune(PruneArgs(
-                checkpoint=args.model, task=args.task, output_dir=prune_dir,
-                target_speedup=pcfg.target_speedup, batch_size=opts.batch_size,
-                max_seq_length=opts.max_seq_length, seed=opts.seed, data_dir=opts.data_dir,
-                train_file=opts.train_file, validation_file=opts.validation_file,
-                max_eval_samples=opts.max_eval_samples, speed_probe=False,
-                evaluate=world_size() == 1,  # alone here: no Trainer (the others wait)
-                overwrite=opts.overwrite, task_options=args.task_options,
-                latency=args.latency.at(_latency_seq_len(args, task)),
-                latency_table=args.latency_table))
+        prune(PruneArgs(  # every process: prune synchronises them itself
+            checkpoint=args.model, task=args.task, output_dir=prune_dir,
+            target_speedup=pcfg.target_speedup, batch_size=opts.batch_size,
+            max_seq_length=opts.max_seq_length, seed=opts.seed, data_dir=opts.data_dir,
+            train_file=opts.train_file, validation_file=opts.validation_file,
+            max_eval_samples=opts.max_eval_samples, speed_probe=False,
+            overwrite=opts.overwrite, task_options=args.task_options,
+            latency=args.latency.at(_latency_seq_len(args, task)),
+            latency_table=args.latency_table))
 
     # Post-training pruning removes whole units: nothing inside them to re-initialise
     return _then_fill(args, stage1, FillArgs(

@@ -38,7 +38,8 @@ from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn,
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
-from nnprune.workflows.training import collate_first, load_tokenizer
+from nnprune.workflows.training import (barrier, collate_first, from_main_process,
+                                        is_main_process, load_tokenizer)
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +76,6 @@ class PruneArgs:
     # it cost SST-2 0.5-1.3 points and gave the SQuAD v1.1 split 1.2 F1 at 1.5x (README)
     tune: Optional[bool] = None
     speed_probe: bool = True
-    # evaluate the dense and the pruned model (False: their metrics stay empty; the main process
-    # of a distributed launch prunes alone, and the Trainer's evaluation would wait for the rest)
-    evaluate: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     learning_rate: float = 5e-5  # of the fill stage
     overwrite: bool = False
@@ -201,6 +199,7 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
         raise NNPruneError(f"{out} is not empty; pass --overwrite to replace it")
     if out.resolve() == src.resolve():
         raise NNPruneError("--output-dir must differ from the checkpoint")
+    barrier()  # every process has checked OUTPUT before the main one writes there
     task = get_task(args.task, args.task_options)
     task.check_checkpoint(read_config_json(src), str(src))
     loaded = load_model(src)
@@ -222,7 +221,8 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     setting = args.latency.at(seq_len)
     table = None  # after the data: a bad data folder is refused before a table is measured
     if args.target_speedup is not None:
-        table = resolve_table(model.config, setting, args.latency_table)
+        # measured once (processes timing side by side disturb each other): one mask for all
+        table = from_main_process(lambda: resolve_table(model.config, setting, args.latency_table))
         costs, budget = UnitCosts.from_latency(table.model, seq_len), table.model.budget_ms(
             args.target_speedup)
     else:
@@ -232,72 +232,83 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     eval_kw = dict(data_dir=args.data_dir, validation_file=args.validation_file,
                    max_eval_samples=args.max_eval_samples, max_seq_length=seq_len,
                    task_options=args.task_options)
-    before = evaluate_checkpoint(args.task, src, **eval_kw).metrics if args.evaluate else {}
+    before = evaluate_checkpoint(args.task, src, **eval_kw).metrics
     phase("evaluate dense")
 
-    done = [0]
-
-    def scored(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress("score", done[0], n_examples)
-
-    importance = fisher_information(model, batches, groups, progress=scored)
-    phase("score")
-    kept = _search(importance, groups, costs, budget, args.rearrange,
-                   table.model if table is not None else None)
-    phase("search")
-    tune_report = None
-    tune = task.prune_tune if args.tune is None else args.tune
-    if tune:
-        dense = copy.deepcopy(model)
-        tuned = [0]
-
-        def tune_step(n: int) -> None:
-            tuned[0] += n
-            if progress is not None:
-                progress("tune", tuned[0], len(groups))
-
-        tune_batches = _first_examples(batches, args.tune_samples)
-        tune_report = tune_layerwise(model, dense, groups, kept, tune_batches, progress=tune_step)
-        del dense
-    else:
-        apply_masks(model, groups, kept)
-    phase("tune")
-
-    _, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
-                              refusal="nothing was written")
-    heads_kept = sum(len(kept[g.key]) for g in groups if g.is_heads)
-    dims_kept = sum(len(kept[g.key]) for g in groups if not g.is_heads)
-    after_flops = flops.total(heads_kept, dims_kept)
-    per_layer = _per_layer(groups, kept)
-    predicted = (table.model.speedup(*per_layer) if table is not None else full / after_flops)
     save_to = out / PRUNE_SUBDIR if args.then_fill else out
-    info = {"task": args.task, "base_model": str(src), "post_training": {
-        "method": "fisher+search" + ("+rearrange" if args.rearrange else "")
-                  + ("+lstsq" if tune else ""),
-        "options": args.to_dict(), "calibration_examples": n_examples, "max_seq_length": seq_len,
-        "kept": {g.label: kept[g.key] for g in groups},
-        "flops": {"before": full, "after": after_flops},
-        "predicted_speedup": predicted, "speed_setting": setting.resolved().to_dict()},
-        "training": {"max_seq_length": seq_len},
-        "results": {"metrics_before": before, "main_metric": task.main_metric}}
-    if table is not None:
-        info[LATENCY_KEY] = table.to_dict()
-    config = PruningConfig(method="post-training", binarizer=BinarizerKind.NONE)
-    save_checkpoint(model, save_to, config=config, tokenizer=tokenizer, extra=info)
-    phase("compact + save")
 
-    after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics if args.evaluate else {}
+    def cut() -> dict[str, Any]:
+        """Score, search, tune, compact and save ``save_to``: what the main process alone does
+        under a distributed launch (the others wait for ``save_to``, then evaluate and fill it
+        with it); returns what every process reports."""
+        before_cut = set(seconds)
+        done = [0]
+
+        def scored(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress("score", done[0], n_examples)
+
+        importance = fisher_information(model, batches, groups, progress=scored)
+        phase("score")
+        kept = _search(importance, groups, costs, budget, args.rearrange,
+                       table.model if table is not None else None)
+        phase("search")
+        tune_report = None
+        tune = task.prune_tune if args.tune is None else args.tune
+        if tune:
+            dense = copy.deepcopy(model)
+            tuned = [0]
+
+            def tune_step(n: int) -> None:
+                tuned[0] += n
+                if progress is not None:
+                    progress("tune", tuned[0], len(groups))
+
+            tune_batches = _first_examples(batches, args.tune_samples)
+            tune_report = tune_layerwise(model, dense, groups, kept, tune_batches, progress=tune_step)
+            del dense
+        else:
+            apply_masks(model, groups, kept)
+        phase("tune")
+
+        _, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
+                                  refusal="nothing was written")
+        shape = _kept_shape(groups, kept, flops, table.model if table is not None else None)
+        info = {"task": args.task, "base_model": str(src), "post_training": {
+            "method": "fisher+search" + ("+rearrange" if args.rearrange else "")
+                      + ("+lstsq" if tune else ""),
+            "options": args.to_dict(), "calibration_examples": n_examples, "max_seq_length": seq_len,
+            "kept": {g.label: kept[g.key] for g in groups},
+            "flops": {"before": full, "after": shape.flops},
+            "predicted_speedup": shape.predicted, "speed_setting": setting.resolved().to_dict()},
+            "training": {"max_seq_length": seq_len},
+            "results": {"metrics_before": before, "main_metric": task.main_metric}}
+        if table is not None:
+            info[LATENCY_KEY] = table.to_dict()
+        config = PruningConfig(method="post-training", binarizer=BinarizerKind.NONE)
+        save_checkpoint(model, save_to, config=config, tokenizer=tokenizer, extra=info)
+        phase("compact + save")
+        return {"shape": shape, "exactness": diff, "seconds": {
+            k: v for k, v in seconds.items() if k not in before_cut},
+            "tune_error": {} if tune_report is None else {
+                k: [tune_report.before[k], tune_report.after[k]] for k in tune_report.before}}
+
+    summary = from_main_process(cut)
+    seconds.update(summary["seconds"])
+    tick = time.perf_counter()
+    shape: KeptShape = summary["shape"]
+
+    after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics
     phase("evaluate pruned")
     measured = None
     if args.speed_probe:
         from nnprune.workflows.speed import run_speed
 
-        rep = run_speed(save_to, src, device=setting.device, dtype=setting.dtype,
-                        batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
-                        threads=setting.threads, warmup=3, iters=10)
-        measured = rep.rows[0].speedup
+        measured = from_main_process(lambda: run_speed(
+            save_to, src, device=setting.device, dtype=setting.dtype,
+            batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
+            threads=setting.threads, warmup=3, iters=10).rows[0].speedup)
         phase("speed probe")
     filled = None
     if args.then_fill:
@@ -317,16 +328,37 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
         phase("fill")
     return PruneResult(
         output_dir=str(out), task=args.task, main_metric=task.main_metric,
-        metrics_before=before, metrics_after=after, heads_kept=heads_kept,
-        heads_total=heads_total, ffn_dims_kept=dims_kept, ffn_dims_total=dims_total,
-        flops_before=full,
-        flops_after=after_flops, predicted_speedup=predicted, measured_speedup=measured,
-        calibration_samples=n_examples, max_seq_length=seq_len, exactness=diff, seconds=seconds,
-        tune_error={} if tune_report is None else {
-            k: [tune_report.before[k], tune_report.after[k]] for k in tune_report.before},
-        heads_per_layer=per_layer[0], ffn_dims_per_layer=per_layer[1],
-        metrics_filled=filled, predicted_by="flops" if table is None else "latency table",
-        speed_setting=setting.resolved().to_dict(), model=model)
+        metrics_before=before, metrics_after=after, heads_kept=sum(shape.heads_per_layer),
+        heads_total=heads_total, ffn_dims_kept=sum(shape.ffn_dims_per_layer),
+        ffn_dims_total=dims_total, flops_before=full, flops_after=shape.flops,
+        predicted_speedup=shape.predicted, measured_speedup=measured,
+        calibration_samples=n_examples, max_seq_length=seq_len, exactness=summary["exactness"],
+        seconds=seconds, tune_error=summary["tune_error"], heads_per_layer=shape.heads_per_layer,
+        ffn_dims_per_layer=shape.ffn_dims_per_layer, metrics_filled=filled,
+        predicted_by="flops" if table is None else "latency table",
+        speed_setting=setting.resolved().to_dict(),
+        model=model if is_main_process() else None)  # the others never compacted theirs
+
+
+@dataclass(frozen=True)
+class KeptShape:
+    """What a search kept: units per layer, the FLOPs of one forward (batch 1, the search's
+    sequence length) and the predicted speedup (latency table, else the FLOP ratio)."""
+
+    heads_per_layer: list[int]
+    ffn_dims_per_layer: list[int]
+    flops: float
+    predicted: float
+
+
+def _kept_shape(groups: list[MaskGroup], kept: dict[Any, list[int]], flops: UnitCosts,
+                latency: Optional[LatencyModel]) -> KeptShape:
+    heads, dims = _per_layer(groups, kept)
+    after = flops.total(sum(heads), sum(dims))
+    full = flops.total(sum(g.size for g in groups if g.is_heads),
+                       sum(g.size for g in groups if not g.is_heads))
+    return KeptShape(heads, dims, after,
+                     latency.speedup(heads, dims) if latency is not None else full / after)
 
 
 def _per_layer(groups: list[MaskGroup], kept: dict[Any, list[int]]) -> tuple[list[int], list[int]]:

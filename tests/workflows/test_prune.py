@@ -5,6 +5,7 @@ records how it was made; bad input is a one-line error."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from conftest import save_tiny_model, stock_reload_diffs, write_probe, write_toy
 from typer.testing import CliRunner
 
 from nnprune.errors import NNPruneError
+from nnprune.pruning_core.checkpoint import load_model
 from nnprune.workflows.prune import PruneArgs, prune
 
 
@@ -154,3 +156,42 @@ def test_the_task_chooses_the_least_squares_tuning_by_default():
 
     assert get_task("squad").prune_tune and get_task("question-answering").prune_tune
     assert not get_task("sst2").prune_tune and not get_task("text-classification").prune_tune
+
+
+@pytest.mark.skipif(not shutil.which("torchrun"), reason="torchrun not installed")
+def test_prune_then_fill_under_torchrun(setup, tmp_path):
+    """``torchrun nnprune prune --then-fill`` on 2 processes: one latency table and one mask (the
+    main process scores, cuts and saves; the other waits for it), both evaluate and distil, and
+    every process reports the same pruned model."""
+    from conftest import known_latency_table, torchrun2
+
+    model_dir, data_dir = setup
+    table = known_latency_table(model_dir, tmp_path / "table.json")
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, os\n"
+        "from pathlib import Path\n"
+        "from nnprune.measure.latency import LatencySetting\n"
+        "from nnprune.workflows.prune import PruneArgs, prune\n"
+        f"r = prune(PruneArgs(checkpoint={str(model_dir)!r}, task='sst2', output_dir=Path({str(out)!r}),\n"
+        f"    target_speedup=1.5, data_dir=Path({str(data_dir)!r}), calibration_samples=32,\n"
+        "    batch_size=4, max_seq_length=16, then_fill=2, latency_table=" + repr(table) + ",\n"
+        "    latency=LatencySetting(batch_size=1, seq_len=16, threads=1)))\n"
+        "d = r.to_dict()\n"
+        "d['has_model'] = r.model is not None\n"
+        "Path(f'rank-{os.environ[\"RANK\"]}.json').write_text(json.dumps(d, default=str))\n")
+    proc = torchrun2([str(script)], tmp_path, 29535)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    main, other = (json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1))
+    assert main["has_model"] and not other["has_model"]
+    for key in ("heads_per_layer", "ffn_dims_per_layer", "predicted_speedup", "exactness",
+                "metrics_before", "metrics_after", "metrics_filled", "measured_speedup"):
+        assert main[key] == other[key], key
+    assert main["predicted_speedup"] >= 1.5 and main["metrics_filled"]["accuracy"] >= 0
+    assert main["seconds"]["score"] == other["seconds"]["score"]  # the main process's phases
+    pruned = load_model(out / "prune").model  # what the search kept, compacted
+    heads = [m.num_attention_heads for m in (layer.attention.self for layer in pruned.bert.encoder.layer)]
+    assert heads == main["heads_per_layer"]
+    results = json.loads((out / "nnprune_results.json").read_text())
+    assert results["steps"] == 2  # the fill: 2 steps of 2 processes x batch 4

@@ -4,12 +4,10 @@ and the budget, run end to end on a tiny BERT, and the choice recorded."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 
 import pytest
-from conftest import REPO, known_latency_table as _table_file, make_args
+from conftest import known_latency_table as _table_file, make_args, torchrun2
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting
@@ -148,12 +146,6 @@ def test_auto_fine_prunes_a_base_model_from_its_teacher(tiny_dir, toy_data, tmp_
     assert result.speed_check["predicted"] >= 1.6 / 1.15
 
 
-def _torchrun(args: list[str], cwd, port: int):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", str(port), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
-
-
 @pytest.mark.skipif(not shutil.which("torchrun"), reason="torchrun not installed")
 def test_every_process_gets_the_main_process_answer(tmp_path):
     """What a latency table goes through under torchrun: measured once, the same everywhere (two
@@ -174,7 +166,7 @@ def test_every_process_gets_the_main_process_answer(tmp_path):
         "    lines.append(f'error {exc}')\n"
         "Path(f'rank-{os.environ[\"RANK\"]}.txt').write_text('\\n'.join(lines))\n"
         "barrier()\n")
-    proc = _torchrun([str(script)], tmp_path, 29531)
+    proc = torchrun2([str(script)], tmp_path, 29531)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"rank-{rank}.txt").read_text().splitlines() == ["answer 0", "error no table"]
@@ -185,7 +177,7 @@ def test_auto_one_shot_under_torchrun(tiny_dir, toy_data, tmp_path):
     """The main process prunes, the other waits; both distil: 2 processes x batch 4 x 4 steps."""
     out = tmp_path / "ddp"
     table = _table_file(tiny_dir, tmp_path / "table.json")
-    proc = _torchrun(["-m", "nnprune", "fine-prune", "sst2", "--model", str(tiny_dir),
+    proc = torchrun2(["-m", "nnprune", "fine-prune", "sst2", "--model", str(tiny_dir),
                       "--output-dir", str(out), "--data-dir", str(toy_data), "--target-speedup", "2",
                       "--latency-table", table, "--latency-batch-size", "1", "--latency-seq-len", "16",
                       "--latency-threads", "1", "--max-steps", "2", "--batch-size", "4",
