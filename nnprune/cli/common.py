@@ -16,6 +16,8 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
+from nnprune.launch import is_main_process
+
 #: Width of the consoles when their stream is not a terminal (logs, CI, pipes): wide enough that
 #: no table is ever cut; rich only pads a table to its own width, never to this.
 LOG_WIDTH = 10_000
@@ -167,6 +169,8 @@ def write_json(json_out: bool, payload: dict[str, Any],
                json_file: Optional[Path] = None) -> None:
     """Print ``payload`` as JSON on stdout when ``json_out`` says so (``--json``) and write it to
     ``json_file`` (``--json-file``): the same text both ways."""
+    if not is_main_process():  # under torchrun: the main process's copy is the one
+        return
     text = json.dumps(payload, indent=2, sort_keys=True, default=str)
     if json_file is not None:
         from nnprune.io_utils import atomic_write_text

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from typing import Optional, Sequence
 
 import typer
 
-from nnprune.cli.common import err_console, paragraphs, setup_logging
+from nnprune.cli.common import console, err_console, paragraphs, setup_logging
 from nnprune.errors import NNPruneError
+from nnprune.launch import is_main_process
 
 app = typer.Typer(
     name="nnprune", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -40,6 +42,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # Tokenizers' fork warning and TF/flax probing are noise for a CLI.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     setup_logging()
+    if not is_main_process():
+        # Under torchrun every process runs the command: one prints the results and the JSON
+        # (two JSON documents on one stdout parse as neither); the others say only what goes wrong.
+        console.quiet = True
+        logging.getLogger("nnprune").setLevel(logging.WARNING)
     try:
         rc = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except NNPruneError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Mapping, Optional
 
@@ -11,6 +10,7 @@ import typer
 from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, err_console,
                                 quiet_libraries, write_json)
 from nnprune.errors import NNPruneError
+from nnprune.launch import is_main_process
 
 
 def report(
@@ -52,7 +52,7 @@ def card_after_save(checkpoint: Path, json_out: Any = False, *,
     """The card a command writes next to the checkpoint it saved (``--no-card`` skips it); its
     one line goes to stderr when ``--json`` owns stdout. The checkpoint is already written: a
     card that cannot be written is a note, not a failure."""
-    if os.environ.get("RANK", "0") != "0":  # one process writes it under torchrun
+    if not is_main_process():  # one process writes it under torchrun
         return
     from nnprune.report.card import write_card
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
 from nnprune.io_utils import update_json
+from nnprune.launch import is_main_process, world_size
 from nnprune.pruning_core.config import (AUTO_KEY, CONFIG_FILE, LATENCY_KEY, PruningConfig,
                                          check_speedup_target, load_config_file,
                                          parse_assignments, parse_enum)
@@ -32,8 +33,8 @@ from nnprune.workflows.route import (AUTO_METHOD, Budget, Route, RouteChoice, bu
 from nnprune.workflows.speed import add_results, record_speed_check
 from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, barrier,
                                         checkpoint_complete, checkpoint_folders, from_main_process,
-                                        is_main_process, load_tokenizer, resume_checkpoint,
-                                        run_training, save_final, world_size)
+                                        load_tokenizer, resume_checkpoint, run_training,
+                                        save_final)
 
 logger = logging.getLogger(__name__)
 

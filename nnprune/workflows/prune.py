@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
+from nnprune.launch import is_main_process
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
@@ -39,7 +40,7 @@ from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
 from nnprune.workflows.training import (barrier, collate_first, from_main_process,
-                                        is_main_process, load_tokenizer)
+                                        load_tokenizer)
 
 logger = logging.getLogger(__name__)
 

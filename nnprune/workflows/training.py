@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
+from nnprune.launch import is_main_process, world_size
 from nnprune.measure.counting import ParamCount, count_parameters
 from nnprune.pruning_core.checkpoint import load_model, read_config_json, save_checkpoint
 from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig, ScoreInit
@@ -117,16 +118,6 @@ def checkpoint_complete(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
-
-
-def is_main_process() -> bool:
-    """Rank 0 of a distributed launch (torchrun / accelerate / SLURM set RANK), or a single process."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def world_size() -> int:
-    """Processes of a distributed launch (torchrun / accelerate / SLURM set WORLD_SIZE), else 1."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _process_group() -> bool:
@@ -367,5 +358,5 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "barrier",
            "checkpoint_complete", "checkpoint_folders", "collate_first", "from_main_process",
-           "is_main_process", "load_tokenizer", "resume_checkpoint", "run_training",
-           "save_final", "world_size", "write_prediction_files"]
+           "load_tokenizer", "resume_checkpoint", "run_training", "save_final",
+           "write_prediction_files"]

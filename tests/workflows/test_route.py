@@ -185,5 +185,7 @@ def test_auto_one_shot_under_torchrun(tiny_dir, toy_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "nnprune_results.json").read_text())
     assert results["route"]["route"] == "one-shot" and results["route"]["examples"] == 2 * 2 * 2 * 4
+    # --json: one document on stdout, the main process's (the other prints nothing)
+    assert json.loads(proc.stdout)["route"] == results["route"]
     assert results["steps"] == 4 and results["speed_check"]["predicted"] >= 2.0 / 1.01
     assert (out / "prune" / "model.safetensors").is_file() and load_model(out).model is not None
