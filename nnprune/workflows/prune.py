@@ -9,6 +9,11 @@ FLOPs); rearrange it per layer; tune the kept units layer by layer with least sq
 ``trust_remote_code`` reload, ``nnprune_config.json`` saying how it was made); evaluate it; time it
 against the dense model on a probe. ``then_fill`` adds a short distilled fine-tune of the compacted
 model (the ``fill`` stage) for users who can afford a few minutes more.
+
+Under a distributed launch (torchrun) every process runs :func:`prune`: the main process alone
+measures the latency table, scores, searches, tunes, saves and times (one mask; processes timing
+side by side would disturb each other), the others wait for it; all of them evaluate and fill
+(the Trainer's collectives) and report the same result.
 """
 
 from __future__ import annotations
