@@ -18,7 +18,9 @@ The output folder is a compacted checkpoint like ``bertarize --compact`` writes 
 through the ``nnprune_modeling.py`` written beside it), with ``nnprune_results.json`` and an
 ``nnprune_config.json`` whose ``stages`` list records the pruning stage (the checkpoint's own
 config, training and results) and the fill stage (config, training, compaction report, number
-of re-initialised weights).
+of re-initialised weights). The fill stage orders its training examples with another seed than
+the run that trained the checkpoint (:func:`fresh_data_order`): it goes on to new examples
+rather than the same ones again.
 
 :func:`nnprune.workflows.fine_prune.prune_then_fill` runs both stages for a method preset marked
 ``fill`` (``fine-prune --method hybrid-filled``).
@@ -26,6 +28,7 @@ of re-initialised weights).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -47,6 +50,8 @@ from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import (FinePruneResult, from_main_process, load_tokenizer,
                                         run_training, save_final)
+
+logger = logging.getLogger(__name__)
 
 
 class FillInit(str, Enum):
@@ -199,6 +204,7 @@ def fill(args: FillArgs) -> FillResult:
     opts = args.training
     if opts.max_seq_length is None:
         opts = replace(opts, max_seq_length=(info.get("training") or {}).get("max_seq_length"))
+    opts = fresh_data_order(opts, info.get("training") or {})
     table = None
     if args.target_speedup is not None:
         seq_len = opts.max_seq_length or task.default_max_seq_length
@@ -242,6 +248,23 @@ def fill(args: FillArgs) -> FillResult:
     return result
 
 
+def fresh_data_order(opts: TrainingOptions, recorded: dict[str, Any]) -> TrainingOptions:
+    """``opts`` with another data order than the training run that made the checkpoint
+    (``recorded``: its options) when both would use the same one. With one data seed the
+    Trainer's sampler deals the same examples in the same order, so a fill stage would see the
+    pruning stage's examples again and none of the next ones (hybrid-filled's 300 + 300 steps:
+    300 steps' examples twice). A checkpoint trained by no run (``nnprune prune``) records no
+    seed and leaves ``opts`` as it is."""
+    if recorded.get("seed") is None:
+        return opts
+    theirs = recorded["seed"] if recorded.get("data_seed") is None else recorded["data_seed"]
+    if opts.order_seed != theirs:
+        return opts
+    logger.info("the checkpoint was trained with data order seed %d: this stage orders its "
+                "examples with %d, so it does not see the same ones again", theirs, theirs + 1)
+    return replace(opts, data_seed=theirs + 1)
+
+
 def _tokenizer_for(checkpoint: Path, info: dict[str, Any]) -> Any:
     """The checkpoint's tokenizer, else its base model's (fine-prune saves it with the model)."""
     try:
@@ -253,4 +276,5 @@ def _tokenizer_for(checkpoint: Path, info: dict[str, Any]) -> Any:
         return load_tokenizer(str(base))
 
 
-__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "fill", "prepare_fill_model"]
+__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "fill", "fresh_data_order",
+           "prepare_fill_model"]

@@ -36,6 +36,8 @@ class TrainingOptions:
     warmup: float = _opt(0.1, "Learning-rate warm-up: a fraction of the steps (< 1) or a step count.")
     weight_decay: float = _opt(0.0, "Weight decay of the weights (never of the mask scores).")
     seed: int = _opt(42, "Random seed (data order, initialisation, dropout).")
+    data_seed: Optional[int] = _opt(None, "Seed of the training data order alone (default: --seed; "
+                                          "fill picks another one than the run it starts from).")
     max_seq_length: Optional[int] = _opt(None, "Tokens per example (default: what the checkpoint was "
                                                "trained with, else the task's: 128 GLUE, 384 SQuAD).")
     data_dir: Optional[Path] = _opt(None, "Task data folder: GLUE-style (train.tsv, dev.tsv) or SQuAD "
@@ -78,6 +80,11 @@ class TrainingOptions:
             raise NNPruneError(f"--max-seq-length must be >= 8, got {self.max_seq_length}")
         if self.resume and self.overwrite:
             raise NNPruneError("--resume continues a run and --overwrite starts it again: pass one")
+
+    @property
+    def order_seed(self) -> int:
+        """The seed that orders the training examples."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @classmethod
     def names(cls) -> list[str]:

@@ -278,6 +278,7 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
         warmup_steps=opts.warmup,
         weight_decay=opts.weight_decay,
         seed=opts.seed,
+        data_seed=opts.order_seed,
         logging_steps=opts.logging_steps,
         save_strategy="steps",
         save_steps=opts.save_steps,

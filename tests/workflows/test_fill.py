@@ -3,6 +3,7 @@ hybrid-filled, end to end on a tiny BERT."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -271,3 +272,41 @@ def test_fill_errors_are_one_line(argv, message, tiny_dir, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert message.format(**fmt) in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_fill_stage_goes_on_to_other_examples(tiny_dir, toy_data, tmp_path, monkeypatch):
+    """hybrid-filled's two stages with one seed: the fill stage deals batches the pruning stage
+    did not see (with the pruning stage's data order it dealt the very same ones again)."""
+    from nnprune.pruning_core.trainer import PruningTrainer
+
+    dealt: list[str] = []
+    step = PruningTrainer.training_step
+
+    def recording_step(self, model, inputs, *args, **kwargs):
+        dealt.append(hashlib.sha1(inputs["input_ids"].numpy().tobytes()).hexdigest()[:10])
+        return step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(PruningTrainer, "training_step", recording_step)
+    out = tmp_path / "hf"
+    fine_prune(make_args(FinePruneArgs, task="sst2", model=str(tiny_dir), output_dir=out,
+                         data_dir=toy_data, method="hybrid-filled", teacher=str(tiny_dir),
+                         target_density=0.5, max_steps=3, fill_max_steps=3, **COMMON))
+    pruning, filling = dealt[:3], dealt[3:]
+    assert len(filling) == 3 and not set(pruning) & set(filling)
+    stages = json.loads((out / "nnprune_config.json").read_text())["stages"]
+    assert stages[0]["training"]["seed"] == 3 and stages[0]["training"]["data_seed"] is None
+    assert stages[1]["training"]["data_seed"] == 4  # recorded: the run is reproducible
+
+
+@pytest.mark.parametrize("recorded, ours, expected", [
+    ({"seed": 42, "data_seed": None}, {"seed": 42}, 43),  # same order: the next seed
+    ({"seed": 42, "data_seed": 7}, {"seed": 42}, None),  # it used another order already
+    ({"seed": 42, "data_seed": 7}, {"seed": 1, "data_seed": 7}, 8),
+    ({"seed": 42}, {"seed": 42, "data_seed": 5}, 5),  # asked for another one: kept
+    ({"max_seq_length": 128}, {"seed": 42}, None),  # nnprune prune: no training run recorded
+])
+def test_fresh_data_order(recorded, ours, expected):
+    from nnprune.workflows.fill import fresh_data_order
+    from nnprune.workflows.options import TrainingOptions
+
+    assert fresh_data_order(TrainingOptions(**ours), recorded).data_seed == expected
