@@ -41,7 +41,9 @@ stops before timing; copy the run folders back without their weights (``tradeoff
 command without ``--train-only``: each model is timed on random weights of its saved shapes
 (``timed_on_random_weights`` in its point), since latency depends on shapes, not values.
 A finished point is timed again only at thread counts it lacks, or at every ``--threads`` with
-``--retime`` (for timings a busy machine spoilt); its other timings are kept.
+``--retime`` (for timings a busy machine spoilt); its other timings are kept. A listed point not
+trained yet is trained first, unless ``--time-only``: then it is skipped, so a quiet machine can
+time a subset of a sweep still training elsewhere.
 
     python benchmarks/tradeoff.py --dense runs/sst2-dense --task sst2 \\
         --data-dir ../shared/data/glue/SST-2 --targets 1.5,2,3 --steps 600 --threads 1,2
@@ -337,6 +339,7 @@ class Context:
     save_steps: int
     train_only: bool = False
     retime: bool = False
+    time_only: bool = False
 
 
 def shape_of(model_dir: str | Path) -> dict[str, Any]:
@@ -449,8 +452,10 @@ def timed_dir(record: dict[str, Any], out: Path) -> Path:
     return out.joinpath(*parts[len(parts) - parts[::-1].index(out.name):])
 
 
-def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) -> dict[str, Any]:
-    """Train (unless a finished folder of this budget is there), evaluate, time one point."""
+def run_point(ctx: Context, work: Path, route: str, target: float,
+              seed: int) -> Optional[dict[str, Any]]:
+    """Train (unless a finished folder of this budget is there), evaluate, time one point;
+    None under ``--time-only`` for a point not trained yet."""
     b = ctx.budget
     out = work / f"{route}-x{target:g}-s{seed}"
     done = read_json(out / POINT_FILE)
@@ -469,6 +474,9 @@ def run_point(ctx: Context, work: Path, route: str, target: float, seed: int) ->
         return done
     trained = read_json(out / TRAINED_FILE)
     if not (trained and b.matches(trained.get("budget"))):
+        if ctx.time_only:
+            logger.info("%s: not trained at this budget yet, skipped (--time-only)", out.name)
+            return None
         started = read_json(out / STARTED_FILE)
         resumed = bool(started) and b.matches(started.get("budget"))
         if out.exists() and not resumed:
@@ -650,6 +658,9 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="train and evaluate, do not time: for training on another machine (a "
                         "GPU); a later run without it times the points here, on random weights "
                         "of their shapes if only their small files were copied back")
+    p.add_argument("--time-only", action="store_true",
+                   help="time the trained points only: a listed point not trained yet is "
+                        "skipped, not started (timing a subset on a quiet machine)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny budget, end to end in minutes: 4 steps, 64 train / 64 eval "
                         "examples, target 1.5, one thread")
@@ -681,6 +692,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         p = f"unknown route(s) {', '.join(bad)}; choose from {', '.join(ROUTES)}"
         print(f"error: {p}", file=sys.stderr)
         return 2
+    if a.time_only and a.train_only:
+        print("error: --time-only and --train-only exclude each other", file=sys.stderr)
+        return 2
     if not 0 < a.fill_share < 1 or a.steps < 2:
         print("error: --fill-share must be in (0, 1) and --steps >= 2", file=sys.stderr)
         return 2
@@ -708,7 +722,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setting = LatencySetting(batch_size=1, seq_len=a.speed_seq, threads=a.latency_threads)
     table = resolve_table(load_config(str(dense)), setting, a.latency_table)
     ctx = Context(budget, table, setting, a.latency_table, threads, a.iters, a.warmup,
-                  a.save_steps, a.train_only, a.retime)
+                  a.save_steps, a.train_only, a.retime, a.time_only)
     work.mkdir(parents=True, exist_ok=True)
 
     plan = [(r, t, seeds[0]) for t in targets for r in ROUTES]
@@ -720,6 +734,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if route not in routes:
             continue
         point = run_point(ctx, work, route, target, seed)
+        if point is None:
+            continue
         speed = point.get("speed", {}).get(f"t{threads[0]}", {}).get("b1")
         logger.info("%s x%g seed %d: %s %.4f, b1 %s (1st thread count), %s s", route, target,
                     seed, dense_pt["main_metric"], point["metric"],

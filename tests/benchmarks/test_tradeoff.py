@@ -83,3 +83,12 @@ def test_every_route_is_trained_evaluated_timed_then_reused(tiny_dir, toy_data, 
     assert [p["route"] for p in again] == ["layer-drop"]
     assert again[0]["budget"]["steps"] == 6
     assert weights["layer-drop"].stat().st_mtime_ns != stamps["layer-drop"]
+
+    # --time-only times what is trained and starts nothing: target 3 has no run yet.
+    assert tradeoff.main(_sweep_args(tiny_dir, toy_data, table, work, out, "--steps", "6",
+                                     "--only", "layer-drop", "--targets", "1.5,3",
+                                     "--time-only")) == 0
+    assert [p["target"] for p in json.loads(out.read_text())["points"]] == [1.5]
+    assert not (work / "layer-drop-x3-s42").exists()
+    assert tradeoff.main(_sweep_args(tiny_dir, toy_data, table, work, out, "--time-only",
+                                     "--train-only")) == 2
