@@ -6,6 +6,7 @@ counts (:func:`run_training`), and the final save beside the Trainer's checkpoin
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -131,7 +132,17 @@ def _process_group() -> bool:
         from accelerate import PartialState
 
         PartialState()
+        # Left to the interpreter's teardown, gloo's threads are destroyed still joinable now
+        # and then (C++ abort, exit code -6, after all the work is done): close it first.
+        atexit.register(_close_process_group)
     return True
+
+
+def _close_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
