@@ -472,6 +472,22 @@ def _point(p: "TradeoffPoint | Mapping[str, Any]") -> TradeoffPoint:
 _DASHES = ("--", ":", "-.")  # successive variants of one route
 
 
+def _annotate(ax: Any, labelled: list[tuple[TradeoffPoint, str]],
+              pts: list[TradeoffPoint]) -> None:
+    """Label points in their route's colour, above right; of two points within a few percent
+    of the axes of each other (two routes' "2x" at nearly the same speed and metric), the lower
+    one's label goes below right, so the two never print over each other."""
+    xspan = (max(p.speedup for p in pts) - min(p.speedup for p in pts)) or 1.0
+    yspan = (max(p.metric for p in pts) - min(p.metric for p in pts)) or 1.0
+    for i, (p, colour) in enumerate(labelled):
+        below = any(abs(p.speedup - q.speedup) < 0.04 * xspan
+                    and abs(p.metric - q.metric) < 0.05 * yspan
+                    and (q.metric, -j) > (p.metric, -i)  # q is higher (or level, earlier)
+                    for j, (q, _) in enumerate(labelled) if j != i)
+        ax.annotate(p.label, (p.speedup, p.metric), textcoords="offset points",
+                    xytext=(4, -11) if below else (4, 4), fontsize=7, color=colour)
+
+
 def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "str | Path", *,
                   metric: str = "accuracy", title: Optional[str] = None,
                   dense_route: str = "dense") -> dict[str, list[tuple[float, float]]]:
@@ -490,6 +506,7 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
     colours: dict[str, str] = {}
     variants: dict[str, int] = {}  # variants of each route drawn so far
     palette = iter(f"C{i}" for i in range(100))
+    labelled: list[tuple[TradeoffPoint, str]] = []
     for route in sorted(curves, key=lambda r: " (" in r):  # base routes take colours first
         group = sorted(curves[route], key=lambda p: p.speedup)
         xs, ys = [p.speedup for p in group], [p.metric for p in group]
@@ -505,11 +522,10 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
                 variants[base] = variants.get(base, 0) + 1
             ax.plot(xs, ys, marker="o", markersize=5, linewidth=1.5, label=route,
                     color=colours[base], linestyle=style, alpha=1.0 if style == "-" else 0.75)
-        for p in group:
-            if p.label:
-                ax.annotate(p.label, (p.speedup, p.metric), textcoords="offset points",
-                            xytext=(4, 4), fontsize=7)
+        labelled += [(p, "black" if route == dense_route else colours[base])
+                     for p in group if p.label]
         drawn[route] = list(zip(xs, ys))
+    _annotate(ax, labelled, pts)
     ax.set_xlabel("measured speedup vs dense (x)", fontsize=9)
     ax.set_ylabel(metric, fontsize=9)
     ax.tick_params(labelsize=8)

@@ -177,6 +177,31 @@ def test_tradeoff_plot_draws_a_variant_dashed_in_its_routes_colour(tmp_path, mon
     assert styles["hybrid"][1] == "-" and styles["struct"][0] != styles["hybrid"][0]
 
 
+def test_tradeoff_plot_moves_a_label_off_a_near_one(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from nnprune.report.plots import tradeoff_plot
+
+    labels = {}
+    annotate = Axes.annotate
+
+    def spy(self, text, xy, **kwargs):
+        labels[(text, xy)] = (kwargs["xytext"], kwargs["color"])
+        return annotate(self, text, xy, **kwargs)
+
+    monkeypatch.setattr(Axes, "annotate", spy)
+    tradeoff_plot([{"route": "hybrid", "speedup": 1.95, "metric": 60.0, "label": "2x"},
+                   {"route": "one-shot", "speedup": 1.93, "metric": 60.1, "label": "2x"},
+                   {"route": "one-shot", "speedup": 2.9, "metric": 56.4, "label": "3x"},
+                   {"route": "dense", "speedup": 1.0, "metric": 57.4, "label": "dense"}],
+                  tmp_path / "t.png", metric="f1")
+    lower, higher = labels[("2x", (1.95, 60.0))], labels[("2x", (1.93, 60.1))]
+    assert higher[0] == (4, 4) and lower[0][1] < 0          # the lower one goes below its point
+    assert labels[("3x", (2.9, 56.4))][0] == (4, 4)        # far from the others: above
+    assert lower[1] != higher[1] and labels[("dense", (1.0, 57.4))][1] == "black"
+    _check_png(tmp_path / "t.png")
+
+
 # ---------------------------------------------------------------------------------- card
 def test_card_metadata_results_and_reproduce_command(runs, tmp_path, capsys):
     from nnprune.measure.timing import SpeedReport, SpeedRow
