@@ -87,6 +87,7 @@ from nnprune.pruning_core.bertarize import bertarize  # noqa: E402
 from nnprune.pruning_core.checkpoint import load_config, load_pretrained  # noqa: E402
 from nnprune.pruning_core.compact import (apply_saved_layout, is_compacted,  # noqa: E402
                                           model_layout)
+from nnprune.pruning_core.config import RESULTS_FILE  # noqa: E402
 from nnprune.report.plots import TradeoffPoint, tradeoff_plot  # noqa: E402
 from nnprune.workflows.evaluate import evaluate_checkpoint  # noqa: E402
 from nnprune.workflows.fill import FillInit  # noqa: E402
@@ -257,7 +258,7 @@ class Trained:
 def run_hybrid_filled(b: Budget, ctx: "Context", out: Path, target: float, seed: int) -> Trained:
     prune_steps, fill_steps = split_steps(b.steps, b.fill_share)
     resume = has_checkpoints(out / PRUNE_SUBDIR) or has_checkpoints(out) or (
-        (out / PRUNE_SUBDIR / "nnprune_results.json").is_file()
+        (out / PRUNE_SUBDIR / RESULTS_FILE).is_file()
         and (out / PRUNE_SUBDIR / "config.json").is_file())
     res = fine_prune(FinePruneArgs(
         task=b.task, model=b.dense, output_dir=out, method="hybrid-filled", teacher=b.dense,
@@ -297,12 +298,15 @@ def run_layer_drop(b: Budget, ctx: "Context", out: Path, target: float, seed: in
 
 
 def run_one_shot(b: Budget, ctx: "Context", out: Path, target: float, seed: int) -> Trained:
+    # a killed point resumes: its cut is kept once recorded, its fill goes on from a checkpoint
+    resume = (out / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_checkpoints(out)
     res = prune(PruneArgs(
         checkpoint=b.dense, task=b.task, output_dir=out, target_speedup=target,
         calibration_samples=b.calibration_samples, batch_size=b.batch_size,
         max_seq_length=b.max_seq_length, seed=seed,
         data_dir=Path(b.data_dir) if b.data_dir else None, max_eval_samples=b.max_eval_samples,
-        speed_probe=False, then_fill=b.steps, learning_rate=b.learning_rate, overwrite=True,
+        speed_probe=False, then_fill=b.steps, learning_rate=b.learning_rate,
+        save_steps=ctx.save_steps, resume=resume, overwrite=not resume,
         latency=ctx.setting, latency_table=ctx.latency_table))
     m = res.main_metric
     return Trained((res.metrics_filled or {})[m], str(out), res.seconds.get("fill"),
@@ -318,7 +322,7 @@ RUNNERS: dict[str, Callable[..., Trained]] = {
 def _train_seconds(out: Path) -> Optional[float]:
     """Both stages' training seconds of a hybrid-filled run (from their results files)."""
     total = 0.0
-    for f in (out / PRUNE_SUBDIR / "nnprune_results.json", out / "nnprune_results.json"):
+    for f in (out / PRUNE_SUBDIR / RESULTS_FILE, out / RESULTS_FILE):
         try:
             total += float(json.loads(f.read_text()).get("train_seconds") or 0.0)
         except (OSError, ValueError):

@@ -156,6 +156,35 @@ def torchrun2(args: list[str], cwd, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
 
 
+def kill_after(out: Path, step: int) -> None:
+    """Leave in ``out`` what a two-stage run (``OUTPUT/prune``, then a fill into ``OUTPUT``) killed
+    right after saving its fill checkpoint at ``step`` leaves: the finished first stage and the
+    checkpoints up to ``step``, nothing of the final model or of later checkpoints."""
+    import shutil
+
+    assert (out / f"checkpoint-{step}").is_dir(), sorted(p.name for p in out.iterdir())
+    for p in out.iterdir():
+        if p.name == "prune" or (p.name.startswith("checkpoint-")
+                                 and int(p.name.split("-")[1]) <= step):
+            continue
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def resumed_like_unbroken(out: Path, unbroken: dict, steps: int) -> None:
+    """``out``'s final weights are ``unbroken`` (an unbroken run's state dict), and its last
+    checkpoint logged every step once: nothing was trained twice."""
+    from nnprune.pruning_core.checkpoint import read_state_dict
+
+    state = json.loads((out / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    logged = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert logged == sorted(set(logged)) and logged[-1] == steps, logged
+    weights = read_state_dict(out)
+    assert weights.keys() == unbroken.keys()
+    diffs = {k: float((weights[k].float() - unbroken[k].float()).abs().max()) for k in weights}
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= 1e-5, (worst, diffs[worst])
+
+
 def make_args(cls, **kw):
     """``cls(...)`` (FinePruneArgs, FillArgs) from flat keywords: the TrainingOptions fields among
     them go to ``training``."""

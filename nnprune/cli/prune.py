@@ -36,6 +36,8 @@ def prune(
     speed_probe: Annotated[bool, typer.Option(help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
     learning_rate: Annotated[float, typer.Option(help="Learning rate of --then-fill.")] = 5e-5,
+    save_steps: Annotated[int, typer.Option(help="With --then-fill: save a checkpoint every N fill steps (for --resume).")] = 500,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run in --output-dir: a pruned model it saved is not pruned again, and --then-fill continues from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output-dir.")] = False,
     task_option: TaskOptionOpt = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
@@ -61,7 +63,7 @@ def prune(
         seed=seed, data_dir=data_dir, train_file=train_file, validation_file=validation_file,
         max_eval_samples=max_eval_samples, rearrange=rearrange, tune=tune,
         speed_probe=speed_probe, then_fill=then_fill, learning_rate=learning_rate,
-        overwrite=overwrite, task_options=task_options(task_option), latency=latency,
+        save_steps=save_steps, resume=resume, overwrite=overwrite, task_options=task_options(task_option), latency=latency,
         latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

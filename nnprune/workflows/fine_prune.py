@@ -309,7 +309,7 @@ def _one_shot_then_fill(args: FinePruneArgs, task: TaskAdapter, choice: RouteCho
             max_seq_length=opts.max_seq_length, seed=opts.seed, data_dir=opts.data_dir,
             train_file=opts.train_file, validation_file=opts.validation_file,
             max_eval_samples=opts.max_eval_samples, speed_probe=False,
-            overwrite=opts.overwrite, task_options=args.task_options,
+            overwrite=opts.overwrite, resume=opts.resume, task_options=args.task_options,
             latency=args.latency.at(_latency_seq_len(args, task)),
             latency_table=args.latency_table))
 

@@ -19,9 +19,10 @@ side by side would disturb each other), the others wait for it; all of them eval
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,14 +30,15 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
+from nnprune.io_utils import atomic_write_text
 from nnprune.launch import is_main_process
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
                                              read_config_json, save_checkpoint)
 from nnprune.pruning_core.compact import compact_exactly
-from nnprune.pruning_core.config import (LATENCY_KEY, BinarizerKind, PruningConfig,
-                                         check_speedup_target)
+from nnprune.pruning_core.config import (LATENCY_KEY, RESULTS_FILE, BinarizerKind,
+                                         PruningConfig, check_speedup_target)
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
                                                 fisher_information, mask_groups, model_inputs,
@@ -44,8 +46,8 @@ from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn,
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
-from nnprune.workflows.training import (barrier, collate_first, from_main_process,
-                                        load_tokenizer)
+from nnprune.workflows.training import (barrier, checkpoint_complete, checkpoint_folders,
+                                        collate_first, from_main_process, load_tokenizer)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,10 @@ class PruneArgs:
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     learning_rate: float = 5e-5  # of the fill stage
+    save_steps: int = 500  # of the fill stage: a checkpoint every N steps, for resume
+    # a killed job again: a pruned model already saved (its results recorded) is not pruned
+    # again, and the fill stage continues from its last complete checkpoint
+    resume: bool = False
     overwrite: bool = False
     task_options: dict[str, str] = field(default_factory=dict)
     # where the speed counts (target_speedup and the speed probe); its default sequence length
@@ -109,6 +115,10 @@ class PruneArgs:
             raise NNPruneError("--tune-samples and --batch-size must be >= 1")
         if self.then_fill is not None and self.then_fill < 1:
             raise NNPruneError(f"--then-fill takes a number of steps >= 1, got {self.then_fill}")
+        if self.save_steps < 1:
+            raise NNPruneError(f"--save-steps must be >= 1, got {self.save_steps}")
+        if self.resume and self.overwrite:
+            raise NNPruneError("--resume continues a run and --overwrite starts it again: pass one")
 
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +199,68 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
 
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     """Run the whole post-training pruning job (see the module doc)."""
+    src = check_dir(args.checkpoint)
+    out = args.output_dir
+    if out.exists() and any(out.iterdir()) and not (args.overwrite or args.resume):
+        raise NNPruneError(f"{out} is not empty; pass --overwrite to replace it or --resume to "
+                           "continue the run that wrote it")
+    if out.resolve() == src.resolve():
+        raise NNPruneError("--output-dir must differ from the checkpoint")
+    save_to = out / PRUNE_SUBDIR if args.then_fill else out
+    saved = saved_result(save_to) if args.resume else None
+    barrier()  # every process has checked OUTPUT before the main one writes there
+    if saved is not None:
+        logger.info("--resume: %s already holds the pruned model; it is not pruned again", save_to)
+        result = saved
+    else:
+        result = _prune_once(args, src, save_to, progress)
+    if args.then_fill:
+        tick = time.perf_counter()
+        result.metrics_filled = _fill(args, src, save_to, result.max_seq_length)
+        result.seconds["fill"] = round(time.perf_counter() - tick, 2)
+        logger.info("prune: fill done in %.1f s", result.seconds["fill"])
+    return result
+
+
+def saved_result(folder: Path) -> Optional[PruneResult]:
+    """The result :func:`prune` recorded in ``folder`` once its pruned model was saved,
+    evaluated and timed (``nnprune_results.json``, written last), or None."""
+    path = folder / RESULTS_FILE
+    if not (path.is_file() and (folder / "config.json").is_file()):
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    names = {f.name for f in fields(PruneResult)} - {"model"}
+    if not isinstance(data, dict) or not {f.name for f in fields(PruneResult)
+                                          if f.default is MISSING} <= data.keys():
+        return None  # another command's results (fine-prune, fill): not a finished prune
+    return PruneResult(**{k: v for k, v in data.items() if k in names})
+
+
+def _fill(args: PruneArgs, src: Path, pruned: Path, seq_len: int) -> dict[str, float]:
+    """``then_fill``: distil the compacted model in ``pruned`` from ``src`` into OUTPUT."""
+    from nnprune.workflows.fill import FillArgs, fill
+    from nnprune.workflows.options import TrainingOptions
+
+    out = args.output_dir
+    resume = args.resume and any(checkpoint_complete(f) for f in checkpoint_folders(out))
+    opts = TrainingOptions(max_steps=args.then_fill, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, seed=args.seed,
+                           max_seq_length=seq_len, data_dir=args.data_dir,
+                           train_file=args.train_file, validation_file=args.validation_file,
+                           max_eval_samples=args.max_eval_samples, save_steps=args.save_steps,
+                           logging_steps=max(1, args.then_fill // 10), resume=resume,
+                           overwrite=args.overwrite)
+    return fill(FillArgs(checkpoint=pruned, task=args.task, output_dir=out, teacher=str(src),
+                         reinit_std=0.0, task_options=args.task_options, training=opts)).metrics
+
+
+def _prune_once(args: PruneArgs, src: Path, save_to: Path,
+                progress: Optional[Progress]) -> PruneResult:
+    """Everything but the fill: load, evaluate, cut, compact, save ``save_to``, evaluate it,
+    time it; record the result in ``save_to`` last (what ``resume`` looks for)."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
 
@@ -199,13 +271,6 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
         tick = now
         logger.info("prune: %s done in %.1f s", name, seconds[name])
 
-    src = check_dir(args.checkpoint)
-    out = args.output_dir
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise NNPruneError(f"{out} is not empty; pass --overwrite to replace it")
-    if out.resolve() == src.resolve():
-        raise NNPruneError("--output-dir must differ from the checkpoint")
-    barrier()  # every process has checked OUTPUT before the main one writes there
     task = get_task(args.task, args.task_options)
     task.check_checkpoint(read_config_json(src), str(src))
     loaded = load_model(src)
@@ -240,8 +305,6 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
                    task_options=args.task_options)
     before = evaluate_checkpoint(args.task, src, **eval_kw).metrics
     phase("evaluate dense")
-
-    save_to = out / PRUNE_SUBDIR if args.then_fill else out
 
     def cut() -> dict[str, Any]:
         """Score, search, tune, compact and save ``save_to``: what the main process alone does
@@ -316,34 +379,24 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
             batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
             threads=setting.threads, warmup=3, iters=10).rows[0].speedup)
         phase("speed probe")
-    filled = None
-    if args.then_fill:
-        from nnprune.workflows.fill import FillArgs, fill
-        from nnprune.workflows.options import TrainingOptions
-
-        opts = TrainingOptions(max_steps=args.then_fill, batch_size=args.batch_size,
-                               learning_rate=args.learning_rate, seed=args.seed,
-                               max_seq_length=seq_len, data_dir=args.data_dir,
-                               train_file=args.train_file, validation_file=args.validation_file,
-                               max_eval_samples=args.max_eval_samples, save_steps=10 ** 6,
-                               logging_steps=max(1, args.then_fill // 10),
-                               overwrite=args.overwrite)
-        filled = fill(FillArgs(checkpoint=save_to, task=args.task, output_dir=out,
-                               teacher=str(src), reinit_std=0.0,
-                               task_options=args.task_options, training=opts)).metrics
-        phase("fill")
-    return PruneResult(
-        output_dir=str(out), task=args.task, main_metric=task.main_metric,
+    result = PruneResult(
+        output_dir=str(args.output_dir), task=args.task, main_metric=task.main_metric,
         metrics_before=before, metrics_after=after, heads_kept=sum(shape.heads_per_layer),
         heads_total=heads_total, ffn_dims_kept=sum(shape.ffn_dims_per_layer),
         ffn_dims_total=dims_total, flops_before=full, flops_after=shape.flops,
         predicted_speedup=shape.predicted, measured_speedup=measured,
         calibration_samples=n_examples, max_seq_length=seq_len, exactness=summary["exactness"],
         seconds=seconds, tune_error=summary["tune_error"], heads_per_layer=shape.heads_per_layer,
-        ffn_dims_per_layer=shape.ffn_dims_per_layer, metrics_filled=filled,
+        ffn_dims_per_layer=shape.ffn_dims_per_layer,
         predicted_by="flops" if table is None else "latency table",
         speed_setting=setting.resolved().to_dict(),
         model=model if is_main_process() else None)  # the others never compacted theirs
+    if is_main_process():
+        # "metrics" as fine-prune and fill record theirs: what a teacher's results are read for
+        atomic_write_text(save_to / RESULTS_FILE, json.dumps(
+            {"metrics": after, **result.to_dict()}, indent=2, default=str) + "\n")
+    barrier()  # resume looks for the file: every process sees it once the main one wrote it
+    return result
 
 
 @dataclass(frozen=True)

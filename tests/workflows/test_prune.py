@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
-from conftest import save_tiny_model, stock_reload_diffs, write_probe, write_toy_sst2
+from conftest import (kill_after, resumed_like_unbroken, save_tiny_model, stock_reload_diffs,
+                      write_probe, write_toy_sst2)
 from typer.testing import CliRunner
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core.checkpoint import load_model
+from nnprune.pruning_core.checkpoint import load_model, read_state_dict
 from nnprune.workflows.prune import PruneArgs, prune
 
 
@@ -159,6 +161,29 @@ def test_the_task_chooses_the_least_squares_tuning_by_default():
 
 
 @pytest.mark.skipif(not shutil.which("torchrun"), reason="torchrun not installed")
+def test_then_fill_killed_mid_fill_resumes_where_an_unbroken_run_ends(setup, tmp_path):
+    model_dir, data = setup
+    out = tmp_path / "run"
+    args = PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out, target_flops=0.6,
+                     data_dir=data, calibration_samples=48, max_seq_length=32, batch_size=8,
+                     speed_probe=False, then_fill=4, save_steps=2)
+    full = prune(args)
+    unbroken = read_state_dict(out)
+    pruned_at = (out / "prune" / "model.safetensors").stat().st_mtime_ns
+    kill_after(out, 2)
+    with pytest.raises(NNPruneError, match="not empty; pass --overwrite .* or --resume"):
+        prune(args)
+    with pytest.raises(NNPruneError, match="--resume continues a run and --overwrite"):
+        replace(args, resume=True, overwrite=True)
+    resumed = prune(replace(args, resume=True))
+    # the pruned model was not made again; the fill went on from step 2 to where it ends
+    assert (out / "prune" / "model.safetensors").stat().st_mtime_ns == pruned_at
+    assert resumed.metrics_after == full.metrics_after
+    assert resumed.heads_per_layer == full.heads_per_layer
+    assert resumed.metrics_filled == full.metrics_filled
+    resumed_like_unbroken(out, unbroken, 4)
+
+
 def test_prune_then_fill_under_torchrun(setup, tmp_path):
     """``torchrun nnprune prune --then-fill`` on 2 processes: one latency table and one mask (the
     main process scores, cuts and saves; the other waits for it), both evaluate and distil, and

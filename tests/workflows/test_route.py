@@ -7,11 +7,12 @@ import json
 import shutil
 
 import pytest
-from conftest import known_latency_table as _table_file, make_args, torchrun2
+from conftest import (kill_after, known_latency_table as _table_file, make_args,
+                      resumed_like_unbroken, torchrun2)
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting
-from nnprune.pruning_core.checkpoint import load_model
+from nnprune.pruning_core.checkpoint import load_model, read_state_dict
 from nnprune.pruning_core.compact import model_layout
 from nnprune.tasks import get_task
 from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune, requested_method
@@ -130,6 +131,22 @@ def test_auto_one_shot_prunes_compacts_and_distils_for_the_whole_budget(tiny_dir
     with pytest.raises(NNPruneError, match="--method auto chooses the route to a --target-speedup"):
         fine_prune(_auto_args(tiny_dir, toy_data, tmp_path / "y", method="auto",
                               target_speedup=None, target_density=0.5))
+
+
+def test_auto_one_shot_killed_mid_fill_resumes_where_an_unbroken_run_ends(tiny_dir, toy_data,
+                                                                         tmp_path):
+    out = tmp_path / "auto"
+    table = _table_file(tiny_dir, tmp_path / "table.json")
+    full = fine_prune(_auto_args(tiny_dir, toy_data, out, latency_table=table, save_steps=2))
+    assert full.route["route"] == "one-shot" and full.steps == 8
+    unbroken = read_state_dict(out)
+    pruned_at = (out / "prune" / "model.safetensors").stat().st_mtime_ns
+    kill_after(out, 6)  # the Trainer keeps the last two checkpoints
+    resumed = fine_prune(_auto_args(tiny_dir, toy_data, out, latency_table=table, save_steps=2,
+                                    resume=True))
+    assert (out / "prune" / "model.safetensors").stat().st_mtime_ns == pruned_at
+    assert resumed.route == full.route and resumed.metrics == full.metrics
+    resumed_like_unbroken(out, unbroken, 8)
 
 
 def test_auto_fine_prunes_a_base_model_from_its_teacher(tiny_dir, toy_data, tmp_path):
