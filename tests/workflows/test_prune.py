@@ -160,7 +160,6 @@ def test_the_task_chooses_the_least_squares_tuning_by_default():
     assert not get_task("sst2").prune_tune and not get_task("text-classification").prune_tune
 
 
-@pytest.mark.skipif(not shutil.which("torchrun"), reason="torchrun not installed")
 def test_then_fill_killed_mid_fill_resumes_where_an_unbroken_run_ends(setup, tmp_path):
     model_dir, data = setup
     out = tmp_path / "run"
@@ -184,6 +183,7 @@ def test_then_fill_killed_mid_fill_resumes_where_an_unbroken_run_ends(setup, tmp
     resumed_like_unbroken(out, unbroken, 4)
 
 
+@pytest.mark.skipif(not shutil.which("torchrun"), reason="torchrun not installed")
 def test_prune_then_fill_under_torchrun(setup, tmp_path):
     """``torchrun nnprune prune --then-fill`` on 2 processes: one latency table and one mask (the
     main process scores, cuts and saves; the other waits for it), both evaluate and distil, and
