@@ -95,7 +95,7 @@ from nnprune.workflows.fine_prune import PRUNE_SUBDIR, FinePruneArgs, fine_prune
 from nnprune.workflows.options import TrainingOptions  # noqa: E402
 from nnprune.workflows.prune import PruneArgs, prune  # noqa: E402
 from nnprune.workflows.speed import run_speed  # noqa: E402
-from nnprune.workflows.training import (checkpoint_complete, checkpoint_folders,  # noqa: E402
+from nnprune.workflows.training import (checkpoint_folders, has_complete_checkpoint,  # noqa: E402
                                         load_tokenizer)
 
 ROOT = Path(__file__).resolve().parent
@@ -168,10 +168,6 @@ def split_steps(steps: int, fill_share: float) -> tuple[int, int]:
     """(pruning steps, fill steps) of ``steps``, each at least 1."""
     fill = min(steps - 1, max(1, round(steps * fill_share)))
     return steps - fill, fill
-
-
-def has_checkpoints(folder: Path) -> bool:
-    return any(checkpoint_complete(f) for f in checkpoint_folders(folder))
 
 
 # -------------------------------------------------------------------------------- layer drop
@@ -257,7 +253,7 @@ class Trained:
 
 def run_hybrid_filled(b: Budget, ctx: "Context", out: Path, target: float, seed: int) -> Trained:
     prune_steps, fill_steps = split_steps(b.steps, b.fill_share)
-    resume = has_checkpoints(out / PRUNE_SUBDIR) or has_checkpoints(out) or (
+    resume = has_complete_checkpoint(out / PRUNE_SUBDIR) or has_complete_checkpoint(out) or (
         (out / PRUNE_SUBDIR / RESULTS_FILE).is_file()
         and (out / PRUNE_SUBDIR / "config.json").is_file())
     res = fine_prune(FinePruneArgs(
@@ -277,7 +273,7 @@ def run_struct(b: Budget, ctx: "Context", out: Path, target: float, seed: int) -
         task=b.task, model=b.dense, output_dir=out, method="struct", teacher=b.dense,
         target_speedup=target, latency=ctx.setting, latency_table=ctx.latency_table,
         overrides=(f"score_init={b.score_init}", *b.overrides),
-        training=training(b, b.steps, seed, ctx.save_steps, has_checkpoints(out))))
+        training=training(b, b.steps, seed, ctx.save_steps, has_complete_checkpoint(out))))
     compact = bertarize(out, out / "compact", compact=True)
     return Trained(res.metrics[res.main_metric], str(out / "compact"), res.train_seconds,
                    {"density": res.density, "compaction_diff": compact.max_abs_diff,
@@ -292,14 +288,14 @@ def run_layer_drop(b: Budget, ctx: "Context", out: Path, target: float, seed: in
         drop_layers(Path(b.dense), init, keep)
     res = fine_prune(FinePruneArgs(
         task=b.task, model=str(init), output_dir=out, method="dense", teacher=b.dense,
-        training=training(b, b.steps, seed, ctx.save_steps, has_checkpoints(out))))
+        training=training(b, b.steps, seed, ctx.save_steps, has_complete_checkpoint(out))))
     return Trained(res.metrics[res.main_metric], str(out), res.train_seconds,
                    {"kept_layers": keep, "predicted_at_choice": predicted})
 
 
 def run_one_shot(b: Budget, ctx: "Context", out: Path, target: float, seed: int) -> Trained:
     # a killed point resumes: its cut is kept once recorded, its fill goes on from a checkpoint
-    resume = (out / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_checkpoints(out)
+    resume = (out / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_complete_checkpoint(out)
     res = prune(PruneArgs(
         checkpoint=b.dense, task=b.task, output_dir=out, target_speedup=target,
         calibration_samples=b.calibration_samples, batch_size=b.batch_size,

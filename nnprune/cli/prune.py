@@ -63,8 +63,8 @@ def prune(
         seed=seed, data_dir=data_dir, train_file=train_file, validation_file=validation_file,
         max_eval_samples=max_eval_samples, rearrange=rearrange, tune=tune,
         speed_probe=speed_probe, then_fill=then_fill, learning_rate=learning_rate,
-        save_steps=save_steps, resume=resume, overwrite=overwrite, task_options=task_options(task_option), latency=latency,
-        latency_table=latency_table)
+        save_steps=save_steps, resume=resume, overwrite=overwrite,
+        task_options=task_options(task_option), latency=latency, latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), console=console, disable=to_stdout or not console.is_terminal)

@@ -32,7 +32,7 @@ from nnprune.workflows.route import (AUTO_METHOD, Budget, Route, RouteChoice, bu
                                      choose_route)
 from nnprune.workflows.speed import add_results, record_speed_check
 from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, barrier,
-                                        checkpoint_complete, checkpoint_folders, from_main_process,
+                                        from_main_process, has_complete_checkpoint,
                                         load_tokenizer, resume_checkpoint, run_training,
                                         save_final)
 
@@ -242,7 +242,7 @@ def _then_fill(args: FinePruneArgs, stage1: Callable[[Path], None], fill_args: F
     ``OUTPUT`` when it has some."""
     out = args.output_dir
     opts = args.training
-    fill_has_checkpoints = any(checkpoint_complete(f) for f in checkpoint_folders(out))
+    fill_has_checkpoints = has_complete_checkpoint(out)
     if not opts.resume:
         resume_checkpoint(out, opts)  # refuse now, not after the first stage, if OUTPUT is in use
     prune_dir = out / PRUNE_SUBDIR

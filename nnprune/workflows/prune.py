@@ -46,8 +46,8 @@ from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn,
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
-from nnprune.workflows.training import (barrier, checkpoint_complete, checkpoint_folders,
-                                        collate_first, from_main_process, load_tokenizer)
+from nnprune.workflows.training import (barrier, collate_first, from_main_process,
+                                        has_complete_checkpoint, load_tokenizer)
 
 logger = logging.getLogger(__name__)
 
@@ -232,10 +232,11 @@ def saved_result(folder: Path) -> Optional[PruneResult]:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    names = {f.name for f in fields(PruneResult)} - {"model"}
-    if not isinstance(data, dict) or not {f.name for f in fields(PruneResult)
-                                          if f.default is MISSING} <= data.keys():
+    kinds = fields(PruneResult)
+    required = {f.name for f in kinds if f.default is MISSING}
+    if not isinstance(data, dict) or not required <= data.keys():
         return None  # another command's results (fine-prune, fill): not a finished prune
+    names = {f.name for f in kinds} - {"model"}
     return PruneResult(**{k: v for k, v in data.items() if k in names})
 
 
@@ -245,7 +246,7 @@ def _fill(args: PruneArgs, src: Path, pruned: Path, seq_len: int) -> dict[str, f
     from nnprune.workflows.options import TrainingOptions
 
     out = args.output_dir
-    resume = args.resume and any(checkpoint_complete(f) for f in checkpoint_folders(out))
+    resume = args.resume and has_complete_checkpoint(out)
     opts = TrainingOptions(max_steps=args.then_fill, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, seed=args.seed,
                            max_seq_length=seq_len, data_dir=args.data_dir,

@@ -121,6 +121,11 @@ def checkpoint_complete(folder: Path) -> bool:
     return True
 
 
+def has_complete_checkpoint(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a checkpoint ``--resume`` can continue from."""
+    return any(checkpoint_complete(f) for f in checkpoint_folders(output_dir))
+
+
 def _process_group() -> bool:
     """Whether this is one process of several; if so, the process group exists after the call
     (created by accelerate's ``PartialState``, the one the Trainer then reuses)."""
@@ -369,6 +374,7 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
 
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "barrier",
+           "has_complete_checkpoint",
            "checkpoint_complete", "checkpoint_folders", "collate_first", "from_main_process",
            "load_tokenizer", "resume_checkpoint", "run_training", "save_final",
            "write_prediction_files"]
