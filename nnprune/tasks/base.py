@@ -8,12 +8,13 @@ distilled from a teacher, and how its metric is computed. The training engine
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -144,7 +145,27 @@ class TaskAdapter(ABC):
         return None
 
 
-TASKS: Registry[type[TaskAdapter]] = Registry("task")
+#: what the registry holds: a callable making a fresh adapter (an adapter class, or a preset bound
+#: to the generic adapter it configures)
+TaskFactory = Callable[[], TaskAdapter]
+
+TASKS: Registry[TaskFactory] = Registry("task")
+
+
+class TaskPreset(Protocol):
+    """A named configuration of a generic adapter (``sst2`` of ``text-classification``, ...):
+    a frozen dataclass whose ``name`` is the task name it is registered under."""
+
+    @property
+    def name(self) -> str: ...
+
+
+def register_preset(preset: TaskPreset, adapter: Callable[..., TaskAdapter],
+                    registry: Registry[TaskFactory] = TASKS) -> None:
+    """Register ``preset`` under its name: ``get_task(preset.name)`` then builds
+    ``adapter(preset=preset)``. A preset is data (columns, labels, files, metrics) the generic
+    ``adapter`` reads, so a new named task needs no new adapter class."""
+    registry.add(preset.name, functools.partial(adapter, preset=preset))
 
 
 # ------------------------------------------------------------------------ helpers for adapters

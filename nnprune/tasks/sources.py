@@ -10,6 +10,9 @@ One run reads one source, first match wins:
    (:class:`HubDatasetOptions`), used only when no local source is given, so a run with local
    files never touches the network. Giving both a local source and ``dataset`` is an error.
 
+A preset of a generic task (``sst2``, ``squad``, ``cnn_dailymail``) takes no such option: its hub
+dataset is part of its declaration (:class:`PresetHub`), read when no local source is given.
+
 Columns are found per file or hub split by :func:`pick_column`: the column a ``--task-option``
 names, else the first present of a task's candidate names. Every failure is a one-line
 :class:`~nnprune.errors.NNPruneError` naming the file, folder or split and what to pass instead.
@@ -99,6 +102,35 @@ class HubDatasetOptions:
         :meth:`load_split` and turned into the task's examples by ``convert(ds, where)``."""
         train = convert(*self.load_split(self.train_split)) if need_train else None
         return train, convert(*self.load_split(self.validation_split))
+
+
+@dataclass(frozen=True)
+class PresetHub:
+    """The hub dataset a preset reads when no local source is given (``nyu-mll/glue`` config
+    ``sst2``, ``rajpurkar/squad``, ...): ``dataset`` and its configuration (empty: none)."""
+
+    dataset: str
+    config: str = ""
+
+    @property
+    def source_name(self) -> str:
+        """``dataset`` or ``dataset/config``, as messages name the source."""
+        return self.dataset + (f"/{self.config}" if self.config else "")
+
+    def load(self, task: str, split: Optional[str] = None) -> Any:
+        """``datasets.load_dataset`` of it: every split (a ``DatasetDict``), or only ``split``.
+        A failure (offline, no cache, hub down) is a one-line error naming ``task`` and what
+        to pass instead: all of them are fixed by pointing at local files."""
+        import datasets
+
+        args = (self.dataset, self.config) if self.config else (self.dataset,)
+        kwargs = {"split": split} if split is not None else {}
+        try:
+            return datasets.load_dataset(*args, **kwargs)
+        except Exception as e:  # offline, no cache, hub down: all fixable by pointing at files
+            raise NNPruneError(f"{task}: could not load hub dataset {self.source_name} "
+                               f"({error_line(e)}); pass --data-dir or "
+                               "--train-file/--validation-file") from e
 
 
 # ------------------------------------------------------------------------------ local files
@@ -194,6 +226,7 @@ def pick_column(source: str | Path, header: Sequence[str], given: Optional[str],
 __all__ = [
     "HUB_OPTION_KEYS",
     "HubDatasetOptions",
+    "PresetHub",
     "find_split_file",
     "local_split_paths",
     "missing_data_message",

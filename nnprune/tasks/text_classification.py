@@ -1,8 +1,11 @@
 """Generic sequence classification and regression: ``text-classification``.
 
-One text or a pair of texts per example, any label set, or one numeric score (regression). Where
-the named GLUE tasks (:mod:`nnprune.tasks.glue`) fix their columns and labels, this adapter reads
-them from the data or from ``--task-option key=value`` settings (:class:`TextClassificationOptions`):
+One text or a pair of texts per example, any label set, or one numeric score (regression). The
+adapter reads columns and labels from the data or from ``--task-option key=value`` settings
+(:class:`TextClassificationOptions`), or from a *preset* that fixes them: the GLUE tasks
+(``sst2``, ``mrpc``, ``qqp``, ``mnli``, :mod:`nnprune.tasks.glue`) are presets of this adapter
+(:class:`~nnprune.tasks.classification_data.TextClassificationPreset`: columns, labels, files,
+metrics declared as data, read by :class:`~nnprune.tasks.classification_data.PresetReader`).
 
 =====================  ==============================================================================
 option                 meaning (default)
@@ -56,9 +59,12 @@ scikit-learn's ``average="macro"``) and, with two labels, ``f1`` of the positive
 label in order: ``1`` of ``0,1``, ``positive`` of ``negative,positive``); regression: ``pearson``
 (the main metric: higher is better, as for every other task, and STS-B's headline score),
 ``spearman`` (ties get their average rank) and ``mse``. ``eval_loss`` is added when the trainer
-reports it.
+reports it (:mod:`nnprune.tasks.classification_metrics`). A preset reports the metrics it names
+(GLUE: ``accuracy``, plus ``f1`` for MRPC and QQP), keyed ``"<split>_<metric>"`` when it has
+several evaluation splits (MNLI matched and mismatched), its labels are fixed (a checkpoint's head
+needs as many outputs, whatever it calls them) and it takes no ``--task-option``.
 
-Distillation: classification distils the logits ``(batch, num_labels)`` as the GLUE tasks do.
+Distillation: classification distils the logits ``(batch, num_labels)``.
 Regression hands over the single output ``(batch, 1)``, but the trainer's loss is a KL divergence
 of softmaxes, which is identically zero over one class: a teacher adds nothing to a regression
 run (a warning says so) and ``alpha_ce`` scales the MSE loss alone.
@@ -79,6 +85,9 @@ from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
 from nnprune.tasks.base import (TASKS, DataArgs, TaskAdapter, TaskData, add_label_names,
                                 encode_texts, named_labels, predict_split)
+from nnprune.tasks.classification_data import (PresetReader, RawExamples,
+                                               TextClassificationPreset, label_name, sort_labels)
+from nnprune.tasks.classification_metrics import ClassificationMetric, classification_scores
 from nnprune.tasks.io import SUPPORTED_EXTENSIONS, as_text, column_values, read_table
 from nnprune.tasks.sources import HubDatasetOptions, local_split_paths, pick_column
 
@@ -156,134 +165,6 @@ class TextClassificationOptions(HubDatasetOptions):
         return value
 
 
-# ------------------------------------------------------------------------------ metrics
-
-
-def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of ``preds`` ``(n,)`` equal to ``labels`` ``(n,)``."""
-    preds, labels = np.asarray(preds), np.asarray(labels)
-    return float((preds == labels).mean()) if labels.size else 0.0
-
-
-def class_f1(preds: np.ndarray, labels: np.ndarray, cls: int) -> float:
-    """F1 of class ``cls``: ``2tp / (2tp + fp + fn)``; 0.0 when ``tp`` is 0."""
-    preds, labels = np.asarray(preds), np.asarray(labels)
-    tp = float(((preds == cls) & (labels == cls)).sum())
-    fp = float(((preds == cls) & (labels != cls)).sum())
-    fn = float(((preds != cls) & (labels == cls)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-def macro_f1(preds: np.ndarray, labels: np.ndarray) -> float:
-    """Mean :func:`class_f1` over the classes present in ``labels`` or ``preds`` (both ``(n,)``);
-    a class neither predicted nor present is left out, as scikit-learn's ``average="macro"``
-    does without ``labels=``."""
-    classes = np.union1d(np.asarray(preds), np.asarray(labels))
-    if classes.size == 0:
-        return 0.0
-    return float(np.mean([class_f1(preds, labels, int(c)) for c in classes]))
-
-
-def mean_squared_error(preds: np.ndarray, labels: np.ndarray) -> float:
-    """``mean((preds - labels)^2)`` over ``(n,)`` arrays."""
-    diff = np.asarray(preds, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
-    return float(np.mean(diff * diff)) if diff.size else 0.0
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of ``x`` and ``y`` ``(n,)``; 0.0 when either is constant (the
-    correlation is undefined there; 0.0 keeps the results JSON and comparable)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.size < 2:
-        return 0.0
-    xm, ym = x - x.mean(), y - y.mean()
-    denom = math.sqrt(float((xm * xm).sum()) * float((ym * ym).sum()))
-    if denom == 0.0:
-        logger.debug("pearson: constant input, correlation reported as 0.0")
-        return 0.0
-    return float(np.clip((xm * ym).sum() / denom, -1.0, 1.0))
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x`` ``(n,)``; tied values share the mean of their ranks
-    (``[10, 20, 20, 30]`` -> ``[1, 2.5, 2.5, 4]``)."""
-    x = np.asarray(x)
-    n = x.size
-    order = np.argsort(x, kind="mergesort")
-    ordered = x[order]
-    starts = np.r_[True, ordered[1:] != ordered[:-1]] if n else np.zeros(0, dtype=bool)
-    group = np.cumsum(starts) - 1  # (n,) tie group of each sorted position
-    bounds = np.r_[np.flatnonzero(starts), n]  # first sorted position of each group, then n
-    # a group covering sorted positions i..j-1 has ranks i+1..j, mean (i + 1 + j) / 2
-    mean_rank = (bounds[:-1] + 1 + bounds[1:]) / 2.0
-    ranks = np.empty(n, dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation: :func:`pearson` of the :func:`average_ranks`."""
-    return pearson(average_ranks(x), average_ranks(y))
-
-
-# ------------------------------------------------------------------------------ reading data
-
-
-@dataclass
-class RawExamples:
-    """One split's examples as read: parallel lists; ``text_b`` ``None`` for single texts.
-
-    ``labels`` are label names (``str``) for classification, floats for regression;
-    ``label_names`` is the hub ``ClassLabel`` order when the source has one.
-    """
-
-    source: str
-    text_a: list[str]
-    text_b: Optional[list[str]]
-    labels: list[Any]
-    label_names: Optional[tuple[str, ...]] = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, idx: Any) -> RawExamples:
-        idx = list(idx)
-        return RawExamples(self.source, [self.text_a[i] for i in idx],
-                           None if self.text_b is None else [self.text_b[i] for i in idx],
-                           [self.labels[i] for i in idx], self.label_names)
-
-
-def label_name(raw: Any) -> Optional[str]:
-    """The text a raw label value is compared as (module docstring); ``None``: no label."""
-    if raw is None:
-        return None
-    if isinstance(raw, (bool, np.bool_)):
-        return "true" if raw else "false"
-    if isinstance(raw, (int, np.integer)):
-        return str(int(raw))
-    if isinstance(raw, (float, np.floating)):
-        value = float(raw)
-        if math.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(raw, str):
-        return raw.strip() or None
-    raise TypeError(type(raw).__name__)
-
-
-def sort_labels(names: Any) -> tuple[str, ...]:
-    """Distinct ``names`` sorted: numerically when every one is a finite number, else as text."""
-    distinct = set(names)
-    try:
-        values = {n: float(n) for n in distinct}
-    except ValueError:
-        return tuple(sorted(distinct))
-    if not all(math.isfinite(v) for v in values.values()):
-        return tuple(sorted(distinct))
-    return tuple(sorted(distinct, key=lambda n: (values[n], n)))
-
-
 # ------------------------------------------------------------------------------ collator
 
 
@@ -340,20 +221,33 @@ class TextClassificationTask(TaskAdapter):
     score (``(batch,)`` float32, regression).
 
     :attr:`labels` is the label set in class-id order once known (from ``labels=``, a checkpoint
-    or the data); ``None`` before, and always for regression.
+    or the data; a :attr:`preset`'s from the start); ``None`` before, and always for regression.
+
+    :attr:`main_metric` is ``"accuracy"`` (regression ``"pearson"``, a preset its first metric),
+    prefixed ``"<split>_"`` by the first evaluation split when there are several (MNLI:
+    ``"validation_matched_accuracy"``); :meth:`load_data` and :meth:`evaluate` set it from the
+    splits actually present (``"accuracy"`` when only ``dev_matched.tsv`` exists locally).
     """
 
     name = TASK_NAME
     main_metric = "accuracy"
     head_suffix = "ForSequenceClassification"
 
-    def __init__(self, options: Optional[TextClassificationOptions] = None) -> None:
+    def __init__(self, options: Optional[TextClassificationOptions] = None,
+                 preset: Optional[TextClassificationPreset] = None) -> None:
+        if preset is not None and options is not None:
+            raise ValueError(f"task {preset.name} is a preset: it takes no options")
+        #: the named configuration this task is (``sst2``, ...), ``None`` for the generic task
+        self.preset = preset
         self.options = options if options is not None else TextClassificationOptions()
         self.regression = self.options.regression
-        self.main_metric = "pearson" if self.regression else "accuracy"
         self.labels: Optional[tuple[str, ...]] = self.options.label_list
         #: where :attr:`labels` came from, for messages
         self.labels_source = "--task-option labels" if self.labels is not None else ""
+        if preset is not None:
+            self.name = preset.name
+            self.labels, self.labels_source = preset.labels, f"task {preset.name}"
+        self.main_metric = self._metric_key(self._main_metric(), self._eval_splits())
         # what pinned the order (a checkpoint's head, a built model); later checkpoints (a
         # teacher) must then agree with it exactly
         self._order_pinned_by: Optional[str] = None
@@ -363,11 +257,33 @@ class TextClassificationTask(TaskAdapter):
 
     def with_options(self, options: dict[str, str]) -> TextClassificationTask:
         """This task with ``--task-option key=value`` settings (:class:`TextClassificationOptions`);
-        an unknown key is a one-line error listing the known ones."""
+        an unknown key is a one-line error listing the known ones. A preset refuses any: its
+        columns and labels are its definition."""
+        if self.preset is not None:
+            super().with_options(options)
+            return self
         if not options:
             return self
         return type(self)(apply_assignments(self.options, options,
                                             what=f"{TASK_NAME} option"))
+
+    def _main_metric(self) -> str:
+        if self.preset is not None:
+            return self.preset.main_metric.value
+        main = ClassificationMetric.PEARSON if self.regression else ClassificationMetric.ACCURACY
+        return main.value
+
+    def _eval_splits(self) -> list[str]:
+        """The evaluation splits of a full data set (before any is found missing)."""
+        return list(self.preset.files.eval_splits) if self.preset is not None else [EVAL_SPLIT]
+
+    @staticmethod
+    def _metric_key(metric: str, splits: list[str], split: Optional[str] = None) -> str:
+        """``metric`` of ``split`` (default: the first) as a results key: bare with one
+        evaluation split, ``"<split>_<metric>"`` with several."""
+        if len(splits) <= 1:
+            return metric
+        return f"{split if split is not None else splits[0]}_{metric}"
 
     @property
     def num_labels(self) -> Optional[int]:
@@ -385,17 +301,25 @@ class TextClassificationTask(TaskAdapter):
         :meth:`check_checkpoint`), else the training data's (:func:`sort_labels`, or the hub's
         ``ClassLabel`` order), else -- evaluation only -- the evaluation data's, with a warning
         that the order is a guess. Then ``max_train_samples`` takes the first N after a shuffle
-        with ``data.seed``, ``max_eval_samples`` the first N in file order.
+        with ``data.seed``, ``max_eval_samples`` the first N of each evaluation split in file
+        order, so evaluation sets do not change with the seed. A preset's rows without a gold
+        label are dropped first (MNLI), so N counts usable rows.
+
+        ``TaskData.train`` is ``None`` when ``need_train`` is false; ``TaskData.eval`` holds
+        ``validation``, or a preset's splits found (MNLI: ``validation_matched`` and
+        ``validation_mismatched``).
         """
         train, evals = self._load_examples(data, need_train=need_train)
         if not self.regression:
-            self._settle_labels(train, evals)
+            self._settle_labels(train, *evals.values())
         if train is not None and data.max_train_samples is not None \
                 and data.max_train_samples < len(train):
             order = np.random.default_rng(data.seed).permutation(len(train))
             train = train.take(order[: data.max_train_samples].tolist())
         if data.max_eval_samples is not None:
-            evals = evals.take(range(min(len(evals), data.max_eval_samples)))
+            evals = {split: ex.take(range(min(len(ex), data.max_eval_samples)))
+                     for split, ex in evals.items()}
+        self.main_metric = self._metric_key(self._main_metric(), list(evals))
 
         from transformers import DataCollatorWithPadding
 
@@ -404,26 +328,32 @@ class TextClassificationTask(TaskAdapter):
             collator = LabelOrderCollator(collator, self, tuple(self.labels or ()))
         return TaskData(
             train=None if train is None else self._tokenize(tokenizer, train, data),
-            eval={EVAL_SPLIT: self._tokenize(tokenizer, evals, data)},
+            eval={split: self._tokenize(tokenizer, ex, data) for split, ex in evals.items()},
             data_collator=collator,
         )
 
     def _load_examples(self, data: DataArgs, *, need_train: bool
-                       ) -> tuple[Optional[RawExamples], RawExamples]:
-        if self.options.use_hub(data):
-            train, evals = self.options.load_splits(self.from_dataset, need_train=need_train)
+                       ) -> tuple[Optional[RawExamples], dict[str, RawExamples]]:
+        """(training split or ``None``, ``{evaluation split: examples}``) from the preset's
+        sources, else from those the options name (module docstring)."""
+        if self.preset is not None:
+            train, evals = PresetReader(self.preset).read(data, need_train=need_train)
+        elif self.options.use_hub(data):
+            train, split = self.options.load_splits(self.from_dataset, need_train=need_train)
+            evals = {EVAL_SPLIT: split}
         else:
             exts = SUPPORTED_EXTENSIONS + ((".txt",) if self.options.delimiter_char else ())
             train_path, eval_path = local_split_paths(
                 self.name, data, need_train=need_train, train_stems=TRAIN_STEMS,
                 eval_stems=EVAL_STEMS, exts=exts, eval_first_wins=False)
             train = self._read_file(train_path) if train_path is not None else None
-            evals = self._read_file(eval_path)
-        if train is not None and (train.text_b is None) != (evals.text_b is None):
-            with_pair, without = (train, evals) if train.text_b is not None else (evals, train)
-            raise NNPruneError(f"{self.name}: {with_pair.source} has text pairs but "
-                               f"{without.source} single texts; name the columns with "
-                               "text_pair_column=NAME (or text_pair_column=none)")
+            evals = {EVAL_SPLIT: self._read_file(eval_path)}
+        for split in evals.values():
+            if train is not None and (train.text_b is None) != (split.text_b is None):
+                with_pair, without = (train, split) if train.text_b is not None else (split, train)
+                raise NNPruneError(f"{self.name}: {with_pair.source} has text pairs but "
+                                   f"{without.source} single texts; name the columns with "
+                                   "text_pair_column=NAME (or text_pair_column=none)")
         return train, evals
 
     def _read_file(self, path: Path) -> RawExamples:
@@ -499,10 +429,11 @@ class TextClassificationTask(TaskAdapter):
 
     # ---------------------------------------------------------------- labels
 
-    def _settle_labels(self, train: Optional[RawExamples], evals: RawExamples) -> None:
-        """Fix :attr:`labels` if still unknown, then check every split's labels against it."""
+    def _settle_labels(self, train: Optional[RawExamples], *evals: RawExamples) -> None:
+        """Fix :attr:`labels` if still unknown (from ``train``, else the first of ``evals``),
+        then check every split's labels against it."""
         if self.labels is None:
-            base = train if train is not None else evals
+            base = train if train is not None else evals[0]
             if base.label_names is not None:
                 found, how = tuple(base.label_names), f"the ClassLabel names of {base.source}"
             else:
@@ -510,7 +441,7 @@ class TextClassificationTask(TaskAdapter):
             if train is None:
                 logger.warning("%s: label order taken from the evaluation data %s: %s; pass "
                                "--task-option labels=... if the model was trained with another",
-                               self.name, evals.source, ", ".join(found))
+                               self.name, base.source, ", ".join(found))
             if len(found) < 2:
                 raise NNPruneError(f"{self.name}: {base.source} has one label "
                                    f"({', '.join(found)}); a classifier needs at least 2 "
@@ -523,7 +454,7 @@ class TextClassificationTask(TaskAdapter):
             self.labels, self.labels_source = found, how
             logger.info("%s: %d labels from %s: %s", self.name, len(found), how, ", ".join(found))
         known = set(self.labels)
-        for split in (train, evals):
+        for split in (train, *evals):
             if split is None:
                 continue
             for i, name in enumerate(split.labels):
@@ -559,8 +490,16 @@ class TextClassificationTask(TaskAdapter):
         order (a warning when that changes it). A checkpoint without a classification head
         (a base model) is refused here, as by every task (``evaluate`` and ``prune`` need a
         trained head); :meth:`build_model` gives it a new head.
+
+        A preset's labels are fixed by id: only the head's output count is checked.
         """
         super().check_checkpoint(config, where)
+        if self.preset is not None:
+            n = config.get("num_labels") or len(config.get("id2label") or {}) or None
+            if n is not None and int(n) != len(self.preset.labels):
+                raise NNPruneError(f"checkpoint {where} has {n} labels but task {self.name} "
+                                   f"needs {len(self.preset.labels)}")
+            return
         self._check_head_labels(config, where)
 
     def _check_head_labels(self, config: dict[str, Any], where: str) -> None:
@@ -618,9 +557,21 @@ class TextClassificationTask(TaskAdapter):
         ``problem_type="regression"``, one output). ``kwargs`` go to ``from_pretrained``;
         ``ignore_mismatched_sizes=True`` skips the checks and replaces a head of another size.
         Classification needs the labels known: load the data first, or pass ``labels=``.
+
+        A preset's head keeps the class ids of its data (a checkpoint's label names are not
+        compared): a head with another output count is refused, and a fresh head is named after
+        the preset's labels (as the hub names them).
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
+        if self.preset is not None:
+            if not kwargs.get("ignore_mismatched_sizes"):
+                # Without this, transformers fails deep in loading with a RuntimeError and a table.
+                self._check_preset_head(AutoConfig.from_pretrained(model_name_or_path),
+                                        model_name_or_path, len(self.preset.labels))
+            add_label_names(kwargs, self.preset.labels)
+            return AutoModelForSequenceClassification.from_pretrained(model_name_or_path,
+                                                                      **kwargs)
         if not kwargs.get("ignore_mismatched_sizes"):
             config = AutoConfig.from_pretrained(model_name_or_path)
             self._check_head_labels(config.to_dict(), str(model_name_or_path))
@@ -636,6 +587,17 @@ class TextClassificationTask(TaskAdapter):
             # the head now means this order: a teacher checked later must use the same one
             self._order_pinned_by = self._order_pinned_by or f"the model built from {model_name_or_path}"
         return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, **kwargs)
+
+    def _check_preset_head(self, config: Any, model_name_or_path: str, n: int) -> None:
+        """Refuse a checkpoint whose classification head has another output count than the
+        preset's ``n`` labels (a base checkpoint gets a fresh head)."""
+        has_head = any(a.endswith(self.head_suffix)
+                       for a in (getattr(config, "architectures", None) or []))
+        if has_head and config.num_labels != n:
+            raise NNPruneError(
+                f"{model_name_or_path} has a classification head with {config.num_labels} "
+                f"labels but {self.name} needs {n}; start from a base checkpoint or load with "
+                "ignore_mismatched_sizes=True to replace the head")
 
     def distillation_logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
         """``(logits,)``: ``(batch, num_labels)``; regression ``(batch, 1)`` (see the module
@@ -653,9 +615,11 @@ class TextClassificationTask(TaskAdapter):
         """Predict every eval split with ``trainer.predict`` and score it (module docstring).
 
         Keys are the bare metric names with one split (``"accuracy"``, ``"eval_loss"``),
-        ``"<split>_<metric>"`` with several. Only ``trainer.predict`` is used.
+        ``"<split>_<metric>"`` with several. Only ``trainer.predict`` is used, so a plain
+        :class:`transformers.Trainer` or any subclass works.
         """
         splits = list(data.eval)
+        self.main_metric = self._metric_key(self._main_metric(), splits)
         results: dict[str, float] = {}
         for split, ds in data.eval.items():
             logits, labels, loss = predict_split(trainer, ds, split)
@@ -664,30 +628,20 @@ class TextClassificationTask(TaskAdapter):
                 if isinstance(data.data_collator, LabelOrderCollator):
                     labels = data.data_collator.to_model_ids(labels)
             for metric, value in self.compute_metrics(logits, labels).items():
-                results[metric if len(splits) == 1 else f"{split}_{metric}"] = value
+                results[self._metric_key(metric, splits, split)] = value
             if loss is not None:
                 results["eval_loss" if len(splits) == 1 else f"{split}_loss"] = loss
         return results
 
     def compute_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """Metrics of one split from ``logits`` ``(n, num_labels)`` (regression ``(n, 1)`` or
-        ``(n,)``) and ``labels`` ``(n,)``: class ids in the model's order, or scores."""
-        logits = np.asarray(logits)
-        labels = np.asarray(labels)
-        if logits.shape[0] != labels.shape[0]:
-            raise ValueError(f"logits {logits.shape} do not match labels {labels.shape}")
-        if self.regression:
-            preds = logits.reshape(logits.shape[0], -1)[:, 0].astype(np.float64)
-            scores = labels.reshape(-1).astype(np.float64)
-            return {"pearson": pearson(preds, scores), "spearman": spearman(preds, scores),
-                    "mse": mean_squared_error(preds, scores)}
-        if logits.ndim != 2:
-            raise ValueError(f"logits {logits.shape} are not (n, num_labels)")
-        preds = logits.argmax(axis=-1)
-        out = {"accuracy": accuracy(preds, labels), "macro_f1": macro_f1(preds, labels)}
-        if logits.shape[1] == 2:
-            out["f1"] = class_f1(preds, labels, 1)  # the positive class: the second label
-        return out
+        ``(n,)``) and ``labels`` ``(n,)``: class ids in the model's order, or scores
+        (:func:`~nnprune.tasks.classification_metrics.classification_scores`); a preset's
+        metrics only, in its order."""
+        scores = classification_scores(logits, labels, regression=self.regression)
+        if self.preset is None:
+            return scores
+        return {m.value: scores[m.value] for m in self.preset.metrics}
 
 
 __all__ = [
@@ -699,16 +653,6 @@ __all__ = [
     "TEXT_PAIR_COLUMNS",
     "TRAIN_STEMS",
     "LabelOrderCollator",
-    "RawExamples",
     "TextClassificationOptions",
     "TextClassificationTask",
-    "accuracy",
-    "average_ranks",
-    "class_f1",
-    "label_name",
-    "macro_f1",
-    "mean_squared_error",
-    "pearson",
-    "sort_labels",
-    "spearman",
 ]

@@ -12,7 +12,13 @@ from conftest import SHARED_DATA, save_tiny_model
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, TaskAdapter, TaskData, get_task
-from nnprune.tasks.glue import GlueClassificationTask
+from nnprune.registry import Registry
+from nnprune.tasks.base import register_preset
+from nnprune.tasks.classification_data import PresetFiles, PresetReader, TextClassificationPreset
+from nnprune.tasks.classification_metrics import ClassificationMetric, classification_scores
+from nnprune.tasks.glue import MNLI, PRESETS
+from nnprune.tasks.sources import PresetHub
+from nnprune.tasks.text_classification import TextClassificationTask
 from nnprune.tasks.io import read_dataset, read_rows, read_table
 
 GLUE = SHARED_DATA / "glue"
@@ -38,10 +44,12 @@ def labels_of(ds) -> list[int]:
 
 def test_registry_has_the_four_glue_tasks():
     assert {"sst2", "mrpc", "qqp", "mnli"} <= set(TASKS.names())
-    for name in ("sst2", "mrpc", "qqp", "mnli"):
-        task = get_task(name)
-        assert isinstance(task, GlueClassificationTask) and isinstance(task, TaskAdapter)
-        assert task.name == name
+    for preset in PRESETS:
+        task = get_task(preset.name)
+        # a GLUE task is the generic adapter configured by its preset, not a class of its own
+        assert type(task) is TextClassificationTask and isinstance(task, TaskAdapter)
+        assert task.preset is preset and task.name == preset.name
+        assert task.labels == preset.labels
 
 
 def test_unknown_task_lists_known_ones():
@@ -251,8 +259,9 @@ def test_hub_layout_conversion(tokenizer):
         {"premise": ["a", "b", "c"], "hypothesis": ["d", "e", "f"], "label": [2, 0, -1],
          "idx": [0, 1, 2]}, features=feats)
     dsd = datasets.DatasetDict(train=split, validation_matched=split, validation_mismatched=split)
-    train, evals = get_task("mnli")._from_hub_splits(dsd, need_train=True)
-    assert train.labels == [2, 0] and train.text_b == ["d", "e"]  # -1 (unlabeled) dropped
+    train, evals = PresetReader(MNLI).from_hub_splits(dsd, need_train=True)
+    # ClassLabel ids are the preset's class ids; -1 (unlabeled) dropped
+    assert train.labels == ["contradiction", "entailment"] and train.text_b == ["d", "e"]
     assert list(evals) == ["validation_matched", "validation_mismatched"]
 
 
@@ -262,6 +271,61 @@ def test_compute_metrics_f1_positive_class():
     m = get_task("mrpc").compute_metrics(logits, labels)
     assert m == {"accuracy": 0.5, "f1": 0.5}
     assert set(get_task("sst2").compute_metrics(logits, labels)) == {"accuracy"}
+
+
+def test_glue_metrics_are_the_generic_adapters():
+    """A GLUE task reports the subset of ``text-classification``'s metrics its preset names:
+    the same numbers, from one implementation."""
+    gen = np.random.default_rng(0)
+    logits, labels = gen.normal(size=(40, 2)), gen.integers(0, 2, size=40)
+    generic = get_task("text-classification", {"labels": "negative,positive"})
+    scores = generic.compute_metrics(logits, labels)
+    assert scores == classification_scores(logits, labels)
+    assert get_task("sst2").compute_metrics(logits, labels) == {"accuracy": scores["accuracy"]}
+    assert get_task("mrpc").compute_metrics(logits, labels) == {"accuracy": scores["accuracy"],
+                                                                "f1": scores["f1"]}
+
+
+def test_a_new_preset_is_data_registered_under_its_name(tokenizer, tmp_path):
+    """A named classification task needs no adapter class: a preset, registered, is one."""
+    registry: Registry = Registry("task")
+    preset = TextClassificationPreset(
+        name="stars3", files=PresetFiles(collection="Demo", folder="STARS",
+                                         hub=PresetHub("org/stars")),
+        labels=("bad", "ok", "good"), text_columns=("review",), text_pair_columns=None,
+        label_columns=("stars",),
+        metrics=(ClassificationMetric.MACRO_F1, ClassificationMetric.ACCURACY))
+    register_preset(preset, TextClassificationTask, registry)
+    assert "stars3" not in TASKS  # the global registry is untouched
+    task = registry.get("stars3")()
+    assert task.name == "stars3" and task.main_metric == "macro_f1"
+    folder = tmp_path / "STARS"  # found below the collection root, as GLUE's folders are
+    folder.mkdir()
+    write(folder / "train.tsv", "review\tstars\nmeh\tok\ngreat\t2\nawful\t0\n")
+    write(folder / "dev.tsv", "review\tstars\nfine\tgood\n")
+    data = task.load_data(tokenizer, DataArgs(data_dir=tmp_path))
+    assert labels_of(data.train) == [1, 2, 0] and labels_of(data.eval["validation"]) == [2]
+    assert set(task.compute_metrics(np.eye(3), np.array([0, 1, 1]))) == {"macro_f1", "accuracy"}
+    with pytest.raises(NNPruneError, match="task stars3 takes no --task-option"):
+        registry.get("stars3")().with_options({"labels": "a,b"})
+    bad = write(tmp_path / "bad.tsv", "review\tstars\nx\t5\n")
+    with pytest.raises(NNPruneError, match=r"bad\.tsv: row 1: unknown label '5'; expected one "
+                                           r"of bad, ok, good \(or ids 0, 1, 2\)"):
+        task.load_data(tokenizer, DataArgs(validation_file=bad), need_train=False)
+
+
+def test_preset_declarations_are_checked():
+    files = PresetFiles(collection="Demo", folder="D", hub=PresetHub("org/d"))
+    common = dict(name="p", files=files, text_columns=("t",), text_pair_columns=None,
+                  label_columns=("l",))
+    with pytest.raises(ValueError, match="f1 .* needs 2 labels"):
+        TextClassificationPreset(labels=("a", "b", "c"), metrics=(ClassificationMetric.F1,),
+                                 **common)
+    with pytest.raises(ValueError, match="pearson need a regression head"):
+        TextClassificationPreset(labels=("a", "b"), metrics=(ClassificationMetric.PEARSON,),
+                                 **common)
+    with pytest.raises(ValueError, match="2 or more distinct"):
+        TextClassificationPreset(labels=("a", "a"), **common)
 
 
 # ----------------------------------------------------------------------------- model + trainer

@@ -14,9 +14,10 @@ from conftest import make_args, minilm_path, save_tiny_model, tiny_config
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, TaskAdapter, get_task
-from nnprune.tasks.text_classification import (LabelOrderCollator, TextClassificationTask,
-                                               accuracy, average_ranks, class_f1, macro_f1,
-                                               mean_squared_error, pearson, sort_labels, spearman)
+from nnprune.tasks.classification_data import sort_labels
+from nnprune.tasks.classification_metrics import (accuracy, average_ranks, class_f1, macro_f1,
+                                                  mean_squared_error, pearson, spearman)
+from nnprune.tasks.text_classification import LabelOrderCollator, TextClassificationTask
 
 TASK = "text-classification"
 INPUT_COLUMNS = {"input_ids", "token_type_ids", "attention_mask", "labels"}
