@@ -1,6 +1,7 @@
-"""The generic ``question-answering`` task (issue #13): the SQuAD adapters configured by task
-options. Same features and metrics as ``squad`` / ``squad_v2`` on the same files, custom column
-names for flat rows and hub datasets, the v2 option, one-line errors, and a fine-prune run."""
+"""The generic ``question-answering`` task (issue #13), of which ``squad`` / ``squad_v2`` are
+presets (issue #23). Same features and metrics as ``squad`` / ``squad_v2`` on the same files,
+custom column names for flat rows and hub datasets, the v2 option, one-line errors, presets as
+data, and a fine-prune run."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ from conftest import make_args, save_tiny_model
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, get_task
-from nnprune.tasks.question_answering import QuestionAnsweringOptions, QuestionAnsweringTask
-from nnprune.tasks.squad import SquadEvalSet, SquadTask, read_squad_file
+from nnprune.registry import Registry
+from nnprune.tasks.base import register_preset
+from nnprune.tasks.qa_features import SquadEvalSet
+from nnprune.tasks.question_answering import (QuestionAnsweringOptions, QuestionAnsweringPreset,
+                                              QuestionAnsweringTask)
+from nnprune.tasks.sources import PresetHub
+from nnprune.tasks.squad import SQUAD_V1, SQUAD_V2
+from nnprune.tasks.squad_format import read_squad_file
 
 TASK = "question-answering"
 LENGTH = 64  # short windows: the long context below is split into several features
@@ -113,7 +120,7 @@ def assert_same_data(a, b) -> None:
 def test_registered_with_squad_defaults():
     assert TASK in TASKS.names()
     task = get_task(TASK)
-    assert isinstance(task, QuestionAnsweringTask) and isinstance(task, SquadTask)
+    assert isinstance(task, QuestionAnsweringTask) and task.preset is None
     assert task.name == TASK and not task.version_2 and task.file_version == "1.1"
     assert task.main_metric == "f1" and task.default_max_seq_length == 384
     assert task.head_suffix == "ForQuestionAnswering"
@@ -128,9 +135,37 @@ def test_registered_with_squad_defaults():
     # the Python API takes the options object
     api = QuestionAnsweringTask(QuestionAnsweringOptions(version_2_with_negative=True))
     assert api.version_2 and api.file_version == "2.0"
-    # the named tasks keep their class settings
-    assert not SquadTask.version_2 and SquadTask.null_score_diff_threshold == 0.0
+    # the presets keep their settings
+    assert not SQUAD_V1.options.version_2_with_negative
+    assert SQUAD_V2.options.version_2_with_negative
+    assert get_task("squad").null_score_diff_threshold == 0.0
     assert get_task("squad_v2").null_score_diff_threshold == 0.0
+
+
+def test_squad_is_a_preset_and_a_new_preset_is_data(tokenizer, tmp_path):
+    """``squad`` / ``squad_v2`` are the generic adapter with a preset; registering another
+    preset makes a named task with its own settings and refusal of options."""
+    for name, preset in (("squad", SQUAD_V1), ("squad_v2", SQUAD_V2)):
+        task = get_task(name)
+        assert type(task) is QuestionAnsweringTask and task.preset is preset
+        with pytest.raises(NNPruneError, match=f"task {name} takes no --task-option"):
+            get_task(name, {"doc_stride": "32"})
+    registry: Registry = Registry("task")
+    preset = QuestionAnsweringPreset(
+        name="myqa", hub=PresetHub("org/myqa"),
+        options=QuestionAnsweringOptions(version_2_with_negative=True, max_answer_length=8))
+    register_preset(preset, QuestionAnsweringTask, registry)
+    assert "myqa" not in TASKS
+    task = registry.get("myqa")()
+    assert task.name == "myqa" and task.version_2 and task.max_answer_length == 8
+    f = official(tmp_path / "dev.json", QUESTIONS[:2] + UNANSWERABLE)
+    data = task.load_data(tokenizer, DataArgs(validation_file=f, max_seq_length=LENGTH),
+                          need_train=False)
+    assert [ex.has_answer for ex in data.eval_examples["validation"].examples] == [
+        True, True, False, False]
+    with pytest.raises(ValueError, match="options.dataset must stay empty"):
+        QuestionAnsweringPreset(name="x", hub=PresetHub("org/x"),
+                                options=QuestionAnsweringOptions(dataset="org/y"))
 
 
 @pytest.mark.parametrize("options, match", [

@@ -14,14 +14,15 @@ from conftest import SHARED_DATA, make_args, save_tiny_model
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, get_task
-from nnprune.tasks.squad import (
+from nnprune.tasks.qa_features import (
     SquadEvalSet,
-    SquadTask,
     postprocess_predictions,
     prepare_eval_features,
-    read_squad_file,
     window_sizes,
 )
+from nnprune.tasks.question_answering import QuestionAnsweringTask
+from nnprune.tasks.squad import SQUAD_V1, SQUAD_V2
+from nnprune.tasks.squad_format import read_squad_file
 from nnprune.tasks.squad_metrics import (
     compute_exact,
     compute_f1,
@@ -202,7 +203,10 @@ def test_v2_threshold_search_picks_the_right_threshold():
 def test_registry_and_defaults():
     assert {"squad", "squad_v2"} <= set(TASKS.names())
     v1, v2 = get_task("squad"), get_task("squad_v2")
-    assert isinstance(v1, SquadTask) and not v1.version_2 and v2.version_2
+    # presets of the generic adapter, not classes of their own
+    assert type(v1) is QuestionAnsweringTask and type(v2) is QuestionAnsweringTask
+    assert v1.preset is SQUAD_V1 and v2.preset is SQUAD_V2
+    assert not v1.version_2 and v2.version_2
     assert v1.main_metric == v2.main_metric == "f1"
     assert v1.default_max_seq_length == 384
 
@@ -283,13 +287,14 @@ def test_postprocess_rules_on_a_hand_made_feature(tokenizer):
 
 
 def example_for(context: str, answer: str):
-    from nnprune.tasks.squad import SquadExample
+    from nnprune.tasks.squad_format import SquadExample
 
     return SquadExample("x", "t", context, "Which letters?", [answer], [context.index(answer)])
 
 
 def test_long_question_is_cut_not_a_tokenizer_panic(tokenizer):
-    from nnprune.tasks.squad import SquadExample, prepare_train_features
+    from nnprune.tasks.qa_features import prepare_train_features
+    from nnprune.tasks.squad_format import SquadExample
 
     context = " ".join(f"w{i}" for i in range(300))
     ex = SquadExample("q", "t", context, "why " * 200, ["w250"], [context.index("w250")])
