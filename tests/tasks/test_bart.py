@@ -18,15 +18,15 @@ from conftest import SHARED_DATA, make_args, save_tiny_model, tiny_config
 from nnprune.errors import NNPruneError
 from nnprune.tasks import DataArgs, get_task
 from nnprune.tasks.cnn_dailymail import (
-    CnnDailyMailTask,
-    GenerationSettings,
+    CNN_DAILYMAIL,
     find_url_lists,
     read_rows_file,
     read_story_file,
     read_url_list,
-    rouge_scores,
     url_hash,
 )
+from nnprune.tasks.summarization import GenerationSettings
+from nnprune.tasks.summarization_metrics import rouge_scores
 
 CNN_DM = SHARED_DATA / "cnn_dm"
 STORIES = CNN_DM / "cnn_stories"
@@ -161,7 +161,7 @@ def test_story_reader_on_real_files():
 def test_url_lists_split_the_real_stories_ten_ten(tokenizer, caplog):
     caplog.set_level(logging.INFO, logger="nnprune")
     task = get_task("cnn_dailymail")
-    assert isinstance(task, CnnDailyMailTask)
+    assert task.preset is CNN_DAILYMAIL
     assert find_url_lists(STORIES) == CNN_DM / "url_lists"  # found in the parent
     data = task.load_data(tokenizer, DataArgs(data_dir=STORIES, max_seq_length=64))
     assert len(data.train) == 10 and len(data.eval["validation"]) == 10
@@ -228,7 +228,7 @@ def test_generation_settings_from_task_options():
                                       "early_stopping": "no"})
     assert task.generation == GenerationSettings(num_beams=2, max_length=20, min_length=0,
                                                  early_stopping=False)
-    assert CnnDailyMailTask.generation.num_beams == 4  # the class default is untouched
+    assert CNN_DAILYMAIL.generation.num_beams == 4  # the preset's default is untouched
     with pytest.raises(NNPruneError, match="unknown generation setting key 'beams'; known: .*num_beams"):
         get_task("cnn_dailymail", {"beams": "2"})
     with pytest.raises(NNPruneError, match="num_beams expects a int"):

@@ -1,6 +1,7 @@
-"""The generic ``summarization`` task (issue #13): the ``cnn_dailymail`` adapter for any
-(document, summary) data. Columns by option or by name, a source prefix that reaches the
-tokenized input, data folders and hub datasets, one-line errors, and a fine-prune run."""
+"""The generic ``summarization`` task (issue #13), of which ``cnn_dailymail`` is a preset (issue
+#23), for any (document, summary) data. Columns by option or by name, a source prefix that reaches
+the tokenized input, data folders and hub datasets, one-line errors, presets as data, and a
+fine-prune run."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from conftest import make_args, save_tiny_model
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, get_task
-from nnprune.tasks.cnn_dailymail import CnnDailyMailTask, GenerationSettings, SummaryReferences
-from nnprune.tasks.summarization import SummarizationOptions, SummarizationTask
+from nnprune.registry import Registry
+from nnprune.tasks.base import register_preset
+from nnprune.tasks.cnn_dailymail import CNN_DAILYMAIL, CnnDailyMailTask
+from nnprune.tasks.summarization import (GenerationSettings, SummarizationOptions,
+                                         SummarizationPreset, SummarizationTask, SummaryReferences)
+from nnprune.tasks.summarization_data import SummarySplits, stories_dataset, Story
 
 TASK = "summarization"
 LENGTH = 48
@@ -68,7 +73,7 @@ def rows_of(text_col: str, summary_col: str, docs=DOCS, **extra) -> list[dict]:
 def test_registered_with_cnn_dailymail_defaults():
     assert TASK in TASKS.names()
     task = get_task(TASK)
-    assert isinstance(task, SummarizationTask) and isinstance(task, CnnDailyMailTask)
+    assert isinstance(task, SummarizationTask) and task.preset is None
     assert task.name == TASK and task.main_metric == "rouge2"
     assert task.default_max_seq_length == 1024 and task.max_target_length == 128
     assert task.generation == GenerationSettings() and task.source_prefix == ""
@@ -80,9 +85,44 @@ def test_registered_with_cnn_dailymail_defaults():
     # a prefix ending with whitespace is kept as given (Python API)
     api = SummarizationTask(SummarizationOptions(source_prefix="summarize:\t"))
     assert api.source_prefix == "summarize:\t" and api.generation == GenerationSettings()
-    # the presets keep their class settings
-    assert CnnDailyMailTask.source_prefix == "" and CnnDailyMailTask.max_target_length == 128
+    # the preset keeps its settings
+    assert CNN_DAILYMAIL.source_prefix == "" and CNN_DAILYMAIL.max_target_length == 128
     assert get_task("cnn_dailymail").generation.num_beams == 4
+
+
+def test_cnn_dailymail_is_a_preset_and_a_new_preset_is_data(tokenizer):
+    """``cnn_dailymail`` is the generic adapter with a preset (the Python entry point
+    ``CnnDailyMailTask`` included); a new preset brings its own source and defaults, and takes
+    the generation settings only."""
+    cnn = get_task("cnn_dailymail")
+    assert type(cnn) is SummarizationTask and cnn.preset is CNN_DAILYMAIL
+    api = CnnDailyMailTask(generation=GenerationSettings(num_beams=2))
+    assert api.preset is CNN_DAILYMAIL and api.generation.num_beams == 2
+
+    class Fixed:
+        """A source of two fixed documents, whatever the data arguments."""
+
+        def load(self, task, data, *, need_train):
+            stories = [Story(str(i), d, s) for i, (d, s) in enumerate(DOCS[:2])]
+            return SummarySplits(stories_dataset(stories) if need_train else None,
+                                 stories_dataset(stories), f"{task}: fixed")
+
+    registry: Registry = Registry("task")
+    preset = SummarizationPreset(name="news2", source=Fixed(), source_prefix="summarize: ",
+                                 max_target_length=8,
+                                 generation=GenerationSettings(num_beams=1, min_length=0))
+    register_preset(preset, SummarizationTask, registry)
+    assert "news2" not in TASKS
+    task = registry.get("news2")()
+    assert task.name == "news2" and task.generation.num_beams == 1
+    data = task.load_data(tokenizer, DataArgs(max_seq_length=LENGTH))
+    assert task.split_info == "news2: fixed" and len(data.train) == 2
+    assert data.eval["validation"][0]["input_ids"] == tokenizer(
+        "summarize: " + DOCS[0][0], max_length=LENGTH, truncation=True)["input_ids"]
+    assert all(len(x) <= 8 for x in data.eval["validation"]["labels"][:])
+    assert task.with_options({"num_beams": "3"}).generation.num_beams == 3
+    with pytest.raises(NNPruneError, match="unknown generation setting key 'text_column'"):
+        task.with_options({"text_column": "body"})
 
 
 @pytest.mark.parametrize("options, match", [
