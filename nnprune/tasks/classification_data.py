@@ -279,10 +279,11 @@ class PresetReader:
         """(text, text pair or ``None``, label) columns; the pair is required when the preset
         has pairs."""
         p = self.preset
+        # in this order: the first column missing is the one an error names
+        col_a = self._pick(source, header, p.text_columns)
         col_b = (self._pick(source, header, p.text_pair_columns) if p.text_pair_columns
                  else None)
-        return (self._pick(source, header, p.text_columns), col_b,
-                self._pick(source, header, p.label_columns))
+        return col_a, col_b, self._pick(source, header, p.label_columns)
 
     def _pick(self, source: str | Path, header: list[str], candidates: tuple[str, ...]) -> str:
         for name in candidates:

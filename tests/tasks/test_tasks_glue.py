@@ -207,6 +207,10 @@ def test_missing_column_lists_found_columns(tokenizer, tmp_path):
     with pytest.raises(NNPruneError, match=r"dev\.tsv: missing column 'sentence'.*found: text, "
                                            r"target"):
         get_task("sst2").load_data(tokenizer, DataArgs(validation_file=path), need_train=False)
+    # columns are checked text, pair, label: the first one missing is named
+    with pytest.raises(NNPruneError, match=r"missing column '#1 String' or 'sentence1' for task "
+                                           r"mrpc"):
+        get_task("mrpc").load_data(tokenizer, DataArgs(validation_file=path), need_train=False)
     jsonl = write(tmp_path / "dev.jsonl", '{"sentence": "a", "label": 1}\n{"sentence": "b"}\n')
     with pytest.raises(NNPruneError, match=r"row 2: missing column\(s\) 'label'"):
         get_task("sst2").load_data(tokenizer, DataArgs(validation_file=jsonl), need_train=False)
