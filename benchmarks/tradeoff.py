@@ -87,7 +87,8 @@ from nnprune.pruning_core.bertarize import bertarize  # noqa: E402
 from nnprune.pruning_core.checkpoint import load_config, load_pretrained  # noqa: E402
 from nnprune.pruning_core.compact import (apply_saved_layout, is_compacted,  # noqa: E402
                                           model_layout)
-from nnprune.pruning_core.config import RESULTS_FILE  # noqa: E402
+from nnprune.pruning_core.run_record import (RESULTS_FILE, FinePruneResult,  # noqa: E402
+                                             read_results)
 from nnprune.report.plots import TradeoffPoint, tradeoff_plot  # noqa: E402
 from nnprune.workflows.evaluate import evaluate_checkpoint  # noqa: E402
 from nnprune.workflows.fill import FillInit  # noqa: E402
@@ -264,7 +265,7 @@ def run_hybrid_filled(b: Budget, ctx: "Context", out: Path, target: float, seed:
         training=training(b, prune_steps, seed, ctx.save_steps, resume)))
     return Trained(res.metrics[res.main_metric], str(out), _train_seconds(out),
                    {"prune_steps": prune_steps, "fill_steps": fill_steps,
-                    "pruned_metric": (res.prune or {}).get("metrics", {}).get(res.main_metric),
+                    "pruned_metric": res.prune.metrics.get(res.main_metric) if res.prune else None,
                     "speed_check": res.speed_check})
 
 
@@ -318,11 +319,14 @@ RUNNERS: dict[str, Callable[..., Trained]] = {
 def _train_seconds(out: Path) -> Optional[float]:
     """Both stages' training seconds of a hybrid-filled run (from their results files)."""
     total = 0.0
-    for f in (out / PRUNE_SUBDIR / RESULTS_FILE, out / RESULTS_FILE):
+    for folder in (out / PRUNE_SUBDIR, out):
         try:
-            total += float(json.loads(f.read_text()).get("train_seconds") or 0.0)
-        except (OSError, ValueError):
+            results = read_results(folder)
+        except NNPruneError:
             return None
+        if not isinstance(results, FinePruneResult):
+            return None
+        total += float(results.train_seconds or 0.0)
     return round(total, 1)
 
 

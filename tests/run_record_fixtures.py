@@ -25,9 +25,10 @@ def v0_names() -> list[str]:
     return sorted(str(p.parent.relative_to(V0)) for p in V0.rglob("config.json"))
 
 
-def materialize(root: Path, *, tokenizer: bool = False) -> Path:
-    """Every v0 folder under ``root`` (``@RUNS@`` read as ``root``), with weights; returns
-    ``root``. ``tokenizer``: also save MiniLM's tokenizer in each (for evaluation or training)."""
+def materialize(root: Path, names: "list[str] | None" = None, *, tokenizer: bool = False) -> Path:
+    """The v0 folders ``names`` (default: all) under ``root`` (``@RUNS@`` read as ``root``), with
+    weights; returns ``root``. ``tokenizer``: also save MiniLM's tokenizer in each (for
+    evaluation or training)."""
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
@@ -42,7 +43,7 @@ def materialize(root: Path, *, tokenizer: bool = False) -> Path:
         from conftest import minilm_path
 
         tok = AutoTokenizer.from_pretrained(minilm_path())
-    for name in v0_names():
+    for name in names or v0_names():
         src, dst = V0 / name, root / name
         dst.mkdir(parents=True, exist_ok=True)
         texts = {f.name: f.read_text().replace(RUNS, str(root)) for f in src.iterdir()

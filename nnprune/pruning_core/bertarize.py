@@ -3,22 +3,21 @@ compacted, and prove the written folder computes what the masked model computed.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nnprune.errors import NNPruneError
-from nnprune.io_utils import atomic_directory, atomic_write_text
+from nnprune.io_utils import atomic_directory
 from nnprune.pruning_core.architectures import model_class_for
 from nnprune.pruning_core.checkpoint import load_model, load_pretrained
 from nnprune.pruning_core.compact import (EXACT_TOLERANCE, CompactionReport, compact_model,
                                           is_compacted, max_abs_diff, model_outputs,
                                           probe_inputs, write_remote_code)
-from nnprune.pruning_core.config import CONFIG_FILE
 from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.pruning_core.run_record import write_config
 from nnprune.pruning_core.structure import analyze_structure
 
 TOKENIZER_FILES = ("tokenizer*.json", "tokenizer*.model", "vocab.*", "merges.txt", "spm.model",
@@ -105,11 +104,9 @@ def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = Fal
         if result.compacted:
             write_remote_code(model, tmp)
         _copy_tokenizer_files(src, tmp)
-        if loaded.info:
-            info = {**loaded.info, "masked": False, "bertarized_from": str(src),
-                    "compacted": result.compacted}
-            atomic_write_text(tmp / CONFIG_FILE,
-                              json.dumps(info, indent=2, sort_keys=True) + "\n")
+        if loaded.record is not None:
+            write_config(tmp, replace(loaded.record, masked=False, bertarized_from=str(src),
+                                      compacted=result.compacted))
         if result.compacted:
             reloaded = load_pretrained(tmp)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -21,11 +21,10 @@ from nnprune.io_utils import atomic_directory
 from nnprune.pruning_core.architectures import model_class_for
 from nnprune.pruning_core.compact import apply_saved_layout, is_compacted, write_remote_code
 from nnprune.pruning_core.compact_modeling import LAYOUT_ATTR, ORIGINAL_ATTR
-from nnprune.pruning_core.config import (CONFIG_FILE, LATENCY_KEY, PruningConfig,
-                                         read_nnprune_config, save_pruning_config)
-from nnprune.pruning_core.latency_model import LatencyModel
+from nnprune.pruning_core.config import CONFIG_FILE, LATENCY_KEY, PruningConfig
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.pruner import Pruner, patch_model, unpatch_model
+from nnprune.pruning_core.run_record import RunConfig, read_config, write_config
 
 
 class CheckpointKind(str, Enum):
@@ -66,8 +65,8 @@ def load_config(source: "str | Path") -> Any:
 
 def checkpoint_kind(path: "str | Path") -> CheckpointKind:
     """The kind of the checkpoint folder ``path``, from its config files (no weights read)."""
-    info = read_nnprune_config(Path(path)) or {}
-    return _kind(read_config_json(path), bool(info.get("masked")))
+    record = read_config(path)
+    return _kind(read_config_json(path), record is not None and record.masked)
 
 
 class CheckpointMismatchError(NNPruneError, RuntimeError):
@@ -79,7 +78,7 @@ class CheckpointMismatchError(NNPruneError, RuntimeError):
 class LoadedModel:
     model: nn.Module
     pruner: Optional[Pruner]  # None for plain checkpoints
-    info: dict[str, Any]  # contents of nnprune_config.json ({} for plain checkpoints)
+    record: Optional[RunConfig]  # its nnprune_config.json (None: it has none, a plain model)
 
     @property
     def is_masked(self) -> bool:
@@ -218,7 +217,7 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     from transformers import AutoConfig
 
     p = check_dir(path)
-    info = read_nnprune_config(p) or {}
+    record = read_config(p)
     try:
         config = AutoConfig.from_pretrained(str(p))
     except (OSError, ValueError) as exc:
@@ -226,8 +225,9 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     cls = model_class_for(config)
     state = read_state_dict(p)
     # Magnitude pruning has no scores, so the saved flag is what marks a masked checkpoint.
-    is_masked = bool(info.get("masked")) or any(k.endswith("mask_scores") for k in state)
-    if is_masked and "pruning" not in info and prune_config is None:
+    is_masked = (record is not None and record.masked) or any(k.endswith("mask_scores")
+                                                              for k in state)
+    if is_masked and (record is None or record.pruning is None) and prune_config is None:
         raise NNPruneError(f"checkpoint {p} has mask scores but no {CONFIG_FILE}")
     model = cls(config)
     if is_compacted(config):
@@ -235,15 +235,15 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
         apply_saved_layout(model, getattr(config, LAYOUT_ATTR))
     pruner = None
     if is_masked:
-        pcfg = prune_config or PruningConfig.from_dict(info["pruning"])
+        pcfg = prune_config or record.pruning  # type: ignore[union-attr]
         pruner = patch_model(model, pcfg)
         if pcfg.target_speedup is not None and len(pruner):
             # Its masks are the latency cut of the saved scores: the same table rebuilds them.
-            table = info.get(LATENCY_KEY)
-            if not isinstance(table, dict) or "model" not in table:
+            table = record.latency_table if record is not None else None
+            if table is None:
                 raise NNPruneError(f"checkpoint {p} was pruned to a target speedup but its "
                                    f"{CONFIG_FILE} has no {LATENCY_KEY!r} to rebuild its masks")
-            pruner.use_latency(LatencyModel.from_dict(table["model"]))
+            pruner.use_latency(table.model)
     # What from_pretrained accepts, accepted here too: legacy names, a base-model prefix
     # present or not, old persistent buffers the model now recreates (position_ids), the
     # model's _keys_to_ignore_on_load_* patterns. Tied weights (e.g. BART's lm_head) are saved
@@ -275,7 +275,7 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
         # After the weights: a global cut (quantile masks, global topK) is computed from the
         # loaded scores; computed before, it would come from the initial ones.
         pruner.finalize()
-    return LoadedModel(model, pruner, info)
+    return LoadedModel(model, pruner, record)
 
 
 def _tied_keys(model: nn.Module) -> list[str]:
@@ -284,11 +284,20 @@ def _tied_keys(model: nn.Module) -> list[str]:
     return list(keys or [])
 
 
-def save_checkpoint(model: nn.Module, output_dir: "str | Path", *, config: Optional[PruningConfig],
-                    tokenizer: Any = None, extra: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``model`` (masked or plain) atomically with its tokenizer and nnprune config."""
+def save_checkpoint(model: nn.Module, output_dir: "str | Path", *,
+                    config: Optional[PruningConfig] = None, tokenizer: Any = None,
+                    extra: Optional[dict[str, Any]] = None,
+                    record: Optional[RunConfig] = None) -> Path:
+    """Write ``model`` (masked or plain) atomically with its tokenizer and its run record:
+    ``record`` (its ``masked`` set from the model), else ``config`` with the run record fields
+    in ``extra`` (``Pruner.saved_info()``); neither: no ``nnprune_config.json``."""
     out = Path(output_dir)
     masked = any(isinstance(m, MaskedLinear) for m in model.modules())
+    if record is None and config is not None:
+        record = RunConfig.from_dict({**(extra or {}), "pruning": config.to_dict(),
+                                      "masked": masked}, "run config")
+    elif record is not None:
+        record = replace(record, pruning=config or record.pruning, masked=masked)
     with atomic_directory(out) as tmp:
         model.save_pretrained(str(tmp))
         if is_compacted(model.config):
@@ -296,8 +305,8 @@ def save_checkpoint(model: nn.Module, output_dir: "str | Path", *, config: Optio
             write_remote_code(model, tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        if config is not None:
-            save_pruning_config(config, tmp, {"masked": masked, **(extra or {})})
+        if record is not None:
+            write_config(tmp, record)
     return out
 
 
@@ -341,6 +350,10 @@ def load_pretrained(path: str | Path, *, bake_masks: bool = False) -> nn.Module:
     Compacted checkpoints are rebuilt to their saved shapes before the weights are read;
     masked ones come back patched (with their final masks), or baked into plain layers with
     ``bake_masks``. Weights are read from safetensors only.
+
+    Example::
+
+        model = nnprune.load_pretrained("runs/sst2-hybrid/compact")
     """
     loaded = load_model(path)
     model = loaded.model

@@ -1,7 +1,8 @@
 """Typed pruning configuration: enums, the block specification and :class:`PruningConfig`.
 
-A :class:`PruningConfig` is saved as ``nnprune_config.json`` next to every checkpoint, so a run can
-be reproduced and a masked checkpoint can be re-patched when it is loaded.
+A :class:`PruningConfig` is saved in ``nnprune_config.json`` next to every checkpoint (the run
+record, :mod:`nnprune.pruning_core.run_record`), so a run can be reproduced and a masked
+checkpoint can be re-patched when it is loaded.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from typing import Any, Optional
 from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments, parse_assignments
 
+# The run record's files (their types: nnprune.pruning_core.run_record)
 CONFIG_FILE = "nnprune_config.json"
-RESULTS_FILE = "nnprune_results.json"  # the metrics fine-prune / fill write beside a final model
+RESULTS_FILE = "nnprune_results.json"  # the metrics fine-prune / fill / prune write beside a model
 # nnprune_config.json key of the latency table a target_speedup run cut its masks with ({"model":
 # LatencyModel.to_dict(), ...}): a masked checkpoint needs it to rebuild its masks
 LATENCY_KEY = "latency_table"
-# nnprune_config.json key of a ``fine-prune --method auto`` output: {"training": the command's
-# options, "route": the route it chose and why}; its stages record what each one ran
-AUTO_KEY = "auto"
 
 
 class BinarizerKind(str, Enum):
@@ -126,6 +125,13 @@ class PruningConfig:
 
     Schedule positions (``initial_warmup``, ``final_warmup``) are fractions of training when in
     [0, 1) and step counts when whole numbers >= 1.
+
+    Example::
+
+        config = nnprune.PruningConfig(binarizer="sigmoid_threshold", attention_block="head",
+                                       ffn_block="ffn_dim", regularization="l1",
+                                       attention_lambda=20, ffn_lambda=20, final_threshold=0.1)
+        nnprune.attach_masks(model, config=config, target_density=0.4, total_steps=1000)
     """
 
     method: str = "custom"
@@ -283,7 +289,12 @@ def load_config_file(path: "str | Path") -> dict[str, Any]:
 
 def save_pruning_config(config: PruningConfig, directory: "str | Path",
                         extra: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``nnprune_config.json`` (the pruning config plus run metadata) atomically."""
+    """Write ``nnprune_config.json`` (the pruning config plus ``Pruner.saved_info()``) atomically.
+
+    Kept for the Trainer callback's checkpoints (:mod:`nnprune.pruning_core.trainer`) until it
+    writes through :func:`nnprune.pruning_core.run_record.write_config`, which every other
+    writer uses (it records the schema version; this writes the version 0 layout, which
+    :func:`~nnprune.pruning_core.run_record.read_config` reads as well)."""
     from nnprune.io_utils import atomic_write_text
 
     payload = {"pruning": config.to_dict(), **(extra or {})}
@@ -292,17 +303,8 @@ def save_pruning_config(config: PruningConfig, directory: "str | Path",
     return path
 
 
-def read_nnprune_config(directory: "str | Path") -> Optional[dict[str, Any]]:
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise NNPruneError(f"{path} is corrupted: {exc}") from None
-
-
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "parse_enum", "save_pruning_config", "read_nnprune_config", "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
+    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "parse_enum", "save_pruning_config",
+    "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
 ]

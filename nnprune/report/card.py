@@ -1,8 +1,8 @@
 """A Hugging Face model card (``README.md``) for a checkpoint nnprune wrote, with its pictures.
 
-The card is built from what the checkpoint records (``nnprune_config.json``: ``task``,
-``base_model``, ``pruning``, ``training``, ``results``, and ``stages`` for filled models) and what
-its weights show (parameter counts, heads and FFN dimensions kept, per layer), plus, when given,
+The card is built from what the checkpoint records (its run record,
+:class:`~nnprune.pruning_core.run_record.RunConfig`: task, base model, pruning config, training
+options, results, and the stages of filled models) and what its weights show (parameter counts, heads and FFN dimensions kept, per layer), plus, when given,
 a ``nnprune speed --json`` file (measured speed) and a ``nnprune evaluate --json`` file:
 
 - YAML metadata: ``base_model``, ``pipeline_tag``, ``datasets``, ``metrics``, ``model-index``
@@ -29,7 +29,11 @@ from typing import Any, Mapping, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
-from nnprune.pruning_core.config import AUTO_KEY, CONFIG_FILE, RESULTS_FILE
+from nnprune.pruning_core.config import PruningConfig, RegularizationKind
+from nnprune.pruning_core.methods import METHODS
+from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, FinePruneResult,
+                                             RunConfig, RunResults, Stage, read_config,
+                                             read_results)
 
 logger = logging.getLogger(__name__)
 
@@ -152,25 +156,28 @@ def read_evaluation(path: "str | Path") -> dict[str, Any]:
     return data
 
 
-def teacher_results(teacher: Optional[str]) -> Optional[dict[str, Any]]:
+def teacher_results(teacher: Optional[str]) -> Optional[RunResults]:
     """The recorded results of a teacher that is a local folder (``nnprune_results.json``, else
-    the ``results`` of its ``nnprune_config.json``), or None."""
+    the results in its ``nnprune_config.json``) with the metrics of the teacher itself, or
+    None."""
     if not teacher:
         return None
     folder = Path(teacher)
     if not folder.is_dir():
         return None
-    for name, key in ((RESULTS_FILE, None), (CONFIG_FILE, "results")):
-        f = folder / name
-        if f.is_file():
-            try:
-                data = json.loads(f.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                logger.warning("cannot read %s; the teacher's metric is left out", f)
-                continue
-            data = data.get(key) if key and isinstance(data, dict) else data
-            if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
-                return data
+
+    def from_config(f: Path) -> Optional[RunResults]:
+        record = read_config(f)
+        return record.results if record is not None else None
+
+    for read in (read_results, from_config):
+        try:
+            results = read(folder)
+        except NNPruneError as exc:
+            logger.warning("%s; the teacher's metric is left out", exc)
+            continue
+        if results is not None and not isinstance(results, BeforePruning):
+            return results
     return None
 
 
@@ -253,106 +260,104 @@ def _wrap_command(words: list[str], width: int = 96) -> str:
     return "\n".join(lines)
 
 
-def _training_args(record: Mapping[str, Any]) -> list[str]:
+def _training_args(record: CommandOptions) -> list[str]:
     out: list[str] = []
     for name in _RESULT_OPTIONS:
-        v = record.get(name)
-        if v is None or (name == "epochs" and record.get("max_steps") is not None):
+        v = record.value(name)
+        if v is None or (name == "epochs" and record.value("max_steps") is not None):
             continue
         out += [f"--{name.replace('_', '-')}", _arg(v)]
-    for k, v in sorted((record.get("task_options") or {}).items()):
+    for k, v in sorted(record.task_options.items()):
         out += ["--task-option", _q(f"{k}={v}")]
     return out
 
 
-def _latency_args(record: Mapping[str, Any]) -> list[str]:
+def _latency_args(record: CommandOptions) -> list[str]:
     """``--target-speedup`` and the ``--latency-*`` setting it was measured at, if recorded."""
-    if record.get("target_speedup") is None:
+    if record.value("target_speedup") is None:
         return []
-    out = ["--target-speedup", _arg(record["target_speedup"])]
+    out = ["--target-speedup", _arg(record.value("target_speedup"))]
     defaults = {"device": "cpu", "dtype": "fp32", "batch_size": 1}
-    for k, v in (record.get("latency") or {}).items():
+    for k, v in (record.value("latency") or {}).items():
         if v is not None and defaults.get(k) != v:
             out += [f"--latency-{k.replace('_', '-')}", _arg(v)]
-    if record.get("latency_table"):
-        out += ["--latency-table", _q(record["latency_table"])]
+    if record.value("latency_table"):
+        out += ["--latency-table", _q(record.value("latency_table"))]
     return out
 
 
-def fine_prune_command(record: Mapping[str, Any], task: Optional[str],
+def fine_prune_command(record: CommandOptions, task: Optional[str],
                        base_model: Optional[str], output_dir: Optional[str] = None) -> str:
     """``nnprune fine-prune ...`` from a recorded ``training`` entry of a fine-prune run."""
-    words = ["nnprune", "fine-prune", _q(record.get("task") or task or "TASK"),
-             "--model", _q(record.get("model") or base_model or "MODEL"),
-             "--method", _q(record.get("method") or "METHOD")]
-    if record.get("teacher"):
-        words += ["--teacher", _q(record["teacher"])]
-    if record.get("target_density") is not None:
-        words += ["--target-density", _arg(record["target_density"])]
+    words = ["nnprune", "fine-prune", _q(record.value("task") or task or "TASK"),
+             "--model", _q(record.value("model") or base_model or "MODEL"),
+             "--method", _q(record.value("method") or "METHOD")]
+    if record.value("teacher"):
+        words += ["--teacher", _q(record.value("teacher"))]
+    if record.value("target_density") is not None:
+        words += ["--target-density", _arg(record.value("target_density"))]
     words += _latency_args(record)
-    if record.get("config_file"):
-        words += ["--config", _q(record["config_file"])]
-    for o in record.get("overrides") or []:
+    if record.value("config_file"):
+        words += ["--config", _q(record.value("config_file"))]
+    for o in record.value("overrides") or []:
         words += ["--set", _q(o)]
-    words += ["--output-dir", _q(output_dir or record.get("output_dir") or "OUTPUT")]
+    words += ["--output-dir", _q(output_dir or record.value("output_dir") or "OUTPUT")]
     words += _training_args(record)
     for name in ("fill_max_steps", "fill_epochs"):
-        if record.get(name) is not None:
-            words += [f"--{name.replace('_', '-')}", _arg(record[name])]
+        if record.value(name) is not None:
+            words += [f"--{name.replace('_', '-')}", _arg(record.value(name))]
             break
     return _wrap_command(words)
 
 
-def fill_command(record: Mapping[str, Any], task: Optional[str]) -> str:
+def fill_command(record: CommandOptions, task: Optional[str]) -> str:
     """``nnprune fill ...`` from the recorded ``training`` entry of a fill stage."""
-    words = ["nnprune", "fill", _q(record.get("checkpoint") or "CHECKPOINT"),
-             _q(record.get("task") or task or "TASK")]
-    if record.get("teacher"):
-        words += ["--teacher", _q(record["teacher"])]
-    words += ["--output-dir", _q(record.get("output_dir") or "OUTPUT")]
-    if record.get("reinit_std") is not None:
-        words += ["--reinit-std", _arg(record["reinit_std"])]
+    words = ["nnprune", "fill", _q(record.value("checkpoint") or "CHECKPOINT"),
+             _q(record.value("task") or task or "TASK")]
+    if record.value("teacher"):
+        words += ["--teacher", _q(record.value("teacher"))]
+    words += ["--output-dir", _q(record.value("output_dir") or "OUTPUT")]
+    if record.value("reinit_std") is not None:
+        words += ["--reinit-std", _arg(record.value("reinit_std"))]
     words += _latency_args(record)
     words += _training_args(record)
     return _wrap_command(words)
 
 
 def _is_fill_method(method: Optional[str]) -> bool:
-    from nnprune.pruning_core.methods import METHODS
-
     return bool(method) and method in METHODS and METHODS.get(method).fill
 
 
-def reproduce_commands(info: Mapping[str, Any], checkpoint: Path,
+def reproduce_commands(record: RunConfig, checkpoint: Path,
                        bertarize: Optional[Mapping[str, Any]] = None) -> list[str]:
     """The commands that rebuild ``checkpoint`` from its recorded options (may be empty)."""
-    task, base = info.get("task"), info.get("base_model")
+    task, base = record.task, record.base_model
     cmds: list[str] = []
-    stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
-    auto = (info.get(AUTO_KEY) or {}).get("training")
-    if auto:
+    stages = list(record.stages)
+    if record.auto is not None and record.auto.training.values:
         # fine-prune --method auto: one command made both stages, whichever route it chose
-        cmds.append(fine_prune_command(auto, task, base))
+        cmds.append(fine_prune_command(record.auto.training, task, base))
     elif stages:
-        first = stages[0].get("training") or {}
-        if stages[0].get("stage") == "prune" and first:
-            if _is_fill_method(first.get("method")) and len(stages) > 1:
+        first = stages[0].training
+        if stages[0].stage is Stage.PRUNE and first is not None and first.values:
+            if _is_fill_method(first.value("method")) and len(stages) > 1:
                 # fine-prune --method hybrid-filled: both stages in one command into OUTPUT.
-                out = (stages[1].get("training") or {}).get("output_dir")
+                second = stages[1].training
+                out = second.value("output_dir") if second is not None else None
                 cmds.append(fine_prune_command(first, task, base, output_dir=out))
                 stages = stages[2:]
             else:
                 cmds.append(fine_prune_command(first, task, base))
                 stages = stages[1:]
         for s in stages:
-            if s.get("stage") == "fill" and s.get("training"):
-                cmds.append(fill_command(s["training"], task))
-    elif info.get("training"):
-        cmds.append(fine_prune_command(info["training"], task, base))
-    if info.get("bertarized_from"):
+            if s.stage is Stage.FILL and s.training is not None and s.training.values:
+                cmds.append(fill_command(s.training, task))
+    elif record.training is not None and record.training.values:
+        cmds.append(fine_prune_command(record.training, task, base))
+    if record.bertarized_from:
         opts = dict(bertarize or {})
-        words = ["nnprune", "bertarize", _q(info["bertarized_from"]), "--output", _q(checkpoint)]
-        if info.get("compacted") or opts.get("compact"):
+        words = ["nnprune", "bertarize", _q(record.bertarized_from), "--output", _q(checkpoint)]
+        if record.compacted or opts.get("compact"):
             words.append("--compact")
         if opts.get("allow_inexact"):
             words.append("--allow-inexact")
@@ -383,15 +388,15 @@ def _load_snippet(kind: str, architectures: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------- metadata
-def task_card(info: Mapping[str, Any]) -> Optional[TaskCard]:
-    """The :data:`TASK_CARDS` entry of ``info``'s task (``None``: an unknown task). A generic task
-    has no fixed dataset: a run of it on a hub dataset (``--task-option dataset=ID``, with
+def task_card(record: RunConfig) -> Optional[TaskCard]:
+    """The :data:`TASK_CARDS` entry of ``record``'s task (``None``: an unknown task). A generic
+    task has no fixed dataset: a run of it on a hub dataset (``--task-option dataset=ID``, with
     ``dataset_config`` and ``validation_split``) names that one; a run on local files none."""
-    task = info.get("task")
+    task = record.task
     tc = TASK_CARDS.get(str(task)) if task else None
     if tc is None or tc.dataset is not None:
         return tc
-    options = (info.get("training") or {}).get("task_options") or {}
+    options = record.training.task_options if record.training is not None else {}
     dataset = str(options.get("dataset") or "").strip()
     if not _is_hub_dataset(dataset):
         return tc
@@ -406,14 +411,14 @@ def _is_hub_dataset(name: str) -> bool:
     return bool(re.fullmatch(r"[\w-][\w.-]*(/[\w.-]+)?", name)) and not Path(name).exists()
 
 
-def build_metadata(info: Mapping[str, Any], name: str, metrics: Mapping[str, float],
+def build_metadata(record: RunConfig, name: str, metrics: Mapping[str, float],
                    main_metric: Optional[str], local_data: Optional[str] = None) -> dict[str, Any]:
     """The card's YAML metadata (Hugging Face model card fields). ``local_data``: the local
     evaluation data, ``None`` for the hub's evaluation split, ``""`` when not known."""
-    tc = task_card(info)
+    tc = task_card(record)
     meta: dict[str, Any] = {"library_name": "transformers"}
-    if info.get("base_model"):
-        meta["base_model"] = str(info["base_model"])
+    if record.base_model:
+        meta["base_model"] = str(record.base_model)
     if tc:
         meta["pipeline_tag"] = tc.pipeline_tag
         if tc.dataset:
@@ -440,54 +445,53 @@ def build_metadata(info: Mapping[str, Any], name: str, metrics: Mapping[str, flo
 
 
 # ---------------------------------------------------------------------------------- card
-def _pruning_summary(pruning: Mapping[str, Any]) -> list[str]:
-    from nnprune.pruning_core.methods import METHODS
-
-    method = pruning.get("method")
+def _pruning_summary(pruning: PruningConfig) -> list[str]:
+    method = pruning.method
     lines = []
-    if method == "dense" or pruning.get("binarizer") == "none":
+    if method == "dense" or not pruning.prunes:
         lines.append("- no pruning")
     elif method:
         summary = METHODS.get(method).summary if method in METHODS else None
         lines.append(f"- method: `{method}`" + (f" (preset: {summary})" if summary else ""))
-    if pruning.get("binarizer") and pruning.get("binarizer") != "none":
-        lines.append(f"- binarizer: `{pruning['binarizer']}`; blocks: attention "
-                     f"`{pruning.get('attention_block')}`, FFN `{pruning.get('ffn_block')}`"
-                     + ("; global topK" if pruning.get("global_topk") else ""))
-        if pruning.get("regularization") not in (None, "none"):
-            lines.append(f"- regularization: `{pruning['regularization']}`, lambda attention "
-                         f"{_fmt(pruning.get('attention_lambda'), 3)}, FFN "
-                         f"{_fmt(pruning.get('ffn_lambda'), 3)}")
-        if pruning.get("target_density") is not None:
-            lines.append(f"- target density: {pruning['target_density']}")
-        if pruning.get("target_speedup") is not None:
-            lines.append(f"- target speedup: {pruning['target_speedup']}x (masks cut in latency "
+    if pruning.prunes:
+        lines.append(f"- binarizer: `{pruning.binarizer.value}`; blocks: attention "
+                     f"`{pruning.attention_block}`, FFN `{pruning.ffn_block}`"
+                     + ("; global topK" if pruning.global_topk else ""))
+        if pruning.regularization is not RegularizationKind.NONE:
+            lines.append(f"- regularization: `{pruning.regularization.value}`, lambda attention "
+                         f"{_fmt(pruning.attention_lambda, 3)}, FFN "
+                         f"{_fmt(pruning.ffn_lambda, 3)}")
+        if pruning.target_density is not None:
+            lines.append(f"- target density: {pruning.target_density}")
+        if pruning.target_speedup is not None:
+            lines.append(f"- target speedup: {pruning.target_speedup}x (masks cut in latency "
                          "units by a latency table measured on the training machine)")
-        lines.append(f"- threshold schedule: {pruning.get('initial_threshold')} -> "
-                     f"{pruning.get('final_threshold')} (cubic; warm-up "
-                     f"{pruning.get('initial_warmup')}, cool-down {pruning.get('final_warmup')})")
-    if pruning.get("teacher"):
-        lines.append(f"- distilled from {_model_ref(pruning['teacher'])} (alpha teacher "
-                     f"{pruning.get('alpha_teacher')}, alpha task {pruning.get('alpha_ce')}, "
-                     f"temperature {pruning.get('temperature')})")
+        lines.append(f"- threshold schedule: {pruning.initial_threshold} -> "
+                     f"{pruning.final_threshold} (cubic; warm-up "
+                     f"{pruning.initial_warmup}, cool-down {pruning.final_warmup})")
+    if pruning.teacher:
+        lines.append(f"- distilled from {_model_ref(pruning.teacher)} (alpha teacher "
+                     f"{pruning.alpha_teacher}, alpha task {pruning.alpha_ce}, "
+                     f"temperature {pruning.temperature})")
     return lines
 
 
-def _budget(training: Mapping[str, Any]) -> str:
-    if not training:
+def _budget(training: CommandOptions) -> str:
+    if not training.values:
         return ""
     parts = []
-    if training.get("max_steps") is not None:
-        parts.append(f"{training['max_steps']} step{'s' if training['max_steps'] != 1 else ''}")
-    elif training.get("epochs") is not None:
-        parts.append(f"{training['epochs']} epochs")
+    steps, epochs = training.value("max_steps"), training.value("epochs")
+    if steps is not None:
+        parts.append(f"{steps} step{'s' if steps != 1 else ''}")
+    elif epochs is not None:
+        parts.append(f"{epochs} epochs")
     for key, label in (("batch_size", "batch"), ("max_seq_length", "sequence length"),
                        ("learning_rate", "learning rate"), ("warmup", "warm-up"),
                        ("seed", "seed")):
-        v = training.get(key)
+        v = training.value(key)
         if v is not None:
             parts.append(f"{label} {v:g}" if isinstance(v, float) else f"{label} {v}")
-    data = training.get("data_dir") or training.get("train_file")
+    data = training.value("data_dir") or training.value("train_file")
     parts.append(f"data `{data}`" if data else "data from the hub")
     return ", ".join(parts)
 
@@ -558,22 +562,24 @@ def _eval_section(ev: Mapping[str, Any]) -> list[str]:
     return out + [""]
 
 
-def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: str, count: Any,
+def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, count: Any,
                architectures: list[str], images: Mapping[str, str],
                speed: Optional[Mapping[str, Any]] = None,
                evaluation: Optional[Mapping[str, Any]] = None,
                bertarize: Optional[Mapping[str, Any]] = None) -> tuple[str, dict[str, Any]]:
-    """The card's text and its metadata. ``count``: a :class:`~nnprune.measure.counting.ParamCount`
-    of the checkpoint; ``images``: picture name -> file name relative to the card."""
+    """The card's text and its metadata. ``record``: the checkpoint's run record (an empty one
+    for a checkpoint without); ``count``: a :class:`~nnprune.measure.counting.ParamCount` of the
+    checkpoint; ``images``: picture name -> file name relative to the card."""
     import yaml
 
-    results = info.get("results") if isinstance(info.get("results"), dict) else {}
-    pruning = info.get("pruning") if isinstance(info.get("pruning"), dict) else {}
-    training = info.get("training") if isinstance(info.get("training"), dict) else {}
-    stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
-    task = info.get("task") or (evaluation or {}).get("task")
-    main = results.get("main_metric") or (evaluation or {}).get("main_metric")
-    metrics = _task_metrics(results.get("metrics") or {})
+    results = record.results
+    pruning = record.pruning
+    training = record.training
+    stages = record.stages
+    task = record.task or (evaluation or {}).get("task")
+    main = (results.main_metric if results is not None else None) or (
+        evaluation or {}).get("main_metric")
+    metrics = _task_metrics(results.metrics if results is not None else {})
     source = "recorded at the end of training"
     if evaluation and (not task or evaluation.get("task") in (None, task)):
         metrics = _task_metrics(evaluation["metrics"]) or metrics
@@ -583,16 +589,16 @@ def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: st
     # does not record its data source); else the local file / folder training evaluated on.
     local: Optional[str] = ""
     if source.startswith("recorded"):
-        local = next((str(training[k]) for k in ("validation_file", "data_dir")
-                      if training.get(k)), None)
-    meta = build_metadata({**info, "task": task}, name, metrics, main, local)
+        local = next((str(training.value(k)) for k in ("validation_file", "data_dir")
+                      if training is not None and training.value(k)), None)
+    with_task = replace(record, task=task)
+    meta = build_metadata(with_task, name, metrics, main, local)
 
-    teacher = pruning.get("teacher")
-    for s in stages:
-        teacher = teacher or (s.get("pruning") or {}).get("teacher")
+    teacher = record.teacher()
     t_results = teacher_results(teacher)
     (heads_k, heads_o), (ffn_k, ffn_o) = count.unit_totals()
-    method = (stages[0].get("pruning") or {}).get("method") if stages else pruning.get("method")
+    shown = stages[0].pruning if stages else pruning  # the pruning stage's config
+    method = shown.method if shown is not None else None
 
     L: list[str] = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
                     "---", MARKER,
@@ -605,8 +611,8 @@ def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: st
         what += f", fine-pruned with nnprune's `{method}` method"
     elif method == "dense":
         what += ", fine-tuned without pruning (a dense baseline)"
-    what += f" from {_model_ref(info.get('base_model'))}" if info.get("base_model") else ""
-    if stages and any(s.get("stage") == "fill" for s in stages):
+    what += f" from {_model_ref(record.base_model)}" if record.base_model else ""
+    if record.is_filled:
         what += ", then compacted and fine-tuned again with its zeros re-initialised (Hybrid Filled)"
     what += "."
     kinds = {"masked": "a masked checkpoint (mask scores kept; not compacted)",
@@ -620,17 +626,19 @@ def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: st
     # -------- results
     L += ["## Results", ""]
     if metrics:
-        tc = task_card({**info, "task": task})
+        tc = task_card(with_task)
         L.append(f"Metrics on {tc.dataset_name if tc else task} "
                  f"({source}" + (f"; data `{local}`" if local else "") + ").")
         L.append("")
-        t_metrics = _task_metrics((t_results or {}).get("metrics") or {})
-        t_dense = t_results is not None and (not _num(t_results.get("density"))
-                                             or float(t_results["density"]) >= 0.999)
+        t_metrics = _task_metrics(t_results.metrics if t_results is not None else {})
+        # a teacher that records no density (post-training pruning) counts as dense
+        t_dense = t_results is not None and (not isinstance(t_results, FinePruneResult)
+                                             or not _num(t_results.density)
+                                             or float(t_results.density) >= 0.999)
         t_label = "dense teacher" if t_dense else "teacher"
         prune_metrics = {}
-        if stages and isinstance(stages[0].get("results"), dict):
-            prune_metrics = _task_metrics(stages[0]["results"].get("metrics") or {})
+        if stages and stages[0].results is not None:
+            prune_metrics = _task_metrics(stages[0].results.metrics)
         cols = ["metric", "this model"]
         if prune_metrics:
             cols.append("after pruning, before fill")
@@ -682,34 +690,35 @@ def build_card(*, info: Mapping[str, Any], checkpoint: Path, name: str, kind: st
     # -------- how
     L += ["## How it was pruned", ""]
     if stages:
+        labels = {Stage.PRUNE: "fine-pruning", Stage.FILL: "fill (compact, re-initialise the "
+                  "zeros left inside the kept heads and FFN dimensions, fine-tune with "
+                  "distillation and no pruning)"}
         for i, s in enumerate(stages, 1):
-            label = {"prune": "fine-pruning", "fill": "fill (compact, re-initialise the zeros "
-                     "left inside the kept heads and FFN dimensions, fine-tune with distillation "
-                     "and no pruning)"}.get(str(s.get("stage")), str(s.get("stage")))
-            L.append(f"{i}. **{label}**" + (f" — {_budget(s.get('training') or {})}"
-                                              if s.get("training") else ""))
-            for line in _pruning_summary(s.get("pruning") or {}):
+            budget = s.training is not None and bool(s.training.values)
+            L.append(f"{i}. **{labels[s.stage]}**" + (f" — {_budget(s.training)}"
+                                                      if budget else ""))
+            for line in _pruning_summary(s.pruning) if s.pruning is not None else []:
                 L.append("   " + line)
-            comp = s.get("compaction")
+            comp = s.compaction
             if isinstance(comp, dict) and "heads_removed" in comp:
                 L.append(f"   - compaction removed {comp['heads_removed']} heads and "
                          f"{comp.get('ffn_dims_removed', 0)} FFN dimensions")
-    elif pruning:
+    elif pruning is not None:
         L += _pruning_summary(pruning)
-        if training:
+        if training is not None and training.values:
             L.append(f"- training: {_budget(training)}")
     else:
         L.append("No nnprune configuration is recorded with this checkpoint.")
-    if info.get("bertarized_from"):
-        L.append(f"- masks baked in from `{info['bertarized_from']}`"
+    if record.bertarized_from:
+        L.append(f"- masks baked in from `{record.bertarized_from}`"
                  + (" and empty heads / FFN dimensions removed (`bertarize --compact`)"
-                    if info.get("compacted") else " (`bertarize`)"))
+                    if record.compacted else " (`bertarize`)"))
     L.append("")
-    shown = (stages[0].get("pruning") if stages else None) or pruning
-    if shown:
+    shown = shown or pruning
+    if shown is not None:
         L += ["<details><summary>Pruning configuration</summary>", "", "```json",
-              json.dumps(shown, indent=2, sort_keys=True), "```", "", "</details>", ""]
-    cmds = reproduce_commands(info, checkpoint, bertarize)
+              json.dumps(shown.to_dict(), indent=2, sort_keys=True), "```", "", "</details>", ""]
+    cmds = reproduce_commands(record, checkpoint, bertarize)
     if cmds:
         L += ["## Reproduce", "", "Rebuilt from the options recorded in `nnprune_config.json` "
               "(paths as they were on the machine that ran it):", "", "```bash"] + cmds + ["```", ""]
@@ -752,7 +761,8 @@ def write_card(checkpoint: "str | Path", output: "str | Path | None" = None, *,
             "heads": heads_plot(model, out / IMAGES["heads"], structure=structure),
             "ffn": ffn_plot(model, out / IMAGES["ffn"], structure=structure)}
     name = (out.resolve().name if output is not None else ckpt.resolve().name) or "model"
-    text, meta = build_card(info=loaded.info, checkpoint=ckpt, name=name, kind=kind, count=count,
+    text, meta = build_card(record=loaded.record or RunConfig(), checkpoint=ckpt, name=name,
+                            kind=kind, count=count,
                             architectures=list(getattr(model.config, "architectures", None) or []),
                             images=IMAGES, speed=speed, evaluation=evaluation, bertarize=bertarize)
     check_card_target(card, overwrite)  # again: it may have appeared while drawing

@@ -21,7 +21,7 @@ from nnprune.errors import NNPruneError
 from nnprune.measure.quantize import quantize_int8
 from nnprune.pruning_core.checkpoint import (check_dir, checkpoint_kind, load_pretrained,
                                              read_config_json)
-from nnprune.pruning_core.config import read_nnprune_config
+from nnprune.pruning_core.run_record import read_config
 from nnprune.tasks import DataArgs, get_task
 from nnprune.tasks.sources import HUB_OPTION_KEYS
 
@@ -49,9 +49,9 @@ class EvaluationResult:
 
 def training_max_seq_length(path: str | Path) -> int | None:
     """The ``max_seq_length`` a fine-pruned checkpoint was trained with, if it records one."""
-    info = read_nnprune_config(Path(path)) or {}
-    value = (info.get("training") or {}).get("max_seq_length")
-    return int(value) if isinstance(value, (int, float)) and value >= 8 else None
+    record = read_config(path)
+    value = record.training.max_seq_length if record and record.training else None
+    return value if value is not None and value >= 8 else None
 
 
 def training_task_options(path: str | Path, task_name: str) -> dict[str, Any]:
@@ -62,18 +62,12 @@ def training_task_options(path: str | Path, task_name: str) -> dict[str, Any]:
     output that has some (``stages[*].training.task_options``), else the options of ``prune``
     (``post_training.options.task_options``).
     """
-    info = read_nnprune_config(Path(path)) or {}
-    if info.get("task") != task_name:
+    record = read_config(path)
+    if record is None or record.task != task_name:
         return {}
-
-    def options(record: Any) -> dict[str, Any]:
-        found = record.get("task_options") if isinstance(record, dict) else None
-        return {str(k): v for k, v in found.items()} if isinstance(found, dict) else {}
-
-    stages = [s for s in info.get("stages") or [] if isinstance(s, dict)]
-    candidates = [info.get("training")] + [s.get("training") for s in reversed(stages)]
-    candidates.append((info.get("post_training") or {}).get("options"))
-    return next((found for found in map(options, candidates) if found), {})
+    candidates = [record.training] + [s.training for s in reversed(record.stages)]
+    candidates.append(record.post_training.options if record.post_training else None)
+    return next((c.task_options for c in candidates if c is not None and c.task_options), {})
 
 
 def evaluation_task_options(path: str | Path, task_name: str,

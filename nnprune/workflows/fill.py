@@ -39,17 +39,18 @@ from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import load_config, load_model
 from nnprune.pruning_core.compact import (compact_exactly, is_compacted, reinit_zeros,
                                           restore_inside_kept)
-from nnprune.pruning_core.config import (LATENCY_KEY, check_speedup_target, parse_enum,
-                                         read_nnprune_config)
+from nnprune.pruning_core.config import check_speedup_target, parse_enum
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.methods import build_config
 from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.pruning_core.run_record import (CommandOptions, FillResult, RunConfig, Stage,
+                                             StageRecord, latency_record, read_config)
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
-from nnprune.workflows.training import (FinePruneResult, from_main_process, load_tokenizer,
-                                        run_training, save_final)
+from nnprune.workflows.training import (from_main_process, load_tokenizer, run_training,
+                                        save_final)
 
 logger = logging.getLogger(__name__)
 
@@ -105,23 +106,6 @@ class FillArgs:
 
 
 @dataclass
-class FillResult(FinePruneResult):
-    """A :class:`FinePruneResult` of the filled model (density, compression and speedup against
-    the original dense architecture) plus what fill did."""
-
-    checkpoint: str = ""  # the fine-pruned checkpoint that was filled
-    compacted: bool = False  # whether any head or FFN dimension was removed (ever)
-    heads_kept: int = 0
-    heads_original: int = 0
-    ffn_dims_kept: int = 0
-    ffn_dims_original: int = 0
-    reinitialized: int = 0  # zeros inside kept heads / FFN dims filled (noise or weights)
-    reinit_std: float = 0.0
-    fill_init: str = FillInit.NOISE.value
-    prune: dict[str, Any] | None = None  # the pruning stage's results, when it saved them
-
-
-@dataclass
 class PreparedFill:
     """A checkpoint baked, compacted and re-initialised, ready for training."""
 
@@ -129,7 +113,7 @@ class PreparedFill:
     report: Any  # CompactionReport
     reinitialized: int
     reinit_std: float
-    info: dict[str, Any] = field(default_factory=dict)  # the checkpoint's nnprune_config.json
+    record: Optional[RunConfig] = None  # the checkpoint's nnprune_config.json
     was_masked: bool = False
 
 
@@ -174,14 +158,14 @@ def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = Non
     report, _ = compact_exactly(model, refusal=f"refusing to fill {checkpoint}: it would not be "
                                                "the pruned model")
     if init is FillInit.WEIGHTS:
-        return PreparedFill(model, report, restored, 0.0, dict(loaded.info), True)
+        return PreparedFill(model, report, restored, 0.0, loaded.record, True)
     std = reinit_std
     if std is None:
         std = float(getattr(model.config, "initializer_range", None) or 0.02)
     n = 0
     if std > 0:
         n = reinit_zeros(model, std=std, generator=torch.Generator().manual_seed(seed))
-    return PreparedFill(model, report, n, std, dict(loaded.info), loaded.is_masked)
+    return PreparedFill(model, report, n, std, loaded.record, loaded.is_masked)
 
 
 def fill(args: FillArgs) -> FillResult:
@@ -200,11 +184,11 @@ def fill(args: FillArgs) -> FillResult:
         raise NNPruneError("--output-dir must differ from the checkpoint (fill writes a new model)")
     task = get_task(args.task, args.task_options)
     pcfg = build_config("dense", teacher=args.teacher)  # alpha_ce 0.1, alpha_teacher 0.9, T 2
-    info = read_nnprune_config(ckpt) or {}
+    record = read_config(ckpt) or RunConfig()
     opts = args.training
-    if opts.max_seq_length is None:
-        opts = replace(opts, max_seq_length=(info.get("training") or {}).get("max_seq_length"))
-    opts = fresh_data_order(opts, info.get("training") or {})
+    if opts.max_seq_length is None and record.training is not None:
+        opts = replace(opts, max_seq_length=record.training.max_seq_length)
+    opts = fresh_data_order(opts, record.training)
     table = None
     if args.target_speedup is not None:
         seq_len = opts.max_seq_length or task.default_max_seq_length
@@ -215,7 +199,7 @@ def fill(args: FillArgs) -> FillResult:
                                   target_speedup=args.target_speedup,
                                   latency=table.model if table is not None else None,
                                   init=args.fill_init)
-    tokenizer = _tokenizer_for(ckpt, info)
+    tokenizer = _tokenizer_for(ckpt, record.base_model)
     run = run_training(task, str(ckpt), out, opts, pcfg, model=prepared.model, tokenizer=tokenizer)
 
     heads, ffn = run.count.unit_totals()
@@ -225,52 +209,48 @@ def fill(args: FillArgs) -> FillResult:
         checkpoint=str(ckpt), compacted=is_compacted(run.model.config),
         heads_kept=heads[0], heads_original=heads[1], ffn_dims_kept=ffn[0],
         ffn_dims_original=ffn[1], reinitialized=prepared.reinitialized,
-        reinit_std=prepared.reinit_std, fill_init=args.fill_init.value, prune=info.get("results"))
+        reinit_std=prepared.reinit_std, fill_init=args.fill_init.value, prune=record.results)
     if run.is_main_process:
-        record = {**args.to_dict(), **run.options.to_dict()}
-        prune_stage = {"stage": "prune", "checkpoint": str(ckpt), "masked": prepared.was_masked,
-                       "pruning": info.get("pruning"), "training": info.get("training"),
-                       "results": info.get("results")}
-        fill_stage = {"stage": "fill", "checkpoint": str(out), "pruning": pcfg.to_dict(),
-                      "training": record, "compaction": prepared.report.to_dict(),
-                      "reinit_std": prepared.reinit_std, "fill_init": args.fill_init.value,
-                      "reinitialized": prepared.reinitialized, "results": result.to_dict()}
+        options = CommandOptions({**args.to_dict(), **run.options.to_dict()})
+        prune_stage = StageRecord(Stage.PRUNE, str(ckpt), masked=prepared.was_masked,
+                                  pruning=record.pruning, training=record.training,
+                                  results=record.results)
+        fill_stage = StageRecord(Stage.FILL, str(out), pruning=pcfg, training=options,
+                                 compaction=prepared.report.to_dict(),
+                                 reinit_std=prepared.reinit_std, fill_init=args.fill_init.value,
+                                 reinitialized=prepared.reinitialized, results=result)
         # A checkpoint that is itself a fill output brings its own stages along.
-        stages = list(info.get("stages") or [prune_stage]) + [fill_stage]
-        extra = {"task": args.task, "base_model": info.get("base_model", str(ckpt)),
-                 "filled_from": str(ckpt), "compacted": result.compacted,
-                 "results": result.to_dict(), "training": record, "stages": stages}
-        if table is not None:
-            extra[LATENCY_KEY] = table.to_dict()
-        save_final(run.model, run.tokenizer, pcfg, out, extra)
+        stages = list(record.stages or [prune_stage]) + [fill_stage]
+        save_final(run.model, run.tokenizer, RunConfig(
+            pruning=pcfg, task=args.task, base_model=record.base_model or str(ckpt),
+            filled_from=str(ckpt), compacted=result.compacted, results=result, training=options,
+            stages=stages,
+            latency_table=latency_record(table.to_dict()) if table is not None else None), out)
         if table is not None:
             result.speed_check = record_speed_check(out, table)
     return result
 
 
-def fresh_data_order(opts: TrainingOptions, recorded: dict[str, Any]) -> TrainingOptions:
+def fresh_data_order(opts: TrainingOptions, recorded: Optional[CommandOptions]) -> TrainingOptions:
     """``opts`` with another data order than the training run that made the checkpoint
     (``recorded``: its options) when both would use the same one. With one data seed the
     Trainer's sampler deals the same examples in the same order, so a fill stage would see the
     pruning stage's examples again and none of the next ones (hybrid-filled's 300 + 300 steps:
     300 steps' examples twice). A checkpoint trained by no run (``nnprune prune``) records no
     seed and leaves ``opts`` as it is."""
-    if recorded.get("seed") is None:
-        return opts
-    theirs = recorded["seed"] if recorded.get("data_seed") is None else recorded["data_seed"]
-    if opts.order_seed != theirs:
+    theirs = recorded.order_seed if recorded is not None and recorded.seed is not None else None
+    if theirs is None or opts.order_seed != theirs:
         return opts
     logger.info("the checkpoint was trained with data order seed %d: this stage orders its "
                 "examples with %d, so it does not see the same ones again", theirs, theirs + 1)
     return replace(opts, data_seed=theirs + 1)
 
 
-def _tokenizer_for(checkpoint: Path, info: dict[str, Any]) -> Any:
+def _tokenizer_for(checkpoint: Path, base: Optional[str]) -> Any:
     """The checkpoint's tokenizer, else its base model's (fine-prune saves it with the model)."""
     try:
         return load_tokenizer(str(checkpoint))
     except NNPruneError:
-        base = info.get("base_model")
         if not base or str(base) == str(checkpoint):
             raise
         return load_tokenizer(str(base))

@@ -18,13 +18,13 @@ from typing import Any, Callable, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
-from nnprune.io_utils import update_json
 from nnprune.launch import is_main_process, world_size
-from nnprune.pruning_core.config import (AUTO_KEY, CONFIG_FILE, LATENCY_KEY, PruningConfig,
-                                         check_speedup_target, load_config_file,
+from nnprune.pruning_core.config import (PruningConfig, check_speedup_target, load_config_file,
                                          parse_assignments, parse_enum)
 from nnprune.pruning_core.checkpoint import load_config
 from nnprune.pruning_core.methods import METHODS, build_config
+from nnprune.pruning_core.run_record import (AutoRecord, CommandOptions, RunConfig,
+                                             latency_record, update_config)
 from nnprune.tasks import DataArgs, TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
@@ -195,11 +195,11 @@ def _fine_prune_once(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter
     run = run_training(task, args.model, args.output_dir, args.training, pcfg, model=model,
                        tokenizer=tokenizer, latency=table.model if table is not None else None)
     if run.is_main_process:
-        extra = {"task": args.task, "base_model": args.model, "results": run.result.to_dict(),
-                 "training": {**args.to_dict(), **run.options.to_dict()}}
-        if table is not None:
-            extra[LATENCY_KEY] = table.to_dict()
-        save_final(run.model, run.tokenizer, pcfg, args.output_dir, extra)
+        record = RunConfig(
+            pruning=pcfg, task=args.task, base_model=args.model, results=run.result,
+            training=CommandOptions({**args.to_dict(), **run.options.to_dict()}),
+            latency_table=latency_record(table.to_dict()) if table is not None else None)
+        save_final(run.model, run.tokenizer, record, args.output_dir)
     return run.result
 
 
@@ -278,9 +278,8 @@ def _auto(args: FinePruneArgs, task: TaskAdapter) -> FinePruneResult:
     if is_main_process():
         add_results(args.output_dir, route=result.route)
         # The command that made OUTPUT is this auto one, whatever its stages record
-        update_json(args.output_dir / CONFIG_FILE,
-                    {AUTO_KEY: {"training": args.to_dict(), "route": result.route}},
-                    sort_keys=True)  # as save_pruning_config writes it
+        update_config(args.output_dir, auto=AutoRecord(training=CommandOptions(args.to_dict()),
+                                                       route=result.route))
         if table is not None:
             result.speed_check = record_speed_check(args.output_dir, table)
     return result

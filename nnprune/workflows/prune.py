@@ -19,10 +19,9 @@ side by side would disturb each other), the others wait for it; all of them eval
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -30,20 +29,21 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
-from nnprune.io_utils import atomic_write_text
 from nnprune.launch import is_main_process
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.latency import LatencySetting, resolve_table
 from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
                                              read_config_json, save_checkpoint)
 from nnprune.pruning_core.compact import compact_exactly
-from nnprune.pruning_core.config import (LATENCY_KEY, RESULTS_FILE, BinarizerKind,
-                                         PruningConfig, check_speedup_target)
+from nnprune.pruning_core.config import BinarizerKind, PruningConfig, check_speedup_target
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
                                                 fisher_information, mask_groups, model_inputs,
                                                 rearrange, search_masks, tune_layerwise)
 from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, PostTrainingRecord,
+                                             PruneResult, RunConfig, latency_record,
+                                             read_results, write_results)
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
 from nnprune.workflows.training import (barrier, collate_first, from_main_process,
@@ -126,37 +126,6 @@ class PruneArgs:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 
-@dataclass
-class PruneResult:
-    output_dir: str
-    task: str
-    main_metric: str
-    metrics_before: dict[str, float]
-    metrics_after: dict[str, float]
-    heads_kept: int
-    heads_total: int
-    ffn_dims_kept: int
-    ffn_dims_total: int
-    flops_before: float  # one forward, batch 1, max_seq_length tokens
-    flops_after: float
-    predicted_speedup: float  # latency table (target_speedup) or FLOP ratio (target_flops)
-    measured_speedup: Optional[float]  # probe at the latency setting, interleaved against dense
-    calibration_samples: int
-    max_seq_length: int
-    exactness: float  # max |logit difference| compacted vs masked
-    seconds: dict[str, float]  # per phase
-    tune_error: dict[str, list[float]] = field(default_factory=dict)  # group -> [before, after]
-    heads_per_layer: list[int] = field(default_factory=list)
-    ffn_dims_per_layer: list[int] = field(default_factory=list)
-    metrics_filled: Optional[dict[str, float]] = None
-    predicted_by: str = "flops"  # or "latency table"
-    speed_setting: dict[str, Any] = field(default_factory=dict)  # where speed was predicted/measured
-    model: Any = field(default=None, repr=False, compare=False)  # the compacted model, in memory
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "model"}
-
-
 def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitCosts:
     """The FLOP model of ``speed`` / ``count-params`` (:mod:`nnprune.measure.flops`), read as a
     cost per head and per FFN dimension at batch 1 x ``seq_len``. Refuses models whose heads (or
@@ -224,20 +193,16 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
 
 def saved_result(folder: Path) -> Optional[PruneResult]:
     """The result :func:`prune` recorded in ``folder`` once its pruned model was saved,
-    evaluated and timed (``nnprune_results.json``, written last), or None."""
-    path = folder / RESULTS_FILE
-    if not (path.is_file() and (folder / "config.json").is_file()):
+    evaluated and timed (``nnprune_results.json``, written last), or None: no results, another
+    command's (fine-prune, fill), or a file that cannot be read (pruned again)."""
+    if not (folder / "config.json").is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        results = read_results(folder)
+    except NNPruneError as exc:
+        logger.warning("--resume: %s; pruning again", exc)
         return None
-    kinds = fields(PruneResult)
-    required = {f.name for f in kinds if f.default is MISSING}
-    if not isinstance(data, dict) or not required <= data.keys():
-        return None  # another command's results (fine-prune, fill): not a finished prune
-    names = {f.name for f in kinds} - {"model"}
-    return PruneResult(**{k: v for k, v in data.items() if k in names})
+    return results if isinstance(results, PruneResult) else None
 
 
 def _fill(args: PruneArgs, src: Path, pruned: Path, seq_len: int) -> dict[str, float]:
@@ -345,19 +310,20 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
         _, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
                                   refusal="nothing was written")
         shape = _kept_shape(groups, kept, flops, table.model if table is not None else None)
-        info = {"task": args.task, "base_model": str(src), "post_training": {
-            "method": "fisher+search" + ("+rearrange" if args.rearrange else "")
-                      + ("+lstsq" if tune else ""),
-            "options": args.to_dict(), "calibration_examples": n_examples, "max_seq_length": seq_len,
-            "kept": {g.label: kept[g.key] for g in groups},
-            "flops": {"before": full, "after": shape.flops},
-            "predicted_speedup": shape.predicted, "speed_setting": setting.resolved().to_dict()},
-            "training": {"max_seq_length": seq_len},
-            "results": {"metrics_before": before, "main_metric": task.main_metric}}
-        if table is not None:
-            info[LATENCY_KEY] = table.to_dict()
-        config = PruningConfig(method="post-training", binarizer=BinarizerKind.NONE)
-        save_checkpoint(model, save_to, config=config, tokenizer=tokenizer, extra=info)
+        post = PostTrainingRecord(
+            method="fisher+search" + ("+rearrange" if args.rearrange else "")
+                   + ("+lstsq" if tune else ""),
+            options=CommandOptions(args.to_dict()), calibration_examples=n_examples,
+            max_seq_length=seq_len, kept={g.label: kept[g.key] for g in groups},
+            flops={"before": full, "after": shape.flops}, predicted_speedup=shape.predicted,
+            speed_setting=setting.resolved().to_dict())
+        record = RunConfig(
+            pruning=PruningConfig(method="post-training", binarizer=BinarizerKind.NONE),
+            task=args.task, base_model=str(src), post_training=post,
+            training=CommandOptions({"max_seq_length": seq_len}),
+            results=BeforePruning(main_metric=task.main_metric, metrics_before=before),
+            latency_table=latency_record(table.to_dict()) if table is not None else None)
+        save_checkpoint(model, save_to, tokenizer=tokenizer, record=record)
         phase("compact + save")
         return {"shape": shape, "exactness": diff, "seconds": {
             k: v for k, v in seconds.items() if k not in before_cut},
@@ -393,9 +359,7 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
         speed_setting=setting.resolved().to_dict(),
         model=model if is_main_process() else None)  # the others never compacted theirs
     if is_main_process():
-        # "metrics" as fine-prune and fill record theirs: what a teacher's results are read for
-        atomic_write_text(save_to / RESULTS_FILE, json.dumps(
-            {"metrics": after, **result.to_dict()}, indent=2, default=str) + "\n")
+        write_results(save_to, result)
     barrier()  # resume looks for the file: every process sees it once the main one wrote it
     return result
 

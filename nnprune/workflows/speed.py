@@ -25,7 +25,6 @@ from nnprune.errors import NNPruneError
 from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, is_onnx_dir,
                                  quantize_onnx_int8, read_onnx_meta)
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
-from nnprune.io_utils import update_json
 from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
 from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, GenerateRow, GenerateRunner,
@@ -36,7 +35,7 @@ from nnprune.pruning_core.checkpoint import (load_checkpoint_model, load_pretrai
                                              model_class_for)
 from nnprune.pruning_core.compact import (compact_exactly, dense_baseline, dense_config,
                                           is_compacted, model_layout)
-from nnprune.pruning_core.config import RESULTS_FILE
+from nnprune.pruning_core.run_record import update_results
 from nnprune.pruning_core.latency_model import LatencyModel
 
 logger = logging.getLogger(__name__)
@@ -255,5 +254,5 @@ def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
 
 
 def add_results(output_dir: Path, **items: Any) -> None:
-    """Add (or replace) top-level ``items`` in the results file of ``output_dir``, atomically."""
-    update_json(Path(output_dir) / RESULTS_FILE, items)
+    """Set fields (``speed_check``, ``route``) of the results recorded in ``output_dir``."""
+    update_results(output_dir, **items)

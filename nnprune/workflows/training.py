@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
@@ -26,6 +26,7 @@ from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig, ScoreInit
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
 from nnprune.pruning_core.pruner import patch_model
+from nnprune.pruning_core.run_record import FinePruneResult, RunConfig, write_results
 from nnprune.pruning_core.trainer import PruningTrainer
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
@@ -36,30 +37,6 @@ T = TypeVar("T")
 
 IMPORTANCE_SAMPLES = 512  # training examples scored for score_init=importance
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
-
-
-@dataclass
-class FinePruneResult:
-    output_dir: Path
-    metrics: dict[str, float]
-    main_metric: str
-    density: float  # over the pruned matrices (1.0 for dense)
-    group_density: dict[str, float]
-    estimated_speedup: float
-    compression: float
-    train_seconds: float
-    steps: int
-    # the task's prediction files written beside the final model (SQuAD: predictions.json, ...)
-    prediction_files: list[str] = field(default_factory=list)
-    # --target-speedup: predicted (latency table) and measured speedup of the compacted model
-    speed_check: Optional[dict[str, Any]] = None
-    # fine-prune --method auto: the route it chose and why (RouteChoice.to_dict)
-    route: Optional[dict[str, Any]] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["output_dir"] = str(self.output_dir)
-        return d
 
 
 def resume_checkpoint(output_dir: Path, opts: TrainingOptions) -> Optional[str]:
@@ -342,9 +319,10 @@ def _group_density(count: Any) -> dict[str, float]:
     return {g: (r / t if t else 1.0) for g, (r, t) in sums.items()}
 
 
-def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Path,
-               extra: dict[str, Any]) -> None:
-    """Save the final model *beside* the Trainer's checkpoint-* folders.
+def save_final(model: Any, tokenizer: Any, record: RunConfig, output_dir: Path) -> None:
+    """Save the final model *beside* the Trainer's checkpoint-* folders, with its run
+    ``record`` (``nnprune_config.json``) and its results (``record.results``, in
+    ``nnprune_results.json``, written last).
 
     Written to a temporary folder first, then each file moved in (``config.json`` last: a folder
     with it is complete), so a crash never leaves a half-written model. The files of an earlier
@@ -355,12 +333,12 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".final."))
     try:
-        save_checkpoint(model, staging / "model", config=config, tokenizer=tokenizer, extra=extra)
+        save_checkpoint(model, staging / "model", tokenizer=tokenizer, record=record)
         files = sorted((staging / "model").iterdir(), key=lambda f: f.name == "config.json")
         written = {f.name for f in files} | {RESULTS_FILE}
         # run_training's prediction files, named in the results, are this run's too
-        written |= {Path(p).name for p in (extra.get("results") or {}).get("prediction_files")
-                    or ()}
+        if isinstance(record.results, FinePruneResult):
+            written |= {Path(p).name for p in record.results.prediction_files}
         for f in files:
             os.replace(f, output_dir / f.name)
         for old in output_dir.iterdir():
@@ -369,8 +347,8 @@ def save_final(model: Any, tokenizer: Any, config: PruningConfig, output_dir: Pa
                 logger.info("removed %s of an earlier save", old)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    atomic_write_text(output_dir / RESULTS_FILE,
-                      json.dumps(extra.get("results", {}), indent=2, default=str) + "\n")
+    if record.results is not None:
+        write_results(output_dir, record.results)
 
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "barrier",

@@ -274,10 +274,11 @@ def test_card_metadata_results_and_reproduce_command(runs, tmp_path, capsys):
 @pytest.mark.parametrize("task", ["text-classification", "token-classification",
                                   "question-answering", "summarization"])
 def test_generic_tasks_have_a_pipeline_tag_and_the_runs_hub_dataset(task, tmp_path):
+    from nnprune.pruning_core.run_record import RunConfig
     from nnprune.report.card import build_metadata, task_card
 
-    on_hub = {"task": task, "training": {"task_options": {
-        "dataset": "org/data", "dataset_config": "en", "validation_split": "test"}}}
+    on_hub = RunConfig.from_dict({"task": task, "training": {"task_options": {
+        "dataset": "org/data", "dataset_config": "en", "validation_split": "test"}}})
     meta = build_metadata(on_hub, "m", {"f1": 0.5}, "f1", None)
     assert meta["pipeline_tag"] == task and meta["datasets"] == ["org/data"]
     result = meta["model-index"][0]["results"][0]
@@ -286,7 +287,7 @@ def test_generic_tasks_have_a_pipeline_tag_and_the_runs_hub_dataset(task, tmp_pa
                                  "split": "test"}
     # local files (or a local dataset folder): a pipeline tag, no dataset to name
     folder = {"task": task, "training": {"task_options": {"dataset": str(tmp_path)}}}
-    for info in ({"task": task, "training": {"data_dir": "d"}}, folder):
+    for info in map(RunConfig.from_dict, ({"task": task, "training": {"data_dir": "d"}}, folder)):
         meta = build_metadata(info, "m", {"f1": 0.5}, "f1", "d")
         assert meta["pipeline_tag"] == task
         assert "datasets" not in meta and "model-index" not in meta
@@ -383,18 +384,19 @@ def test_fill_writes_a_card_with_both_stages(runs, tmp_path, capsys):
 
 
 def test_reproduce_command_keeps_the_speed_target_and_its_setting():
+    from nnprune.pruning_core.run_record import CommandOptions
     from nnprune.report.card import fill_command, fine_prune_command
 
     record = {"task": "sst2", "model": "m", "method": "hybrid-filled", "teacher": "t",
               "target_speedup": 2.0, "max_steps": 10, "output_dir": "o",
               "latency": {"device": "cpu", "dtype": "fp32", "batch_size": 1, "seq_len": 128,
                           "threads": 1}}
-    words = fine_prune_command(record, None, None).replace("\\\n", " ").split()
+    words = fine_prune_command(CommandOptions(record), None, None).replace("\\\n", " ").split()
     assert words[words.index("--target-speedup") + 1] == "2"
     assert words[words.index("--latency-seq-len") + 1] == "128"
     assert words[words.index("--latency-threads") + 1] == "1"
     assert "--latency-device" not in words  # defaults are left out
-    assert "--target-speedup" not in fine_prune_command({**record, "target_speedup": None},
-                                                        None, None)
-    fill_words = fill_command({**record, "checkpoint": "c"}, None).split()
+    assert "--target-speedup" not in fine_prune_command(
+        CommandOptions({**record, "target_speedup": None}), None, None)
+    fill_words = fill_command(CommandOptions({**record, "checkpoint": "c"}), None).split()
     assert "--target-speedup" in fill_words

@@ -47,13 +47,16 @@ def test_recorded_options_are_found_where_each_workflow_writes_them(tmp_path):
     assert training_task_options_of(fine_prune) == V2
     # a fill output: its own record first, else the latest stage that has some
     fill = {"task": QA, "training": {"task_options": {}},
-            "stages": [{"stage": "prune", "training": {"task_options": V2}},
-                       {"stage": "fill", "training": {"task_options": {}}}]}
+            "stages": [{"stage": "prune", "checkpoint": "p", "training": {"task_options": V2}},
+                       {"stage": "fill", "checkpoint": "f", "training": {"task_options": {}}}]}
     assert training_task_options_of(fill) == V2
-    later = dict(fill, stages=fill["stages"] + [{"training": {"task_options": {"n_best_size": "5"}}}])
+    again = {"stage": "fill", "checkpoint": "g", "training": {"task_options": {"n_best_size": "5"}}}
+    later = dict(fill, stages=fill["stages"] + [again])
     assert training_task_options_of(later) == {"n_best_size": "5"}
-    prune = {"task": QA, "training": {"max_seq_length": 64},
-             "post_training": {"options": {"task_options": V2}}}
+    prune = {"task": QA, "training": {"max_seq_length": 64}, "post_training": {
+        "method": "fisher+search", "options": {"task_options": V2}, "calibration_examples": 64,
+        "max_seq_length": 64, "kept": {}, "flops": {}, "predicted_speedup": 2.0,
+        "speed_setting": {}}}
     assert training_task_options_of(prune) == V2
     # another task's options, or none at all, are not taken
     assert training_task_options_of({"task": "squad_v2", "training": {"task_options": V2}}) == {}

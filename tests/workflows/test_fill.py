@@ -144,7 +144,7 @@ def test_fill_trains_the_compacted_model_with_distillation(filled, pruned, tiny_
     assert (result.ffn_dims_kept, result.ffn_dims_original) == (112, 128)
     assert result.compacted and result.reinitialized == 64
     assert result.density < 1 and result.compression > 1 and result.estimated_speedup > 1
-    assert result.prune is not None and result.prune["steps"] == 2
+    assert result.prune is not None and result.prune.steps == 2
 
     info = json.loads((out / "nnprune_config.json").read_text())
     assert info["masked"] is False and info["compacted"] is True
@@ -219,7 +219,7 @@ def test_fine_prune_hybrid_filled_runs_both_stages(tiny_dir, toy_data, tmp_path)
     result = json.loads((tmp_path / "result.json").read_text())
     # Stage 1: a masked hybrid checkpoint in OUTPUT/prune; stage 2: the filled model in OUTPUT.
     first = load_model(out / "prune")
-    assert first.is_masked and first.info["pruning"]["method"] == "hybrid-filled"
+    assert first.is_masked and first.record.pruning.method == "hybrid-filled"
     assert result["steps"] == 2 and result["prune"]["steps"] == 2
     assert result["checkpoint"] == str(out / "prune")
     assert result["compacted"] and result["ffn_dims_kept"] < result["ffn_dims_original"]
@@ -306,7 +306,9 @@ def test_the_fill_stage_goes_on_to_other_examples(tiny_dir, toy_data, tmp_path, 
     ({"max_seq_length": 128}, {"seed": 42}, None),  # nnprune prune: no training run recorded
 ])
 def test_fresh_data_order(recorded, ours, expected):
+    from nnprune.pruning_core.run_record import CommandOptions
     from nnprune.workflows.fill import fresh_data_order
     from nnprune.workflows.options import TrainingOptions
 
-    assert fresh_data_order(TrainingOptions(**ours), recorded).data_seed == expected
+    options = CommandOptions(recorded)
+    assert fresh_data_order(TrainingOptions(**ours), options).data_seed == expected

@@ -110,10 +110,10 @@ def test_auto_one_shot_prunes_compacts_and_distils_for_the_whole_budget(tiny_dir
     saved = json.loads((out / "nnprune_results.json").read_text())
     assert saved["route"] == result.route and saved["speed_check"] == check
     # the model card's reproduce command is the auto command, not its stages
-    from nnprune.pruning_core.config import read_nnprune_config
+    from nnprune.pruning_core.run_record import read_config
     from nnprune.report.card import reproduce_commands
 
-    (command,) = reproduce_commands(read_nnprune_config(out), out)
+    (command,) = reproduce_commands(read_config(out), out)
     assert "nnprune fine-prune sst2" in command and "--method auto" in command
     assert "--target-speedup 2" in command and "--max-steps 4" in command
     # options only fine-pruning has are refused, not dropped
