@@ -1,19 +1,85 @@
-"""nnprune: prune transformers while fine-tuning, into models that are physically smaller."""
+"""nnprune: prune transformers while fine-tuning (or after), into models that are physically
+smaller and faster and that stock transformers reloads.
+
+The public API, by job (everything else in the package is private):
+
+Fine-pruning inside any training loop
+    attach_masks(model, method, target_density=, target_speedup=, ...) -> FinePruning
+        FinePruning.parameter_groups() / .step(step) / .regularization_loss() / .loss(...)
+        FinePruning.trainer_callback() -> PruningCallback (a Hugging Face Trainer callback)
+    distillation_loss(student_logits, teacher_logits, temperature)
+    METHODS, PruningConfig: the presets and the full config
+
+Post-training pruning from your own batches and loss
+    prune(model, batches, target_speedup= | target_flops=, loss_fn=) -> PostTrainingResult
+
+Shrinking
+    bertarize(model), compact(model) -> CompactResult, save_pretrained(model, dir),
+    load_pretrained(dir), refill(model), fill(model, teacher, batches, steps=)
+
+Measuring
+    count_parameters(model) -> ParamCount, count_flops(model) -> FlopCount,
+    latency_table(model) -> LatencyTable, measure_speed(model, baseline) -> SpeedReport
+
+Errors: every bad input is an NNPruneError with a one-line message.
+
+Example::
+
+    import nnprune, torch
+    pruning = nnprune.attach_masks(model, "hybrid-nt", target_speedup=2.0, total_steps=1000)
+    optimizer = torch.optim.AdamW(pruning.parameter_groups(lr=5e-5))
+    for step, batch in enumerate(loader):
+        pruning.step(step)
+        loss = model(**batch).loss + pruning.regularization_loss()
+        loss.backward(); optimizer.step(); optimizer.zero_grad()
+    small = nnprune.compact(pruning.finalize()).model
+    nnprune.save_pretrained(small, "model-2x", tokenizer=tokenizer)
+"""
 
 from typing import Any
 
 __version__ = "0.1.0"
 
 # Imported on first use, so that ``import nnprune`` stays light (no torch / transformers).
-_LAZY = {"load_pretrained": ("nnprune.pruning_core.checkpoint", "load_pretrained")}
+_LAZY = {
+    # fine-pruning
+    "attach_masks": "nnprune.api.fine_pruning",
+    "FinePruning": "nnprune.api.fine_pruning",
+    "PruningCallback": "nnprune.api.fine_pruning",
+    "distillation_loss": "nnprune.api.fine_pruning",
+    "PruningConfig": "nnprune.pruning_core.config",
+    "METHODS": "nnprune.pruning_core.methods",
+    # post-training
+    "prune": "nnprune.api.post_training",
+    "PostTrainingResult": "nnprune.api.post_training",
+    # shrinking
+    "bertarize": "nnprune.api.shrink",
+    "compact": "nnprune.api.shrink",
+    "CompactResult": "nnprune.api.shrink",
+    "save_pretrained": "nnprune.api.shrink",
+    "refill": "nnprune.api.shrink",
+    "fill": "nnprune.api.shrink",
+    "load_pretrained": "nnprune.pruning_core.checkpoint",
+    # measuring
+    "count_parameters": "nnprune.api.measure",
+    "count_flops": "nnprune.api.measure",
+    "latency_table": "nnprune.api.measure",
+    "measure_speed": "nnprune.api.measure",
+    "LatencySetting": "nnprune.measure.latency",
+    "LatencyTable": "nnprune.measure.latency",
+    "ParamCount": "nnprune.measure.counting",
+    "FlopCount": "nnprune.measure.flops",
+    "SpeedReport": "nnprune.measure.timing",
+    # errors
+    "NNPruneError": "nnprune.errors",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nnprune' has no attribute {name!r}")
@@ -23,4 +89,4 @@ def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["__version__", "load_pretrained"]
+__all__ = ["__version__", *_LAZY]

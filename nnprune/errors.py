@@ -7,4 +7,12 @@ any other exception is a bug and keeps its traceback.
 
 
 class NNPruneError(Exception):
-    """An error caused by user input, reported as a single line without a traceback."""
+    """An error caused by user input, reported as a single line without a traceback.
+
+    Example::
+
+        try:
+            nnprune.attach_masks(model, "nope")
+        except nnprune.NNPruneError as e:
+            print(e)   # unknown method 'nope'; known: block, dense, ...
+    """

@@ -6,7 +6,13 @@ tables) and the CLI to let one process print the results."""
 
 from __future__ import annotations
 
+import atexit
 import os
+from typing import Any, Callable, TypeVar
+
+from nnprune.errors import NNPruneError
+
+T = TypeVar("T")
 
 
 def is_main_process() -> bool:
@@ -19,4 +25,60 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-__all__ = ["is_main_process", "world_size"]
+def _process_group() -> bool:
+    """Whether this is one process of several; if so, the process group exists after the call
+    (created by accelerate's ``PartialState``, the one the Trainer then reuses)."""
+    if world_size() <= 1:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState()
+        # Left to the interpreter's teardown, gloo's threads are destroyed still joinable now
+        # and then (C++ abort, exit code -6, after all the work is done): close it first.
+        atexit.register(_close_process_group)
+    return True
+
+
+def _close_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every process of a distributed launch (no-op for one process)."""
+    if _process_group():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def from_main_process(fn: Callable[[], T]) -> T:
+    """``fn()`` run on the main process only, its (picklable) result given to every process: one
+    answer for all (a latency table measured once, not once per process on a shared machine,
+    and the same masks everywhere). A failure there is raised on every process."""
+    if not _process_group():
+        return fn()
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    if is_main_process():
+        try:
+            box[0] = (True, fn())
+        except Exception as exc:
+            box[0] = (False, str(exc) if isinstance(exc, NNPruneError) else
+                      f"the main process failed: {type(exc).__name__}: {exc}")
+            dist.broadcast_object_list(box, src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    ok, value = box[0]
+    if not ok:
+        raise NNPruneError(value)
+    return value
+
+
+__all__ = ["barrier", "from_main_process", "is_main_process", "world_size"]

@@ -10,7 +10,13 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects; unknown names are refused with the list of known ones."""
+    """Maps names to objects; unknown names are refused with the list of known ones.
+
+    Example::
+
+        nnprune.METHODS.names()          # ['block', 'dense', 'hybrid', ...]
+        nnprune.METHODS.get("struct").summary
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind

@@ -17,6 +17,7 @@ LAYERS = [
     {"measure"},  # counting, FLOPs, timing, quantization
     {"export"},  # ONNX
     {"report"},  # model cards and pictures of a pruned checkpoint
+    {"api"},  # the public API's implementation (``import nnprune`` exports it)
     {"workflows"},  # what the commands run
     {"cli"},
 ]
@@ -195,3 +196,98 @@ def test_tests_mirror_the_package():
     assert folders <= tests, f"test folders missing for {sorted(folders - tests)}"
     for folder in folders & tests:
         assert list((REPO / "tests" / folder).glob("test_*.py")), folder
+
+
+# The engine: reached from the commands only through the public API (``from nnprune import X``).
+ENGINE = {"pruning_core", "measure", "export", "api"}
+# What workflows/ and cli/ still import from the engine directly, module -> engine module: each
+# is to move behind a public name, and the list may only shrink.
+ENGINE_IMPORTS_LEFT: dict[str, set[str]] = {
+    "nnprune.cli.bertarize": {"nnprune.pruning_core.bertarize"},
+    "nnprune.cli.common": {"nnprune.measure.latency"},
+    "nnprune.cli.count_params": {"nnprune.measure.counting", "nnprune.pruning_core.checkpoint"},
+    "nnprune.cli.export_onnx": {"nnprune.export.onnx"},
+    "nnprune.cli.fill": {"nnprune.measure.latency"},
+    "nnprune.cli.fine_prune": {"nnprune.measure.latency"},
+    "nnprune.cli.latency_table": {"nnprune.measure.latency", "nnprune.pruning_core.checkpoint"},
+    "nnprune.cli.prune": {"nnprune.measure.latency"},
+    "nnprune.workflows.evaluate": {
+        "nnprune.export.onnx",
+        "nnprune.measure.flops",
+        "nnprune.measure.quantize",
+        "nnprune.pruning_core.checkpoint",
+        "nnprune.pruning_core.run_record",
+    },
+    "nnprune.workflows.fill": {
+        "nnprune.measure.latency",
+        "nnprune.pruning_core.checkpoint",
+        "nnprune.pruning_core.compact",
+        "nnprune.pruning_core.config",
+        "nnprune.pruning_core.latency_model",
+        "nnprune.pruning_core.masked",
+        "nnprune.pruning_core.methods",
+        "nnprune.pruning_core.pruner",
+        "nnprune.pruning_core.run_record",
+    },
+    "nnprune.workflows.fine_prune": {
+        "nnprune.measure.latency",
+        "nnprune.pruning_core.checkpoint",
+        "nnprune.pruning_core.config",
+        "nnprune.pruning_core.methods",
+        "nnprune.pruning_core.run_record",
+    },
+    "nnprune.workflows.prune": {
+        "nnprune.measure.flops",
+        "nnprune.measure.latency",
+        "nnprune.pruning_core.checkpoint",
+        "nnprune.pruning_core.compact",
+        "nnprune.pruning_core.config",
+        "nnprune.pruning_core.latency_model",
+        "nnprune.pruning_core.post_training",
+        "nnprune.pruning_core.pruner",
+        "nnprune.pruning_core.run_record",
+    },
+    "nnprune.workflows.speed": {
+        "nnprune.api.speed",
+        "nnprune.measure.latency",
+        "nnprune.pruning_core.run_record",
+    },
+    "nnprune.workflows.training": {
+        "nnprune.measure.counting",
+        "nnprune.pruning_core.checkpoint",
+        "nnprune.pruning_core.config",
+        "nnprune.pruning_core.latency_model",
+        "nnprune.pruning_core.post_training",
+        "nnprune.pruning_core.pruner",
+        "nnprune.pruning_core.run_record",
+        "nnprune.pruning_core.trainer",
+    },
+}
+
+
+def _engine_imports() -> dict[str, set[str]]:
+    mods = _modules()
+    found: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        if _folder(name) not in ("workflows", "cli"):
+            continue
+        for target, _ in _imports(path, name, set(mods)):
+            if _folder(target) in ENGINE:
+                found.setdefault(name, set()).add(target)
+    return found
+
+
+def test_commands_reach_the_engine_only_through_the_public_api():
+    """cli -> workflows -> ``import nnprune`` (the public API) -> engine: the commands are built
+    on what a user's own script can call."""
+    found = _engine_imports()
+    new = {m: sorted(t - ENGINE_IMPORTS_LEFT.get(m, set())) for m, t in found.items()}
+    assert {m: t for m, t in new.items() if t} == {}, "import these through `from nnprune import`"
+    gone = {m: sorted(t - found.get(m, set())) for m, t in ENGINE_IMPORTS_LEFT.items()}
+    assert {m: t for m, t in gone.items() if t} == {}, "no longer imported: shrink the list"
+
+
+def test_the_public_api_names_exist():
+    import nnprune
+
+    assert all(hasattr(nnprune, n) for n in nnprune.__all__)

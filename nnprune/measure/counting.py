@@ -34,6 +34,15 @@ class LayerCount:
 
 @dataclass
 class ParamCount:
+    """Linear weights of the transformer layers kept against the dense ancestor's, per layer
+    (:func:`nnprune.count_parameters`).
+
+    Example::
+
+        c = nnprune.count_parameters(model)
+        print(c.remaining, c.original, c.density, c.unit_totals())
+    """
+
     model_type: str
     layers: list[LayerCount]
     remaining: int  # non-zero linear weights

@@ -121,7 +121,13 @@ class LayerFlops:
 
 @dataclass
 class FlopCount:
-    """Whole-forward FLOPs of one input shape."""
+    """Whole-forward FLOPs of one input shape (:func:`nnprune.count_flops`).
+
+    Example::
+
+        f = nnprune.count_flops(model, batch_size=1, seq_len=128)
+        print(f.total, f.per_example)
+    """
 
     model_type: str
     batch_size: int

@@ -56,11 +56,19 @@ MAX_HEAD_POINTS = 17  # up to 16 heads every count is measured; more heads, 16 s
 MIN_ROUNDS, MAX_ROUNDS = 5, 30
 TIME_PERCENTILE = 20.0
 Progress = Callable[[int, int], None]  # (done, total) variants
+# LatencySetting's fields as command-line options: --latency-device, --latency-seq-len, ...
+LATENCY_OPTION_PREFIX = "latency_"
 
 
 @dataclass(frozen=True)
 class LatencySetting:
-    """Where a latency counts: the inference setting a table is measured for."""
+    """Where a latency counts: the inference setting a table is measured for.
+
+    Example::
+
+        setting = nnprune.LatencySetting(batch_size=1, seq_len=128, threads=1)
+        nnprune.attach_masks(model, "struct", target_speedup=2.0, latency=setting)
+    """
 
     device: str = field(default="cpu", metadata={"help": "Device the model will run on: cpu or cuda."})
     dtype: str = field(default="fp32", metadata={"help": "fp32, fp16 or bf16."})
@@ -101,7 +109,13 @@ class LatencySetting:
 class LatencyTable:
     """A measured :class:`LatencyModel` with what it was measured on (``key``) and the raw
     whole-model times it came from (``measured``: ms by ``"heads=k"`` / ``"ffn=f"`` / ``"dense"``
-    / ``"empty"``)."""
+    / ``"empty"``).
+
+    Example::
+
+        table = nnprune.latency_table(model, seq_len=128)
+        print(table.model.dense_ms, table.model.max_speedup)
+    """
 
     key: dict[str, Any]
     model: LatencyModel
@@ -332,6 +346,6 @@ def resolve_table(config: Any, setting: LatencySetting,
     return table
 
 
-__all__ = ["DEFAULT_CACHE_DIR", "LatencySetting", "LatencyTable", "build_latency_table",
+__all__ = ["DEFAULT_CACHE_DIR", "LATENCY_OPTION_PREFIX", "LatencySetting", "LatencyTable", "build_latency_table",
            "cache_path", "check_table_fits", "ffn_grid", "hardware_name", "head_grid",
            "latency_table", "read_table", "resolve_table", "table_key"]

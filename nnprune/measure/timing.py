@@ -243,6 +243,16 @@ class GenerateRow:
 
 @dataclass
 class SpeedReport:
+    """Interleaved timing of a model against its baseline, one row per (batch size, sequence
+    length) (:func:`nnprune.measure_speed`, ``nnprune speed``).
+
+    Example::
+
+        report = nnprune.measure_speed(small, batch_sizes=[1, 32], seq_lens=[128])
+        for row in report.rows:
+            print(row.batch_size, row.model_ms, row.speedup)
+    """
+
     model: str
     model_kind: str
     baseline: str

@@ -138,11 +138,26 @@ def model_inputs(model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
             if k in accepted}
 
 
+LossFn = Callable[[nn.Module, dict[str, Any]], torch.Tensor]  # (model, batch) -> mean loss
+
+
+def batch_size(batch: dict[str, Any]) -> int:
+    """Examples in a batch: the leading size of its first tensor."""
+    for v in batch.values():
+        if isinstance(v, torch.Tensor) and v.dim() > 0:
+            return int(v.shape[0])
+    raise NNPruneError("a batch must hold at least one tensor (e.g. input_ids)")
+
+
 def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
                        groups: list[MaskGroup],
-                       progress: Optional[Callable[[int], None]] = None) -> Importance:
-    """Per-example mask gradients of the task loss (``model(**batch).loss``, a mean over the
-    batch's examples, so ``B * loss`` sums them) accumulated into :class:`Importance`. The model
+                       progress: Optional[Callable[[int], None]] = None,
+                       loss_fn: Optional[LossFn] = None) -> Importance:
+    """Per-example mask gradients of the task loss accumulated into :class:`Importance`.
+
+    The loss is ``model(**batch).loss`` or ``loss_fn(model, batch)``; either must be the *mean*
+    over the batch's examples of independent per-example losses, so that ``B * loss`` sums them
+    and its gradient with respect to the per-example masks is each example's own. The model
     runs in eval mode (no dropout); its weights get no gradient."""
     was_training = model.training
     model.eval()
@@ -154,16 +169,23 @@ def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
     device = next(model.parameters()).device
     try:
         for batch in batches:
-            inputs = model_inputs(model, batch)
-            n = int(inputs["input_ids"].shape[0])
+            n = batch_size(batch)
             masks = {g.key: torch.ones(n, g.size, device=device, requires_grad=True) for g in groups}
             with masked_inputs(model, groups, masks):
-                out = model(**inputs)
-            if getattr(out, "loss", None) is None:
+                if loss_fn is not None:
+                    loss = loss_fn(model, batch)
+                else:
+                    loss = getattr(model(**model_inputs(model, batch)), "loss", None)
+            if loss is None:
                 raise NNPruneError("the model returned no loss on the calibration data: it needs "
-                                   "labelled examples and a task head")
-            grads = torch.autograd.grad(out.loss * n, [masks[g.key] for g in groups])
+                                   "labelled examples and a task head (or pass a loss function)")
+            if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
+                raise NNPruneError("the loss function must return a scalar tensor computed from the "
+                                   "model's outputs (the mean loss over the batch's examples)")
+            grads = torch.autograd.grad(loss * n, [masks[g.key] for g in groups], allow_unused=True)
             for g, grad in zip(groups, grads):
+                if grad is None:  # a unit the loss does not reach (e.g. a head after its use)
+                    continue
                 grad = grad.detach().double().cpu()
                 diag[g.key] += (grad * grad).sum(0)
                 blocks[g.key] += grad.T @ grad
@@ -498,7 +520,7 @@ def apply_masks(model: nn.Module, groups: list[MaskGroup], kept: dict[UnitKey, l
             _zero_value_rows(model, g, kept[g.key])
 
 
-__all__ = ["Importance", "MaskGroup", "TuneReport", "UnitCosts", "align_ffn", "apply_masks",
-           "init_scores_from", "fisher_information",
+__all__ = ["Importance", "LossFn", "MaskGroup", "TuneReport", "UnitCosts", "align_ffn", "apply_masks",
+           "batch_size", "init_scores_from", "fisher_information",
            "mask_groups", "masked_inputs", "model_inputs", "rearrange", "search_masks",
            "tune_layerwise"]

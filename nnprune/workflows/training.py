@@ -6,7 +6,6 @@ counts (:func:`run_training`), and the final save beside the Trainer's checkpoin
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -15,11 +14,11 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
-from nnprune.launch import is_main_process, world_size
+from nnprune.launch import barrier, from_main_process, is_main_process
 from nnprune.measure.counting import ParamCount, count_parameters
 from nnprune.pruning_core.checkpoint import load_model, read_config_json, save_checkpoint
 from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig, ScoreInit
@@ -33,7 +32,6 @@ from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.progress import install_progress
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 IMPORTANCE_SAMPLES = 512  # training examples scored for score_init=importance
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
@@ -101,62 +99,6 @@ def checkpoint_complete(folder: Path) -> bool:
 def has_complete_checkpoint(output_dir: Path) -> bool:
     """Whether ``output_dir`` holds a checkpoint ``--resume`` can continue from."""
     return any(checkpoint_complete(f) for f in checkpoint_folders(output_dir))
-
-
-def _process_group() -> bool:
-    """Whether this is one process of several; if so, the process group exists after the call
-    (created by accelerate's ``PartialState``, the one the Trainer then reuses)."""
-    if world_size() <= 1:
-        return False
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        from accelerate import PartialState
-
-        PartialState()
-        # Left to the interpreter's teardown, gloo's threads are destroyed still joinable now
-        # and then (C++ abort, exit code -6, after all the work is done): close it first.
-        atexit.register(_close_process_group)
-    return True
-
-
-def _close_process_group() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier() -> None:
-    """Wait for every process of a distributed launch (no-op for one process)."""
-    if _process_group():
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def from_main_process(fn: Callable[[], T]) -> T:
-    """``fn()`` run on the main process only, its (picklable) result given to every process: one
-    answer for all (a latency table measured once, not once per process on a shared machine,
-    and the same masks everywhere). A failure there is raised on every process."""
-    if not _process_group():
-        return fn()
-    import torch.distributed as dist
-
-    box: list[Any] = [None]
-    if is_main_process():
-        try:
-            box[0] = (True, fn())
-        except Exception as exc:
-            box[0] = (False, str(exc) if isinstance(exc, NNPruneError) else
-                      f"the main process failed: {type(exc).__name__}: {exc}")
-            dist.broadcast_object_list(box, src=0)
-            raise
-    dist.broadcast_object_list(box, src=0)
-    ok, value = box[0]
-    if not ok:
-        raise NNPruneError(value)
-    return value
 
 
 def write_prediction_files(files: dict[str, Any], folder: Path) -> list[str]:

@@ -1,0 +1,295 @@
+"""Post-training pruning of a fine-tuned encoder from the user's own batches: :func:`prune`.
+
+Score every attention head and FFN dimension (per-example Fisher information of the loss, from
+``model(**batch).loss`` or the user's ``loss_fn``), search the units to keep under a speed
+(latency table) or FLOP budget, rearrange per layer, optionally tune the kept units by least
+squares, and compact exactly. No data set, task or checkpoint folder is involved: ``nnprune
+prune`` is this function plus loading, evaluation and saving.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import nn
+
+from nnprune.errors import NNPruneError
+from nnprune.api.measure import table_for
+from nnprune.measure.flops import flop_profile
+from nnprune.measure.latency import LatencySetting, LatencyTable
+from nnprune.pruning_core.compact import CompactionReport, compact_exactly
+from nnprune.pruning_core.config import check_speedup_target
+from nnprune.pruning_core.latency_model import LatencyModel
+from nnprune.pruning_core.masked import MaskedLinear
+from nnprune.pruning_core.post_training import (LossFn, MaskGroup, UnitCosts, align_ffn,
+                                                apply_masks, batch_size, fisher_information,
+                                                mask_groups, rearrange, search_masks,
+                                                tune_layerwise)
+
+logger = logging.getLogger(__name__)
+
+FFN_MULTIPLE = 8  # FFN sizes kept by the search: multiples of 8 (fast CPU kernels, no padding)
+MAX_BUDGET_ROUNDS = 6  # target_speedup: re-searches with a lower linear budget (see search_units)
+BUDGET_SLACK = 0.005  # the table's prediction may exceed the budget by this fraction
+MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class PostTrainingResult:
+    """What :func:`prune` did. ``model`` is the compacted model (also the one passed in, changed
+    in place); the rest is plain data (:meth:`to_dict` for JSON).
+
+    Example::
+
+        result = nnprune.prune(model, batches, target_speedup=2.0)
+        print(result.heads_per_layer, result.predicted_speedup)
+        json.dumps(result.to_dict())
+    """
+
+    heads_kept: int
+    heads_total: int
+    ffn_dims_kept: int
+    ffn_dims_total: int
+    heads_per_layer: list[int]
+    ffn_dims_per_layer: list[int]
+    flops_before: float  # one forward at batch 1 x seq_len tokens
+    flops_after: float
+    predicted_speedup: float  # by the latency table (target_speedup) or the FLOP ratio
+    predicted_by: str  # "latency table" or "flops"
+    calibration_samples: int
+    seq_len: int
+    exactness: float  # max |output difference| compacted vs masked
+    kept: dict[str, list[int]]  # unit group ("encoder.3.attention", "encoder.3.ffn") -> kept ids
+    seconds: dict[str, float]  # per phase
+    tune_error: dict[str, list[float]] = field(default_factory=dict)  # group -> [before, after]
+    compaction: Optional[CompactionReport] = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("model", "compaction")}
+        return d
+
+
+@dataclass(frozen=True)
+class KeptShape:
+    """What a search kept: units per layer, the FLOPs of one forward (batch 1, the search's
+    sequence length) and the predicted speedup (latency table, else the FLOP ratio)."""
+
+    heads_per_layer: list[int]
+    ffn_dims_per_layer: list[int]
+    flops: float
+    predicted: float
+
+
+def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitCosts:
+    """The FLOP model of ``speed`` / ``count-params`` (:mod:`nnprune.measure.flops`), read as a
+    cost per head and per FFN dimension at batch 1 x ``seq_len``. Refuses models whose heads (or
+    FFN dimensions) cost different FLOPs."""
+    profile = flop_profile(model)
+    full = profile.count(1, seq_len).total
+    heads = {g.key: g.size for g in groups if g.is_heads}
+    ffn = {g.key[:2]: g.size for g in groups if not g.is_heads}
+    head_costs, ffn_costs = set(), set()
+    for key, n in heads.items():
+        head_costs.add(round(full - profile.resized({key: n - 1}, {}).count(1, seq_len).total, 3))
+    for key, n in ffn.items():
+        ffn_costs.add(round(full - profile.resized({}, {key: n - 1}).count(1, seq_len).total, 3))
+    if len(head_costs) != 1 or len(ffn_costs) != 1:
+        raise NNPruneError("post-training pruning needs every head (and every FFN dimension) to "
+                           "cost the same FLOPs; this model's do not")
+    head, dim = head_costs.pop(), ffn_costs.pop()
+    fixed = full - head * sum(heads.values()) - dim * sum(ffn.values())
+    return UnitCosts(head, dim, fixed, seq_len)
+
+
+def per_layer(groups: list[MaskGroup], kept: dict[Any, list[int]]) -> tuple[list[int], list[int]]:
+    """Heads and FFN dimensions kept per layer, in layer order."""
+    return ([len(kept[g.key]) for g in groups if g.is_heads],
+            [len(kept[g.key]) for g in groups if not g.is_heads])
+
+
+def kept_shape(groups: list[MaskGroup], kept: dict[Any, list[int]], flops: UnitCosts,
+               latency: Optional[LatencyModel]) -> KeptShape:
+    heads, dims = per_layer(groups, kept)
+    after = flops.total(sum(heads), sum(dims))
+    full = flops.total(sum(g.size for g in groups if g.is_heads),
+                       sum(g.size for g in groups if not g.is_heads))
+    return KeptShape(heads, dims, after,
+                     latency.speedup(heads, dims) if latency is not None else full / after)
+
+
+def search_units(importance: Any, groups: list[MaskGroup], costs: UnitCosts, budget: float,
+                 rearrange_units: bool, latency: Optional[LatencyModel]) -> dict[Any, list[int]]:
+    """Search, align the FFN widths and rearrange. The search prices units linearly; with a
+    latency table, whose per-layer curves are not lines, the mask is then priced by the table
+    and the linear budget lowered by the overshoot until the table's prediction fits."""
+    linear_budget = budget
+    for _ in range(MAX_BUDGET_ROUNDS):
+        kept = search_masks(importance, groups, costs, linear_budget)
+        kept = align_ffn(importance, groups, kept, costs, linear_budget, multiple=FFN_MULTIPLE)
+        if rearrange_units:
+            kept = rearrange(importance, groups, kept)
+        if latency is None:
+            return kept
+        over = latency.predict(*per_layer(groups, kept)) - budget
+        if over <= BUDGET_SLACK * budget:
+            return kept
+        linear_budget -= over
+    return kept
+
+
+def first_examples(batches: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The first ``n`` examples of ``batches`` (the last batch cut to fit)."""
+    out, seen = [], 0
+    for b in batches:
+        if seen >= n:
+            break
+        k = min(batch_size(b), n - seen)
+        out.append({key: (v[:k] if isinstance(v, torch.Tensor) else v) for key, v in b.items()})
+        seen += k
+    return out
+
+
+def _seq_len(batches: list[dict[str, Any]]) -> int:
+    ids = batches[0].get("input_ids")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        raise NNPruneError("pass seq_len: the batches have no (batch, tokens) input_ids to read it from")
+    return int(ids.shape[1])
+
+
+def check_targets(target_speedup: Optional[float], target_flops: Optional[float]) -> None:
+    """One-line errors for anything but exactly one valid target."""
+    if (target_speedup is None) == (target_flops is None):
+        raise NNPruneError("pass one target: --target-speedup S (e.g. 2) or --target-flops F "
+                           "(fraction of the dense FLOPs to keep, e.g. 0.5)")
+    check_speedup_target(target_speedup)
+    if target_flops is not None and not 0 < target_flops < 1:
+        raise NNPruneError(f"--target-flops is the fraction of FLOPs kept, in (0, 1); got "
+                           f"{target_flops}")
+
+
+def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
+          target_speedup: Optional[float] = None, target_flops: Optional[float] = None,
+          loss_fn: Optional[LossFn] = None,
+          latency_table: "LatencyTable | str | Path | None" = None,
+          latency: Optional[LatencySetting] = None, seq_len: Optional[int] = None,
+          rearrange_units: bool = True, tune: bool = False, tune_samples: int = 256,
+          tokenizer: Any = None, progress: Optional[Progress] = None) -> PostTrainingResult:
+    """Post-training structured pruning of a fine-tuned encoder with a head, in place.
+
+    Args:
+        model: a fine-tuned encoder (BERT, RoBERTa, DeBERTa, ...) with its task head; plain
+            layers (a masked model: call ``FinePruning.detach()`` first).
+        batches: calibration batches, dicts of tensors (``input_ids``, ``attention_mask``,
+            labels, ...); 32 examples at least, 1-2k is typical. A ``DataLoader`` works.
+        target_speedup: speedup of the whole forward to reach (> 1), priced by a latency table
+            measured on this machine at ``latency`` (default batch 1, ``seq_len`` tokens, CPU), or
+            read from ``latency_table``.
+        target_flops: instead, the fraction of the dense FLOPs to keep, in ``(0, 1)``.
+        loss_fn: ``loss_fn(model, batch) -> scalar``, the mean loss over the batch's examples;
+            default ``model(**batch).loss``. Any differentiable loss works (a custom head, a
+            contrastive or distillation objective).
+        seq_len: the sequence length the FLOPs / latency count at; default: the batches'.
+        rearrange_units: re-choose the pruned units per layer with the Fisher blocks.
+        tune: fold least-squares rescalings of the kept units into the output projections
+            (reconstructs the dense layer outputs on ``tune_samples`` examples).
+        tokenizer: used to build the probe batch of the exactness check (optional).
+        progress: ``progress(phase, done, total)`` for the "score" and "tune" phases.
+
+    Returns:
+        A :class:`PostTrainingResult`; ``result.model`` is the compacted model.
+
+    Example::
+
+        batches = [tokenizer(texts[i:i+32], padding=True, return_tensors="pt") | {"labels": y[i:i+32]}
+                   for i in range(0, 1024, 32)]
+        result = nnprune.prune(model, batches, target_speedup=2.0)
+        nnprune.save_pretrained(result.model, "model-2x", tokenizer=tokenizer)
+    """
+    check_targets(target_speedup, target_flops)
+    if any(isinstance(m, MaskedLinear) for m in model.modules()):
+        raise NNPruneError("the model still has masked layers: detach them first "
+                           "(FinePruning.detach() or nnprune.bertarize)")
+    batches = list(batches)
+    n_examples = sum(batch_size(b) for b in batches) if batches else 0
+    if n_examples < MIN_CALIBRATION_SAMPLES:
+        raise NNPruneError(f"only {n_examples} calibration examples; post-training pruning needs "
+                           f"at least {MIN_CALIBRATION_SAMPLES}")
+    seconds: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        seconds[name] = round(now - tick, 2)
+        tick = now
+        logger.info("prune: %s done in %.1f s", name, seconds[name])
+
+    model.eval()
+    groups = mask_groups(model)
+    seq_len = seq_len or _seq_len(batches)
+    flops = unit_costs(model, groups, seq_len)
+    heads_total = sum(g.size for g in groups if g.is_heads)
+    dims_total = sum(g.size for g in groups if not g.is_heads)
+    full = flops.total(heads_total, dims_total)
+    table = None
+    if target_speedup is not None:
+        table = table_for(model, latency_table, (latency or LatencySetting()).at(seq_len))
+        costs, budget = UnitCosts.from_latency(table.model, seq_len), table.model.budget_ms(
+            target_speedup)
+    else:
+        costs, budget = flops, full * target_flops
+    phase("load")
+
+    done = [0]
+
+    def scored(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("score", done[0], n_examples)
+
+    importance = fisher_information(model, batches, groups, progress=scored, loss_fn=loss_fn)
+    phase("score")
+    kept = search_units(importance, groups, costs, budget, rearrange_units,
+                        table.model if table is not None else None)
+    phase("search")
+    tune_error: dict[str, list[float]] = {}
+    if tune:
+        dense = copy.deepcopy(model)
+        tuned = [0]
+
+        def tune_step(n: int) -> None:
+            tuned[0] += n
+            if progress is not None:
+                progress("tune", tuned[0], len(groups))
+
+        report = tune_layerwise(model, dense, groups, kept, first_examples(batches, tune_samples),
+                                progress=tune_step)
+        tune_error = {k: [report.before[k], report.after[k]] for k in report.before}
+        del dense
+    else:
+        apply_masks(model, groups, kept)
+    phase("tune")
+    compaction, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
+                                       refusal="the model was left masked, not compacted")
+    phase("compact")
+    shape = kept_shape(groups, kept, flops, table.model if table is not None else None)
+    return PostTrainingResult(
+        heads_kept=sum(shape.heads_per_layer), heads_total=heads_total,
+        ffn_dims_kept=sum(shape.ffn_dims_per_layer), ffn_dims_total=dims_total,
+        heads_per_layer=shape.heads_per_layer, ffn_dims_per_layer=shape.ffn_dims_per_layer,
+        flops_before=full, flops_after=shape.flops, predicted_speedup=shape.predicted,
+        predicted_by="flops" if table is None else "latency table",
+        calibration_samples=n_examples, seq_len=seq_len, exactness=diff,
+        kept={g.label: kept[g.key] for g in groups}, seconds=seconds, tune_error=tune_error,
+        compaction=compaction, model=model)
+
+
+__all__ = ["PostTrainingResult", "prune", "unit_costs"]
