@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in the log
 
 from nnprune.measure.timing import cpu_model_name  # noqa: E402
-from nnprune.workflows.prune import PruneArgs, prune  # noqa: E402
+from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune  # noqa: E402
 from nnprune.workflows.speed import run_speed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -79,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             res = prune(PruneArgs(
                 checkpoint=str(a.dense), task=a.task, output_dir=out,
                 **({"target_speedup": target} if a.budget == "latency" else {"target_flops": 1 / target}),
-                calibration_samples=a.calibration_samples, max_seq_length=a.seq,
-                data_dir=a.data_dir, speed_probe=False, then_fill=fill, overwrite=True, **kw))
+                calibration_samples=a.calibration_samples, speed_probe=False, then_fill=fill,
+                training=replace(PRUNE_TRAINING, max_seq_length=a.seq, data_dir=a.data_dir,
+                                 overwrite=True), **kw))
             wall = time.perf_counter() - start
             m = res.main_metric
             pruned_dir = out / "prune" if fill else out

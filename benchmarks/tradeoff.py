@@ -67,7 +67,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -94,7 +94,7 @@ from nnprune.workflows.evaluate import evaluate_checkpoint  # noqa: E402
 from nnprune.workflows.fill import FillInit  # noqa: E402
 from nnprune.workflows.fine_prune import PRUNE_SUBDIR, FinePruneArgs, fine_prune  # noqa: E402
 from nnprune.workflows.options import TrainingOptions  # noqa: E402
-from nnprune.workflows.prune import PruneArgs, prune  # noqa: E402
+from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune  # noqa: E402
 from nnprune.workflows.speed import run_speed  # noqa: E402
 from nnprune.workflows.training import (checkpoint_folders, has_complete_checkpoint,  # noqa: E402
                                         load_tokenizer)
@@ -299,11 +299,11 @@ def run_one_shot(b: Budget, ctx: "Context", out: Path, target: float, seed: int)
     resume = (out / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_complete_checkpoint(out)
     res = prune(PruneArgs(
         checkpoint=b.dense, task=b.task, output_dir=out, target_speedup=target,
-        calibration_samples=b.calibration_samples, batch_size=b.batch_size,
-        max_seq_length=b.max_seq_length, seed=seed,
-        data_dir=Path(b.data_dir) if b.data_dir else None, max_eval_samples=b.max_eval_samples,
-        speed_probe=False, then_fill=b.steps, learning_rate=b.learning_rate,
-        save_steps=ctx.save_steps, resume=resume, overwrite=not resume,
+        calibration_samples=b.calibration_samples, speed_probe=False, then_fill=b.steps,
+        training=replace(PRUNE_TRAINING, batch_size=b.batch_size, max_seq_length=b.max_seq_length,
+                         seed=seed, data_dir=Path(b.data_dir) if b.data_dir else None,
+                         max_eval_samples=b.max_eval_samples, learning_rate=b.learning_rate,
+                         save_steps=ctx.save_steps, resume=resume, overwrite=not resume),
         latency=ctx.setting, latency_table=ctx.latency_table))
     m = res.main_metric
     return Trained((res.metrics_filled or {})[m], str(out), res.seconds.get("fill"),

@@ -1,6 +1,7 @@
-"""``key=value`` settings for typed dataclasses: the one parser behind ``--set`` (pruning config
-fields), ``--task-option`` (task settings such as summarization's generation settings) and config
-files.
+"""Typed settings: the ``key=value`` parser behind ``--set`` (pruning config fields),
+``--task-option`` (task settings such as summarization's generation settings) and config files;
+the flag spelling of a dataclass field as a command-line option (:func:`option_flag`); and
+:class:`TrainingOptions`, the training options every command that trains shares.
 
 Values are converted by the field's declared type, read with :func:`typing.get_type_hints`
 (``Optional[X]`` / ``X | None`` accept ``none``/``null``; ``bool`` accepts true/false, yes/no,
@@ -13,7 +14,9 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
 
@@ -31,6 +34,13 @@ def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, str]:
             raise NNPruneError(f"{option} expects key=value, got {item!r}")
         out[key.strip().replace("-", "_")] = value.strip()
     return out
+
+
+def option_flag(name: str, prefix: str = "") -> str:
+    """The command-line flag of the dataclass field ``name`` (``max_seq_length`` ->
+    ``--max-seq-length``; ``prefix`` ``latency_``: ``--latency-seq-len``): the one spelling the
+    CLI declares its options with and the model card rebuilds commands with."""
+    return "--" + (prefix + name).replace("_", "-")
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -88,4 +98,117 @@ def apply_assignments(obj: Any, values: dict[str, Any], *, what: str = "") -> An
     return dataclasses.replace(obj, **changes)
 
 
-__all__ = ["apply_assignments", "coerce", "field_types", "parse_assignments"]
+# ---------------------------------------------------------------------------- training options
+def _opt(default: Any, help: str, *, result: bool = False) -> Any:  # noqa: A002 - the CLI's word
+    """A field declaring an option; ``result``: it changes what the run computes (the model card
+    repeats it in the command that reproduces the run)."""
+    return field(default=default, metadata={"help": help, "result": result})
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to train: budget, optimiser, data, logging and checkpointing; shared by every command
+    that trains (``fine-prune``, ``fill``, the stages of ``hybrid-filled``, ``prune``'s
+    calibration and ``--then-fill``).
+
+    Each field declares its command-line option, once: type, default, flag (:meth:`flag`),
+    ``metadata["help"]`` and whether it changes what a run computes (``metadata["result"]``,
+    :meth:`result_options`: what the model card's reproduce command repeats). The CLI builds the
+    options from the fields (:func:`nnprune.cli.common.dataclass_options`); a command that gives
+    one another meaning or default (``prune``'s calibration batch size) says so where it takes
+    them (``nnprune.workflows.prune.PRUNE_TRAINING_HELP``), without declaring it again. Validated
+    once (``__post_init__``), recorded once (``to_dict``, in ``nnprune_config.json``). Frozen: a
+    workflow that needs another value (the fill stage's budget, the task's sequence length)
+    makes a copy with :func:`dataclasses.replace`. It lives with the other settings so that every
+    layer reads the same declarations: the workflows and the CLI (``nnprune.workflows.options``)
+    and the model card rebuilding a recorded command."""
+
+    epochs: float = _opt(1.0, "Training epochs (ignored with --max-steps).", result=True)
+    max_steps: Optional[int] = _opt(None, "Training steps; overrides --epochs.", result=True)
+    batch_size: int = _opt(32, "Per-device training batch size.", result=True)
+    eval_batch_size: Optional[int] = _opt(None, "Per-device evaluation batch size (default: --batch-size).")
+    learning_rate: float = _opt(3e-5, "Learning rate of the weights (mask scores, when pruning, use "
+                                      "mask_scores_learning_rate).", result=True)
+    warmup: float = _opt(0.1, "Learning-rate warm-up: a fraction of the steps (< 1) or a step count.",
+                         result=True)
+    weight_decay: float = _opt(0.0, "Weight decay of the weights (never of the mask scores).",
+                               result=True)
+    seed: int = _opt(42, "Random seed (data order, initialisation, dropout).", result=True)
+    data_seed: Optional[int] = _opt(None, "Seed of the training data order alone (default: --seed; "
+                                          "fill picks another one than the run it starts from).")
+    max_seq_length: Optional[int] = _opt(None, "Tokens per example (default: what the checkpoint was "
+                                               "trained with, else the task's: 128 GLUE, 384 SQuAD).",
+                                         result=True)
+    data_dir: Optional[Path] = _opt(None, "Task data folder: GLUE-style (train.tsv, dev.tsv) or SQuAD "
+                                          "JSON (train-v1.1.json, dev-v1.1.json).", result=True)
+    train_file: Optional[Path] = _opt(None, "Training file: tsv/csv/json/jsonl, or official SQuAD JSON.",
+                                      result=True)
+    validation_file: Optional[Path] = _opt(None, "Evaluation file: tsv/csv/json/jsonl, or official "
+                                                 "SQuAD JSON.", result=True)
+    max_train_samples: Optional[int] = _opt(None, "Use at most this many training examples.",
+                                            result=True)
+    max_eval_samples: Optional[int] = _opt(None, "Evaluate on at most this many examples.",
+                                           result=True)
+    logging_steps: int = _opt(50, "Log every N steps.")
+    save_steps: int = _opt(500, "Save a checkpoint (for --resume) every N steps.")
+    save_total_limit: int = _opt(2, "Keep at most this many checkpoint-* folders.")
+    eval_steps: Optional[int] = _opt(None, "Also evaluate every N steps (the model as it is being "
+                                           "trained: masks at the current threshold).")
+    resume: bool = _opt(False, "Continue from the last checkpoint in --output-dir.")
+    overwrite: bool = _opt(False, "Start again even if --output-dir holds checkpoints (their "
+                                  "folders are removed).")
+
+    def __post_init__(self) -> None:
+        for name in ("data_dir", "train_file", "validation_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        if self.max_steps is not None and self.max_steps < 1:
+            raise NNPruneError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.epochs <= 0:
+            raise NNPruneError(f"--epochs must be > 0, got {self.epochs}")
+        for name in ("batch_size", "logging_steps", "save_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise NNPruneError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_batch_size", "eval_steps", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise NNPruneError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.learning_rate <= 0:
+            raise NNPruneError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if self.warmup < 0 or self.weight_decay < 0:
+            raise NNPruneError("--warmup and --weight-decay must be >= 0")
+        if self.max_seq_length is not None and self.max_seq_length < 8:
+            raise NNPruneError(f"--max-seq-length must be >= 8, got {self.max_seq_length}")
+        if self.resume and self.overwrite:
+            raise NNPruneError("--resume continues a run and --overwrite starts it again: pass one")
+
+    @property
+    def order_seed(self) -> int:
+        """The seed that orders the training examples."""
+        return self.seed if self.data_seed is None else self.data_seed
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        """The command-line flag of field ``name`` (``--max-seq-length``)."""
+        if name not in cls.names():
+            raise KeyError(name)
+        return option_flag(name)
+
+    @classmethod
+    def result_options(cls) -> list[str]:
+        """The fields that change what a run computes, in declaration order (what a command
+        that reproduces the run must repeat; logging and checkpointing are left out)."""
+        return [f.name for f in fields(cls) if f.metadata.get("result")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values, as recorded in ``nnprune_config.json``."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+__all__ = ["TrainingOptions", "apply_assignments", "coerce", "field_types", "option_flag",
+           "parse_assignments"]

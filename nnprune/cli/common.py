@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -236,41 +236,78 @@ def task_options(items: Optional[Sequence[str]]) -> dict[str, str]:
     return parse_assignments(items or (), option="--task-option")
 
 
-def dataclass_options(cls: type, param: str, prefix: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator giving a command every field of the dataclass ``cls`` as an option (name with
-    ``prefix``, type, default and help from the dataclass: one source of truth), collected into
-    an instance passed as the command's ``param`` parameter."""
+def dataclass_options(cls: type, param: str, prefix: str = "", *,
+                      fields: Optional[Sequence[str]] = None,
+                      help: Optional[Mapping[str, str]] = None,  # noqa: A002 - typer's word
+                      base: Any = None,
+                      after: Optional[Mapping[str, Sequence[str]]] = None,
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator giving a command fields of the dataclass ``cls`` as options, collected into an
+    instance passed as the command's ``param`` parameter. Each option is the field's declaration
+    (one source of truth): flag (:func:`~nnprune.settings.option_flag`, with ``prefix``), type,
+    default and help.
+
+    A command that takes some of the fields only, or gives them its own meaning, says so here:
+    ``fields``, the fields it takes (default: all); ``help``, what a field means for this
+    command, instead of the field's own help; ``base``, an instance whose values are the defaults
+    (and what the fields it does not take keep); ``after``, ``{parameter: [fields]}``: those
+    options listed right after that parameter of the command (the others come last), so the
+    help reads in the command's own order."""
     import dataclasses
 
-    from nnprune.settings import field_types
+    from nnprune.settings import field_types, option_flag
+
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields) if fields is not None else list(declared)
+    unknown = [n for n in [*names, *(help or {}), *(n for g in (after or {}).values() for n in g)]
+               if n not in declared or n not in names]
+    if unknown:
+        raise TypeError(f"{cls.__name__} options {sorted(set(unknown))} are not fields it takes")
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(func)
         if param not in sig.parameters:
             raise TypeError(f"{func.__name__} has no {param!r} parameter")
         kinds = field_types(cls)
-        extra = []
-        for f in dataclasses.fields(cls):
-            annotation = Annotated[kinds[f.name], typer.Option(help=f.metadata.get("help"))]
-            extra.append(inspect.Parameter(prefix + f.name, inspect.Parameter.KEYWORD_ONLY,
-                                           default=f.default, annotation=annotation))
+        extra: dict[str, inspect.Parameter] = {}
+        for name in names:
+            f = declared[name]
+            text = (help or {}).get(name, f.metadata.get("help"))
+            flag = option_flag(name, prefix)
+            if kinds[name] is bool:  # typer's own spelling of a switch: --resume/--no-resume
+                flag += "/--no-" + flag[2:]
+            option = typer.Option(flag, help=text)
+            default = getattr(base, name) if base is not None else f.default
+            extra[name] = inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY,
+                                            default=default,
+                                            annotation=Annotated[kinds[name], option])
         # The command module may use ``from __future__ import annotations``: resolve its own
         # annotations in its globals, since typer reads them from this wrapper.
         params = [p.replace(annotation=eval(p.annotation, func.__globals__))  # noqa: S307
                   if isinstance(p.annotation, str) else p
                   for p in sig.parameters.values() if p.name != param]
-        clash = {p.name for p in params} & {p.name for p in extra}
+        clash = {p.name for p in params} & {p.name for p in extra.values()}
         if clash:
             raise TypeError(f"{func.__name__} redefines {cls.__name__} options {sorted(clash)}")
-        names = {p.name for p in extra}
+        placed = {n for group in (after or {}).values() for n in group}
+        ordered: list[inspect.Parameter] = []
+        for p in params:
+            ordered.append(p)
+            # among the command's own parameters, of their kind (a signature orders kinds)
+            ordered += [extra[n].replace(kind=p.kind) for n in (after or {}).get(p.name, ())]
+        ordered += [extra[n] for n in names if n not in placed]
+        if len(ordered) != len(params) + len(extra):
+            raise TypeError(f"{func.__name__} has no parameter {sorted(set(after or {}) - set(sig.parameters))}")
+        keys = {prefix + n for n in names}
 
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
-            values = {k[len(prefix):]: kwargs.pop(k) for k in list(kwargs) if k in names}
-            return func(*args, **{param: cls(**values)}, **kwargs)
+            values = {k[len(prefix):]: kwargs.pop(k) for k in list(kwargs) if k in keys}
+            value = dataclasses.replace(base, **values) if base is not None else cls(**values)
+            return func(*args, **{param: value}, **kwargs)
 
-        command.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params + extra}
+        command.__signature__ = sig.replace(parameters=ordered)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in ordered}
         del command.__wrapped__  # typer must read the new signature, not the wrapped one's
         return command
     return decorate
@@ -287,9 +324,9 @@ def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def latency_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Every field of :class:`~nnprune.measure.latency.LatencySetting` as a ``--latency-*``
     option, collected into the command's ``latency`` parameter."""
-    from nnprune.measure.latency import LatencySetting
+    from nnprune.measure.latency import LATENCY_OPTION_PREFIX, LatencySetting
 
-    return dataclass_options(LatencySetting, "latency", prefix="latency_")(func)
+    return dataclass_options(LatencySetting, "latency", prefix=LATENCY_OPTION_PREFIX)(func)
 
 
 # ------------------------------------------------------------------------------- help and commands

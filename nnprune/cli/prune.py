@@ -8,14 +8,31 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg, TaskOptionOpt,
-                                add_command, console, emit, latency_options, quiet_libraries,
-                                setting_text, stdout_for_json, task_options)
+                                add_command, console, dataclass_options, emit, latency_options,
+                                quiet_libraries, setting_text, stdout_for_json, task_options)
 
 if TYPE_CHECKING:
     from nnprune.measure.latency import LatencySetting
+    from nnprune.workflows.options import TrainingOptions
+
+
+def prune_training_options(func):
+    """The :class:`~nnprune.workflows.options.TrainingOptions` ``prune`` takes
+    (:data:`~nnprune.workflows.prune.PRUNE_TRAINING_HELP`: the options, what they mean here, with
+    prune's defaults), collected into the command's ``training`` parameter: the calibration's
+    after --tune-samples, the --then-fill stage's and the job's after --then-fill."""
+    from nnprune.workflows.options import TrainingOptions
+    from nnprune.workflows.prune import PRUNE_TRAINING, PRUNE_TRAINING_HELP
+
+    names = list(PRUNE_TRAINING_HELP)
+    split = names.index("learning_rate")
+    return dataclass_options(TrainingOptions, "training", fields=names, help=PRUNE_TRAINING_HELP,
+                             base=PRUNE_TRAINING, after={"tune_samples": names[:split],
+                                                         "then_fill": names[split:]})(func)
 
 
 @latency_options
+@prune_training_options
 def prune(
     checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint folder with the task's head (e.g. a dense fine-prune output).")],
     task: TaskArg,
@@ -24,21 +41,11 @@ def prune(
     target_flops: Annotated[Optional[float], typer.Option(help="Fraction of the dense FLOPs to keep, in (0, 1), e.g. 0.5.")] = None,
     calibration_samples: Annotated[int, typer.Option(help="Training examples that score the heads and FFN dimensions.")] = 2048,
     tune_samples: Annotated[int, typer.Option(help="Of those, examples the least-squares tuning reconstructs.")] = 256,
-    batch_size: Annotated[int, typer.Option(help="Calibration batch size.")] = 32,
-    max_seq_length: Annotated[Optional[int], typer.Option(help="Tokens per example (default: the checkpoint's training length, else the task's).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the calibration sample.")] = 42,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Task data folder (calibration from its train split, evaluation from its dev split).")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="Calibration file.")] = None,
-    validation_file: Annotated[Optional[Path], typer.Option(help="Evaluation file.")] = None,
-    max_eval_samples: Annotated[Optional[int], typer.Option(help="Evaluate on at most this many examples.")] = None,
+    training: "TrainingOptions" = None,  # type: ignore[assignment]
     rearrange: Annotated[bool, typer.Option(help="Re-choose the pruned units per layer with the layer's full Fisher block.")] = True,
     tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
     speed_probe: Annotated[bool, typer.Option(help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate of --then-fill.")] = 5e-5,
-    save_steps: Annotated[int, typer.Option(help="With --then-fill: save a checkpoint every N fill steps (for --resume).")] = 500,
-    resume: Annotated[bool, typer.Option(help="Continue a killed run in --output-dir: a pruned model it saved is not pruned again, and --then-fill continues from its last checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --output-dir.")] = False,
     task_option: TaskOptionOpt = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
     latency_table: LatencyTableOpt = None,
@@ -59,12 +66,9 @@ def prune(
     args = PruneArgs(
         checkpoint=checkpoint, task=task, output_dir=output_dir, target_speedup=target_speedup,
         target_flops=target_flops, calibration_samples=calibration_samples,
-        tune_samples=tune_samples, batch_size=batch_size, max_seq_length=max_seq_length,
-        seed=seed, data_dir=data_dir, train_file=train_file, validation_file=validation_file,
-        max_eval_samples=max_eval_samples, rearrange=rearrange, tune=tune,
-        speed_probe=speed_probe, then_fill=then_fill, learning_rate=learning_rate,
-        save_steps=save_steps, resume=resume, overwrite=overwrite,
-        task_options=task_options(task_option), latency=latency, latency_table=latency_table)
+        tune_samples=tune_samples, rearrange=rearrange, tune=tune, speed_probe=speed_probe,
+        then_fill=then_fill, training=training, task_options=task_options(task_option),
+        latency=latency, latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), console=console, disable=to_stdout or not console.is_terminal)

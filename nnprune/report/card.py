@@ -23,17 +23,19 @@ import logging
 import math
 import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
+from nnprune.measure.latency import LATENCY_OPTION_PREFIX, LatencySetting
 from nnprune.pruning_core.config import PruningConfig, RegularizationKind
 from nnprune.pruning_core.methods import METHODS
 from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, FinePruneResult,
                                              RunConfig, RunResults, Stage, read_config,
                                              read_results)
+from nnprune.settings import TrainingOptions, option_flag
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +80,6 @@ TASK_CARDS = {
     "summarization": TaskCard("summarization", "Summarization", None, None,
                               "the evaluation data", "validation"),
 }
-# Options that change a run's result, in the order the reproduce command lists them.
-_RESULT_OPTIONS = ("epochs", "max_steps", "batch_size", "learning_rate", "warmup", "weight_decay",
-                   "seed", "max_seq_length", "data_dir", "train_file", "validation_file",
-                   "max_train_samples", "max_eval_samples")
 _AUTO_CLASSES = (("ForSequenceClassification", "AutoModelForSequenceClassification"),
                  ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
                  ("ForTokenClassification", "AutoModelForTokenClassification"),
@@ -261,12 +259,14 @@ def _wrap_command(words: list[str], width: int = 96) -> str:
 
 
 def _training_args(record: CommandOptions) -> list[str]:
+    """The recorded training options that change the result (as their declarations say), with
+    their flags."""
     out: list[str] = []
-    for name in _RESULT_OPTIONS:
+    for name in TrainingOptions.result_options():
         v = record.value(name)
         if v is None or (name == "epochs" and record.value("max_steps") is not None):
             continue
-        out += [f"--{name.replace('_', '-')}", _arg(v)]
+        out += [TrainingOptions.flag(name), _arg(v)]
     for k, v in sorted(record.task_options.items()):
         out += ["--task-option", _q(f"{k}={v}")]
     return out
@@ -277,10 +277,10 @@ def _latency_args(record: CommandOptions) -> list[str]:
     if record.value("target_speedup") is None:
         return []
     out = ["--target-speedup", _arg(record.value("target_speedup"))]
-    defaults = {"device": "cpu", "dtype": "fp32", "batch_size": 1}
+    defaults = {f.name: f.default for f in fields(LatencySetting)}
     for k, v in (record.value("latency") or {}).items():
         if v is not None and defaults.get(k) != v:
-            out += [f"--latency-{k.replace('_', '-')}", _arg(v)]
+            out += [option_flag(k, LATENCY_OPTION_PREFIX), _arg(v)]
     if record.value("latency_table"):
         out += ["--latency-table", _q(record.value("latency_table"))]
     return out
@@ -305,7 +305,7 @@ def fine_prune_command(record: CommandOptions, task: Optional[str],
     words += _training_args(record)
     for name in ("fill_max_steps", "fill_epochs"):
         if record.value(name) is not None:
-            words += [f"--{name.replace('_', '-')}", _arg(record.value(name))]
+            words += [option_flag(name), _arg(record.value(name))]
             break
     return _wrap_command(words)
 

@@ -289,7 +289,7 @@ def _one_shot_then_fill(args: FinePruneArgs, task: TaskAdapter, choice: RouteCho
                         budget: Budget, pcfg: PruningConfig) -> FillResult:
     """:attr:`Route.ONE_SHOT`: ``nnprune prune`` into ``OUTPUT/prune``, then distil the
     compacted model from ``choice.teacher`` into ``OUTPUT`` for the whole budget."""
-    from nnprune.workflows.prune import PruneArgs, prune
+    from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune
 
     recipe = set(_file_settings(args)) - {"method", "teacher", "target_speedup"}
     unused = [name for name, given in (
@@ -301,14 +301,16 @@ def _one_shot_then_fill(args: FinePruneArgs, task: TaskAdapter, choice: RouteCho
                            "hybrid-filled to fine-prune with them")
     opts = args.training
 
+    # the run's data, sequence length, seed and batch size calibrate the cut
+    calibration = replace(PRUNE_TRAINING, **{name: getattr(opts, name) for name in (
+        "batch_size", "max_seq_length", "seed", "data_dir", "train_file", "validation_file",
+        "max_eval_samples", "overwrite", "resume")})
+
     def stage1(prune_dir: Path) -> None:
         prune(PruneArgs(  # every process: prune synchronises them itself
             checkpoint=args.model, task=args.task, output_dir=prune_dir,
-            target_speedup=pcfg.target_speedup, batch_size=opts.batch_size,
-            max_seq_length=opts.max_seq_length, seed=opts.seed, data_dir=opts.data_dir,
-            train_file=opts.train_file, validation_file=opts.validation_file,
-            max_eval_samples=opts.max_eval_samples, speed_probe=False,
-            overwrite=opts.overwrite, resume=opts.resume, task_options=args.task_options,
+            target_speedup=pcfg.target_speedup, speed_probe=False, training=calibration,
+            task_options=args.task_options,
             latency=args.latency.at(_latency_seq_len(args, task)),
             latency_table=args.latency_table))
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -46,6 +46,7 @@ from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, Post
                                              read_results, write_results)
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
+from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.training import (barrier, collate_first, from_main_process,
                                         has_complete_checkpoint, load_tokenizer)
 
@@ -58,12 +59,42 @@ MAX_BUDGET_ROUNDS = 6  # target_speedup: re-searches with a lower linear budget 
 BUDGET_SLACK = 0.005  # the table's prediction may exceed the budget by this fraction
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
+#: The :class:`TrainingOptions` ``prune`` takes (its command-line options), and what each means
+#: for it: the calibration's batch size, sequence length, seed and data, the evaluations' sample
+#: count, the ``--then-fill`` stage's learning rate and checkpoints, and resuming or replacing
+#: the whole job. Type, flag, default and validation are the options' own.
+PRUNE_TRAINING_HELP: dict[str, str] = {
+    "batch_size": "Calibration batch size.",
+    "max_seq_length": "Tokens per example (default: the checkpoint's training length, else the "
+                      "task's).",
+    "seed": "Seed of the calibration sample.",
+    "data_dir": "Task data folder (calibration from its train split, evaluation from its dev "
+                "split).",
+    "train_file": "Calibration file.",
+    "validation_file": "Evaluation file.",
+    "max_eval_samples": "Evaluate on at most this many examples.",
+    "learning_rate": "Learning rate of --then-fill.",
+    "save_steps": "With --then-fill: save a checkpoint every N fill steps (for --resume).",
+    "resume": "Continue a killed run in --output-dir: a pruned model it saved is not pruned "
+              "again, and --then-fill continues from its last checkpoint.",
+    "overwrite": "Replace a non-empty --output-dir.",
+}
+#: ``prune``'s defaults of them: the --then-fill stage is short, and learns faster than a run
+PRUNE_TRAINING = TrainingOptions(learning_rate=5e-5)
+
 
 @dataclass(frozen=True)
 class PruneArgs:
     """One post-training pruning job. Exactly one of ``target_speedup`` (speedup of the whole
     forward at the ``latency`` setting, > 1, predicted by the machine's latency table) and
-    ``target_flops`` (fraction of the dense FLOPs to keep, in (0, 1))."""
+    ``target_flops`` (fraction of the dense FLOPs to keep, in (0, 1)).
+
+    ``training``: the calibration data (``batch_size``, ``max_seq_length``: ``None`` for the
+    checkpoint's training length, else the task's; ``seed``, the data files), the evaluations'
+    ``max_eval_samples``, the options of the ``then_fill`` stage (``learning_rate``,
+    ``save_steps``, ...) and ``resume`` / ``overwrite``: with ``resume`` a pruned model already
+    saved (its results recorded) is not pruned again, and the fill stage continues from its last
+    complete checkpoint (:data:`PRUNE_TRAINING_HELP`)."""
 
     checkpoint: str
     task: str
@@ -72,25 +103,13 @@ class PruneArgs:
     target_flops: Optional[float] = None
     calibration_samples: int = 2048
     tune_samples: int = 256  # of the calibration examples, used by the least-squares tuning
-    batch_size: int = 32
-    max_seq_length: Optional[int] = None  # None: the checkpoint's training length, else the task's
-    seed: int = 42
-    data_dir: Optional[Path] = None
-    train_file: Optional[Path] = None
-    validation_file: Optional[Path] = None
-    max_eval_samples: Optional[int] = None
     rearrange: bool = True
     # least-squares tuning; None: the task's choice (TaskAdapter.prune_tune), measured per task:
     # it cost SST-2 0.5-1.3 points and gave the SQuAD v1.1 split 1.2 F1 at 1.5x (README)
     tune: Optional[bool] = None
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
-    learning_rate: float = 5e-5  # of the fill stage
-    save_steps: int = 500  # of the fill stage: a checkpoint every N steps, for resume
-    # a killed job again: a pruned model already saved (its results recorded) is not pruned
-    # again, and the fill stage continues from its last complete checkpoint
-    resume: bool = False
-    overwrite: bool = False
+    training: TrainingOptions = PRUNE_TRAINING
     task_options: dict[str, str] = field(default_factory=dict)
     # where the speed counts (target_speedup and the speed probe); its default sequence length
     # is the calibration one
@@ -111,19 +130,19 @@ class PruneArgs:
         if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
             raise NNPruneError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES} (Fisher "
                                f"estimates from fewer examples are noise), got {self.calibration_samples}")
-        if self.tune_samples < 1 or self.batch_size < 1:
-            raise NNPruneError("--tune-samples and --batch-size must be >= 1")
+        if self.tune_samples < 1:
+            raise NNPruneError(f"--tune-samples must be >= 1, got {self.tune_samples}")
         if self.then_fill is not None and self.then_fill < 1:
             raise NNPruneError(f"--then-fill takes a number of steps >= 1, got {self.then_fill}")
-        if self.save_steps < 1:
-            raise NNPruneError(f"--save-steps must be >= 1, got {self.save_steps}")
-        if self.resume and self.overwrite:
-            raise NNPruneError("--resume continues a run and --overwrite starts it again: pass one")
-
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+        """JSON-ready values, as recorded (``post_training.options``): the options ``prune``
+        takes, flat."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        out["latency"] = self.latency.to_dict()
+        training = self.training.to_dict()
+        out.update({name: training[name] for name in PRUNE_TRAINING_HELP})
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
 
 
 def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitCosts:
@@ -149,11 +168,12 @@ def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitC
 
 def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: PruneArgs,
                         max_seq_length: int) -> list[dict[str, Any]]:
-    """``args.calibration_samples`` training examples (shuffled with ``args.seed``), tokenized
-    and collated into batches of ``args.batch_size``."""
+    """``args.calibration_samples`` training examples (shuffled with the training options'
+    ``seed``), tokenized and collated into batches of their ``batch_size``."""
+    opts = args.training
     data = task.load_data(tokenizer, DataArgs(
-        data_dir=args.data_dir, train_file=args.train_file, validation_file=args.validation_file,
-        max_train_samples=args.calibration_samples, max_seq_length=max_seq_length, seed=args.seed))
+        data_dir=opts.data_dir, train_file=opts.train_file, validation_file=opts.validation_file,
+        max_train_samples=args.calibration_samples, max_seq_length=max_seq_length, seed=opts.seed))
     ds = data.train
     if ds is None or len(ds) < MIN_CALIBRATION_SAMPLES:
         raise NNPruneError(f"only {0 if ds is None else len(ds)} calibration examples; "
@@ -163,20 +183,21 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
                        args.calibration_samples)
     keep = [c for c in ds.column_names if c in model_inputs(model, dict.fromkeys(ds.column_names))
             or c in ("label", "labels", "label_ids")]
-    return collate_first(ds.select_columns(keep), data.data_collator, len(ds), args.batch_size)
+    return collate_first(ds.select_columns(keep), data.data_collator, len(ds), opts.batch_size)
 
 
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     """Run the whole post-training pruning job (see the module doc)."""
     src = check_dir(args.checkpoint)
     out = args.output_dir
-    if out.exists() and any(out.iterdir()) and not (args.overwrite or args.resume):
+    resume = args.training.resume
+    if out.exists() and any(out.iterdir()) and not (args.training.overwrite or resume):
         raise NNPruneError(f"{out} is not empty; pass --overwrite to replace it or --resume to "
                            "continue the run that wrote it")
     if out.resolve() == src.resolve():
         raise NNPruneError("--output-dir must differ from the checkpoint")
     save_to = out / PRUNE_SUBDIR if args.then_fill else out
-    saved = saved_result(save_to) if args.resume else None
+    saved = saved_result(save_to) if resume else None
     barrier()  # every process has checked OUTPUT before the main one writes there
     if saved is not None:
         logger.info("--resume: %s already holds the pruned model; it is not pruned again", save_to)
@@ -208,17 +229,11 @@ def saved_result(folder: Path) -> Optional[PruneResult]:
 def _fill(args: PruneArgs, src: Path, pruned: Path, seq_len: int) -> dict[str, float]:
     """``then_fill``: distil the compacted model in ``pruned`` from ``src`` into OUTPUT."""
     from nnprune.workflows.fill import FillArgs, fill
-    from nnprune.workflows.options import TrainingOptions
 
     out = args.output_dir
-    resume = args.resume and has_complete_checkpoint(out)
-    opts = TrainingOptions(max_steps=args.then_fill, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, seed=args.seed,
-                           max_seq_length=seq_len, data_dir=args.data_dir,
-                           train_file=args.train_file, validation_file=args.validation_file,
-                           max_eval_samples=args.max_eval_samples, save_steps=args.save_steps,
-                           logging_steps=max(1, args.then_fill // 10), resume=resume,
-                           overwrite=args.overwrite)
+    resume = args.training.resume and has_complete_checkpoint(out)
+    opts = replace(args.training, max_steps=args.then_fill, max_seq_length=seq_len,
+                   logging_steps=max(1, args.then_fill // 10), resume=resume)
     return fill(FillArgs(checkpoint=pruned, task=args.task, output_dir=out, teacher=str(src),
                          reinit_std=0.0, task_options=args.task_options, training=opts)).metrics
 
@@ -247,7 +262,8 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
         unpatch_model(model, apply_masks=True)
     model.eval()
     groups = mask_groups(model)
-    seq_len = args.max_seq_length or training_max_seq_length(src) or task.default_max_seq_length
+    seq_len = (args.training.max_seq_length or training_max_seq_length(src)
+               or task.default_max_seq_length)
     flops = unit_costs(model, groups, seq_len)
     heads_total = sum(g.size for g in groups if g.is_heads)
     dims_total = sum(g.size for g in groups if not g.is_heads)
@@ -266,8 +282,8 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
         costs, budget = flops, full * args.target_flops
     phase("load")
 
-    eval_kw = dict(data_dir=args.data_dir, validation_file=args.validation_file,
-                   max_eval_samples=args.max_eval_samples, max_seq_length=seq_len,
+    eval_kw = dict(data_dir=args.training.data_dir, validation_file=args.training.validation_file,
+                   max_eval_samples=args.training.max_eval_samples, max_seq_length=seq_len,
                    task_options=args.task_options)
     before = evaluate_checkpoint(args.task, src, **eval_kw).metrics
     phase("evaluate dense")
@@ -422,4 +438,5 @@ def _first_examples(batches: list[dict[str, Any]], n: int) -> list[dict[str, Any
     return out
 
 
-__all__ = ["PruneArgs", "PruneResult", "prune", "unit_costs"]
+__all__ = ["PRUNE_TRAINING", "PRUNE_TRAINING_HELP", "PruneArgs", "PruneResult", "prune",
+           "unit_costs"]

@@ -82,3 +82,71 @@ def test_task_help_names_every_registered_task():
 
     missing = [name for name in TASKS.names() if name not in TASK_HELP]
     assert not missing, f"cli.common.TASK_HELP does not name {missing}"
+
+
+def _options(command: str) -> dict:
+    """The click options of ``nnprune COMMAND`` by parameter name."""
+    import typer
+
+    from nnprune.cli.main import app
+
+    click_cmd = typer.main.get_command(app).commands[command]
+    return {p.name: p for p in click_cmd.params}
+
+
+def test_prune_takes_the_training_options_as_declared_with_its_own_help_and_defaults():
+    """``prune``'s calibration / fill options are TrainingOptions' (flag, type, validation) with
+    what they mean for prune and prune's defaults, declared once (PRUNE_TRAINING_HELP)."""
+    import dataclasses
+
+    from nnprune.workflows.options import TrainingOptions
+    from nnprune.workflows.prune import PRUNE_TRAINING, PRUNE_TRAINING_HELP
+
+    options = _options("prune")
+    for name, text in PRUNE_TRAINING_HELP.items():
+        opt = options[name]
+        assert opt.opts[0] == TrainingOptions.flag(name) and opt.help == text
+        assert opt.default == getattr(PRUNE_TRAINING, name)
+    assert options["learning_rate"].default == 5e-5 and TrainingOptions().learning_rate == 3e-5
+    assert options["resume"].secondary_opts == ["--no-resume"]
+    assert "warmup" not in options and "epochs" not in options  # what prune does not take
+    # fine-prune takes every one, with the declaration's own help
+    fine = _options("fine-prune")
+    for f in dataclasses.fields(TrainingOptions):
+        assert fine[f.name].opts[0] == TrainingOptions.flag(f.name)
+        assert fine[f.name].help == f.metadata["help"]
+
+
+def test_prune_cli_builds_the_training_options_it_was_given(tmp_path, monkeypatch):
+    import nnprune.workflows.prune as workflow
+    from nnprune.cli.main import app
+
+    seen = {}
+
+    def fake(args, progress=None):
+        seen["args"] = args
+        raise SystemExit(0)
+
+    monkeypatch.setattr(workflow, "prune", fake)
+    CliRunner().invoke(app, ["prune", "ckpt", "sst2", "--output-dir", str(tmp_path / "o"),
+                             "--target-flops", "0.5", "--batch-size", "8", "--learning-rate",
+                             "1e-4", "--resume", "--save-steps", "7"])
+    training = seen["args"].training
+    assert (training.batch_size, training.learning_rate, training.resume, training.save_steps) == (
+        8, 1e-4, True, 7)
+    assert training.warmup == 0.1 and training.max_seq_length is None  # defaults kept
+
+
+def test_the_cards_reproduce_flags_are_the_declared_ones():
+    from nnprune.pruning_core.run_record import CommandOptions
+    from nnprune.report.card import fine_prune_command
+    from nnprune.workflows.options import TrainingOptions
+
+    record = {name: 7 for name in TrainingOptions.result_options()}
+    record.update(method="hybrid", target_speedup=2.0, latency={"seq_len": 64, "threads": 1},
+                  fill_max_steps=5)
+    words = fine_prune_command(CommandOptions(record), "sst2", "m").replace("\\\n", " ").split()
+    flags = {w for w in words if w.startswith("--")}
+    fine = {o for p in _options("fine-prune").values() for o in p.opts}
+    assert flags <= fine, flags - fine
+    assert {TrainingOptions.flag(n) for n in TrainingOptions.result_options()} - {"--epochs"} <= flags

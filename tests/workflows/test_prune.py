@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.checkpoint import load_model, read_state_dict
-from nnprune.workflows.prune import PruneArgs, prune
+from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune
+
+
+def _args(**kw) -> PruneArgs:
+    """``PruneArgs`` from flat keywords: the training options among them go to ``training``,
+    on prune's defaults."""
+    names = set(PRUNE_TRAINING.names())
+    training = replace(PRUNE_TRAINING, **{k: kw.pop(k) for k in list(kw) if k in names})
+    return PruneArgs(training=training, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,7 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
 
     model_dir, data = setup
     out = tmp_path / "pruned"
-    result = prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out,
+    result = prune(_args(checkpoint=str(model_dir), task="sst2", output_dir=out,
                              target_flops=0.5, data_dir=data, calibration_samples=64,
                              max_seq_length=32, speed_probe=False))
     # the FLOP target: the whole forward (batch 1, 32 tokens) at most half the dense one
@@ -79,7 +87,7 @@ def test_target_speedup_is_met_by_the_latency_table(setup, tmp_path):
     table.write_text(json.dumps(LatencyTable(table_key(load_config(str(model_dir)), setting),
                                              lm).to_dict()))
     out = tmp_path / "pruned"
-    result = prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out,
+    result = prune(_args(checkpoint=str(model_dir), task="sst2", output_dir=out,
                              target_speedup=2.0, data_dir=data, calibration_samples=64,
                              max_seq_length=32, latency=setting, latency_table=table,
                              speed_probe=False))
@@ -134,11 +142,11 @@ def test_a_checkpoint_without_a_task_head_or_with_too_little_data_is_refused(set
     AutoModel.from_config(tiny_config("bert")).save_pretrained(base)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(base)
     with pytest.raises(NNPruneError, match="needs a \\*ForSequenceClassification head"):
-        prune(PruneArgs(checkpoint=str(base), task="sst2", output_dir=tmp_path / "o1",
+        prune(_args(checkpoint=str(base), task="sst2", output_dir=tmp_path / "o1",
                         target_speedup=2.0, data_dir=data, calibration_samples=64))
     small = write_toy_sst2(tmp_path / "small", n_train=20, n_dev=8)
     with pytest.raises(NNPruneError, match="only 20 calibration examples"):
-        prune(PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=tmp_path / "o2",
+        prune(_args(checkpoint=str(model_dir), task="sst2", output_dir=tmp_path / "o2",
                         target_speedup=2.0, data_dir=small, calibration_samples=64,
                         max_seq_length=32))
 
@@ -163,7 +171,7 @@ def test_the_task_chooses_the_least_squares_tuning_by_default():
 def test_then_fill_killed_mid_fill_resumes_where_an_unbroken_run_ends(setup, tmp_path):
     model_dir, data = setup
     out = tmp_path / "run"
-    args = PruneArgs(checkpoint=str(model_dir), task="sst2", output_dir=out, target_flops=0.6,
+    args = _args(checkpoint=str(model_dir), task="sst2", output_dir=out, target_flops=0.6,
                      data_dir=data, calibration_samples=48, max_seq_length=32, batch_size=8,
                      speed_probe=False, then_fill=4, save_steps=2)
     full = prune(args)
@@ -173,8 +181,8 @@ def test_then_fill_killed_mid_fill_resumes_where_an_unbroken_run_ends(setup, tmp
     with pytest.raises(NNPruneError, match="not empty; pass --overwrite .* or --resume"):
         prune(args)
     with pytest.raises(NNPruneError, match="--resume continues a run and --overwrite"):
-        replace(args, resume=True, overwrite=True)
-    resumed = prune(replace(args, resume=True))
+        replace(args, training=replace(args.training, resume=True, overwrite=True))
+    resumed = prune(replace(args, training=replace(args.training, resume=True)))
     # the pruned model was not made again; the fill went on from step 2 to where it ends
     assert (out / "prune" / "model.safetensors").stat().st_mtime_ns == pruned_at
     assert resumed.metrics_after == full.metrics_after
@@ -198,10 +206,12 @@ def test_prune_then_fill_under_torchrun(setup, tmp_path):
         "import json, os\n"
         "from pathlib import Path\n"
         "from nnprune.measure.latency import LatencySetting\n"
-        "from nnprune.workflows.prune import PruneArgs, prune\n"
+        "from dataclasses import replace\n"
+        "from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune\n"
         f"r = prune(PruneArgs(checkpoint={str(model_dir)!r}, task='sst2', output_dir=Path({str(out)!r}),\n"
-        f"    target_speedup=1.5, data_dir=Path({str(data_dir)!r}), calibration_samples=32,\n"
-        "    batch_size=4, max_seq_length=16, then_fill=2, latency_table=" + repr(table) + ",\n"
+        f"    target_speedup=1.5, training=replace(PRUNE_TRAINING, data_dir=Path({str(data_dir)!r}),\n"
+        "    batch_size=4, max_seq_length=16), calibration_samples=32,\n"
+        "    then_fill=2, latency_table=" + repr(table) + ",\n"
         "    latency=LatencySetting(batch_size=1, seq_len=16, threads=1)))\n"
         "d = r.to_dict()\n"
         "d['has_model'] = r.model is not None\n"
