@@ -553,7 +553,7 @@ def read_config(folder: "str | Path") -> Optional[RunConfig]:
         return None
     try:
         return RunConfig.from_dict(data, "run config")
-    except RecordError as exc:
+    except NNPruneError as exc:  # a RecordError, or a config's or an enum's own check
         raise NNPruneError(f"{path} is not a valid nnprune run config: {exc}") from None
 
 
@@ -571,7 +571,7 @@ def read_results(folder: "str | Path") -> Optional[RunResults]:
         return None
     try:
         return results_from_dict(data)
-    except RecordError as exc:
+    except NNPruneError as exc:
         raise NNPruneError(f"{path} is not a valid nnprune results file: {exc}") from None
 
 

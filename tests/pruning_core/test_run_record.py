@@ -116,6 +116,8 @@ def test_a_newer_schema_is_refused_and_unknown_keys_are_kept(tmp_path):
     ('{"masked": true}', "a masked checkpoint's record needs its pruning config"),
     ('{"pruning": {"method": "x", "bogus": 1}}', r"unknown pruning config key\(s\): bogus"),
     ('{"stages": [{"checkpoint": "c"}]}', r"run config.stages\[0\] has no 'stage'"),
+    ('{"stages": [{"stage": "grow"}]}', r"nnprune_config.json is not a valid nnprune run config: "
+                                        r"unknown run config.stages\[0\].stage 'grow'"),
     ('{"results": {"main_metric": "a", "metrics_before": 3}}',
      "run config.results.metrics_before must be a mapping"),
 ])
