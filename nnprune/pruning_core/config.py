@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
+from nnprune.pruning_core.binarizers import Binarizer, BinarizerKind, binarizer_for
 from nnprune.settings import apply_assignments, parse_assignments
 
 # The run record's files (their types: nnprune.pruning_core.run_record)
@@ -23,17 +24,6 @@ RESULTS_FILE = "nnprune_results.json"  # the metrics fine-prune / fill / prune w
 # nnprune_config.json key of the latency table a target_speedup run cut its masks with ({"model":
 # LatencyModel.to_dict(), ...}): a masked checkpoint needs it to rebuild its masks
 LATENCY_KEY = "latency_table"
-
-
-class BinarizerKind(str, Enum):
-    """How mask scores become a (0/1) mask."""
-
-    NONE = "none"  # no pruning (dense fine-tuning baseline)
-    TOPK = "topk"  # keep the top fraction of scores (movement pruning)
-    THRESHOLD = "threshold"  # keep scores above a threshold
-    SIGMOID_THRESHOLD = "sigmoid_threshold"  # keep sigmoid(scores) above a threshold (soft movement)
-    L0 = "l0"  # hard-concrete gates (Louizos et al.), deterministic at eval
-    MAGNITUDE = "magnitude"  # keep the blocks of largest mean |W|, no learned scores
 
 
 class StructureKind(str, Enum):
@@ -181,18 +171,9 @@ class PruningConfig:
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"target density must be in (0, 1], got {self.target_density}")
         check_speedup_target(self.target_speedup, self.target_density)
-        if self.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
-            for name in ("initial_threshold", "final_threshold"):
-                v = getattr(self, name)
-                if not 0 < v <= 1:
-                    raise NNPruneError(
-                        f"{name} is the fraction of weights kept by {self.binarizer.value}; "
-                        f"it must be in (0, 1], got {v}")
-        if self.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
-            for name in ("initial_threshold", "final_threshold"):
-                v = getattr(self, name)
-                if not 0 <= v < 1:
-                    raise NNPruneError(f"{name} for sigmoid_threshold must be in [0, 1), got {v}")
+        binarizer = self.binarizer_rules
+        for name in ("initial_threshold", "final_threshold"):
+            binarizer.check_threshold(name, getattr(self, name))
         for name in ("initial_warmup", "final_warmup"):
             if not _is_fraction_or_steps(getattr(self, name)):
                 raise NNPruneError(
@@ -210,14 +191,13 @@ class PruningConfig:
         if self.alpha_ce + self.alpha_teacher <= 0:
             raise NNPruneError("alpha_ce + alpha_teacher must be > 0")
         if self.target_density is not None and self.prunes:
-            if self.binarizer in (BinarizerKind.TOPK, BinarizerKind.MAGNITUDE):
+            if binarizer.keep_fraction:  # the density is its final keep fraction
                 self.final_threshold = self.target_density
             elif self.regularization is RegularizationKind.NONE:
                 raise NNPruneError(
                     f"--target-density needs a topk/magnitude binarizer or a regularization; "
                     f"method {self.method!r} has binarizer {self.binarizer.value} and none")
-        if self.target_speedup is not None and self.prunes and self.binarizer not in (
-                BinarizerKind.THRESHOLD, BinarizerKind.SIGMOID_THRESHOLD):
+        if self.target_speedup is not None and self.prunes and not binarizer.global_score_cut:
             raise NNPruneError(
                 f"--target-speedup cuts the mask scores at a latency budget, which needs a "
                 f"threshold binarizer (methods struct, hybrid, hybrid-filled, hybrid-nt, block, "
@@ -225,12 +205,18 @@ class PruningConfig:
 
     # ------------------------------------------------------------------ helpers
     @property
+    def binarizer_rules(self) -> Binarizer:
+        """What the binarizer choice means (:func:`~nnprune.pruning_core.binarizers.binarizer_for`)."""
+        return binarizer_for(self.binarizer)
+
+    @property
     def prunes(self) -> bool:
-        return self.binarizer is not BinarizerKind.NONE
+        return self.binarizer_rules.prunes
 
     @property
     def uses_scores(self) -> bool:
-        return self.binarizer not in (BinarizerKind.NONE, BinarizerKind.MAGNITUDE)
+        """Whether the masks come from learned mask scores (not magnitude, not none)."""
+        return self.binarizer_rules.learns_scores
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

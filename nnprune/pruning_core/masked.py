@@ -21,9 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nnprune.errors import NNPruneError
-from nnprune.pruning_core import binarizers as B
 from nnprune.pruning_core.architectures import Role
-from nnprune.pruning_core.config import BinarizerKind, BlockSpec, ScoreInit, StructureKind
+from nnprune.pruning_core.binarizers import Binarizer, BinarizerKind, binarizer_for
+from nnprune.pruning_core.config import BlockSpec, ScoreInit, StructureKind
 
 
 def resolve_block(spec: BlockSpec, role: Role, out_features: int, in_features: int,
@@ -67,7 +67,7 @@ class MaskedLinear(nn.Linear):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 block_rows: int, block_cols: int, binarizer: BinarizerKind,
+                 block_rows: int, block_cols: int, binarizer: "BinarizerKind | Binarizer",
                  score_init: ScoreInit = ScoreInit.CONSTANT, score_init_scale: float = 0.0,
                  score_source: Optional["MaskedLinear"] = None, row_tiles: int = 1,
                  device=None, dtype=None) -> None:
@@ -78,7 +78,7 @@ class MaskedLinear(nn.Linear):
             raise ValueError(f"{row_tiles} sections of {block_rows}-row blocks do not divide "
                              f"{out_features} rows")
         self.grid = (out_features // (row_tiles * block_rows), in_features // block_cols)
-        self.binarizer = BinarizerKind(binarizer)
+        self.binarizer = binarizer_for(binarizer)
         # Current and final schedule values (keep fraction for topK/magnitude, else threshold).
         self.threshold = 1.0
         self.final_threshold = 1.0
@@ -89,7 +89,7 @@ class MaskedLinear(nn.Linear):
         object.__setattr__(self, "score_source", score_source)
         object.__setattr__(self, "partners", [])
         self._cached_mask: Optional[torch.Tensor] = None
-        if score_source is None and self.binarizer not in (BinarizerKind.MAGNITUDE,):
+        if score_source is None and self.binarizer.learns_scores:
             self.mask_scores = nn.Parameter(torch.empty(self.grid, device=device, dtype=dtype))
             init_scores(self.mask_scores, score_init, score_init_scale)
         else:
@@ -167,9 +167,7 @@ class MaskedLinear(nn.Linear):
 
     def score_tensor(self) -> torch.Tensor:
         """The tensor ranked by topK/global topK: learned scores, or block magnitudes."""
-        if self.binarizer is BinarizerKind.MAGNITUDE:
-            return self.magnitude_scores()
-        return self.mask_scores
+        return self.binarizer.scores(self)
 
     def block_mask(self, training: Optional[bool] = None) -> torch.Tensor:
         """The ``(R, C)`` mask at the current threshold (training) or the final one (eval).
@@ -181,29 +179,10 @@ class MaskedLinear(nn.Linear):
         training = self.training if training is None else training
         if self.score_source is not None:
             return self.score_source.block_mask(training).reshape(self.grid)
-        kind = self.binarizer
         level = self.threshold if training else self.final_threshold
-        if kind is BinarizerKind.MAGNITUDE:
-            scores = self.magnitude_scores()
-            if self.global_cutoff is not None:
-                return (scores >= self.global_cutoff).to(scores.dtype)
-            return B.topk_mask(scores, level)
-        s = self.mask_scores
-        if kind is BinarizerKind.L0:
-            return B.hard_concrete(s, training)
-        if self.global_cutoff is not None:
-            # A cut shared by all layers: global topK, or the target-density quantile of the
-            # threshold binarizers (see Pruner.quantile_masks).
-            hard = (s.detach() >= self.global_cutoff).to(s.dtype)
-        elif kind is BinarizerKind.TOPK:
-            hard = B.topk_mask(s, level)
-        elif kind is BinarizerKind.THRESHOLD:
-            hard = B.threshold_mask(s, level)
-        elif kind is BinarizerKind.SIGMOID_THRESHOLD:
-            hard = B.sigmoid_threshold_mask(s, level)
-        else:  # pragma: no cover - NONE layers are never built
-            raise ValueError(kind)
-        return B.straight_through(hard, s) if torch.is_grad_enabled() else hard
+        # global_cutoff: a cut shared by all layers (global topK, the target-density quantile or
+        # the latency cut of the threshold binarizers; see Pruner.uses_global_cutoff)
+        return self.binarizer.block_mask(self.score_tensor(), level, training, self.global_cutoff)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         src = self.score_source
@@ -229,9 +208,9 @@ class MaskedLinear(nn.Linear):
         stream (dropout, gates, data order) of the training. Every other mask is deterministic
         and the count is a whole number.
         """
-        if training and self.binarizer is BinarizerKind.L0:
+        if training and self.binarizer.stochastic:
             owner = self.score_source if self.score_source is not None else self
-            expected = B.l0_expected_density(owner.mask_scores.detach().float())
+            expected = self.binarizer.expected_keep(owner.mask_scores.detach().float())
             return float(expected.sum()) * self.block_size
         block = self.block_mask(training)
         return int((block != 0).sum()) * self.block_size
@@ -239,7 +218,7 @@ class MaskedLinear(nn.Linear):
     def extra_repr(self) -> str:
         tiles = f", row_tiles={self.row_tiles}" if self.row_tiles > 1 else ""
         return (f"{super().extra_repr()}, block={self.block_rows}x{self.block_cols}{tiles}, "
-                f"binarizer={self.binarizer.value}, shared={self.score_source is not None}")
+                f"binarizer={self.binarizer.kind.value}, shared={self.score_source is not None}")
 
 
 def init_scores(scores: torch.Tensor, kind: ScoreInit, scale: float) -> None:

@@ -12,7 +12,6 @@ density measurements and the density controller used by ``target_density``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -22,8 +21,9 @@ import torch.nn as nn
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core import binarizers as B
 from nnprune.pruning_core.architectures import LinearSite, Role, find_sites
-from nnprune.pruning_core.config import (LATENCY_KEY, BinarizerKind, PruningConfig,
-                                         RegularizationKind, StructureKind)
+from nnprune.pruning_core.binarizers import Binarizer
+from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, RegularizationKind,
+                                         StructureKind)
 from nnprune.pruning_core.latency_model import LatencyCut, LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear, resolve_block
 from nnprune.pruning_core.schedule import CubicSchedule
@@ -142,6 +142,11 @@ class Pruner:
     def mask_score_parameters(self) -> list[nn.Parameter]:
         return [p.layer.mask_scores for p in self.layers if p.layer.mask_scores is not None]
 
+    @property
+    def binarizer(self) -> Binarizer:
+        """What the config's binarizer choice means (:mod:`nnprune.pruning_core.binarizers`)."""
+        return self.config.binarizer_rules
+
     # ------------------------------------------------------------------ schedule
     @property
     def regularized(self) -> bool:
@@ -159,7 +164,7 @@ class Pruner:
         "threshold" is a keep fraction, not a score, so a controller would compare the scores
         with a meaningless cut: its lambda keeps the plain ramp."""
         return (self.has_target and self.regularized
-                and self.config.binarizer is not BinarizerKind.TOPK)
+                and self.binarizer.reaches_density_by_regularization)
 
     def use_latency(self, model: LatencyModel) -> None:
         """Cut the masks in latency units (``config.target_speedup``): the global cutoff keeps the
@@ -278,18 +283,13 @@ class Pruner:
 
     def _score_cut(self, layer: MaskedLinear) -> float:
         """The layer's final threshold in score units (its logit for the sigmoid binarizer)."""
-        cut = layer.final_threshold
-        if self.config.binarizer is BinarizerKind.SIGMOID_THRESHOLD:
-            cut = math.log(max(cut, 1e-6) / (1 - cut))
-        return cut
+        return self.binarizer.score_cut(layer.final_threshold)
 
     def soft_keep(self, layer: MaskedLinear, scores: torch.Tensor) -> torch.Tensor:
         """Per-score soft "kept" value in [0, 1] against the *final* cut:
         ``sigmoid((s - cut) / SOFT_WIDTH)`` with ``cut`` the final threshold (its logit for the
         sigmoid binarizer), or P(gate != 0) for L0. Differentiable."""
-        if self.config.binarizer is BinarizerKind.L0:
-            return B.l0_expected_density(scores)
-        return torch.sigmoid((scores - self._score_cut(layer)) / SOFT_WIDTH)
+        return self.binarizer.soft_keep(scores, self._score_cut(layer), SOFT_WIDTH)
 
     @torch.no_grad()
     def _weighted_mean(self, per_score) -> float:
@@ -318,14 +318,13 @@ class Pruner:
         """Target-density mode of the threshold binarizers: masks keep the global score
         quantile at the scheduled density, so the density is exact; lambda is adapted so that
         this cut sits at the method's nominal threshold (see :meth:`_update_controller`)."""
-        return (self.has_target and bool(self.layers)
-                and self.config.binarizer in (BinarizerKind.THRESHOLD,
-                                              BinarizerKind.SIGMOID_THRESHOLD))
+        return self.has_target and bool(self.layers) and self.binarizer.global_score_cut
 
     @property
     def uses_global_cutoff(self) -> bool:
-        global_topk = self.config.global_topk and self.config.binarizer in (
-            BinarizerKind.TOPK, BinarizerKind.MAGNITUDE)
+        """Every layer's masks at one score cut: global topK (a keep-fraction binarizer ranking
+        all layers' scores together), or the quantile / latency cut of a target."""
+        global_topk = self.config.global_topk and self.binarizer.keep_fraction
         return global_topk or self.quantile_masks
 
     def finalize(self) -> None:
