@@ -72,6 +72,11 @@ _LAZY = {
     "SpeedReport": "nnprune.measure.timing",
     # errors
     "NNPruneError": "nnprune.errors",
+    # --- names the commands need (cli/, evaluate, fill, speed): helper-3 adds here
+    # --- end of the commands' block
+    # --- names the training / prune workflows need: the lead adds here
+    "check_prune_targets": "nnprune.api.post_training",
+    # --- end of the workflows' block
 }
 
 

@@ -236,17 +236,7 @@ ENGINE_IMPORTS_LEFT: dict[str, set[str]] = {
         "nnprune.pruning_core.methods",
         "nnprune.pruning_core.run_record",
     },
-    "nnprune.workflows.prune": {
-        "nnprune.measure.flops",
-        "nnprune.measure.latency",
-        "nnprune.pruning_core.checkpoint",
-        "nnprune.pruning_core.compact",
-        "nnprune.pruning_core.config",
-        "nnprune.pruning_core.latency_model",
-        "nnprune.pruning_core.post_training",
-        "nnprune.pruning_core.pruner",
-        "nnprune.pruning_core.run_record",
-    },
+    "nnprune.workflows.prune": {"nnprune.pruning_core.checkpoint", "nnprune.pruning_core.run_record"},
     "nnprune.workflows.speed": {
         "nnprune.api.speed",
         "nnprune.measure.latency",

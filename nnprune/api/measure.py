@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from torch import nn
 
@@ -14,7 +14,7 @@ from nnprune.measure.counting import ParamCount
 from nnprune.measure.counting import count_parameters as _count_parameters
 from nnprune.measure.flops import FlopCount
 from nnprune.measure.flops import count_flops as _count_flops
-from nnprune.measure.latency import (LatencySetting, LatencyTable, check_table_fits,
+from nnprune.measure.latency import (LatencySetting, LatencyTable, check_table_fits, read_table,
                                      resolve_table)
 from nnprune.measure.latency import latency_table as _latency_table
 from nnprune.measure.timing import SpeedReport
@@ -48,14 +48,23 @@ def count_flops(model: nn.Module, batch_size: int = 1, seq_len: int = 128,
 
 def latency_table(model: "nn.Module | Any", *, batch_size: int = 1, seq_len: int = 128,
                   threads: Optional[int] = None, device: str = "cpu", dtype: str = "fp32",
-                  rebuild: bool = False, cache_dir: "str | Path | None" = None) -> LatencyTable:
+                  setting: Optional[LatencySetting] = None, path: "str | Path | None" = None,
+                  rebuild: bool = False, cache_dir: "str | Path | None" = None,
+                  budget_s: float = 30.0,
+                  progress: Optional[Callable[[int, int], None]] = None) -> LatencyTable:
     """How long one attention block takes by heads kept and one FFN by dimensions kept, measured
     on this machine for this setting (from the model's dense architecture: random weights, time
-    depends on shapes only), cached; what ``target_speedup`` prices masks with.
+    depends on shapes only), cached; what ``target_speedup`` prices masks with. Under a
+    distributed launch the main process measures it and every process gets its table.
 
     Args:
         model: a model or its config.
+        setting: the whole inference setting at once (instead of batch_size ... dtype).
+        path: a saved table (``to_dict()`` JSON, ``nnprune latency-table --json-file``) to read
+            instead, checked against the model's shapes.
         rebuild: measure again even if a cached table exists.
+        budget_s: about how long the measurement may take.
+        progress: ``progress(done, total)`` over the variants timed.
 
     Example::
 
@@ -64,10 +73,15 @@ def latency_table(model: "nn.Module | Any", *, batch_size: int = 1, seq_len: int
         json.dump(table.to_dict(), open("table.json", "w"))   # reuse: attach_masks(latency_table=...)
     """
     config = config_of(model)
-    setting = LatencySetting(device=device, dtype=dtype, batch_size=batch_size, seq_len=seq_len,
-                             threads=threads)
+    if path is not None:
+        table = read_table(path)
+        check_table_fits(table, config)
+        return table
+    setting = setting or LatencySetting(device=device, dtype=dtype, batch_size=batch_size,
+                                        seq_len=seq_len, threads=threads)
     return from_main_process(lambda: _latency_table(config, setting, cache_dir=cache_dir,
-                                                    rebuild=rebuild))
+                                                    rebuild=rebuild, budget_s=budget_s,
+                                                    progress=progress))
 
 
 def config_of(model: "nn.Module | Any") -> Any:

@@ -164,8 +164,15 @@ def _seq_len(batches: list[dict[str, Any]]) -> int:
     return int(ids.shape[1])
 
 
-def check_targets(target_speedup: Optional[float], target_flops: Optional[float]) -> None:
-    """One-line errors for anything but exactly one valid target."""
+def check_prune_targets(target_speedup: Optional[float], target_flops: Optional[float]) -> None:
+    """One-line :class:`~nnprune.NNPruneError` for anything but exactly one valid target of
+    :func:`prune` (what a script checks before it loads anything).
+
+    Example::
+
+        nnprune.check_prune_targets(target_speedup=2.0, target_flops=None)   # fine
+        nnprune.check_prune_targets(None, 1.5)   # NNPruneError: ... in (0, 1); got 1.5
+    """
     if (target_speedup is None) == (target_flops is None):
         raise NNPruneError("pass one target: --target-speedup S (e.g. 2) or --target-flops F "
                            "(fraction of the dense FLOPs to keep, e.g. 0.5)")
@@ -213,7 +220,7 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         result = nnprune.prune(model, batches, target_speedup=2.0)
         nnprune.save_pretrained(result.model, "model-2x", tokenizer=tokenizer)
     """
-    check_targets(target_speedup, target_flops)
+    check_prune_targets(target_speedup, target_flops)
     if any(isinstance(m, MaskedLinear) for m in model.modules()):
         raise NNPruneError("the model still has masked layers: detach them first "
                            "(FinePruning.detach() or nnprune.bertarize)")
@@ -292,4 +299,4 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         compaction=compaction, model=model)
 
 
-__all__ = ["PostTrainingResult", "prune", "unit_costs"]
+__all__ = ["PostTrainingResult", "check_prune_targets", "prune", "unit_costs"]

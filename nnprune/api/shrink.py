@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
-from nnprune.io_utils import atomic_directory
+from nnprune.pruning_core.checkpoint import save_checkpoint
 from nnprune.pruning_core.compact import (EXACT_TOLERANCE, CompactionReport, compact_exactly,
-                                          is_compacted, reinit_zeros, write_remote_code)
-from nnprune.pruning_core.config import PruningConfig, save_pruning_config
-from nnprune.pruning_core.masked import MaskedLinear
+                                          reinit_zeros)
+from nnprune.pruning_core.config import PruningConfig
 from nnprune.pruning_core.post_training import LossFn, model_inputs
 from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.pruning_core.run_record import RunConfig
 from nnprune.pruning_core.trainer import distillation_loss
 
 logger = logging.getLogger(__name__)
@@ -92,12 +92,13 @@ def compact(model: nn.Module, *, tokenizer: Any = None, ffn_multiple: int = 8) -
 
 def save_pretrained(model: nn.Module, directory: "str | Path", *, tokenizer: Any = None,
                     config: Optional[PruningConfig] = None,
-                    extra: Optional[dict[str, Any]] = None) -> Path:
+                    record: Optional[RunConfig] = None) -> Path:
     """Write ``model`` as a ``save_pretrained`` folder, atomically (a crash leaves the old folder
     or none, never half of one). A compacted model also gets ``nnprune_modeling.py`` and an
     ``auto_map``, so stock ``AutoModelFor...from_pretrained(dir, trust_remote_code=True)``
-    reloads it without nnprune; :func:`nnprune.load_pretrained` reloads any of them. A masked
-    model is saved with its scores (use :meth:`FinePruning.save` to keep its config too).
+    reloads it without nnprune; :func:`nnprune.load_pretrained` reloads any of them. ``config``
+    or ``record`` (how it was made) go to ``nnprune_config.json``; a masked model needs one of
+    them to reload with its masks (:meth:`FinePruning.save` passes its own).
 
     Example::
 
@@ -107,17 +108,7 @@ def save_pretrained(model: nn.Module, directory: "str | Path", *, tokenizer: Any
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise NNPruneError(f"{out} is a file; save_pretrained writes a folder")
-    masked = any(isinstance(m, MaskedLinear) for m in model.modules())
-    with atomic_directory(out) as tmp:
-        model.save_pretrained(str(tmp))
-        if is_compacted(model.config):
-            write_remote_code(model, tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        if config is not None or extra:
-            save_pruning_config(config or PruningConfig(method="custom", binarizer="none"), tmp,
-                                {"masked": masked, **(extra or {})})
-    return out
+    return save_checkpoint(model, out, config=config, tokenizer=tokenizer, record=record)
 
 
 def refill(model: nn.Module, std: Optional[float] = None, seed: int = 42) -> int:

@@ -18,29 +18,20 @@ side by side would disturb each other), the others wait for it; all of them eval
 
 from __future__ import annotations
 
-import copy
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
 from torch import nn
 
+import nnprune
+from nnprune import LatencySetting
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process
-from nnprune.measure.flops import flop_profile
-from nnprune.measure.latency import LatencySetting, resolve_table
-from nnprune.pruning_core.checkpoint import (CheckpointKind, check_dir, load_model,
-                                             read_config_json, save_checkpoint)
-from nnprune.pruning_core.compact import compact_exactly
-from nnprune.pruning_core.config import BinarizerKind, PruningConfig, check_speedup_target
-from nnprune.pruning_core.latency_model import LatencyModel
-from nnprune.pruning_core.post_training import (MaskGroup, UnitCosts, align_ffn, apply_masks,
-                                                fisher_information, mask_groups, model_inputs,
-                                                rearrange, search_masks, tune_layerwise)
-from nnprune.pruning_core.pruner import unpatch_model
+from nnprune.pruning_core.checkpoint import CheckpointKind, check_dir, load_model, read_config_json
 from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, PostTrainingRecord,
                                              PruneResult, RunConfig, latency_record,
                                              read_results, write_results)
@@ -52,11 +43,8 @@ from nnprune.workflows.training import (barrier, collate_first, from_main_proces
 
 logger = logging.getLogger(__name__)
 
-MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise
-FFN_MULTIPLE = 8  # FFN sizes kept by the search: multiples of 8 (fast CPU kernels, no padding)
+MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise (nnprune.prune's floor)
 PRUNE_SUBDIR = "prune"  # with then_fill: where the pruned (unfilled) model goes
-MAX_BUDGET_ROUNDS = 6  # target_speedup: re-searches with a lower linear budget (see _search)
-BUDGET_SLACK = 0.005  # the table's prediction may exceed the budget by this fraction
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 #: The :class:`TrainingOptions` ``prune`` takes (its command-line options), and what each means
@@ -120,13 +108,7 @@ class PruneArgs:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.latency_table is not None:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
-        if (self.target_speedup is None) == (self.target_flops is None):
-            raise NNPruneError("pass one target: --target-speedup S (e.g. 2) or --target-flops F "
-                               "(fraction of the dense FLOPs to keep, e.g. 0.5)")
-        check_speedup_target(self.target_speedup)
-        if self.target_flops is not None and not 0 < self.target_flops < 1:
-            raise NNPruneError(f"--target-flops is the fraction of FLOPs kept, in (0, 1); got "
-                               f"{self.target_flops}")
+        nnprune.check_prune_targets(self.target_speedup, self.target_flops)
         if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
             raise NNPruneError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES} (Fisher "
                                f"estimates from fewer examples are noise), got {self.calibration_samples}")
@@ -145,27 +127,6 @@ class PruneArgs:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in out.items()}
 
 
-def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitCosts:
-    """The FLOP model of ``speed`` / ``count-params`` (:mod:`nnprune.measure.flops`), read as a
-    cost per head and per FFN dimension at batch 1 x ``seq_len``. Refuses models whose heads (or
-    FFN dimensions) cost different FLOPs."""
-    profile = flop_profile(model)
-    full = profile.count(1, seq_len).total
-    heads = {g.key: g.size for g in groups if g.is_heads}
-    ffn = {g.key[:2]: g.size for g in groups if not g.is_heads}
-    head_costs, ffn_costs = set(), set()
-    for key, n in heads.items():
-        head_costs.add(round(full - profile.resized({key: n - 1}, {}).count(1, seq_len).total, 3))
-    for key, n in ffn.items():
-        ffn_costs.add(round(full - profile.resized({}, {key: n - 1}).count(1, seq_len).total, 3))
-    if len(head_costs) != 1 or len(ffn_costs) != 1:
-        raise NNPruneError("post-training pruning needs every head (and every FFN dimension) to "
-                           "cost the same FLOPs; this model's do not")
-    head, dim = head_costs.pop(), ffn_costs.pop()
-    fixed = full - head * sum(heads.values()) - dim * sum(ffn.values())
-    return UnitCosts(head, dim, fixed, seq_len)
-
-
 def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: PruneArgs,
                         max_seq_length: int) -> list[dict[str, Any]]:
     """``args.calibration_samples`` training examples (shuffled with the training options'
@@ -181,8 +142,8 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
     if len(ds) < args.calibration_samples:
         logger.warning("using the %d training examples there are (asked for %d)", len(ds),
                        args.calibration_samples)
-    keep = [c for c in ds.column_names if c in model_inputs(model, dict.fromkeys(ds.column_names))
-            or c in ("label", "labels", "label_ids")]
+    accepted = set(inspect.signature(model.forward).parameters)
+    keep = [c for c in ds.column_names if c in accepted or c in ("label", "labels", "label_ids")]
     return collate_first(ds.select_columns(keep), data.data_collator, len(ds), opts.batch_size)
 
 
@@ -257,29 +218,15 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
     loaded = load_model(src)
     if loaded.kind is CheckpointKind.COMPACTED:
         raise NNPruneError(f"{src} is already compacted; prune the fine-tuned model it came from")
-    model = loaded.model
-    if loaded.is_masked:
-        unpatch_model(model, apply_masks=True)
-    model.eval()
-    groups = mask_groups(model)
+    model = nnprune.bertarize(loaded.model).eval()  # a masked checkpoint: its masks baked in
     seq_len = (args.training.max_seq_length or training_max_seq_length(src)
                or task.default_max_seq_length)
-    flops = unit_costs(model, groups, seq_len)
-    heads_total = sum(g.size for g in groups if g.is_heads)
-    dims_total = sum(g.size for g in groups if not g.is_heads)
-    full = flops.total(heads_total, dims_total)
     tokenizer = load_tokenizer(str(src))
     batches = calibration_batches(task, tokenizer, model, args, seq_len)
-    n_examples = sum(int(b["input_ids"].shape[0]) for b in batches)
     setting = args.latency.at(seq_len)
     table = None  # after the data: a bad data folder is refused before a table is measured
     if args.target_speedup is not None:
-        # measured once (processes timing side by side disturb each other): one mask for all
-        table = from_main_process(lambda: resolve_table(model.config, setting, args.latency_table))
-        costs, budget = UnitCosts.from_latency(table.model, seq_len), table.model.budget_ms(
-            args.target_speedup)
-    else:
-        costs, budget = flops, full * args.target_flops
+        table = nnprune.latency_table(model, setting=setting, path=args.latency_table)
     phase("load")
 
     eval_kw = dict(data_dir=args.training.data_dir, validation_file=args.training.validation_file,
@@ -287,91 +234,59 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
                    task_options=args.task_options)
     before = evaluate_checkpoint(args.task, src, **eval_kw).metrics
     phase("evaluate dense")
+    tune = task.prune_tune if args.tune is None else args.tune
 
     def cut() -> dict[str, Any]:
-        """Score, search, tune, compact and save ``save_to``: what the main process alone does
-        under a distributed launch (the others wait for ``save_to``, then evaluate and fill it
-        with it); returns what every process reports."""
-        before_cut = set(seconds)
-        done = [0]
-
-        def scored(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress("score", done[0], n_examples)
-
-        importance = fisher_information(model, batches, groups, progress=scored)
-        phase("score")
-        kept = _search(importance, groups, costs, budget, args.rearrange,
-                       table.model if table is not None else None)
-        phase("search")
-        tune_report = None
-        tune = task.prune_tune if args.tune is None else args.tune
-        if tune:
-            dense = copy.deepcopy(model)
-            tuned = [0]
-
-            def tune_step(n: int) -> None:
-                tuned[0] += n
-                if progress is not None:
-                    progress("tune", tuned[0], len(groups))
-
-            tune_batches = _first_examples(batches, args.tune_samples)
-            tune_report = tune_layerwise(model, dense, groups, kept, tune_batches, progress=tune_step)
-            del dense
-        else:
-            apply_masks(model, groups, kept)
-        phase("tune")
-
-        _, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
-                                  refusal="nothing was written")
-        shape = _kept_shape(groups, kept, flops, table.model if table is not None else None)
+        """Prune (the public :func:`nnprune.prune`) and save ``save_to``: what the main process
+        alone does under a distributed launch (the others wait for ``save_to``, then evaluate
+        and fill it with it); returns what every process reports."""
+        done = nnprune.prune(model, batches, target_speedup=args.target_speedup,
+                             target_flops=args.target_flops, latency_table=table,
+                             seq_len=seq_len, rearrange_units=args.rearrange, tune=tune,
+                             tune_samples=args.tune_samples, tokenizer=tokenizer,
+                             progress=progress)
         post = PostTrainingRecord(
             method="fisher+search" + ("+rearrange" if args.rearrange else "")
                    + ("+lstsq" if tune else ""),
-            options=CommandOptions(args.to_dict()), calibration_examples=n_examples,
-            max_seq_length=seq_len, kept={g.label: kept[g.key] for g in groups},
-            flops={"before": full, "after": shape.flops}, predicted_speedup=shape.predicted,
-            speed_setting=setting.resolved().to_dict())
+            options=CommandOptions(args.to_dict()), calibration_examples=done.calibration_samples,
+            max_seq_length=seq_len, kept=done.kept,
+            flops={"before": done.flops_before, "after": done.flops_after},
+            predicted_speedup=done.predicted_speedup, speed_setting=setting.resolved().to_dict())
         record = RunConfig(
-            pruning=PruningConfig(method="post-training", binarizer=BinarizerKind.NONE),
+            pruning=nnprune.PruningConfig(method="post-training", binarizer="none"),
             task=args.task, base_model=str(src), post_training=post,
             training=CommandOptions({"max_seq_length": seq_len}),
             results=BeforePruning(main_metric=task.main_metric, metrics_before=before),
             latency_table=latency_record(table.to_dict()) if table is not None else None)
-        save_checkpoint(model, save_to, tokenizer=tokenizer, record=record)
-        phase("compact + save")
-        return {"shape": shape, "exactness": diff, "seconds": {
-            k: v for k, v in seconds.items() if k not in before_cut},
-            "tune_error": {} if tune_report is None else {
-                k: [tune_report.before[k], tune_report.after[k]] for k in tune_report.before}}
+        tick = time.perf_counter()
+        nnprune.save_pretrained(model, save_to, tokenizer=tokenizer, record=record)
+        phases = {k: v for k, v in done.seconds.items() if k not in ("load", "compact")}
+        phases["compact + save"] = round(done.seconds["compact"] + time.perf_counter() - tick, 2)
+        return {**done.to_dict(), "seconds": phases}
 
-    summary = from_main_process(cut)
-    seconds.update(summary["seconds"])
+    done = from_main_process(cut)
+    seconds.update(done["seconds"])
     tick = time.perf_counter()
-    shape: KeptShape = summary["shape"]
 
     after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics
     phase("evaluate pruned")
     measured = None
     if args.speed_probe:
-        from nnprune.workflows.speed import run_speed
-
-        measured = from_main_process(lambda: run_speed(
+        measured = from_main_process(lambda: nnprune.measure_speed(
             save_to, src, device=setting.device, dtype=setting.dtype,
             batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
             threads=setting.threads, warmup=3, iters=10).rows[0].speedup)
         phase("speed probe")
     result = PruneResult(
         output_dir=str(args.output_dir), task=args.task, main_metric=task.main_metric,
-        metrics_before=before, metrics_after=after, heads_kept=sum(shape.heads_per_layer),
-        heads_total=heads_total, ffn_dims_kept=sum(shape.ffn_dims_per_layer),
-        ffn_dims_total=dims_total, flops_before=full, flops_after=shape.flops,
-        predicted_speedup=shape.predicted, measured_speedup=measured,
-        calibration_samples=n_examples, max_seq_length=seq_len, exactness=summary["exactness"],
-        seconds=seconds, tune_error=summary["tune_error"], heads_per_layer=shape.heads_per_layer,
-        ffn_dims_per_layer=shape.ffn_dims_per_layer,
-        predicted_by="flops" if table is None else "latency table",
+        metrics_before=before, metrics_after=after, heads_kept=done["heads_kept"],
+        heads_total=done["heads_total"], ffn_dims_kept=done["ffn_dims_kept"],
+        ffn_dims_total=done["ffn_dims_total"], flops_before=done["flops_before"],
+        flops_after=done["flops_after"], predicted_speedup=done["predicted_speedup"],
+        measured_speedup=measured, calibration_samples=done["calibration_samples"],
+        max_seq_length=seq_len, exactness=done["exactness"], seconds=seconds,
+        tune_error=done["tune_error"], heads_per_layer=done["heads_per_layer"],
+        ffn_dims_per_layer=done["ffn_dims_per_layer"], predicted_by=done["predicted_by"],
         speed_setting=setting.resolved().to_dict(),
         model=model if is_main_process() else None)  # the others never compacted theirs
     if is_main_process():
@@ -380,63 +295,4 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
     return result
 
 
-@dataclass(frozen=True)
-class KeptShape:
-    """What a search kept: units per layer, the FLOPs of one forward (batch 1, the search's
-    sequence length) and the predicted speedup (latency table, else the FLOP ratio)."""
-
-    heads_per_layer: list[int]
-    ffn_dims_per_layer: list[int]
-    flops: float
-    predicted: float
-
-
-def _kept_shape(groups: list[MaskGroup], kept: dict[Any, list[int]], flops: UnitCosts,
-                latency: Optional[LatencyModel]) -> KeptShape:
-    heads, dims = _per_layer(groups, kept)
-    after = flops.total(sum(heads), sum(dims))
-    full = flops.total(sum(g.size for g in groups if g.is_heads),
-                       sum(g.size for g in groups if not g.is_heads))
-    return KeptShape(heads, dims, after,
-                     latency.speedup(heads, dims) if latency is not None else full / after)
-
-
-def _per_layer(groups: list[MaskGroup], kept: dict[Any, list[int]]) -> tuple[list[int], list[int]]:
-    """Heads and FFN dimensions kept per layer, in layer order."""
-    return ([len(kept[g.key]) for g in groups if g.is_heads],
-            [len(kept[g.key]) for g in groups if not g.is_heads])
-
-
-def _search(importance: Any, groups: list[MaskGroup], costs: UnitCosts, budget: float,
-            rearrange_units: bool, latency: Optional[LatencyModel]) -> dict[Any, list[int]]:
-    """Search, align the FFN widths and rearrange. The search prices units linearly; with a
-    latency table, whose per-layer curves are not lines, the mask is then priced by the table
-    and the linear budget lowered by the overshoot until the table's prediction fits."""
-    linear_budget = budget
-    for _ in range(MAX_BUDGET_ROUNDS):
-        kept = search_masks(importance, groups, costs, linear_budget)
-        kept = align_ffn(importance, groups, kept, costs, linear_budget, multiple=FFN_MULTIPLE)
-        if rearrange_units:
-            kept = rearrange(importance, groups, kept)
-        if latency is None:
-            return kept
-        over = latency.predict(*_per_layer(groups, kept)) - budget
-        if over <= BUDGET_SLACK * budget:
-            return kept
-        linear_budget -= over
-    return kept
-
-
-def _first_examples(batches: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    out, seen = [], 0
-    for b in batches:
-        if seen >= n:
-            break
-        k = min(int(b["input_ids"].shape[0]), n - seen)
-        out.append({key: (v[:k] if isinstance(v, torch.Tensor) else v) for key, v in b.items()})
-        seen += k
-    return out
-
-
-__all__ = ["PRUNE_TRAINING", "PRUNE_TRAINING_HELP", "PruneArgs", "PruneResult", "prune",
-           "unit_costs"]
+__all__ = ["PRUNE_TRAINING", "PRUNE_TRAINING_HELP", "PruneArgs", "PruneResult", "prune"]
