@@ -230,7 +230,6 @@ ENGINE_IMPORTS_LEFT: dict[str, set[str]] = {
         "nnprune.pruning_core.run_record",
     },
     "nnprune.workflows.fine_prune": {
-        "nnprune.measure.latency",
         "nnprune.pruning_core.checkpoint",
         "nnprune.pruning_core.config",
         "nnprune.pruning_core.methods",
@@ -243,14 +242,9 @@ ENGINE_IMPORTS_LEFT: dict[str, set[str]] = {
         "nnprune.pruning_core.run_record",
     },
     "nnprune.workflows.training": {
-        "nnprune.measure.counting",
         "nnprune.pruning_core.checkpoint",
         "nnprune.pruning_core.config",
-        "nnprune.pruning_core.latency_model",
-        "nnprune.pruning_core.post_training",
-        "nnprune.pruning_core.pruner",
         "nnprune.pruning_core.run_record",
-        "nnprune.pruning_core.trainer",
     },
 }
 

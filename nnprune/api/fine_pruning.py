@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from nnprune.errors import NNPruneError
@@ -28,15 +29,15 @@ from nnprune.io_utils import atomic_write_text
 from nnprune.api.measure import table_for
 from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.pruning_core.checkpoint import save_checkpoint
-from nnprune.pruning_core.config import PruningConfig, ScoreInit, save_pruning_config
+from nnprune.pruning_core.config import PruningConfig, ScoreInit
 from nnprune.pruning_core.methods import build_config
 from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
 from nnprune.pruning_core.pruner import Pruner, patch_model, unpatch_model
-from nnprune.pruning_core.trainer import STATE_FILE
-from nnprune.pruning_core.trainer import distillation_loss as _distillation_loss
+from nnprune.pruning_core.run_record import RunConfig, write_config
 
 logger = logging.getLogger(__name__)
 
+STATE_FILE = "nnprune_state.json"  # the density controller's state, in every checkpoint-N
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 SCORES_OPTIMIZER_FILE = "nnprune_scores_optimizer.pt"  # the callback's own optimizer state
 # (task, teacher) weights of FinePruning.loss when the config sets none: Sanh et al.'s mix, the
@@ -57,7 +58,10 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
             ``None``: every position counts.
 
     Returns:
-        A scalar tensor. With one output column (regression) it is the mean squared error.
+        A scalar tensor. For ``(batch, classes)`` logits this is PyTorch's
+        ``kl_div(..., reduction="batchmean")`` as in Sanh et al. With one output column
+        (regression) a softmax is constant, so the student matches the teacher's value instead:
+        the mean squared error.
 
     Example::
 
@@ -66,7 +70,19 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         out = model(**batch)
         loss = 0.1 * out.loss + 0.9 * nnprune.distillation_loss(out.logits, t)
     """
-    return _distillation_loss(student_logits, teacher_logits, temperature, mask)
+    student, teacher = student_logits, teacher_logits
+    if mask is not None and not bool(mask.any()):
+        return student.float().sum() * 0.0  # no position counts: no pull (and no NaN)
+    if student.shape[-1] == 1:
+        se = (student.float() - teacher.float()).pow(2).squeeze(-1)
+        return (se[mask] if mask is not None else se).mean()
+    t = temperature
+    log_p = F.log_softmax(student.float() / t, dim=-1)
+    log_q = F.log_softmax(teacher.float() / t, dim=-1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(-1)
+    if mask is not None:
+        kl = kl[mask]
+    return kl.mean() * (t * t)
 
 
 def attach_masks(model: nn.Module, method: str = "hybrid-nt", *,
@@ -86,7 +102,8 @@ def attach_masks(model: nn.Module, method: str = "hybrid-nt", *,
             ``block``, ...); ignored when ``config`` is given. Presets that need a teacher
             (``hybrid``) are refused here: use ``hybrid-nt`` and add
             :func:`distillation_loss` to your own loss.
-        config: a full :class:`PruningConfig` instead of a preset.
+        config: a full :class:`PruningConfig` instead of a preset. Its ``teacher`` is recorded,
+            not loaded: distil in your loss (:meth:`FinePruning.loss`).
         target_density: fraction of the pruned matrices' weights to keep, in ``(0, 1]``.
         target_speedup: speedup of the whole forward to reach (> 1), priced by a latency table.
         latency_table: with ``target_speedup``: a :class:`LatencyTable`, or the path of one
@@ -122,9 +139,6 @@ def attach_masks(model: nn.Module, method: str = "hybrid-nt", *,
         if target_speedup is not None:
             changes["target_speedup"] = target_speedup
         config = config.replace(**changes) if changes else config
-    if config.teacher:
-        raise NNPruneError("attach_masks does not load teachers: leave the config's teacher empty "
-                           "and add nnprune.distillation_loss to your loss")
     importance = None
     if config.prunes and config.score_init is ScoreInit.IMPORTANCE:
         if importance_batches is None:
@@ -266,6 +280,15 @@ class FinePruning:
                                "attach_masks or call configure(total_steps) first")
         self._pruner.step(global_step)
 
+    def __len__(self) -> int:
+        """The number of masked layers (0 for a dense config)."""
+        return len(self._pruner)
+
+    @property
+    def regularized(self) -> bool:
+        """Whether the method penalises its scores (:meth:`regularization_loss` is not zero)."""
+        return self._pruner.regularized
+
     def regularization_loss(self) -> torch.Tensor:
         """The scores' sparsity penalty for this step (a scalar; zero for methods without one),
         to add to the loss. Its lambda ramps with the schedule or is set by the density
@@ -369,17 +392,26 @@ class PruningCallback(TrainerCallback):
         trainer.train()
     """
 
-    def __init__(self, pruning: FinePruning) -> None:
+    STATE_FILE = STATE_FILE  # what a complete checkpoint-N holds last (a resume needs it)
+
+    def __init__(self, pruning: FinePruning, manage_optimizer: Optional[bool] = None) -> None:
+        """``manage_optimizer``: ``None`` decides from the Trainer (its own optimizer for the
+        scores unless an optimizer you passed holds them); ``False`` leaves them to the
+        Trainer's optimizer, for a subclass that groups them itself (as nnprune's CLI does)."""
         self.pruning = pruning
         self._optimizer: Optional[torch.optim.Optimizer] = None
         self._stash: dict[int, torch.Tensor] = {}
         self._hooks: list[Any] = []
-        self._own_optimizer: Optional[bool] = None  # decided when the Trainer is built
+        # decided when the Trainer is built (on_init_end), unless the caller said
+        self._own_optimizer: Optional[bool] = manage_optimizer
+        self._told = manage_optimizer is not None
 
     def _scores(self) -> list[nn.Parameter]:
         return self.pruning.score_parameters()
 
     def on_init_end(self, args, state, control, optimizer=None, **kwargs):
+        if self._told:
+            return
         held = {id(p) for g in (optimizer.param_groups if optimizer is not None else [])
                 for p in g["params"]}
         scores = self._scores()
@@ -404,14 +436,13 @@ class PruningCallback(TrainerCallback):
                 logger.warning("the Trainer's optimizer steps the mask scores with the weights' "
                                "learning rate: pass the callback in Trainer(callbacks=[...]) or "
                                "build the optimizer from FinePruning.parameter_groups()")
-        if not self._own_optimizer:
-            return
-        scores = self._scores()
-        for p in scores:
-            p.requires_grad_(True)
-            self._hooks.append(p.register_post_accumulate_grad_hook(self._take_grad))
-        self._optimizer = torch.optim.AdamW(scores, lr=self.pruning.config.mask_scores_learning_rate,
-                                            weight_decay=0.0)
+        if self._own_optimizer:
+            scores = self._scores()
+            for p in scores:
+                p.requires_grad_(True)
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._take_grad))
+            self._optimizer = torch.optim.AdamW(
+                scores, lr=self.pruning.config.mask_scores_learning_rate, weight_decay=0.0)
         if state.global_step > 0:  # resumed: the checkpoint it resumed from
             self._load(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
@@ -471,7 +502,8 @@ class PruningCallback(TrainerCallback):
         if not folder.is_dir():
             return
         p = self.pruning
-        save_pruning_config(p.config, folder, p._pruner.saved_info())
+        write_config(folder, RunConfig.from_dict(
+            {**p._pruner.saved_info(), "pruning": p.config.to_dict()}, "run config"))
         if self._optimizer is not None:
             tmp = folder / (SCORES_OPTIMIZER_FILE + ".tmp")
             torch.save(self._optimizer.state_dict(), tmp)
@@ -482,8 +514,10 @@ class PruningCallback(TrainerCallback):
         state = folder / STATE_FILE
         if state.is_file():
             self.pruning.load_state_dict(json.loads(state.read_text()))
+        if self._optimizer is None:
+            return  # the Trainer's optimizer holds the scores: it restores them itself
         opt = folder / SCORES_OPTIMIZER_FILE
-        if opt.is_file() and self._optimizer is not None:
+        if opt.is_file():
             self._optimizer.load_state_dict(torch.load(opt, weights_only=True))
         else:
             logger.warning("resuming from %s without the mask scores' optimizer state", folder)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import nn
 
+from nnprune.api.fine_pruning import distillation_loss
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.checkpoint import save_checkpoint
 from nnprune.pruning_core.compact import (EXACT_TOLERANCE, CompactionReport, compact_exactly,
@@ -22,7 +23,6 @@ from nnprune.pruning_core.config import PruningConfig
 from nnprune.pruning_core.post_training import LossFn, model_inputs
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.pruning_core.run_record import RunConfig
-from nnprune.pruning_core.trainer import distillation_loss
 
 logger = logging.getLogger(__name__)
 

@@ -273,24 +273,8 @@ def load_config_file(path: "str | Path") -> dict[str, Any]:
     return data
 
 
-def save_pruning_config(config: PruningConfig, directory: "str | Path",
-                        extra: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``nnprune_config.json`` (the pruning config plus ``Pruner.saved_info()``) atomically.
-
-    Kept for the Trainer callback's checkpoints (:mod:`nnprune.pruning_core.trainer`) until it
-    writes through :func:`nnprune.pruning_core.run_record.write_config`, which every other
-    writer uses (it records the schema version; this writes the version 0 layout, which
-    :func:`~nnprune.pruning_core.run_record.read_config` reads as well)."""
-    from nnprune.io_utils import atomic_write_text
-
-    payload = {"pruning": config.to_dict(), **(extra or {})}
-    path = Path(directory) / CONFIG_FILE
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    return path
-
-
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "parse_enum", "save_pruning_config",
+    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "parse_enum",
     "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
 ]

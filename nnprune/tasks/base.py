@@ -3,7 +3,7 @@
 A task adapter owns everything task-specific: where its data comes from (a hub dataset name or
 local files), how examples become model features, which model head it needs, how its logits are
 distilled from a teacher, and how its metric is computed. The training engine
-(:mod:`nnprune.pruning_core.trainer`) knows nothing about any particular task.
+(:mod:`nnprune.workflows.trainer`) knows nothing about any particular task.
 """
 
 from __future__ import annotations

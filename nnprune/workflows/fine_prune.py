@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import nnprune
+from nnprune import LatencySetting, LatencyTable
 from nnprune.errors import NNPruneError
-from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table
 from nnprune.launch import is_main_process, world_size
 from nnprune.pruning_core.config import (PruningConfig, check_speedup_target, load_config_file,
                                          parse_assignments, parse_enum)
@@ -32,7 +33,7 @@ from nnprune.workflows.route import (AUTO_METHOD, Budget, Route, RouteChoice, bu
                                      choose_route)
 from nnprune.workflows.speed import add_results, record_speed_check
 from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, barrier,
-                                        from_main_process, has_complete_checkpoint,
+                                        has_complete_checkpoint,
                                         load_tokenizer, resume_checkpoint, run_training,
                                         save_final)
 
@@ -175,9 +176,9 @@ def resolve_latency(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
     if pcfg.target_speedup is None or not pcfg.prunes:
         return None
     config = model.config if model is not None else load_config(args.model)
-    # Measured (or read) once, on the main process: every process cuts with the same table
-    table = from_main_process(lambda: resolve_table(
-        config, args.latency.at(_latency_seq_len(args, task)), args.latency_table))
+    # measured (or read) once, on the main process: every process cuts with the same table
+    table = nnprune.latency_table(config, setting=args.latency.at(_latency_seq_len(args, task)),
+                                  path=args.latency_table)
     final = table.model.budget_ms(pcfg.target_speedup)
     logger.info("target %.2fx: %.2f ms -> %.2f ms per forward at batch %d x %d tokens",
                 pcfg.target_speedup, table.model.dense_ms, final,
@@ -193,7 +194,7 @@ def _fine_prune_once(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter
                      model: Any = None, tokenizer: Any = None,
                      table: Optional[LatencyTable] = None) -> FinePruneResult:
     run = run_training(task, args.model, args.output_dir, args.training, pcfg, model=model,
-                       tokenizer=tokenizer, latency=table.model if table is not None else None)
+                       tokenizer=tokenizer, latency=table)
     if run.is_main_process:
         record = RunConfig(
             pruning=pcfg, task=args.task, base_model=args.model, results=run.result,

@@ -16,20 +16,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
+import nnprune
+from nnprune import ParamCount, PruningConfig, count_parameters
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.launch import barrier, from_main_process, is_main_process
-from nnprune.measure.counting import ParamCount, count_parameters
 from nnprune.pruning_core.checkpoint import load_model, read_config_json, save_checkpoint
-from nnprune.pruning_core.config import RESULTS_FILE, PruningConfig, ScoreInit
-from nnprune.pruning_core.latency_model import LatencyModel
-from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
-from nnprune.pruning_core.pruner import patch_model
+from nnprune.pruning_core.config import RESULTS_FILE
 from nnprune.pruning_core.run_record import FinePruneResult, RunConfig, write_results
-from nnprune.pruning_core.trainer import PruningTrainer
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.progress import install_progress
+from nnprune.workflows.trainer import PruningTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +82,10 @@ def checkpoint_complete(folder: Path) -> bool:
     """Whether a Trainer checkpoint was saved to the end. The Trainer writes the weights, the
     optimizer, scheduler and RNG states, then ``trainer_state.json``; the pruning callback then
     writes ``nnprune_state.json`` (atomically), last."""
-    from nnprune.pruning_core.trainer import STATE_FILE
+    from nnprune import PruningCallback
 
     state = folder / "trainer_state.json"
-    if not (state.is_file() and (folder / STATE_FILE).is_file()):
+    if not (state.is_file() and (folder / PruningCallback.STATE_FILE).is_file()):
         return False
     try:
         json.loads(state.read_text())
@@ -152,7 +150,7 @@ def load_tokenizer(source: str) -> Any:
 
 def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: TrainingOptions,
                  pcfg: PruningConfig, *, model: Any = None, tokenizer: Any = None,
-                 latency: Optional[LatencyModel] = None) -> TrainingRun:
+                 latency: "Optional[nnprune.LatencyTable]" = None) -> TrainingRun:
     """Data, model, teacher, training and evaluation of one run with config ``pcfg``; no save
     but the task's prediction files (main process, into ``output_dir``).
 
@@ -161,7 +159,7 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     ``tokenizer``) come from. ``opts.max_seq_length`` ``None`` means the task's default. The
     optimizer is created by the trainer when training starts, from the model's parameters at
     that time: anything that replaces layers (compaction) must happen before this call.
-    ``latency``: the latency table's model a ``target_speedup`` cuts the masks with.
+    ``latency``: the latency table a ``target_speedup`` cuts the masks with.
 
     Evaluation during training (``opts.eval_steps``) scores the model as it is being trained:
     the masks at the current point of the threshold schedule, not the final ones; the final
@@ -184,20 +182,12 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     data = task.load_data(tokenizer, data_args)
     if model is None:
         model = task.build_model(model_source)
-    importance = None
-    if pcfg.prunes and pcfg.score_init is ScoreInit.IMPORTANCE:
-        # Measured on the unpatched model: its head / FFN-dim Fisher importance on the first
-        # training examples orders the mask scores before the first step.
-        groups = mask_groups(model)
+    calib = None
+    if pcfg.prunes and pcfg.score_init == "importance":
+        # the first training examples: their head / FFN-dim Fisher importance orders the scores
         calib = collate_first(data.train, data.data_collator, IMPORTANCE_SAMPLES, opts.batch_size)
-        importance = fisher_information(model, calib, groups)
-    pruner = patch_model(model, pcfg)
-    if latency is not None and len(pruner):
-        pruner.use_latency(latency)
-    if importance is not None:
-        init_scores_from(pruner.layers, importance, groups, pcfg.score_init_scale or 1.0)
-        logger.info("mask scores initialised from the Fisher importance of %d examples",
-                    importance.samples)
+    pruning = nnprune.attach_masks(model, config=pcfg, latency_table=latency,
+                                   importance_batches=calib)
     teacher = None
     if pcfg.teacher:
         # A teacher with another head or another label order would distil the wrong classes.
@@ -229,12 +219,12 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
         model=model, args=training_args, train_dataset=data.train,
         eval_dataset=eval_first if opts.eval_steps else None,
         data_collator=data.data_collator, processing_class=tokenizer,
-        pruner=pruner, task=task, teacher=teacher)
+        pruning=pruning, task=task, teacher=teacher)
     install_progress(trainer)  # log lines instead of the Trainer's dict prints and tqdm bars
     start = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
-    pruner.finalize()
+    pruning.finalize()
     metrics = task.evaluate(trainer, data)
     # the task's prediction files (SQuAD: predictions.json, ...) beside the results; save_final
     # keeps the ones named in the results
@@ -244,7 +234,7 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     else:
         predictions = [str(output_dir / name) for name in files]
     count = count_parameters(model, seq_len=opts.max_seq_length)
-    density = pruner.density() if len(pruner) else count.density
+    density = pruning.density() if len(pruning) else count.density
     result = FinePruneResult(output_dir, metrics, task.main_metric, density, _group_density(count),
                              count.estimated_speedup, count.compression, seconds,
                              int(train_out.global_step), predictions)

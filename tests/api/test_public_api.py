@@ -153,13 +153,12 @@ def _args(out, steps: int, **kw):
 
 
 def test_callback_in_a_stock_trainer_trains_what_nnprunes_trainer_trains(tokenizer, tmp_path):
-    """The same run through ``Trainer`` + callback and through nnprune's own ``PruningTrainer``
-    ends with the same masks and weights: the callback is a full replacement."""
+    """The same run through a stock ``Trainer`` + callback (the scores in the callback's own
+    optimizer) and through the commands' ``PruningTrainer`` (the scores in its optimizer, the
+    callback in ``manage_optimizer=False``) ends with the same masks and weights."""
     from transformers import Trainer
 
-    from nnprune.pruning_core.methods import build_config
-    from nnprune.pruning_core.pruner import patch_model
-    from nnprune.pruning_core.trainer import PruningTrainer
+    from nnprune.workflows.trainer import PruningTrainer
 
     ds = _dataset(tokenizer)
     model_a = tiny_bert()
@@ -168,11 +167,11 @@ def test_callback_in_a_stock_trainer_trains_what_nnprunes_trainer_trains(tokeniz
             callbacks=[pruning.trainer_callback()]).train()
 
     model_b = tiny_bert()
-    pruner = patch_model(model_b, build_config("hybrid-nt", target_density=0.5))
+    own = nnprune.attach_masks(model_b, "hybrid-nt", target_density=0.5)
     PruningTrainer(model=model_b, args=_args(tmp_path / "b", 16), train_dataset=ds,
-                   pruner=pruner).train()
+                   pruning=own).train()
 
-    assert pruning.density() == pytest.approx(pruner.density(), abs=1e-6)
+    assert pruning.density() == pytest.approx(own.density(), abs=1e-6)
     a, b = model_a.state_dict(), model_b.state_dict()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst <= 1e-5

@@ -17,7 +17,7 @@ from nnprune.pruning_core import binarizers as B
 from nnprune.pruning_core.config import BinarizerKind, StructureKind
 from nnprune.pruning_core.masked import resolve_block
 from nnprune.pruning_core.schedule import CubicSchedule
-from nnprune.pruning_core.trainer import distillation_loss
+from nnprune import distillation_loss
 
 
 def tiny_model(model_type: str = "bert", seed: int = 0):

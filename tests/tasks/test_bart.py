@@ -297,8 +297,10 @@ def test_evaluate_decodes_generations_and_scores_them_against_references(tokeniz
 def test_distillation_on_decoder_logits_respects_label_mask(tmp_path, tokenizer):
     from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
-    from nnprune.pruning_core import build_config, patch_model
-    from nnprune.pruning_core.trainer import PruningTrainer, distillation_loss
+    import nnprune
+    from nnprune import distillation_loss
+    from nnprune.pruning_core import build_config
+    from nnprune.workflows.trainer import PruningTrainer
 
     task = get_task("cnn_dailymail")
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
@@ -328,7 +330,7 @@ def test_distillation_on_decoder_logits_respects_label_mask(tmp_path, tokenizer)
     cfg = build_config("dense").replace(alpha_ce=0.1, alpha_teacher=0.9)
     trainer = PruningTrainer(
         model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]),
-        pruner=patch_model(model, cfg), task=task, teacher=teacher_model)
+        pruning=nnprune.attach_masks(model, config=cfg), task=task, teacher=teacher_model)
     model.train()
     total = trainer.compute_loss(model, dict(batch))
     with torch.no_grad():

@@ -525,7 +525,7 @@ def test_squad_v2_hybrid_with_teacher_then_fill(tmp_path, capsys):
     """The Hybrid Filled recipe on SQuAD v2: fine-prune distils the teacher's start *and* end
     logits (one KL term each, over every token of the feature), then ``fill`` compacts and
     fine-tunes the QA model and reports the v2 breakdown."""
-    import nnprune.pruning_core.trainer as trainer_mod
+    import nnprune as trainer_mod  # the commands' trainer distils through nnprune.distillation_loss
     from nnprune.cli.main import main
     from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 

@@ -113,7 +113,7 @@ def test_fill_init_weights_needs_a_masked_checkpoint(tiny_dir):
 @pytest.fixture(scope="module")
 def filled(pruned, tiny_dir, toy_data, tmp_path_factory):
     """``fill`` for 3 steps, checking that the optimizer holds exactly the compacted parameters."""
-    from nnprune.pruning_core.trainer import PruningTrainer
+    from nnprune.workflows.trainer import PruningTrainer
 
     seen: dict[str, bool] = {}
     original = PruningTrainer.create_optimizer
@@ -277,7 +277,7 @@ def test_fill_errors_are_one_line(argv, message, tiny_dir, tmp_path, capsys):
 def test_the_fill_stage_goes_on_to_other_examples(tiny_dir, toy_data, tmp_path, monkeypatch):
     """hybrid-filled's two stages with one seed: the fill stage deals batches the pruning stage
     did not see (with the pruning stage's data order it dealt the very same ones again)."""
-    from nnprune.pruning_core.trainer import PruningTrainer
+    from nnprune.workflows.trainer import PruningTrainer
 
     dealt: list[str] = []
     step = PruningTrainer.training_step

@@ -163,7 +163,7 @@ def test_mask_scores_keep_their_learning_rate_and_skip_weight_clipping(tiny_dir,
     assert len(scores) == 1 and scores[0]["lr"] == pytest.approx(0.05)
     assert all(g["lr"] < 1e-3 * 0.2 for g in weights)  # decayed from 1e-3 towards 0
     score_ids = {id(p) for p in scores[0]["params"]}
-    assert score_ids == {id(p) for p in run.trainer.pruner.mask_score_parameters()}
+    assert score_ids == {id(p) for p in run.trainer.pruning.score_parameters()}
 
 
 def test_config_file_then_set_then_flags(tmp_path):

@@ -1,29 +1,22 @@
-"""Fine-pruning on the Hugging Face ``Trainer``.
-
-:class:`PruningTrainer` adds three things to a plain ``Trainer``: the regularization loss of the
-mask scores, distillation from a teacher, and an optimizer group for the mask scores (own
-learning rate, no weight decay). :class:`PruningCallback` moves the schedule at every step, logs
-the pruning state, and saves the pruning config and controller state with every checkpoint so a
-run resumes where it stopped. Nothing here is task specific: the task adapter says which logits
-are distilled.
+"""The commands' ``Trainer``: fine-pruning through the public API (:class:`nnprune.FinePruning`
+and its :class:`nnprune.PruningCallback`, which moves the schedule, adds the regularization
+gradient, saves and restores the pruning state with every checkpoint), plus what only the
+commands do: distillation from a teacher on the task's logits, the mask scores as a group of the
+Trainer's own optimizer (own learning rate, constant, no weight decay, outside the gradient
+clipping: the checkpoints of runs started before the public API resume as they were) and the
+extra loss terms in the logs.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
-from nnprune.pruning_core.config import PruningConfig, save_pruning_config
-from nnprune.pruning_core.pruner import Pruner
+import nnprune
 
-STATE_FILE = "nnprune_state.json"
 SCORES_GROUP = "nnprune_mask_scores"  # marks the optimizer group of the mask scores
 
 
@@ -31,36 +24,14 @@ def _constant(step: int) -> float:
     return 1.0
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
-                      mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``KL(softmax(t/T) || softmax(s/T)) * T^2``, averaged over positions.
-
-    ``student``/``teacher``: ``(..., n_classes)``; ``mask``: boolean over the leading dims
-    (``None`` = all positions count). For ``(batch, classes)`` logits this is PyTorch's
-    ``kl_div(..., reduction="batchmean")`` as in Sanh et al. With one output (regression) a
-    softmax is constant, so the student matches the teacher's value instead: mean squared error.
-    """
-    if mask is not None and not bool(mask.any()):
-        return student.float().sum() * 0.0  # no position counts: no pull (and no NaN)
-    if student.shape[-1] == 1:
-        se = (student.float() - teacher.float()).pow(2).squeeze(-1)
-        return (se[mask] if mask is not None else se).mean()
-    t = temperature
-    log_p = F.log_softmax(student.float() / t, dim=-1)
-    log_q = F.log_softmax(teacher.float() / t, dim=-1)
-    kl = (log_q.exp() * (log_q - log_p)).sum(-1)
-    if mask is not None:
-        kl = kl[mask]
-    return kl.mean() * (t * t)
-
-
 class PruningTrainer(Trainer):
-    """A ``Trainer`` that fine-prunes: task loss (+ distillation) + score regularization."""
+    """A ``Trainer`` that fine-prunes ``pruning``'s model: task loss (+ distillation); the
+    callback adds the scores' regularization."""
 
-    def __init__(self, *args: Any, pruner: Pruner, task: Any = None,
+    def __init__(self, *args: Any, pruning: "nnprune.FinePruning", task: Any = None,
                  teacher: Optional[nn.Module] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pruner = pruner
+        self.pruning = pruning
         self.task = task
         self.teacher = teacher
         # The loss is a per-batch mean plus extra terms; don't let the Trainer rescale it.
@@ -70,17 +41,17 @@ class PruningTrainer(Trainer):
             teacher.requires_grad_(False)
             teacher.to(self.args.device)
         self._extra_logs: dict[str, list[float]] = {}
-        self.add_callback(PruningCallback(self))
+        self.add_callback(nnprune.PruningCallback(pruning, manage_optimizer=False))
 
     @property
-    def config(self) -> PruningConfig:
-        return self.pruner.config
+    def config(self) -> "nnprune.PruningConfig":
+        return self.pruning.config
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
         if self.optimizer is not None:
             return self.optimizer
         model = self.model
-        scores = {id(p) for p in self.pruner.mask_score_parameters()}
+        scores = {id(p) for p in self.pruning.score_parameters()}
         decay = set(self.get_decay_parameter_names(model))
         groups: list[dict[str, Any]] = [
             {"params": [p for n, p in model.named_parameters()
@@ -91,7 +62,7 @@ class PruningTrainer(Trainer):
              "weight_decay": 0.0},
         ]
         if scores:
-            groups.append({"params": self.pruner.mask_score_parameters(), "weight_decay": 0.0,
+            groups.append({"params": self.pruning.score_parameters(), "weight_decay": 0.0,
                            "lr": self.config.mask_scores_learning_rate, SCORES_GROUP: True})
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
@@ -135,18 +106,14 @@ class PruningTrainer(Trainer):
                     t_out = self.teacher(**inputs)
                 mask = self.task.distillation_mask(inputs) if self.task is not None else None
                 pairs = zip(self._logits(outputs), self._logits(t_out))
-                parts = [distillation_loss(s, t, cfg.temperature, mask) for s, t in pairs]
+                parts = [nnprune.distillation_loss(s, t, cfg.temperature, mask) for s, t in pairs]
                 distill = torch.stack(parts).mean()
                 self._remember("distill_loss", distill)
                 self._remember("task_loss", loss)
                 loss = cfg.alpha_ce * loss + cfg.alpha_teacher * distill
-            elif self.pruner.regularized:
-                # "loss" will include the lambda-scaled penalty: log the task's own loss too.
+            elif self.pruning.regularized:
+                # the task's own loss, beside the regularization the logs show
                 self._remember("task_loss", loss)
-            if self.pruner.regularized:
-                reg = self.pruner.regularization_loss().to(loss.device)
-                self._remember("regularization_loss", reg)
-                loss = loss + reg
         return (loss, outputs) if return_outputs else loss
 
     def _logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
@@ -163,45 +130,8 @@ class PruningTrainer(Trainer):
                 if values:
                     logs[key] = round(sum(values) / len(values), 6)
             self._extra_logs = {}
-            logs.update({k: round(v, 6) for k, v in self.pruner.stats().items()})
+            logs.update({k: round(v, 6) for k, v in self.pruning.stats().items()})
         super().log(logs, *args, **kwargs)
 
-    def train(self, resume_from_checkpoint: Any = None, **kwargs: Any):
-        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
-            state_file = Path(resume_from_checkpoint) / STATE_FILE
-            if state_file.is_file():
-                self.pruner.load_state_dict(json.loads(state_file.read_text()))
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
-
-class PruningCallback(TrainerCallback):
-    """Moves the schedule each step and saves the pruning state with every checkpoint."""
-
-    def __init__(self, trainer: PruningTrainer) -> None:
-        self.trainer = trainer
-
-    @property
-    def pruner(self) -> Pruner:
-        return self.trainer.pruner
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        # Only configure: on_step_begin moves the schedule. Stepping here too would update the
-        # density controller twice for the first step of a resumed run.
-        self.pruner.configure(state.max_steps)
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.pruner.step(state.global_step)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.pruner.finalize()
-
-    def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if not folder.is_dir():
-            return
-        from nnprune.io_utils import atomic_write_text
-
-        save_pruning_config(self.pruner.config, folder, self.pruner.saved_info())
-        atomic_write_text(folder / STATE_FILE, json.dumps(self.pruner.state_dict()) + "\n")
+__all__ = ["SCORES_GROUP", "PruningTrainer"]
