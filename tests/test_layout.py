@@ -12,7 +12,7 @@ PKG = REPO / "nnprune"
 
 # Lower layers first; a folder may import from its own layer and the ones before it.
 LAYERS = [
-    {"errors", "registry", "io_utils", "settings", "launch"},  # base utilities (modules of the package root)
+    {"errors", "registry", "io_utils", "settings", "launch", "phases"},  # base utilities (modules of the package root)
     {"pruning_core", "tasks"},  # the engine, and the task adapters (independent of each other)
     {"measure"},  # counting, FLOPs, timing, quantization
     {"export"},  # ONNX

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from nnprune.errors import NNPruneError
+from nnprune.phases import PhaseClock
 from nnprune.api.measure import table_for
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.latency import LatencySetting, LatencyTable
@@ -229,16 +229,7 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     if n_examples < MIN_CALIBRATION_SAMPLES:
         raise NNPruneError(f"only {n_examples} calibration examples; post-training pruning needs "
                            f"at least {MIN_CALIBRATION_SAMPLES}")
-    seconds: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def phase(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        seconds[name] = round(now - tick, 2)
-        tick = now
-        logger.info("prune: %s done in %.1f s", name, seconds[name])
-
+    phase = PhaseClock(logger, "prune")
     model.eval()
     groups = mask_groups(model)
     seq_len = seq_len or _seq_len(batches)
@@ -295,7 +286,7 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         flops_before=full, flops_after=shape.flops, predicted_speedup=shape.predicted,
         predicted_by="flops" if table is None else "latency table",
         calibration_samples=n_examples, seq_len=seq_len, exactness=diff,
-        kept={g.label: kept[g.key] for g in groups}, seconds=seconds, tune_error=tune_error,
+        kept={g.label: kept[g.key] for g in groups}, seconds=phase.seconds, tune_error=tune_error,
         compaction=compaction, model=model)
 
 

@@ -31,6 +31,7 @@ import nnprune
 from nnprune import LatencySetting
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process
+from nnprune.phases import PhaseClock
 from nnprune.pruning_core.checkpoint import CheckpointKind, check_dir, load_model, read_config_json
 from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, PostTrainingRecord,
                                              PruneResult, RunConfig, latency_record,
@@ -203,16 +204,8 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
                 progress: Optional[Progress]) -> PruneResult:
     """Everything but the fill: load, evaluate, cut, compact, save ``save_to``, evaluate it,
     time it; record the result in ``save_to`` last (what ``resume`` looks for)."""
-    seconds: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def phase(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        seconds[name] = round(now - tick, 2)
-        tick = now
-        logger.info("prune: %s done in %.1f s", name, seconds[name])
-
+    phase = PhaseClock(logger, "prune")
+    seconds = phase.seconds
     task = get_task(args.task, args.task_options)
     task.check_checkpoint(read_config_json(src), str(src))
     loaded = load_model(src)
@@ -266,7 +259,7 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
 
     done = from_main_process(cut)
     seconds.update(done["seconds"])
-    tick = time.perf_counter()
+    phase.restart()
 
     after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics
     phase("evaluate pruned")
