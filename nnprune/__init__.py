@@ -73,6 +73,16 @@ _LAZY = {
     # errors
     "NNPruneError": "nnprune.errors",
     # --- names the commands need (cli/, evaluate, fill, speed): helper-3 adds here
+    "records": "nnprune.api.records",  # the run record's types and files, a namespace
+    "inspect_checkpoint": "nnprune.api.commands_checkpoints",
+    "CheckpointInfo": "nnprune.api.commands_checkpoints",
+    "load_config": "nnprune.api.commands_checkpoints",
+    "bertarize_checkpoint": "nnprune.api.commands_checkpoints",
+    "export_onnx": "nnprune.api.commands_export",
+    "load_onnx": "nnprune.api.commands_export",
+    "onnx_metadata": "nnprune.api.commands_export",
+    "quantize_int8": "nnprune.api.commands_export",
+    "check_speedup": "nnprune.api.commands_speed",
     # --- end of the commands' block
     # --- names the training / prune workflows need: the lead adds here
     "check_prune_targets": "nnprune.api.post_training",
@@ -84,7 +94,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        # An entry naming a module itself (``records``) is that module.
+        value = module if _LAZY[name].endswith("." + name) else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nnprune' has no attribute {name!r}")

@@ -28,7 +28,7 @@ def bertarize(
     The result is reloaded and compared with the masked model on a fixed batch; the command
     fails, writing nothing, when the outputs differ by more than the tolerance."""
     quiet_libraries()
-    from nnprune.pruning_core.bertarize import bertarize as run
+    from nnprune import bertarize_checkpoint as run
 
     if ffn_multiple < 1:
         raise NNPruneError(f"--ffn-multiple must be >= 1, got {ffn_multiple}")

@@ -23,19 +23,18 @@ def count_params(
     excluded; with them the density, the compression and the speedup estimated from the heads
     and FFN dimensions that compaction can remove."""
     quiet_libraries()
-    from nnprune.measure.counting import count_parameters
-    from nnprune.pruning_core.checkpoint import CheckpointKind, load_model
+    import nnprune
 
     with stdout_for_json(json_out):
-        loaded = load_model(checkpoint)
-        pc = count_parameters(loaded.model, seq_len=seq_len)
-    kind = loaded.kind
+        model = nnprune.load_pretrained(checkpoint)
+        kind = nnprune.inspect_checkpoint(checkpoint).kind
+        pc = nnprune.count_parameters(model, seq_len=seq_len)
     if not json_out:
         console.print(render_count_table(pc, f"{checkpoint} ({kind.value})"))
         print_count_summary(pc)
     write_json(json_out, {"checkpoint": str(checkpoint), "kind": kind.value,
-                          "masked": kind is CheckpointKind.MASKED,
-                          "compacted": kind is CheckpointKind.COMPACTED, **pc.to_dict()}, json_file)
+                          "masked": kind == "masked", "compacted": kind == "compacted",
+                          **pc.to_dict()}, json_file)
 
 
 def render_count_table(pc, title: str):

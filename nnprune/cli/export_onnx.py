@@ -25,10 +25,10 @@ def export_onnx(
     sizes; onnxruntime then runs it against PyTorch on a batch and the max absolute difference
     is reported."""
     quiet_libraries()
-    from nnprune.export.onnx import export_checkpoint
+    from nnprune import export_onnx as run
 
     with stdout_for_json(json_out):  # the exporters' own prints stay off a --json stdout
-        exp = export_checkpoint(checkpoint, output_dir, opset=opset, quantize=quantize)
+        exp = run(checkpoint, output_dir, opset=opset, quantize=quantize)
     if not json_out:
         rows = [("model", str(exp.model_path)), ("inputs", ", ".join(exp.input_names)),
                 ("outputs", ", ".join(exp.output_names)), ("opset", exp.opset),

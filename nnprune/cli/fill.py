@@ -14,7 +14,7 @@ from nnprune.cli.common import (FillInitOpt, JsonFileOpt, JsonOutOpt, LatencyTab
                                 training_options)
 
 if TYPE_CHECKING:
-    from nnprune.measure.latency import LatencySetting
+    from nnprune import LatencySetting
     from nnprune.workflows.options import TrainingOptions
 
 

@@ -13,7 +13,7 @@ from nnprune.cli.common import (FillInitOpt, JsonFileOpt, JsonOutOpt, LatencyTab
                                 task_options, training_display, training_options)
 
 if TYPE_CHECKING:
-    from nnprune.measure.latency import LatencySetting
+    from nnprune import LatencySetting
     from nnprune.workflows.options import TrainingOptions
 
 @latency_options

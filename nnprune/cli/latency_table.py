@@ -12,14 +12,14 @@ from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, d
                                 make_table, quiet_libraries, stdout_for_json, write_json)
 
 if TYPE_CHECKING:
-    from nnprune.measure.latency import LatencySetting, LatencyTable
+    from nnprune import LatencySetting, LatencyTable
 
 
 DEFAULT_SEQ_LEN = 128
 
 
 def _setting_options(func):
-    from nnprune.measure.latency import LatencySetting
+    from nnprune import LatencySetting
 
     return dataclass_options(LatencySetting, "setting")(func)
 
@@ -41,15 +41,14 @@ def latency_table(
     shapes and setting (--seq-len defaults to 128 here); fine-prune --target-speedup reads the
     same cache."""
     quiet_libraries()
+    import nnprune
     from nnprune.errors import NNPruneError
-    from nnprune.measure.latency import latency_table as get_table
-    from nnprune.pruning_core.checkpoint import load_config
 
     if budget_seconds <= 0:
         raise NNPruneError(f"--budget-seconds must be > 0, got {budget_seconds}")
     with stdout_for_json(json_out):
-        table = get_table(load_config(model), setting.at(DEFAULT_SEQ_LEN), cache_dir=cache_dir, rebuild=rebuild,
-                          budget_s=budget_seconds)
+        table = nnprune.latency_table(nnprune.load_config(model), setting=setting.at(DEFAULT_SEQ_LEN),
+                                      cache_dir=cache_dir, rebuild=rebuild, budget_s=budget_seconds)
     if not json_out:
         for t in render(table):
             console.print(t)

@@ -12,7 +12,7 @@ from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskAr
                                 quiet_libraries, setting_text, stdout_for_json, task_options)
 
 if TYPE_CHECKING:
-    from nnprune.measure.latency import LatencySetting
+    from nnprune import LatencySetting
     from nnprune.workflows.options import TrainingOptions
 
 

@@ -4,8 +4,7 @@ The CLI's ``evaluate`` command calls :func:`evaluate_checkpoint`; scripts can do
 model runs under a plain :class:`transformers.Trainer` (CPU when no CUDA device is visible) and
 the task adapter's own ``evaluate`` computes the metrics, exactly as at the end of fine-pruning.
 With ``onnx=True`` the model is the checkpoint's ONNX export (int8 with ``quantize="int8"``) run by
-onnxruntime behind :class:`~nnprune.export.onnx.OrtModel`, in the same loop: the accuracy of the
-file one ships.
+onnxruntime (:func:`nnprune.load_onnx`), in the same loop: the accuracy of the file one ships.
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nnprune
+from nnprune import records
 from nnprune.errors import NNPruneError
-from nnprune.measure.quantize import quantize_int8
-from nnprune.pruning_core.checkpoint import (check_dir, checkpoint_kind, load_pretrained,
-                                             read_config_json)
-from nnprune.pruning_core.run_record import read_config
 from nnprune.tasks import DataArgs, get_task
 from nnprune.tasks.sources import HUB_OPTION_KEYS
 
@@ -49,7 +46,7 @@ class EvaluationResult:
 
 def training_max_seq_length(path: str | Path) -> int | None:
     """The ``max_seq_length`` a fine-pruned checkpoint was trained with, if it records one."""
-    record = read_config(path)
+    record = records.read_config(path)
     value = record.training.max_seq_length if record and record.training else None
     return value if value is not None and value >= 8 else None
 
@@ -62,7 +59,7 @@ def training_task_options(path: str | Path, task_name: str) -> dict[str, Any]:
     output that has some (``stages[*].training.task_options``), else the options of ``prune``
     (``post_training.options.task_options``).
     """
-    record = read_config(path)
+    record = records.read_config(path)
     if record is None or record.task != task_name:
         return {}
     candidates = [record.training] + [s.training for s in reversed(record.stages)]
@@ -137,8 +134,9 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
             raise
         raise NNPruneError(f"{exc} (task options recorded in {checkpoint}'s nnprune_config.json: "
                            f"{', '.join(sorted(recorded))}; override with --task-option)") from None
-    path = check_dir(checkpoint)
-    task.check_checkpoint(read_config_json(path), str(path))
+    info = nnprune.inspect_checkpoint(checkpoint)
+    path = info.path
+    task.check_checkpoint(info.config, str(path))
     _check_onnx(task, path, onnx)
     if max_seq_length is None:
         max_seq_length = training_max_seq_length(record) or int(
@@ -156,14 +154,14 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     with tempfile.TemporaryDirectory(prefix="nnprune-eval-") as tmp:
         label_names = None
         if onnx:
-            model, kind = _onnx_model(path, Path(tmp) / "onnx", quantize)
+            model, kind = _onnx_model(info, Path(tmp) / "onnx", quantize)
             # The Trainer guesses label inputs from the model class name; this one names them.
             label_names = model.label_names
         else:
-            kind = checkpoint_kind(path).value
-            model = load_pretrained(path)
+            kind = info.kind.value
+            model = nnprune.load_pretrained(path)
             if quantize is not None:
-                model = quantize_int8(model)
+                model = nnprune.quantize_int8(model)
                 kind = f"{kind}+int8"
         start = time.perf_counter()
         args = TrainingArguments(output_dir=tmp, per_device_eval_batch_size=batch_size,
@@ -193,59 +191,48 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
 def _recorded_source(path: Path) -> Path:
     """The checkpoint whose ``nnprune_config.json`` holds ``path``'s training settings: for an
     export-onnx folder its source (when still there), else ``path`` itself."""
-    from nnprune.export.onnx import is_onnx_dir, read_onnx_meta
-
-    if not is_onnx_dir(path):
+    meta = nnprune.onnx_metadata(path)
+    if meta is None:
         return path
-    source = read_onnx_meta(path).get("source")
+    source = meta.get("source")
     return Path(source) if source and Path(source).is_dir() else path
 
 
 def _check_onnx(task: Any, path: Path, onnx: bool) -> None:
     """Refuse (one line, before any data is tokenized) what ``onnx`` cannot evaluate."""
-    from nnprune.export.onnx import is_onnx_dir, read_onnx_meta
-
     if not onnx:
-        if is_onnx_dir(path) and not (path / "model.safetensors").exists():
+        if not (path / "model.safetensors").exists() and nnprune.onnx_metadata(path) is not None:
             raise NNPruneError(f"{path} is an ONNX export: evaluate it with --onnx")
         return
     if task.evaluates_by_generation:
         raise NNPruneError(f"--onnx: task {task.name} evaluates by generate() (beam search), which "
                            f"an ONNX export of one forward pass cannot run; evaluate without --onnx")
-    if is_onnx_dir(path) and "decoder_input_ids" in (read_onnx_meta(path).get("inputs") or []):
+    meta = nnprune.onnx_metadata(path)
+    if meta is not None and "decoder_input_ids" in (meta.get("inputs") or []):
         raise NNPruneError(f"--onnx: {path} is a seq2seq LM export (teacher-forced forward); "
                            f"evaluate its PyTorch checkpoint instead")
 
 
-def _onnx_model(path: Path, tmp: Path, quantize: str | None) -> tuple[Any, str]:
-    """``(OrtModel, kind)`` of checkpoint ``path``: exported to ``tmp`` (int8 too with
-    ``quantize``) as ``speed --onnx`` exports it, or an export-onnx folder's own file."""
-    from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtModel, export_onnx, is_onnx_dir,
-                                     quantize_onnx_int8, read_onnx_meta)
-    from nnprune.measure.flops import takes_decoder_ids
-    from nnprune.pruning_core.checkpoint import load_config
-
+def _onnx_model(info: Any, tmp: Path, quantize: str | None) -> tuple[Any, str]:
+    """``(model run by onnxruntime, kind)`` of checkpoint ``info.path``: exported to ``tmp``
+    (int8 too with ``quantize``) as ``speed --onnx`` exports it, or an export-onnx folder's own
+    file (:func:`nnprune.load_onnx`)."""
+    path = info.path
     suffix = "+onnx-int8" if quantize else "+onnx"
-    if is_onnx_dir(path):
-        kind = str(read_onnx_meta(path).get("kind") or "plain")
-        onnx_file = path / ONNX_MODEL
-        if quantize:
-            onnx_file = path / ONNX_INT8
-            if not onnx_file.is_file():
-                tmp.mkdir(parents=True, exist_ok=True)
-                onnx_file = quantize_onnx_int8(path / ONNX_MODEL, tmp / ONNX_INT8)
-        return OrtModel(onnx_file, load_config(path)), kind + suffix
-    kind = checkpoint_kind(path).value
-    model = load_pretrained(path)
-    if takes_decoder_ids(model):
+    meta = nnprune.onnx_metadata(path)
+    if meta is not None:
+        kind = str(meta.get("kind") or "plain")
+        return nnprune.load_onnx(path, quantize=quantize), kind + suffix
+    kind = info.kind.value
+    model = nnprune.load_pretrained(path)
+    exp = nnprune.export_onnx(model, tmp, quantize=quantize)
+    if "decoder_input_ids" in exp.input_names:
         raise NNPruneError(f"--onnx: {path} is a {type(model).__name__} (seq2seq LM); its export "
                            f"is one teacher-forced forward, which evaluation cannot use")
-    exp = export_onnx(model, tmp, quantize=quantize, kind=kind)
     logger.info("%s exported to ONNX for evaluation (max |onnx - torch| = %.2e%s)", path,
                 exp.max_abs_diff, "" if exp.int8_max_abs_diff is None
                 else f"; int8: {exp.int8_max_abs_diff:.2e}")
-    onnx_file = exp.int8_path if quantize else exp.model_path
-    return OrtModel(onnx_file, model.config), kind + suffix
+    return nnprune.load_onnx(tmp, quantize=quantize, config=model.config), kind + suffix
 
 
 def _count_examples(data: Any, split: str, ds: Any) -> int:

@@ -1,6 +1,5 @@
 """Speed checks recorded with a run: the final model's measured speedup against its latency
-table's prediction, added to its results file. The timing itself is the public API's
-(:func:`nnprune.measure_speed`, :mod:`nnprune.api.speed`)."""
+table's prediction (:func:`nnprune.check_speedup`), added to its results file."""
 
 from __future__ import annotations
 
@@ -8,17 +7,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nnprune.api.speed import SpeedCheck, check_speedup, run_speed
-from nnprune.measure.latency import LatencySetting, LatencyTable
-from nnprune.pruning_core.run_record import update_results
+from nnprune import LatencyTable, check_speedup, records
+# The timing behind ``nnprune speed`` (generate, kept times, the device's default grid), which
+# nnprune.measure_speed does not take yet; commands and benchmarks import it from here.
+from nnprune.api.speed import run_speed
 
 logger = logging.getLogger(__name__)
 
 
 def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
-    """:func:`check_speedup` of the final model in ``output_dir`` at the table's setting, logged
-    and added to its results file (``speed_check``); returns it as a dict."""
-    check = check_speedup(output_dir, table.model, LatencySetting(**table.key["setting"]))
+    """:func:`nnprune.check_speedup` of the final model in ``output_dir`` at the table's
+    setting, logged and added to its results file (``speed_check``); returns it as a dict."""
+    check = check_speedup(output_dir, table)
     logger.info("speedup at batch %d x %d tokens: predicted %.2fx, measured %.2fx",
                 check.setting["batch_size"], check.setting["seq_len"], check.predicted,
                 check.measured)
@@ -28,9 +28,7 @@ def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
 
 def add_results(output_dir: Path, **items: Any) -> None:
     """Set fields (``speed_check``, ``route``) of the results recorded in ``output_dir``."""
-    update_results(output_dir, **items)
+    records.update_results(output_dir, **items)
 
 
-# SpeedCheck, check_speedup and run_speed moved to the public API's module (nnprune.api.speed);
-# named here too while commands and benchmarks still import them from this module.
-__all__ = ["SpeedCheck", "add_results", "check_speedup", "record_speed_check", "run_speed"]
+__all__ = ["add_results", "record_speed_check", "run_speed"]
