@@ -204,17 +204,6 @@ ENGINE = {"pruning_core", "measure", "export", "api"}
 # is to move behind a public name, and the list may only shrink.
 ENGINE_IMPORTS_LEFT: dict[str, set[str]] = {
     "nnprune.cli.common": {"nnprune.measure.latency"},
-    "nnprune.workflows.fill": {
-        "nnprune.measure.latency",
-        "nnprune.pruning_core.checkpoint",
-        "nnprune.pruning_core.compact",
-        "nnprune.pruning_core.config",
-        "nnprune.pruning_core.latency_model",
-        "nnprune.pruning_core.masked",
-        "nnprune.pruning_core.methods",
-        "nnprune.pruning_core.pruner",
-        "nnprune.pruning_core.run_record",
-    },
     "nnprune.workflows.fine_prune": {
         "nnprune.pruning_core.checkpoint",
         "nnprune.pruning_core.config",

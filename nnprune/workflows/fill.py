@@ -2,13 +2,11 @@
 
 :func:`fill` takes a fine-pruned (masked) checkpoint, bakes its final masks and compacts it: the
 attention heads and FFN dimensions that pruning emptied *exactly* are physically removed
-(:func:`~nnprune.pruning_core.compact.compact_model`, never the inexact ``qk_empty`` heads). The
-zeros left *inside* the kept heads and FFN dimensions (block pruning leaves many) are then
-filled (:class:`FillInit`): with small noise (``noise``,
-:func:`~nnprune.pruning_core.compact.reinit_zeros`, ``N(0, std)`` with ``std`` the model's
-``initializer_range`` unless told), or with the weights the masks hid there (``weights``,
-:func:`~nnprune.pruning_core.compact.restore_inside_kept`), and the compacted model is
-fine-tuned again with no pruning: the ``dense`` method, distilled from a teacher (alpha_ce 0.1,
+(never the inexact ``qk_empty`` heads). The zeros left *inside* the kept heads and FFN dimensions
+(block pruning leaves many) are then filled (:class:`~nnprune.FillInit`): with small noise
+(``noise``, :func:`nnprune.refill`, ``N(0, std)`` with ``std`` the model's ``initializer_range``
+unless told), or with the weights the masks hid there (``weights``); that much is the public
+:func:`nnprune.prepare_fill`. Then the compacted model is fine-tuned again with no pruning: the ``dense`` method, distilled from a teacher (alpha_ce 0.1,
 alpha_teacher 0.9, temperature 2). Removed heads and FFN dimensions cannot come back: the
 compacted layers no longer have them. The trainer (and so its optimizer) is built after
 compaction, from the compacted layers' parameters.
@@ -30,36 +28,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+import nnprune
+from nnprune import FillInit, LatencySetting, PreparedFill, records
 from nnprune.errors import NNPruneError
-from nnprune.measure.latency import LatencySetting, resolve_table
-from nnprune.pruning_core.checkpoint import load_config, load_model
-from nnprune.pruning_core.compact import (compact_exactly, is_compacted, reinit_zeros,
-                                          restore_inside_kept)
-from nnprune.pruning_core.config import check_speedup_target, parse_enum
-from nnprune.pruning_core.latency_model import LatencyModel
-from nnprune.pruning_core.masked import MaskedLinear
-from nnprune.pruning_core.methods import build_config
-from nnprune.pruning_core.pruner import unpatch_model
-from nnprune.pruning_core.run_record import (CommandOptions, FillResult, RunConfig, Stage,
-                                             StageRecord, latency_record, read_config)
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
-from nnprune.workflows.training import (from_main_process, load_tokenizer, run_training,
-                                        save_final)
+from nnprune.workflows.training import load_tokenizer, run_training, save_final
 
 logger = logging.getLogger(__name__)
 
-
-class FillInit(str, Enum):
-    """What fills the zeros inside the heads and FFN dimensions a fine-pruned model keeps."""
-
-    NOISE = "noise"  # N(0, reinit_std): the zeros get a small chance to regrow (nn_pruning)
-    WEIGHTS = "weights"  # the checkpoint's own weights there, which its masks hid
+FillResult = records.FillResult  # what fill returns and records (named here for its callers)
+prepare_fill_model = nnprune.prepare_fill  # the first stage (its name before it was public)
 
 
 @dataclass(frozen=True)
@@ -88,11 +71,11 @@ class FillArgs:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
         if self.reinit_std is not None and self.reinit_std < 0:
             raise NNPruneError(f"--reinit-std must be >= 0, got {self.reinit_std}")
-        object.__setattr__(self, "fill_init", parse_enum(FillInit, self.fill_init, "--fill-init"))
+        object.__setattr__(self, "fill_init", FillInit.parse(self.fill_init, "--fill-init"))
         if self.fill_init is FillInit.WEIGHTS and self.reinit_std is not None:
             raise NNPruneError("--reinit-std is the noise of --fill-init noise; --fill-init "
                                "weights restores the masked weights instead")
-        check_speedup_target(self.target_speedup)
+        nnprune.check_speedup_target(self.target_speedup)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, as recorded in ``nnprune_config.json``."""
@@ -103,69 +86,6 @@ class FillArgs:
                 "target_speedup": self.target_speedup, "latency": self.latency.to_dict(),
                 "latency_table": None if self.latency_table is None else str(self.latency_table),
                 **self.training.to_dict()}
-
-
-@dataclass
-class PreparedFill:
-    """A checkpoint baked, compacted and re-initialised, ready for training."""
-
-    model: Any
-    report: Any  # CompactionReport
-    reinitialized: int
-    reinit_std: float
-    record: Optional[RunConfig] = None  # the checkpoint's nnprune_config.json
-    was_masked: bool = False
-
-
-def prepare_fill_model(checkpoint: str | Path, *, reinit_std: float | None = None,
-                       seed: int = 42, target_speedup: Optional[float] = None,
-                       latency: Optional[LatencyModel] = None,
-                       init: FillInit = FillInit.NOISE) -> PreparedFill:
-    """Load ``checkpoint``, bake and compact it (exact removals only), and fill the zeros
-    inside its kept heads / FFN dimensions: ``init`` ``noise`` with ``N(0, reinit_std)``
-    (default: the config's ``initializer_range``, else 0.02; ``0`` leaves them at zero),
-    ``weights`` with the weights its masks hid there (a masked checkpoint only).
-
-    With ``target_speedup`` (and the ``latency`` table's model) a masked checkpoint's masks are
-    first re-cut from its scores at that speedup, in latency units
-    (:meth:`~nnprune.pruning_core.pruner.Pruner.use_latency`): whatever target it was pruned
-    to, the filled model is as fast as asked, keeping its highest-scored blocks."""
-    import torch
-
-    loaded = load_model(checkpoint)
-    model = loaded.model
-    if target_speedup is not None:
-        if not loaded.is_masked or latency is None:
-            raise NNPruneError(f"fill --target-speedup re-cuts a fine-pruned (masked) "
-                               f"checkpoint's mask scores; {checkpoint} is {loaded.kind.value}")
-        pruner = loaded.pruner
-        # The config's own check refuses a binarizer with no global threshold to re-cut
-        pruner.config = pruner.config.replace(target_density=None, target_speedup=target_speedup)
-        pruner.use_latency(latency)
-        pruner.finalize()
-    restored = 0
-    if init is FillInit.WEIGHTS:
-        if not loaded.is_masked:
-            raise NNPruneError(f"--fill-init weights restores what a fine-pruned checkpoint's "
-                               f"masks hid; {checkpoint} is {loaded.kind.value} (no masks)")
-        hidden = {name: m.weight.detach().clone() for name, m in model.named_modules()
-                  if isinstance(m, MaskedLinear)}
-        unpatch_model(model, apply_masks=True)
-        # Before compaction, while the layers still have the stored weights' shapes.
-        restored = restore_inside_kept(model, hidden)
-    # As bertarize does: never fine-tune a compaction that changed what the model computes
-    # (with ``weights`` the reference is the model with its hidden weights restored).
-    report, _ = compact_exactly(model, refusal=f"refusing to fill {checkpoint}: it would not be "
-                                               "the pruned model")
-    if init is FillInit.WEIGHTS:
-        return PreparedFill(model, report, restored, 0.0, loaded.record, True)
-    std = reinit_std
-    if std is None:
-        std = float(getattr(model.config, "initializer_range", None) or 0.02)
-    n = 0
-    if std > 0:
-        n = reinit_zeros(model, std=std, generator=torch.Generator().manual_seed(seed))
-    return PreparedFill(model, report, n, std, loaded.record, loaded.is_masked)
 
 
 def fill(args: FillArgs) -> FillResult:
@@ -183,8 +103,8 @@ def fill(args: FillArgs) -> FillResult:
     if out.exists() and out.resolve() == ckpt.resolve():
         raise NNPruneError("--output-dir must differ from the checkpoint (fill writes a new model)")
     task = get_task(args.task, args.task_options)
-    pcfg = build_config("dense", teacher=args.teacher)  # alpha_ce 0.1, alpha_teacher 0.9, T 2
-    record = read_config(ckpt) or RunConfig()
+    pcfg = nnprune.method_config("dense", teacher=args.teacher)  # alphas 0.1 / 0.9, T 2
+    record = records.read_config(ckpt) or records.RunConfig()
     opts = args.training
     if opts.max_seq_length is None and record.training is not None:
         opts = replace(opts, max_seq_length=record.training.max_seq_length)
@@ -192,13 +112,15 @@ def fill(args: FillArgs) -> FillResult:
     table = None
     if args.target_speedup is not None:
         seq_len = opts.max_seq_length or task.default_max_seq_length
-        table = from_main_process(lambda: resolve_table(
-            load_config(ckpt), args.latency.at(seq_len), args.latency_table))
+        table = nnprune.latency_table(nnprune.load_config(ckpt), setting=args.latency.at(seq_len),
+                                      path=args.latency_table)
+        if args.latency_table is None:
+            logger.info("latency table %s (%s)", table.path,
+                        "cached" if table.cached else f"measured in {table.seconds:.0f} s")
         table.model.budget_ms(args.target_speedup)
-    prepared = prepare_fill_model(ckpt, reinit_std=args.reinit_std, seed=args.training.seed,
-                                  target_speedup=args.target_speedup,
-                                  latency=table.model if table is not None else None,
-                                  init=args.fill_init)
+    prepared: PreparedFill = nnprune.prepare_fill(
+        ckpt, init=args.fill_init, reinit_std=args.reinit_std, seed=args.training.seed,
+        target_speedup=args.target_speedup, latency_table=table)
     tokenizer = _tokenizer_for(ckpt, record.base_model)
     run = run_training(task, str(ckpt), out, opts, pcfg, model=prepared.model, tokenizer=tokenizer)
 
@@ -206,32 +128,35 @@ def fill(args: FillArgs) -> FillResult:
     base = run.result
     result = FillResult(
         **{f.name: getattr(base, f.name) for f in fields(base)},
-        checkpoint=str(ckpt), compacted=is_compacted(run.model.config),
+        checkpoint=str(ckpt), compacted=prepared.compacted,
         heads_kept=heads[0], heads_original=heads[1], ffn_dims_kept=ffn[0],
         ffn_dims_original=ffn[1], reinitialized=prepared.reinitialized,
         reinit_std=prepared.reinit_std, fill_init=args.fill_init.value, prune=record.results)
     if run.is_main_process:
-        options = CommandOptions({**args.to_dict(), **run.options.to_dict()})
-        prune_stage = StageRecord(Stage.PRUNE, str(ckpt), masked=prepared.was_masked,
-                                  pruning=record.pruning, training=record.training,
-                                  results=record.results)
-        fill_stage = StageRecord(Stage.FILL, str(out), pruning=pcfg, training=options,
-                                 compaction=prepared.report.to_dict(),
-                                 reinit_std=prepared.reinit_std, fill_init=args.fill_init.value,
-                                 reinitialized=prepared.reinitialized, results=result)
+        options = records.CommandOptions({**args.to_dict(), **run.options.to_dict()})
+        prune_stage = records.StageRecord(records.Stage.PRUNE, str(ckpt),
+                                          masked=prepared.was_masked, pruning=record.pruning,
+                                          training=record.training, results=record.results)
+        fill_stage = records.StageRecord(records.Stage.FILL, str(out), pruning=pcfg,
+                                         training=options, compaction=prepared.report.to_dict(),
+                                         reinit_std=prepared.reinit_std,
+                                         fill_init=args.fill_init.value,
+                                         reinitialized=prepared.reinitialized, results=result)
         # A checkpoint that is itself a fill output brings its own stages along.
         stages = list(record.stages or [prune_stage]) + [fill_stage]
-        save_final(run.model, run.tokenizer, RunConfig(
+        save_final(run.model, run.tokenizer, records.RunConfig(
             pruning=pcfg, task=args.task, base_model=record.base_model or str(ckpt),
             filled_from=str(ckpt), compacted=result.compacted, results=result, training=options,
             stages=stages,
-            latency_table=latency_record(table.to_dict()) if table is not None else None), out)
+            latency_table=(records.latency_record(table.to_dict()) if table is not None
+                           else None)), out)
         if table is not None:
             result.speed_check = record_speed_check(out, table)
     return result
 
 
-def fresh_data_order(opts: TrainingOptions, recorded: Optional[CommandOptions]) -> TrainingOptions:
+def fresh_data_order(opts: TrainingOptions,
+                     recorded: Optional[records.CommandOptions]) -> TrainingOptions:
     """``opts`` with another data order than the training run that made the checkpoint
     (``recorded``: its options) when both would use the same one. With one data seed the
     Trainer's sampler deals the same examples in the same order, so a fill stage would see the
