@@ -37,7 +37,7 @@ from torch import nn
 from nnprune.pruning_core.architectures import Role, find_sites
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.timing import cpu_model_name
-from nnprune.workflows.speed import run_speed
+from nnprune.api.speed import run_speed
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "compaction_efficiency.json"

@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in th
 
 from nnprune.measure.timing import cpu_model_name  # noqa: E402
 from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune  # noqa: E402
-from nnprune.workflows.speed import run_speed  # noqa: E402
+from nnprune.api.speed import run_speed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 

@@ -95,7 +95,7 @@ from nnprune.workflows.fill import FillInit  # noqa: E402
 from nnprune.workflows.fine_prune import PRUNE_SUBDIR, FinePruneArgs, fine_prune  # noqa: E402
 from nnprune.workflows.options import TrainingOptions  # noqa: E402
 from nnprune.workflows.prune import PRUNE_TRAINING, PruneArgs, prune  # noqa: E402
-from nnprune.workflows.speed import run_speed  # noqa: E402
+from nnprune.api.speed import run_speed  # noqa: E402
 from nnprune.workflows.training import (checkpoint_folders, has_complete_checkpoint,  # noqa: E402
                                         load_tokenizer)
 

@@ -8,18 +8,24 @@ Fine-pruning inside any training loop
         FinePruning.parameter_groups() / .step(step) / .regularization_loss() / .loss(...)
         FinePruning.trainer_callback() -> PruningCallback (a Hugging Face Trainer callback)
     distillation_loss(student_logits, teacher_logits, temperature)
-    METHODS, PruningConfig: the presets and the full config
+    METHODS, PruningConfig, method_config(method, ...): the presets and the full config
 
 Post-training pruning from your own batches and loss
     prune(model, batches, target_speedup= | target_flops=, loss_fn=) -> PostTrainingResult
 
-Shrinking
+Shrinking and shipping
     bertarize(model), compact(model) -> CompactResult, save_pretrained(model, dir),
-    load_pretrained(dir), refill(model), fill(model, teacher, batches, steps=)
+    refill(model), fill(model, teacher, batches, steps=), prepare_fill(checkpoint),
+    export_onnx(model, dir), load_onnx(dir), quantize_int8(model)
+
+Checkpoints and run records
+    load_pretrained(dir), load_config(dir), inspect_checkpoint(dir) -> CheckpointInfo,
+    bertarize_checkpoint(src, dst, compact=True), records (nnprune_config.json / results types)
 
 Measuring
     count_parameters(model) -> ParamCount, count_flops(model) -> FlopCount,
-    latency_table(model) -> LatencyTable, measure_speed(model, baseline) -> SpeedReport
+    latency_table(model) -> LatencyTable, measure_speed(model, baseline) -> SpeedReport,
+    check_speedup(checkpoint, table) -> SpeedCheck
 
 Errors: every bad input is an NNPruneError with a one-line message.
 
@@ -42,29 +48,47 @@ __version__ = "0.1.0"
 
 # Imported on first use, so that ``import nnprune`` stays light (no torch / transformers).
 _LAZY = {
-    # fine-pruning
+    # fine-pruning in any loop
     "attach_masks": "nnprune.api.fine_pruning",
     "FinePruning": "nnprune.api.fine_pruning",
     "PruningCallback": "nnprune.api.fine_pruning",
     "distillation_loss": "nnprune.api.fine_pruning",
     "PruningConfig": "nnprune.pruning_core.config",
     "METHODS": "nnprune.pruning_core.methods",
-    # post-training
+    "method_config": "nnprune.api.configs",
+    "check_speedup_target": "nnprune.api.configs",
+    # post-training pruning
     "prune": "nnprune.api.post_training",
     "PostTrainingResult": "nnprune.api.post_training",
-    # shrinking
+    "check_prune_targets": "nnprune.api.post_training",
+    # shrinking and shipping
     "bertarize": "nnprune.api.shrink",
     "compact": "nnprune.api.shrink",
     "CompactResult": "nnprune.api.shrink",
     "save_pretrained": "nnprune.api.shrink",
     "refill": "nnprune.api.shrink",
     "fill": "nnprune.api.shrink",
+    "prepare_fill": "nnprune.api.fill",
+    "PreparedFill": "nnprune.api.fill",
+    "FillInit": "nnprune.api.fill",
+    "export_onnx": "nnprune.api.onnx",
+    "load_onnx": "nnprune.api.onnx",
+    "onnx_metadata": "nnprune.api.onnx",
+    "quantize_int8": "nnprune.api.onnx",
+    # checkpoints and run records
     "load_pretrained": "nnprune.pruning_core.checkpoint",
+    "load_config": "nnprune.api.checkpoints",
+    "inspect_checkpoint": "nnprune.api.checkpoints",
+    "CheckpointInfo": "nnprune.api.checkpoints",
+    "bertarize_checkpoint": "nnprune.api.checkpoints",
+    "records": "nnprune.api.records",  # the run record's types and files, a namespace
     # measuring
     "count_parameters": "nnprune.api.measure",
     "count_flops": "nnprune.api.measure",
     "latency_table": "nnprune.api.measure",
     "measure_speed": "nnprune.api.measure",
+    "check_speedup": "nnprune.api.speed",
+    "SpeedCheck": "nnprune.api.speed",
     "LatencySetting": "nnprune.measure.latency",
     "LatencyTable": "nnprune.measure.latency",
     "ParamCount": "nnprune.measure.counting",
@@ -72,26 +96,6 @@ _LAZY = {
     "SpeedReport": "nnprune.measure.timing",
     # errors
     "NNPruneError": "nnprune.errors",
-    # --- names the commands need (cli/, evaluate, fill, speed): helper-3 adds here
-    "records": "nnprune.api.records",  # the run record's types and files, a namespace
-    "inspect_checkpoint": "nnprune.api.commands_checkpoints",
-    "CheckpointInfo": "nnprune.api.commands_checkpoints",
-    "load_config": "nnprune.api.commands_checkpoints",
-    "bertarize_checkpoint": "nnprune.api.commands_checkpoints",
-    "method_config": "nnprune.api.commands_config",
-    "check_speedup_target": "nnprune.api.commands_config",
-    "prepare_fill": "nnprune.api.commands_fill",
-    "PreparedFill": "nnprune.api.commands_fill",
-    "FillInit": "nnprune.api.commands_fill",
-    "export_onnx": "nnprune.api.commands_export",
-    "load_onnx": "nnprune.api.commands_export",
-    "onnx_metadata": "nnprune.api.commands_export",
-    "quantize_int8": "nnprune.api.commands_export",
-    "check_speedup": "nnprune.api.commands_speed",
-    # --- end of the commands' block
-    # --- names the training / prune workflows need: the lead adds here
-    "check_prune_targets": "nnprune.api.post_training",
-    # --- end of the workflows' block
 }
 
 

@@ -11,6 +11,7 @@ on/off, 1/0; enums and other types are left to the dataclass's ``__post_init__``
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Iterable
@@ -34,6 +35,10 @@ def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, str]:
             raise NNPruneError(f"{option} expects key=value, got {item!r}")
         out[key.strip().replace("-", "_")] = value.strip()
     return out
+
+
+# LatencySetting's fields as command-line options: --latency-device, --latency-seq-len, ...
+LATENCY_OPTION_PREFIX = "latency_"
 
 
 def option_flag(name: str, prefix: str = "") -> str:
@@ -210,5 +215,26 @@ class TrainingOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-__all__ = ["TrainingOptions", "apply_assignments", "coerce", "field_types", "option_flag",
+
+def load_config_file(path: "str | Path") -> dict[str, Any]:
+    """Read a YAML or JSON mapping of config overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise NNPruneError(f"config file {p} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise different types; both are user errors
+        raise NNPruneError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise NNPruneError(f"config file {p} must contain a mapping of keys to values")
+    return data
+
+__all__ = ["LATENCY_OPTION_PREFIX", "TrainingOptions", "load_config_file", "apply_assignments", "coerce", "field_types", "option_flag",
            "parse_assignments"]

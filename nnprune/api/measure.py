@@ -106,18 +106,24 @@ def table_for(model: nn.Module, table: "LatencyTable | str | Path | None",
 
 
 def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | Path | None" = None,
-                  *, batch_sizes: Sequence[int] = (1, 32), seq_lens: Sequence[int] = (128,),
-                  threads: Optional[int] = None, device: str = "cpu", dtype: str = "fp32",
-                  quantize: Optional[str] = None, onnx: bool = False, warmup: int = 5,
-                  iters: int = 20) -> SpeedReport:
+                  *, batch_sizes: Optional[Sequence[int]] = (1, 32),
+                  seq_lens: Optional[Sequence[int]] = (128,), threads: Optional[int] = None,
+                  device: str = "cpu", dtype: str = "fp32", quantize: Optional[str] = None,
+                  onnx: bool = False, warmup: int = 5, iters: int = 20, keep_times: bool = False,
+                  generate: bool = False, max_new_tokens: int = 64,
+                  num_beams: int = 1) -> SpeedReport:
     """Time ``model`` against ``baseline`` interleaved in one process (a busy spell hits both):
     latency, throughput, measured and FLOP speedups per (batch size, sequence length).
 
     Args:
         model: a module or a checkpoint folder (masked, baked, compacted or an ONNX export).
         baseline: the same; default the model's dense architecture rebuilt from its config.
+        batch_sizes, seq_lens: the grid; ``None``: the device's default grid.
         quantize: ``"int8"``: the model runs dynamically quantized (CPU).
         onnx: run both on onnxruntime (CPU, fp32).
+        keep_times: keep every per-forward time in the rows.
+        generate: encoder-decoders: also time ``generate()`` of exactly ``max_new_tokens``
+            tokens with ``num_beams`` beams.
 
     Example::
 
@@ -132,7 +138,9 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
                      model=model if is_module else None,
                      baseline=baseline if isinstance(baseline, nn.Module) else None,
                      device=device, batch_sizes=batch_sizes, seq_lens=seq_lens, threads=threads,
-                     dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters)
+                     dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
+                     keep_times=keep_times, generate=generate, max_new_tokens=max_new_tokens,
+                     num_beams=num_beams)
 
 
 __all__ = ["count_flops", "count_parameters", "latency_table", "measure_speed", "table_for"]

@@ -26,7 +26,7 @@ from nnprune.errors import NNPruneError
 from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, is_onnx_dir,
                                  quantize_onnx_int8, read_onnx_meta)
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
-from nnprune.measure.latency import LatencySetting
+from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
 from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, GenerateRow, GenerateRunner,
                                     SpeedReport, TorchRunner, check_can_generate, compare,
@@ -36,7 +36,6 @@ from nnprune.pruning_core.checkpoint import (load_checkpoint_model, load_pretrai
                                              model_class_for)
 from nnprune.pruning_core.compact import (compact_exactly, dense_baseline, dense_config,
                                           is_compacted, model_layout)
-from nnprune.pruning_core.latency_model import LatencyModel
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +204,13 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
 @dataclass
 class SpeedCheck:
     """A model's speedup as a latency table predicts it and as measured against the dense
-    architecture, at one setting (``--target-speedup``'s promise, checked)."""
+    architecture, at one setting (``--target-speedup``'s promise, checked).
+
+    Example::
+
+        check = nnprune.check_speedup("runs/x", table)
+        json.dumps(check.to_dict())
+    """
 
     predicted: float
     # median of the per-round ratios (each round times both models back to back, so a busy
@@ -221,22 +226,37 @@ class SpeedCheck:
         return asdict(self)
 
 
-def check_speedup(path: str | Path, latency: LatencyModel, setting: LatencySetting, *,
-                  warmup: int = 5, iters: int = 30) -> SpeedCheck:
-    """Load the checkpoint at ``path`` (masks baked in and compacted if it is not yet), predict
-    its speedup from its per-layer sizes with ``latency`` and time it against the dense
-    architecture (random weights) at ``setting``."""
-    model = load_pretrained(path, bake_masks=True)
+def check_speedup(checkpoint: str | Path, table: LatencyTable, *, warmup: int = 5,
+                  iters: int = 30) -> SpeedCheck:
+    """The speedup ``table`` predicts for the checkpoint folder ``checkpoint`` (from the heads
+    and FFN dimensions each layer keeps) and the one measured against the dense architecture
+    (random weights), both at the table's own setting (device, dtype, batch, length, threads). A
+    masked checkpoint is baked and compacted first, as it would ship.
+
+    Returns:
+        ``predicted``, ``measured`` (median of per-round ratios, both models timed back to back),
+        ``measured_medians``, ``measured_min``, the ``setting`` and the kept
+        ``heads_per_layer`` / ``ffn_dims_per_layer``; ``to_dict()`` is what fine-prune records.
+
+    Example::
+
+        table = nnprune.latency_table(model, batch_size=1, seq_len=128, threads=1)
+        ...  # fine-prune to target_speedup=2.0 with this table, save to "runs/x"
+        check = nnprune.check_speedup("runs/x", table)
+        print(f"predicted {check.predicted:.2f}x, measured {check.measured:.2f}x")
+    """
+    setting = LatencySetting(**table.key["setting"])
+    model = load_pretrained(checkpoint, bake_masks=True)
     if not is_compacted(model.config):
         compact_exactly(model)  # as fill does
     encoder = model_layout(model)["stacks"]["encoder"]
     heads = [int(h) for h in encoder["attention"]["self"]["heads"]]
     dims = [int(d) for d in encoder["ffn"]["dims"]]
-    report = run_speed(path, model=model, device=setting.device, dtype=setting.dtype,
+    report = run_speed(checkpoint, model=model, device=setting.device, dtype=setting.dtype,
                        batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
                        threads=setting.threads, warmup=warmup, iters=iters)
     row = report.rows[0]
-    return SpeedCheck(predicted=latency.speedup(heads, dims), measured=row.speedup_paired,
+    return SpeedCheck(predicted=table.model.speedup(heads, dims), measured=row.speedup_paired,
                       measured_medians=row.speedup, measured_min=row.speedup_min,
                       setting=setting.resolved().to_dict(),
                       heads_per_layer=heads, ffn_dims_per_layer=dims)

@@ -325,9 +325,7 @@ def latency_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Every field of :class:`~nnprune.measure.latency.LatencySetting` as a ``--latency-*``
     option, collected into the command's ``latency`` parameter."""
     from nnprune import LatencySetting
-    # the flags' spelling, which the model card rebuilds commands with too (not an engine name:
-    # it belongs with nnprune.settings.option_flag)
-    from nnprune.measure.latency import LATENCY_OPTION_PREFIX
+    from nnprune.settings import LATENCY_OPTION_PREFIX
 
     return dataclass_options(LatencySetting, "latency", prefix=LATENCY_OPTION_PREFIX)(func)
 

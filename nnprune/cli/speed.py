@@ -54,15 +54,15 @@ def speed(
     teacher-forced forward (target as long as the source); with --generate also on a full
     generate() (latency, generated tokens/s, speedup)."""
     quiet_libraries()
-    from nnprune.workflows.speed import run_speed
+    from nnprune import measure_speed
 
     with stdout_for_json(json_out):
-        report = run_speed(model, baseline, device=device,
-                           batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
-                           seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
-                           dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
-                           keep_times=True, generate=generate, max_new_tokens=max_new_tokens,
-                           num_beams=num_beams)
+        report = measure_speed(model, baseline, device=device,
+                               batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
+                               seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
+                               dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup,
+                               iters=iters, keep_times=True, generate=generate,
+                               max_new_tokens=max_new_tokens, num_beams=num_beams)
         payload = report.to_dict()
         if task is not None:
             payload["task_metrics"] = task_metrics(model, task, quantize, data_dir,

@@ -56,8 +56,6 @@ MAX_HEAD_POINTS = 17  # up to 16 heads every count is measured; more heads, 16 s
 MIN_ROUNDS, MAX_ROUNDS = 5, 30
 TIME_PERCENTILE = 20.0
 Progress = Callable[[int, int], None]  # (done, total) variants
-# LatencySetting's fields as command-line options: --latency-device, --latency-seq-len, ...
-LATENCY_OPTION_PREFIX = "latency_"
 
 
 @dataclass(frozen=True)
@@ -346,6 +344,6 @@ def resolve_table(config: Any, setting: LatencySetting,
     return table
 
 
-__all__ = ["DEFAULT_CACHE_DIR", "LATENCY_OPTION_PREFIX", "LatencySetting", "LatencyTable", "build_latency_table",
+__all__ = ["DEFAULT_CACHE_DIR", "LatencySetting", "LatencyTable", "build_latency_table",
            "cache_path", "check_table_fits", "ffn_grid", "hardware_name", "head_grid",
            "latency_table", "read_table", "resolve_table", "table_key"]

@@ -7,11 +7,9 @@ checkpoint can be re-patched when it is loaded.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
@@ -252,29 +250,8 @@ def parse_enum(enum_cls: type[Enum], value: Any, name: str) -> Any:
         raise NNPruneError(f"unknown {name} {value!r}; known: {known}") from None
 
 
-def load_config_file(path: "str | Path") -> dict[str, Any]:
-    """Read a YAML or JSON mapping of config overrides."""
-    p = Path(path)
-    if not p.is_file():
-        raise NNPruneError(f"config file {p} does not exist")
-    text = p.read_text()
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml and json raise different types; both are user errors
-        raise NNPruneError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: "
-                           f"{str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise NNPruneError(f"config file {p} must contain a mapping of keys to values")
-    return data
-
-
 __all__ = [
     "BinarizerKind", "StructureKind", "RegularizationKind", "ScoreInit", "BlockSpec",
-    "PruningConfig", "check_speedup_target", "load_config_file", "parse_assignments", "parse_enum",
+    "PruningConfig", "check_speedup_target", "parse_assignments", "parse_enum",
     "CONFIG_FILE", "LATENCY_KEY", "RESULTS_FILE",
 ]

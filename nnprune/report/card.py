@@ -29,13 +29,13 @@ from typing import Any, Mapping, Optional
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
-from nnprune.measure.latency import LATENCY_OPTION_PREFIX, LatencySetting
+from nnprune.measure.latency import LatencySetting
 from nnprune.pruning_core.config import PruningConfig, RegularizationKind
 from nnprune.pruning_core.methods import METHODS
 from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, FinePruneResult,
                                              RunConfig, RunResults, Stage, read_config,
                                              read_results)
-from nnprune.settings import TrainingOptions, option_flag
+from nnprune.settings import LATENCY_OPTION_PREFIX, TrainingOptions, option_flag
 
 logger = logging.getLogger(__name__)
 

@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import nnprune
-from nnprune import LatencySetting, LatencyTable
+from nnprune import (METHODS, LatencySetting, LatencyTable, PruningConfig, check_speedup_target,
+                     load_config, method_config, records)
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process, world_size
-from nnprune.pruning_core.config import (PruningConfig, check_speedup_target, load_config_file,
-                                         parse_assignments, parse_enum)
-from nnprune.pruning_core.checkpoint import load_config
-from nnprune.pruning_core.methods import METHODS, build_config
-from nnprune.pruning_core.run_record import (AutoRecord, CommandOptions, RunConfig,
-                                             latency_record, update_config)
+from nnprune.settings import load_config_file, parse_assignments
 from nnprune.tasks import DataArgs, TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
@@ -75,7 +71,7 @@ class FinePruneArgs:
         if self.target_density is not None and not 0 < self.target_density <= 1:
             raise NNPruneError(f"--target-density must be in (0, 1], got {self.target_density}")
         check_speedup_target(self.target_speedup, self.target_density)
-        object.__setattr__(self, "fill_init", parse_enum(FillInit, self.fill_init, "--fill-init"))
+        object.__setattr__(self, "fill_init", FillInit.parse(self.fill_init, "--fill-init"))
         if self.fill_max_steps is not None and self.fill_max_steps < 1:
             raise NNPruneError(f"--fill-max-steps must be >= 1, got {self.fill_max_steps}")
         if self.fill_epochs is not None and self.fill_epochs <= 0:
@@ -130,10 +126,10 @@ def resolve_config(args: FinePruneArgs, method: Optional[str] = None,
     density, speedup = args.target_density, args.target_speedup
     if density is None and speedup is None:
         density, speedup = file_density, file_speedup
-    return build_config(method, teacher=teacher,
-                        target_density=float(density) if density is not None else None,
-                        target_speedup=float(speedup) if speedup is not None else None,
-                        overrides=overrides)
+    return method_config(method, teacher=teacher,
+                         target_density=float(density) if density is not None else None,
+                         target_speedup=float(speedup) if speedup is not None else None,
+                         overrides=overrides)
 
 
 def fine_prune(args: FinePruneArgs, *, model: Any = None,
@@ -196,10 +192,10 @@ def _fine_prune_once(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter
     run = run_training(task, args.model, args.output_dir, args.training, pcfg, model=model,
                        tokenizer=tokenizer, latency=table)
     if run.is_main_process:
-        record = RunConfig(
+        record = records.RunConfig(
             pruning=pcfg, task=args.task, base_model=args.model, results=run.result,
-            training=CommandOptions({**args.to_dict(), **run.options.to_dict()}),
-            latency_table=latency_record(table.to_dict()) if table is not None else None)
+            training=records.CommandOptions({**args.to_dict(), **run.options.to_dict()}),
+            latency_table=records.latency_record(table.to_dict()) if table is not None else None)
         save_final(run.model, run.tokenizer, record, args.output_dir)
     return run.result
 
@@ -279,7 +275,7 @@ def _auto(args: FinePruneArgs, task: TaskAdapter) -> FinePruneResult:
     if is_main_process():
         add_results(args.output_dir, route=result.route)
         # The command that made OUTPUT is this auto one, whatever its stages record
-        update_config(args.output_dir, auto=AutoRecord(training=CommandOptions(args.to_dict()),
+        records.update_config(args.output_dir, auto=records.AutoRecord(training=records.CommandOptions(args.to_dict()),
                                                        route=result.route))
         if table is not None:
             result.speed_check = record_speed_check(args.output_dir, table)

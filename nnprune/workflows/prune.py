@@ -28,14 +28,10 @@ from typing import Any, Callable, Optional
 from torch import nn
 
 import nnprune
-from nnprune import LatencySetting
+from nnprune import LatencySetting, records
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process
 from nnprune.phases import PhaseClock
-from nnprune.pruning_core.checkpoint import CheckpointKind, check_dir, load_model, read_config_json
-from nnprune.pruning_core.run_record import (BeforePruning, CommandOptions, PostTrainingRecord,
-                                             PruneResult, RunConfig, latency_record,
-                                             read_results, write_results)
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
 from nnprune.workflows.options import TrainingOptions
@@ -43,6 +39,7 @@ from nnprune.workflows.training import (barrier, collate_first, from_main_proces
                                         has_complete_checkpoint, load_tokenizer)
 
 logger = logging.getLogger(__name__)
+PruneResult = records.PruneResult
 
 MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise (nnprune.prune's floor)
 PRUNE_SUBDIR = "prune"  # with then_fill: where the pruned (unfilled) model goes
@@ -150,7 +147,7 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
 
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     """Run the whole post-training pruning job (see the module doc)."""
-    src = check_dir(args.checkpoint)
+    src = nnprune.inspect_checkpoint(args.checkpoint).path
     out = args.output_dir
     resume = args.training.resume
     if out.exists() and any(out.iterdir()) and not (args.training.overwrite or resume):
@@ -181,7 +178,7 @@ def saved_result(folder: Path) -> Optional[PruneResult]:
     if not (folder / "config.json").is_file():
         return None
     try:
-        results = read_results(folder)
+        results = records.read_results(folder)
     except NNPruneError as exc:
         logger.warning("--resume: %s; pruning again", exc)
         return None
@@ -207,11 +204,11 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
     phase = PhaseClock(logger, "prune")
     seconds = phase.seconds
     task = get_task(args.task, args.task_options)
-    task.check_checkpoint(read_config_json(src), str(src))
-    loaded = load_model(src)
-    if loaded.kind is CheckpointKind.COMPACTED:
+    info = nnprune.inspect_checkpoint(src)
+    task.check_checkpoint(info.config, str(src))
+    if info.kind == "compacted":
         raise NNPruneError(f"{src} is already compacted; prune the fine-tuned model it came from")
-    model = nnprune.bertarize(loaded.model).eval()  # a masked checkpoint: its masks baked in
+    model = nnprune.load_pretrained(src, bake_masks=True)  # a masked checkpoint: masks baked in
     seq_len = (args.training.max_seq_length or training_max_seq_length(src)
                or task.default_max_seq_length)
     tokenizer = load_tokenizer(str(src))
@@ -238,19 +235,20 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
                              seq_len=seq_len, rearrange_units=args.rearrange, tune=tune,
                              tune_samples=args.tune_samples, tokenizer=tokenizer,
                              progress=progress)
-        post = PostTrainingRecord(
+        post = records.PostTrainingRecord(
             method="fisher+search" + ("+rearrange" if args.rearrange else "")
                    + ("+lstsq" if tune else ""),
-            options=CommandOptions(args.to_dict()), calibration_examples=done.calibration_samples,
+            options=records.CommandOptions(args.to_dict()),
+            calibration_examples=done.calibration_samples,
             max_seq_length=seq_len, kept=done.kept,
             flops={"before": done.flops_before, "after": done.flops_after},
             predicted_speedup=done.predicted_speedup, speed_setting=setting.resolved().to_dict())
-        record = RunConfig(
+        record = records.RunConfig(
             pruning=nnprune.PruningConfig(method="post-training", binarizer="none"),
             task=args.task, base_model=str(src), post_training=post,
-            training=CommandOptions({"max_seq_length": seq_len}),
-            results=BeforePruning(main_metric=task.main_metric, metrics_before=before),
-            latency_table=latency_record(table.to_dict()) if table is not None else None)
+            training=records.CommandOptions({"max_seq_length": seq_len}),
+            results=records.BeforePruning(main_metric=task.main_metric, metrics_before=before),
+            latency_table=records.latency_record(table.to_dict()) if table is not None else None)
         tick = time.perf_counter()
         nnprune.save_pretrained(model, save_to, tokenizer=tokenizer, record=record)
         phases = {k: v for k, v in done.seconds.items() if k not in ("load", "compact")}
@@ -283,7 +281,7 @@ def _prune_once(args: PruneArgs, src: Path, save_to: Path,
         speed_setting=setting.resolved().to_dict(),
         model=model if is_main_process() else None)  # the others never compacted theirs
     if is_main_process():
-        write_results(save_to, result)
+        records.write_results(save_to, result)
     barrier()  # resume looks for the file: every process sees it once the main one wrote it
     return result
 

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from nnprune import LatencyTable, check_speedup, records
-# The timing behind ``nnprune speed`` (generate, kept times, the device's default grid), which
-# nnprune.measure_speed does not take yet; commands and benchmarks import it from here.
-from nnprune.api.speed import run_speed
 
 logger = logging.getLogger(__name__)
 
@@ -31,4 +28,4 @@ def add_results(output_dir: Path, **items: Any) -> None:
     records.update_results(output_dir, **items)
 
 
-__all__ = ["add_results", "record_speed_check", "run_speed"]
+__all__ = ["add_results", "record_speed_check"]

@@ -17,19 +17,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import nnprune
-from nnprune import ParamCount, PruningConfig, count_parameters
+from nnprune import ParamCount, PruningConfig, count_parameters, records
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.launch import barrier, from_main_process, is_main_process
-from nnprune.pruning_core.checkpoint import load_model, read_config_json, save_checkpoint
-from nnprune.pruning_core.config import RESULTS_FILE
-from nnprune.pruning_core.run_record import FinePruneResult, RunConfig, write_results
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.progress import install_progress
 from nnprune.workflows.trainer import PruningTrainer
 
 logger = logging.getLogger(__name__)
+# re-exported: the workflows and tests name them from here
+FinePruneResult = records.FinePruneResult
+RESULTS_FILE = records.RESULTS_FILE
 
 IMPORTANCE_SAMPLES = 512  # training examples scored for score_init=importance
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
@@ -191,8 +191,8 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     teacher = None
     if pcfg.teacher:
         # A teacher with another head or another label order would distil the wrong classes.
-        task.check_checkpoint(read_config_json(pcfg.teacher), str(pcfg.teacher))
-        teacher = load_model(pcfg.teacher).model
+        task.check_checkpoint(nnprune.inspect_checkpoint(pcfg.teacher).config, str(pcfg.teacher))
+        teacher = nnprune.load_pretrained(pcfg.teacher, bake_masks=True)
     training_args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=opts.batch_size,
@@ -251,7 +251,7 @@ def _group_density(count: Any) -> dict[str, float]:
     return {g: (r / t if t else 1.0) for g, (r, t) in sums.items()}
 
 
-def save_final(model: Any, tokenizer: Any, record: RunConfig, output_dir: Path) -> None:
+def save_final(model: Any, tokenizer: Any, record: "records.RunConfig", output_dir: Path) -> None:
     """Save the final model *beside* the Trainer's checkpoint-* folders, with its run
     ``record`` (``nnprune_config.json``) and its results (``record.results``, in
     ``nnprune_results.json``, written last).
@@ -265,9 +265,9 @@ def save_final(model: Any, tokenizer: Any, record: RunConfig, output_dir: Path) 
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".final."))
     try:
-        save_checkpoint(model, staging / "model", tokenizer=tokenizer, record=record)
+        nnprune.save_pretrained(model, staging / "model", tokenizer=tokenizer, record=record)
         files = sorted((staging / "model").iterdir(), key=lambda f: f.name == "config.json")
-        written = {f.name for f in files} | {RESULTS_FILE}
+        written = {f.name for f in files} | {records.RESULTS_FILE}
         # run_training's prediction files, named in the results, are this run's too
         if isinstance(record.results, FinePruneResult):
             written |= {Path(p).name for p in record.results.prediction_files}
@@ -280,7 +280,7 @@ def save_final(model: Any, tokenizer: Any, record: RunConfig, output_dir: Path) 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if record.results is not None:
-        write_results(output_dir, record.results)
+        records.write_results(output_dir, record.results)
 
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "barrier",

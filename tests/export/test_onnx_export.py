@@ -42,7 +42,7 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
     assert abs(got - ref).max() < 1e-4
 
     # speed --onnx: the export folder (fp32 and int8) against the ONNX-exported dense baseline.
-    from nnprune.workflows.speed import run_speed
+    from nnprune.api.speed import run_speed
 
     for q in (None, "int8"):
         rep = run_speed(tmp_path / "onnx", onnx=True, quantize=q, batch_sizes=[2], seq_lens=[16],

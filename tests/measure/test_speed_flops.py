@@ -144,7 +144,7 @@ def test_speed_cli_compacted_half_flops_report(speed_dirs):
 
 def test_speed_default_baseline_and_dense_model(speed_dirs, tmp_path):
     """No --baseline: the architecture rebuilt from the config; a dense model has FLOP ratio 1."""
-    from nnprune.workflows.speed import run_speed
+    from nnprune.api.speed import run_speed
 
     dense_dir, _ = speed_dirs
     rep = run_speed(dense_dir, batch_sizes=[2], seq_lens=[16], threads=1, warmup=1, iters=2)
@@ -159,7 +159,7 @@ def test_speed_default_baseline_and_dense_model(speed_dirs, tmp_path):
 def test_speed_masked_checkpoint_is_timed_with_a_note(tmp_path):
     from nnprune.pruning_core import build_config, patch_model
     from nnprune.pruning_core.checkpoint import save_checkpoint
-    from nnprune.workflows.speed import run_speed
+    from nnprune.api.speed import run_speed
 
     model = _bert()
     _zero_units(model, {("encoder", 0): 2, ("encoder", 1): 2}, {})
@@ -175,7 +175,7 @@ def test_speed_masked_checkpoint_is_timed_with_a_note(tmp_path):
 
 def test_speed_int8_torch_and_errors(speed_dirs):
     from nnprune.measure.quantize import quantize_int8
-    from nnprune.workflows.speed import run_speed
+    from nnprune.api.speed import run_speed
 
     dense_dir, half_dir = speed_dirs
     rep = run_speed(half_dir, dense_dir, batch_sizes=[2], seq_lens=[16], quantize="int8",

@@ -74,7 +74,7 @@ def test_speed_cli_generate_compacted_bart(bart_dirs):
 
 def test_run_speed_generate_beams_default_baseline_and_exact_length():
     from nnprune.measure.timing import GenerateRunner, generation_config_for
-    from nnprune.workflows.speed import run_speed
+    from nnprune.api.speed import run_speed
 
     dense, half = _bart_pair()
     rep = run_speed("half", model=half, generate=True, max_new_tokens=5, num_beams=2,
@@ -106,7 +106,7 @@ def test_generate_refused_for_non_seq2seq_models(tmp_path, capsys, bart_dirs):
     from transformers import AutoModelForSequenceClassification
 
     from nnprune.cli.main import main
-    from nnprune.workflows.speed import run_speed
+    from nnprune.api.speed import run_speed
 
     bert = save_tiny_model(tmp_path / "bert", "bert")
     with pytest.raises(SystemExit) as exc:
