@@ -75,12 +75,16 @@ _LAZY = {
     "load_onnx": "nnprune.api.onnx",
     "onnx_metadata": "nnprune.api.onnx",
     "quantize_int8": "nnprune.api.onnx",
+    "OnnxExport": "nnprune.export.onnx",
+    "OrtModel": "nnprune.export.onnx",
     # checkpoints and run records
     "load_pretrained": "nnprune.pruning_core.checkpoint",
     "load_config": "nnprune.api.checkpoints",
     "inspect_checkpoint": "nnprune.api.checkpoints",
     "CheckpointInfo": "nnprune.api.checkpoints",
     "bertarize_checkpoint": "nnprune.api.checkpoints",
+    "CheckpointKind": "nnprune.pruning_core.checkpoint",
+    "BertarizeResult": "nnprune.pruning_core.bertarize",
     "records": "nnprune.api.records",  # the run record's types and files, a namespace
     # measuring
     "count_parameters": "nnprune.api.measure",

@@ -56,6 +56,14 @@ _SKIP_OUTPUTS = {"loss", "past_key_values", "hidden_states", "attentions", "cros
 
 @dataclass
 class OnnxExport:
+    """Where an ONNX export went and how close it is to PyTorch (:func:`nnprune.export_onnx`).
+
+    Example::
+
+        exp = nnprune.export_onnx(small, "model-onnx", quantize="int8")
+        print(exp.model_path, exp.int8_path, exp.max_abs_diff)
+    """
+
     directory: Path
     model_path: Path
     int8_path: Path | None
@@ -410,6 +418,11 @@ class OrtModel(nn.Module):
     :attr:`label_names` are the label inputs to give ``TrainingArguments(label_names=...)``, since
     the ``Trainer`` can only guess them from a model class name. ``threads``: onnxruntime intra-op
     threads, default ``torch.get_num_threads()``.
+
+    Example::
+
+        ort = nnprune.load_onnx("model-onnx", quantize="int8")   # an OrtModel
+        logits = ort(input_ids=ids, attention_mask=mask).logits
     """
 
     main_input_name = "input_ids"

@@ -27,6 +27,15 @@ TOKENIZER_FILES = ("tokenizer*.json", "tokenizer*.model", "vocab.*", "merges.txt
 
 @dataclass
 class BertarizeResult:
+    """What :func:`nnprune.bertarize_checkpoint` wrote and checked.
+
+    Example::
+
+        r = nnprune.bertarize_checkpoint("runs/x", "runs/x-small", compact=True)
+        assert r.exact
+        print(r.report.heads_removed if r.report else r.removable_heads)
+    """
+
     checkpoint: str
     output: str
     masked: bool  # whether the input had masks

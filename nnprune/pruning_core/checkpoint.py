@@ -28,7 +28,13 @@ from nnprune.pruning_core.run_record import RunConfig, read_config, write_config
 
 
 class CheckpointKind(str, Enum):
-    """What a checkpoint folder holds."""
+    """What a checkpoint folder holds (a ``str`` enum: compares equal to its value).
+
+    Example::
+
+        if nnprune.inspect_checkpoint("runs/x").kind is nnprune.CheckpointKind.MASKED:
+            small = nnprune.compact(nnprune.FinePruning.from_pretrained("runs/x").model).model
+    """
 
     PLAIN = "plain"  # a stock Hugging Face model (dense, or with baked-in zeros)
     MASKED = "masked"  # nnprune masked layers with their scores (re-patched on load)
