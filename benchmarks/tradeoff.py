@@ -77,10 +77,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in th
 
 import torch  # noqa: E402
 
+import nnprune  # noqa: E402
 from nnprune.cli.common import quiet_libraries, setup_logging  # noqa: E402
 from nnprune.errors import NNPruneError  # noqa: E402
 from nnprune.io_utils import atomic_write_text  # noqa: E402
-from nnprune.measure.latency import LatencySetting, LatencyTable, resolve_table  # noqa: E402
+from nnprune.measure.latency import LatencySetting, LatencyTable  # noqa: E402
 from nnprune.measure.timing import cpu_model_name  # noqa: E402
 from nnprune.pruning_core.architectures import architecture_for, model_class_for  # noqa: E402
 from nnprune.pruning_core.bertarize import bertarize  # noqa: E402
@@ -724,7 +725,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setting = LatencySetting(batch_size=1, seq_len=a.speed_seq, threads=a.latency_threads)
-    table = resolve_table(load_config(str(dense)), setting, a.latency_table)
+    table = nnprune.latency_table(load_config(str(dense)), setting=setting, path=a.latency_table)
     ctx = Context(budget, table, setting, a.latency_table, threads, a.iters, a.warmup,
                   a.save_steps, a.train_only, a.retime, a.time_only)
     work.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from nnprune.api.shrink import refill
+from nnprune.api.shrink import noise_std, refill
 from nnprune.errors import NNPruneError
 from nnprune.measure.latency import LatencyTable
 from nnprune.pruning_core.checkpoint import load_model
@@ -131,9 +131,7 @@ def prepare_fill(checkpoint: "str | Path", *, init: "FillInit | str" = FillInit.
     compacted = is_compacted(model.config)
     if init is FillInit.WEIGHTS:
         return PreparedFill(model, report, restored, 0.0, loaded.record, True, compacted)
-    std = reinit_std
-    if std is None:
-        std = float(getattr(model.config, "initializer_range", None) or 0.02)
+    std = noise_std(model, reinit_std)
     reinitialized = refill(model, std=std, seed=seed) if std > 0 else 0
     return PreparedFill(model, report, reinitialized, std, loaded.record, loaded.is_masked,
                         compacted)

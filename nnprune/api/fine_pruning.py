@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -227,10 +227,13 @@ class FinePruning:
         return self._pruner.mask_score_parameters()
 
     def parameter_groups(self, lr: Optional[float] = None, weight_decay: float = 0.0,
-                         no_decay: Sequence[str] = NO_DECAY) -> list[dict[str, Any]]:
-        """Optimizer groups: the model's weights with ``weight_decay`` (none on biases and norms),
-        then the mask scores with their own learning rate (``config.mask_scores_learning_rate``)
-        and no weight decay. Pass them to any ``torch.optim`` optimizer.
+                         no_decay: Sequence[str] = NO_DECAY,
+                         decay_names: Optional[Collection[str]] = None) -> list[dict[str, Any]]:
+        """Optimizer groups: the model's weights with ``weight_decay`` (none on biases and norms:
+        names containing one of ``no_decay``, or those not in ``decay_names`` when given, e.g. a
+        ``Trainer``'s ``get_decay_parameter_names(model)``), then the mask scores with their own
+        learning rate (``config.mask_scores_learning_rate``) and no weight decay. Empty groups
+        are left out. Pass them to any ``torch.optim`` optimizer.
 
         Keep the scores' learning rate constant (see :meth:`lr_lambdas`): under a decaying
         schedule they stop before reaching the threshold in short runs.
@@ -244,7 +247,9 @@ class FinePruning:
         for name, p in self.model.named_parameters():
             if not p.requires_grad or id(p) in scores:
                 continue
-            (plain if any(k in name for k in no_decay) else decay).append(p)
+            decays = (name in decay_names if decay_names is not None
+                      else not any(k in name for k in no_decay))
+            (decay if decays else plain).append(p)
         extra = {} if lr is None else {"lr": lr}
         groups = [{"params": decay, "weight_decay": weight_decay, **extra},
                   {"params": plain, "weight_decay": 0.0, **extra}]
@@ -492,7 +497,8 @@ class PruningCallback(TrainerCallback):
             self._optimizer.zero_grad(set_to_none=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is not None and "loss" in logs:
+        # (a Trainer that logs them itself, as the commands' does, has them already)
+        if logs is not None and "loss" in logs and "pruning/density" not in logs:
             logs.update({k: round(v, 6) for k, v in self.pruning.stats().items()})
 
     def on_save(self, args, state, control, **kwargs):

@@ -4,6 +4,7 @@ baseline. Each returns the typed result the CLI prints and writes as JSON (``to_
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -14,11 +15,12 @@ from nnprune.measure.counting import ParamCount
 from nnprune.measure.counting import count_parameters as _count_parameters
 from nnprune.measure.flops import FlopCount
 from nnprune.measure.flops import count_flops as _count_flops
-from nnprune.measure.latency import (LatencySetting, LatencyTable, check_table_fits, read_table,
-                                     resolve_table)
+from nnprune.measure.latency import LatencySetting, LatencyTable, check_table_fits, read_table
 from nnprune.measure.latency import latency_table as _latency_table
 from nnprune.measure.timing import SpeedReport
 
+
+logger = logging.getLogger(__name__)
 
 def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
     """Non-zero weights of the transformer layers' linear matrices against the dense ancestor's
@@ -79,9 +81,12 @@ def latency_table(model: "nn.Module | Any", *, batch_size: int = 1, seq_len: int
         return table
     setting = setting or LatencySetting(device=device, dtype=dtype, batch_size=batch_size,
                                         seq_len=seq_len, threads=threads)
-    return from_main_process(lambda: _latency_table(config, setting, cache_dir=cache_dir,
-                                                    rebuild=rebuild, budget_s=budget_s,
-                                                    progress=progress))
+    table = from_main_process(lambda: _latency_table(config, setting, cache_dir=cache_dir,
+                                                     rebuild=rebuild, budget_s=budget_s,
+                                                     progress=progress))
+    logger.info("latency table %s (%s)", table.path,
+                "cached" if table.cached else f"measured in {table.seconds:.0f} s")
+    return table
 
 
 def config_of(model: "nn.Module | Any") -> Any:
@@ -102,7 +107,7 @@ def table_for(model: nn.Module, table: "LatencyTable | str | Path | None",
     if isinstance(table, LatencyTable):
         check_table_fits(table, model.config)
         return table
-    return from_main_process(lambda: resolve_table(config_of(model), setting, table))
+    return latency_table(model, setting=setting, path=table)
 
 
 def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | Path | None" = None,

@@ -122,13 +122,18 @@ def refill(model: nn.Module, std: Optional[float] = None, seed: int = 42) -> int
         nnprune.compact(model); nnprune.refill(model)
         nnprune.fill(model, teacher, train_batches, steps=300)
     """
-    if std is None:
-        std = float(getattr(model.config, "initializer_range", None) or 0.02)
+    std = noise_std(model, std)
     if std < 0:
         raise NNPruneError(f"std must be >= 0, got {std}")
     if std == 0:
         return 0
     return reinit_zeros(model, std=std, generator=torch.Generator().manual_seed(seed))
+
+
+def noise_std(model: nn.Module, std: Optional[float] = None) -> float:
+    """``std``, or by default the std *fill* re-initialises with: the config's
+    ``initializer_range``, else 0.02."""
+    return float(getattr(model.config, "initializer_range", None) or 0.02) if std is None else std
 
 
 FillHook = Callable[[int, float], None]  # (step done, its loss)
@@ -172,17 +177,22 @@ def fill(model: nn.Module, teacher: Optional[nn.Module], batches: Iterable[dict[
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))
     for step in range(steps):
         batch = batches[step % len(batches)]
-        inputs = model_inputs(model, batch)
         if loss_fn is None:
-            out = model(**inputs)
+            out = model(**model_inputs(model, batch))
             task = out.loss
         else:
-            task = loss_fn(model, batch)
-            out = None
+            # the outputs of the forward loss_fn runs, for the distillation: one forward a step
+            seen: list[Any] = []
+            hook = model.register_forward_hook(lambda _m, _a, output: seen.append(output))
+            try:
+                task = loss_fn(model, batch)
+            finally:
+                hook.remove()
+            out = seen[-1] if seen else None
         loss = task
         if teacher is not None:
             if out is None:
-                out = model(**inputs)
+                raise NNPruneError("loss_fn must run the model (its logits are distilled)")
             with torch.no_grad():
                 t = teacher(**model_inputs(teacher, batch))
             loss = alpha_task * task + alpha_teacher * distillation_loss(

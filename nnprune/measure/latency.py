@@ -329,21 +329,6 @@ def check_table_fits(table: LatencyTable, config: Any) -> None:
                            f"(table vs model: {'; '.join(diff)})")
 
 
-def resolve_table(config: Any, setting: LatencySetting,
-                  table_file: Optional[str | Path] = None) -> LatencyTable:
-    """The table a ``--target-speedup`` run uses: ``table_file`` when given (checked against
-    ``config``'s shapes), else the cached one for this machine and ``setting``, measured now
-    when there is none."""
-    if table_file is not None:
-        table = read_table(table_file)
-        check_table_fits(table, config)
-        return table
-    table = latency_table(config, setting)
-    logger.info("latency table %s (%s)", table.path,
-                "cached" if table.cached else f"measured in {table.seconds:.0f} s")
-    return table
-
-
 __all__ = ["DEFAULT_CACHE_DIR", "LatencySetting", "LatencyTable", "build_latency_table",
            "cache_path", "check_table_fits", "ffn_grid", "hardware_name", "head_grid",
-           "latency_table", "read_table", "resolve_table", "table_key"]
+           "latency_table", "read_table", "table_key"]

@@ -167,7 +167,7 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
 def resolve_latency(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
                     model: Any = None) -> Optional[LatencyTable]:
     """The latency table a ``target_speedup`` run cuts its masks with
-    (:func:`~nnprune.measure.latency.resolve_table`); refuses a target beyond its reach before
+    (:func:`nnprune.latency_table`); refuses a target beyond its reach before
     any training."""
     if pcfg.target_speedup is None or not pcfg.prunes:
         return None

@@ -147,7 +147,8 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
 
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     """Run the whole post-training pruning job (see the module doc)."""
-    src = nnprune.inspect_checkpoint(args.checkpoint).path
+    info = nnprune.inspect_checkpoint(args.checkpoint)
+    src = info.path
     out = args.output_dir
     resume = args.training.resume
     if out.exists() and any(out.iterdir()) and not (args.training.overwrite or resume):
@@ -162,7 +163,7 @@ def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
         logger.info("--resume: %s already holds the pruned model; it is not pruned again", save_to)
         result = saved
     else:
-        result = _prune_once(args, src, save_to, progress)
+        result = _prune_once(args, info, save_to, progress)
     if args.then_fill:
         tick = time.perf_counter()
         result.metrics_filled = _fill(args, src, save_to, result.max_seq_length)
@@ -197,14 +198,14 @@ def _fill(args: PruneArgs, src: Path, pruned: Path, seq_len: int) -> dict[str, f
                          reinit_std=0.0, task_options=args.task_options, training=opts)).metrics
 
 
-def _prune_once(args: PruneArgs, src: Path, save_to: Path,
+def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
                 progress: Optional[Progress]) -> PruneResult:
     """Everything but the fill: load, evaluate, cut, compact, save ``save_to``, evaluate it,
     time it; record the result in ``save_to`` last (what ``resume`` looks for)."""
     phase = PhaseClock(logger, "prune")
     seconds = phase.seconds
     task = get_task(args.task, args.task_options)
-    info = nnprune.inspect_checkpoint(src)
+    src = info.path
     task.check_checkpoint(info.config, str(src))
     if info.kind == "compacted":
         raise NNPruneError(f"{src} is already compacted; prune the fine-tuned model it came from")

@@ -51,21 +51,13 @@ class PruningTrainer(Trainer):
         if self.optimizer is not None:
             return self.optimizer
         model = self.model
-        scores = {id(p) for p in self.pruning.score_parameters()}
-        decay = set(self.get_decay_parameter_names(model))
-        groups: list[dict[str, Any]] = [
-            {"params": [p for n, p in model.named_parameters()
-                        if p.requires_grad and id(p) not in scores and n in decay],
-             "weight_decay": self.args.weight_decay},
-            {"params": [p for n, p in model.named_parameters()
-                        if p.requires_grad and id(p) not in scores and n not in decay],
-             "weight_decay": 0.0},
-        ]
-        if scores:
-            groups.append({"params": self.pruning.score_parameters(), "weight_decay": 0.0,
-                           "lr": self.config.mask_scores_learning_rate, SCORES_GROUP: True})
+        groups = self.pruning.parameter_groups(
+            weight_decay=self.args.weight_decay,
+            decay_names=set(self.get_decay_parameter_names(model)))
+        if self.pruning.score_parameters():  # the last group: marked for the scheduler and clipping
+            groups[-1][SCORES_GROUP] = True
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        self.optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: Any = None):

@@ -242,6 +242,12 @@ def test_refill_and_fill_train_a_compacted_model_from_a_teacher(tokenizer):
                  on_step=lambda s, loss: steps.append((s, loss)))
     assert [s for s, _ in steps] == list(range(1, 7))
     assert not model.training
+    # with the user's loss, the forward it runs is the one distilled: one forward a step
+    forwards = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    nnprune.fill(model, teacher, batches, steps=3,
+                 loss_fn=lambda m, b: m(**{k: v for k, v in b.items()}).loss)
+    assert len(forwards) == 3
 
 
 def test_measure_speed_of_a_module_against_its_dense_architecture(tokenizer):
