@@ -11,7 +11,7 @@ with per-head state beyond Q/K/V/O names it in ``head_linears`` / ``head_args`` 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Iterable, Optional
 
@@ -88,11 +88,44 @@ class StackRoles:
     # The FFN-in layer's rows are this many stacked sections of FFN size, FFN dimension i at
     # row i of each (ModernBERT's Wi: [input; gate], 2); one score decides that row in all.
     ffn_in_parts: int = 1
+    # Config attribute with the number of layers: removing layers lowers it, so that the stock
+    # constructor builds as many as are left.
+    layers_attr: str = "num_hidden_layers"
 
     @property
     def ffn_ins(self) -> tuple[str, ...]:
         """``ffn_in`` as a tuple of candidate paths."""
         return (self.ffn_in,) if isinstance(self.ffn_in, str) else tuple(self.ffn_in)
+
+
+@dataclass(frozen=True)
+class HiddenRoles:
+    """Where an encoder's residual stream (the hidden dimension) is made and read, so that one
+    mask over its channels can be applied everywhere (see :mod:`nnprune.pruning_core.width_depth`).
+
+    Paths are relative to the base model (``model.base_model``: ``bert``, ``distilbert``...) or,
+    for ``layer_norms``, to a layer; the ones a configuration does not build are skipped. Inside
+    the layers the stream is read by Q/K/V (or the fused QKV) and FFN-in, written by the attention
+    output and FFN-out: the architecture's roles already name them.
+    """
+
+    # Embedding tables whose columns are the stream (word, position, token type).
+    embeddings: tuple[str, ...]
+    # The LayerNorm over their sum (on the stream unless ``embedding_project`` is built).
+    embedding_norm: Optional[str]
+    # The LayerNorms of a layer on the stream, in forward order (post-LN: their outputs are the
+    # stream; pre-LN: they are its reads). A layer's non-LayerNorm (ModernBERT's first layer
+    # has an Identity attention norm) is skipped.
+    layer_norms: tuple[str, ...]
+    # Pre-LN: the norm after the last layer, the last read of the stream.
+    final_norm: Optional[str] = None
+    # A linear layer from narrower embeddings to the stream (ELECTRA's ``embeddings_project``
+    # when ``embedding_size != hidden_size``): its rows start the stream, the embeddings and
+    # their norm are not on it.
+    embedding_project: Optional[str] = None
+    # The first layer differs from the others in the stock class (ModernBERT builds layer 0
+    # without an attention norm): removing it would change what the next layer is rebuilt as.
+    keep_first_layer: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,10 @@ class ArchitectureRoles:
     head_dim_attr: Optional[str] = None
     # The seq2seq forward needs ``decoder_input_ids`` (T5); BART derives them from ``input_ids``.
     needs_decoder_inputs: bool = False
+    # The residual stream, for pruning the hidden dimension and removing whole layers; None
+    # with ``width_refusal`` saying in one line why this architecture cannot be pruned so exactly.
+    hidden: Optional[HiddenRoles] = None
+    width_refusal: str = "pruning the hidden dimension is not supported for this architecture"
 
     def head_dim(self, config: Any, stack: StackRoles) -> int:
         """Head size of ``stack``'s attention in the dense model (compaction keeps it)."""
@@ -118,27 +155,45 @@ _BERT_STACK = StackRoles(
     attentions=(AttentionRoles("self", "attention.self.query", "attention.self.key",
                                "attention.self.value", "attention.output.dense"),),
     ffn_in="intermediate.dense", ffn_out="output.dense", ffn_attr="intermediate_size")
+# BERT, RoBERTa, XLM-R, ELECTRA (post-LN): word, position and token-type embeddings, their norm,
+# then each layer's two norms produce the stream.
+_BERT_HIDDEN = HiddenRoles(
+    embeddings=("embeddings.word_embeddings", "embeddings.position_embeddings",
+                "embeddings.token_type_embeddings"),
+    embedding_norm="embeddings.LayerNorm",
+    layer_norms=("attention.output.LayerNorm", "output.LayerNorm"))
+_ENCODER_DECODER_WIDTH = ("encoder-decoder models share the hidden dimension between encoder, "
+                          "decoder and tied embeddings: prune heads and FFN only")
 
 _BART_SELF = AttentionRoles("self", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                             "self_attn.out_proj")
 
 ARCHITECTURES: dict[str, ArchitectureRoles] = {
-    "bert": ArchitectureRoles("bert", (_BERT_STACK,)),
-    "roberta": ArchitectureRoles("roberta", (_BERT_STACK,)),
-    "xlm-roberta": ArchitectureRoles("xlm-roberta", (_BERT_STACK,)),
-    "electra": ArchitectureRoles("electra", (_BERT_STACK,)),
+    "bert": ArchitectureRoles("bert", (_BERT_STACK,), hidden=_BERT_HIDDEN),
+    "roberta": ArchitectureRoles("roberta", (_BERT_STACK,), hidden=_BERT_HIDDEN),
+    "xlm-roberta": ArchitectureRoles("xlm-roberta", (_BERT_STACK,), hidden=_BERT_HIDDEN),
+    "electra": ArchitectureRoles("electra", (_BERT_STACK,), hidden=replace(
+        _BERT_HIDDEN, embedding_project="embeddings_project")),
     "distilbert": ArchitectureRoles("distilbert", (StackRoles(
         name="encoder", layers=r"transformer\.layer\.(\d+)", heads_attr="n_heads",
         attentions=(AttentionRoles("self", "attention.q_lin", "attention.k_lin", "attention.v_lin",
                                    "attention.out_lin"),),
-        ffn_in="ffn.lin1", ffn_out="ffn.lin2", ffn_attr="hidden_dim"),), hidden_attr="dim"),
+        ffn_in="ffn.lin1", ffn_out="ffn.lin2", ffn_attr="hidden_dim", layers_attr="n_layers"),),
+        hidden_attr="dim", hidden=HiddenRoles(
+            embeddings=("embeddings.word_embeddings", "embeddings.position_embeddings"),
+            embedding_norm="embeddings.LayerNorm",
+            layer_norms=("sa_layer_norm", "output_layer_norm"))),
     # The relative attention bias is one Embedding shared by all layers (encoder-level), added
     # to every layer's scores as ``position_bias``; a compacted layer keeps its heads' slices.
     "mpnet": ArchitectureRoles("mpnet", (StackRoles(
         name="encoder", layers=r"encoder\.layer\.(\d+)", heads_attr="num_attention_heads",
         attentions=(AttentionRoles("self", "attention.attn.q", "attention.attn.k", "attention.attn.v",
                                    "attention.attn.o", head_args=("position_bias",)),),
-        ffn_in="intermediate.dense", ffn_out="output.dense", ffn_attr="intermediate_size"),)),
+        ffn_in="intermediate.dense", ffn_out="output.dense", ffn_attr="intermediate_size"),),
+        hidden=HiddenRoles(
+            embeddings=("embeddings.word_embeddings", "embeddings.position_embeddings"),
+            embedding_norm="embeddings.LayerNorm",
+            layer_norms=("attention.LayerNorm", "output.LayerNorm"))),
     # Disentangled attention projects the shared relative-position embeddings per head: with
     # pos_key_proj / pos_query_proj, or with query_proj / key_proj themselves (share_att_key, the
     # v3 default), which already shrink with the heads.
@@ -148,21 +203,27 @@ ARCHITECTURES: dict[str, ArchitectureRoles] = {
             "self", "attention.self.query_proj", "attention.self.key_proj",
             "attention.self.value_proj", "attention.output.dense",
             head_linears=("attention.self.pos_key_proj", "attention.self.pos_query_proj")),),
-        ffn_in="intermediate.dense", ffn_out="output.dense", ffn_attr="intermediate_size"),)),
+        ffn_in="intermediate.dense", ffn_out="output.dense", ffn_attr="intermediate_size"),),
+        width_refusal="DeBERTa-v2's relative-position embeddings are projected by every layer's "
+                      "query and key: its hidden dimension cannot be pruned exactly; prune heads "
+                      "and FFN only"),
     "bart": ArchitectureRoles("bart", (
         StackRoles(name="encoder", layers=r"encoder\.layers\.(\d+)",
                    heads_attr="encoder_attention_heads", attentions=(_BART_SELF,),
-                   ffn_in="fc1", ffn_out="fc2", ffn_attr="encoder_ffn_dim"),
+                   ffn_in="fc1", ffn_out="fc2", ffn_attr="encoder_ffn_dim",
+                   layers_attr="encoder_layers"),
         StackRoles(name="decoder", layers=r"decoder\.layers\.(\d+)",
                    heads_attr="decoder_attention_heads",
                    attentions=(_BART_SELF, AttentionRoles(
                        "cross", "encoder_attn.q_proj", "encoder_attn.k_proj", "encoder_attn.v_proj",
                        "encoder_attn.out_proj")),
-                   ffn_in="fc1", ffn_out="fc2", ffn_attr="decoder_ffn_dim", is_decoder=True),
-    ), hidden_attr="d_model"),
+                   ffn_in="fc1", ffn_out="fc2", ffn_attr="decoder_ffn_dim", is_decoder=True,
+                   layers_attr="decoder_layers"),
+    ), hidden_attr="d_model", width_refusal=_ENCODER_DECODER_WIDTH),
 }
 # Same module layout as BART.
-ARCHITECTURES["mbart"] = ArchitectureRoles("mbart", ARCHITECTURES["bart"].stacks, "d_model")
+ARCHITECTURES["mbart"] = ArchitectureRoles("mbart", ARCHITECTURES["bart"].stacks, "d_model",
+                                           width_refusal=_ENCODER_DECODER_WIDTH)
 # Fused Wqkv (rows [q; k; v]) and a GLU whose Wi rows are [input; gate]: FFN dimension i is rows
 # i and F + i of Wi and column i of Wo. Rotary positions and the alternating local / global
 # attention (``layer_types``) hold no per-head state.
@@ -170,7 +231,11 @@ ARCHITECTURES["modernbert"] = ArchitectureRoles("modernbert", (StackRoles(
     name="encoder", layers=r"layers\.(\d+)", heads_attr="num_attention_heads",
     attentions=(AttentionRoles("self", "attn.Wqkv", "attn.Wqkv", "attn.Wqkv", "attn.Wo",
                                fused_qkv=True),),
-    ffn_in="mlp.Wi", ffn_out="mlp.Wo", ffn_attr="intermediate_size", ffn_in_parts=2),))
+    ffn_in="mlp.Wi", ffn_out="mlp.Wo", ffn_attr="intermediate_size", ffn_in_parts=2),),
+    # Pre-LN: the norms read the stream (layer 0 reads the embeddings' norm directly).
+    hidden=HiddenRoles(embeddings=("embeddings.tok_embeddings",), embedding_norm="embeddings.norm",
+                       layer_norms=("attn_norm", "mlp_norm"), final_norm="final_norm",
+                       keep_first_layer=True))
 
 
 def _t5_attention(name: str, block: str, maker: Optional[str]) -> AttentionRoles:
@@ -190,17 +255,20 @@ def _t5_ffn(sub: int) -> tuple[str, ...]:
 _T5_STACKS = (
     StackRoles(name="encoder", layers=r"encoder\.block\.(\d+)", heads_attr="num_heads",
                attentions=(_t5_attention("self", "layer.0.SelfAttention", "compute_bias"),),
-               ffn_in=_t5_ffn(1), ffn_out="layer.1.DenseReluDense.wo", ffn_attr="d_ff"),
+               ffn_in=_t5_ffn(1), ffn_out="layer.1.DenseReluDense.wo", ffn_attr="d_ff",
+               layers_attr="num_layers"),
     StackRoles(name="decoder", layers=r"decoder\.block\.(\d+)", heads_attr="num_heads",
                attentions=(_t5_attention("self", "layer.0.SelfAttention", "compute_bias"),
                            _t5_attention("cross", "layer.1.EncDecAttention", None)),
                ffn_in=_t5_ffn(2), ffn_out="layer.2.DenseReluDense.wo", ffn_attr="d_ff",
-               is_decoder=True),
+               is_decoder=True, layers_attr="num_decoder_layers"),
 )
 ARCHITECTURES["t5"] = ArchitectureRoles("t5", _T5_STACKS, "d_model", head_dim_attr="d_kv",
-                                        needs_decoder_inputs=True)
+                                        needs_decoder_inputs=True,
+                                        width_refusal=_ENCODER_DECODER_WIDTH)
 ARCHITECTURES["mt5"] = ArchitectureRoles("mt5", _T5_STACKS, "d_model", head_dim_attr="d_kv",
-                                         needs_decoder_inputs=True)
+                                         needs_decoder_inputs=True,
+                                         width_refusal=_ENCODER_DECODER_WIDTH)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from nnprune.pruning_core.architectures import (
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.pruning_core.structure import analyze_structure
+from nnprune.pruning_core.width_depth import compact_width_depth, hidden_layout
 
 MODELING_FILE = "nnprune_modeling.py"  # the remote code written beside a compacted checkpoint
 
@@ -75,6 +76,9 @@ class CompactionReport:
     params_before: int = 0  # all parameters of the model
     params_after: int = 0
     allow_inexact: bool = False
+    layers_removed: list[int] = field(default_factory=list)  # dense model's layer indices
+    hidden_before: int = 0  # stream width before / after (0: the stream was not touched)
+    hidden_kept: int = 0
 
     @property
     def heads_removed(self) -> int:
@@ -94,7 +98,8 @@ class CompactionReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.heads_removed or self.ffn_dims_removed)
+        return bool(self.heads_removed or self.ffn_dims_removed or self.layers_removed
+                    or self.hidden_kept < self.hidden_before)
 
     @property
     def exact(self) -> bool:
@@ -183,6 +188,8 @@ def _original_sizes(config: Any) -> dict[str, int]:
     for stack in arch.stacks:
         orig.setdefault(stack.heads_attr, int(getattr(config, stack.heads_attr)))
         orig.setdefault(stack.ffn_attr, int(getattr(config, stack.ffn_attr)))
+        if isinstance(getattr(config, stack.layers_attr, None), int):
+            orig.setdefault(stack.layers_attr, int(getattr(config, stack.layers_attr)))
     return orig
 
 
@@ -214,6 +221,11 @@ def compact_model(model: nn.Module, *, allow_inexact: bool = False,
     stacks = {s.name: s for s in arch.stacks}
     original = _original_sizes(config)
     report = CompactionReport(params_before=_count_params(model), allow_inexact=allow_inexact)
+    # Layers and stream channels first: the heads and FFN dimensions below are then those of
+    # the layers left, numbered as they are now.
+    width_depth = compact_width_depth(model, original)
+    report.layers_removed = width_depth.layers_removed
+    report.hidden_before, report.hidden_kept = width_depth.hidden_before, width_depth.hidden_kept
     structure = analyze_structure(model)
 
     for unit in structure.attention:
@@ -305,6 +317,7 @@ def model_layout(model: nn.Module) -> dict[str, Any]:
     arch = architecture_for(config.model_type)
     sites = find_sites(model)
     layout: dict[str, Any] = {"format": cm.LAYOUT_FORMAT, "stacks": {}}
+    hidden = hidden_layout(model) if arch.hidden is not None else None
     for stack in arch.stacks:
         specs = _relative_specs(stack)
         stack_sites = [s for s in sites if s.stack == stack.name]
@@ -345,7 +358,18 @@ def model_layout(model: nn.Module) -> dict[str, Any]:
         entry["ffn"] = {"in": ins[0] if len(ins) == 1 else ins, "out": stack.ffn_out, "dims": dims}
         if stack.ffn_in_parts > 1:
             entry["ffn"]["in_parts"] = stack.ffn_in_parts
+        layer_list = model.get_submodule(first.path[: m.start(1) - 1]) if m else None
+        # Recorded once layers were removed (then the layer list knows its dense indices).
+        dense = getattr(layer_list, "nnprune_dense_index", None)
+        if dense is not None:
+            entry["kept_layers"] = [int(i) for i in dense]
+            layout["format"] = cm.WIDTH_DEPTH_FORMAT
+        if hidden is not None:
+            entry["hidden"] = hidden["stack"]
         layout["stacks"][stack.name] = entry
+    if hidden is not None:
+        layout["hidden"] = {k: v for k, v in hidden.items() if k != "stack"}
+        layout["format"] = cm.WIDTH_DEPTH_FORMAT
     return layout
 
 

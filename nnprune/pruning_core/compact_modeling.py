@@ -52,6 +52,29 @@ Two optional attention keys hold per-head state that lives outside Q/K/V/O:
 The config's own head count and FFN size stay those of the dense ancestor, so the stock
 constructor computes the right head size; ``config.nnprune_original`` repeats them for counting.
 
+Format 2 adds the hidden dimension (the residual stream) and whole layers removed:
+
+- a stack may say ``"kept_layers": [0, 2, 3]``, the dense model's indices of the layers it has
+  (the config's layer count, e.g. ``num_hidden_layers``, is already the number kept, so the stock
+  constructor builds that many; ``config.nnprune_original`` has the dense count);
+- a top-level ``"hidden"`` entry shrinks the stream to ``"size"`` channels, the dense model's
+  channels ``"index"`` (of ``"dense"``)::
+
+    "hidden": {"size": 256, "dense": 384, "index": [0, 3, ...],
+               "embeddings": ["embeddings.word_embeddings", ...],  # tables: columns
+               "norms": ["embeddings.LayerNorm"],      # LayerNorms over the stream
+               "rows": [],                             # linear layers writing it (ELECTRA's
+                                                       # embeddings_project)
+               "scatter": "encoder.layer.3.output.LayerNorm"}
+
+  paths relative to the base model (``model.base_model``), and per stack ``"hidden": {"in": [...],
+  "out": [...], "norms": [...]}``, relative to each layer: the linear layers reading the stream
+  (Q/K/V, FFN-in: their columns), writing it (attention output, FFN-out: their rows) and its
+  LayerNorms. The output of ``"scatter"``, the last module on the stream, goes back to the dense
+  width (the removed channels zero, :func:`set_scatter`), so task heads and code reading
+  ``last_hidden_state`` see the width the config names. A LayerNorm over the kept channels
+  computes what the pruned model computed: nnprune's masked model normalises over them too.
+
 A layer whose heads are all removed gets an :class:`EmptyAttention` in place of the block holding
 Q/K/V: stock attention code reshapes with ``view(..., -1, head_dim)``, which is ambiguous on empty
 tensors. The empty block returns the attention output's bias (the exact function of a block with
@@ -71,7 +94,9 @@ from transformers.cache_utils import Cache
 LAYOUT_ATTR = "nnprune_layout"
 CLASS_PREFIX = "NNPrune"  # prefix of the generated remote-code model classes
 ORIGINAL_ATTR = "nnprune_original"
-LAYOUT_FORMAT = 1
+LAYOUT_FORMAT = 1  # heads and FFN dimensions
+WIDTH_DEPTH_FORMAT = 2  # also the hidden dimension and whole layers (read by this code only)
+LAYOUT_FORMATS = (LAYOUT_FORMAT, WIDTH_DEPTH_FORMAT)
 _HEAD_COUNT_ATTRS = ("num_attention_heads", "n_heads", "num_heads")
 
 
@@ -355,9 +380,9 @@ def apply_layout(model: nn.Module, layout: "dict | None") -> nn.Module:
     """
     if not layout:
         return model
-    if int(layout.get("format", 0)) != LAYOUT_FORMAT:
+    if int(layout.get("format", 0)) not in LAYOUT_FORMATS:
         raise ValueError(f"nnprune layout format {layout.get('format')!r} is not supported "
-                         f"(this code reads format {LAYOUT_FORMAT})")
+                         f"(this code reads formats {', '.join(map(str, LAYOUT_FORMATS))})")
     for stack_name, stack in layout["stacks"].items():
         layers = find_layers(model, stack["layers"])
         n_layers = len(layers)
@@ -369,6 +394,11 @@ def apply_layout(model: nn.Module, layout: "dict | None") -> nn.Module:
         if ffn is not None and len(ffn["dims"]) != n_layers:
             raise ValueError(f"nnprune layout: {stack_name} ffn dims list has {len(ffn['dims'])} "
                              f"entries for {n_layers} layers")
+        if "kept_layers" in stack:
+            if len(stack["kept_layers"]) != n_layers:
+                raise ValueError(f"nnprune layout: {stack_name} keeps {len(stack['kept_layers'])} "
+                                 f"layers but the model has {n_layers}")
+            layers.nnprune_dense_index = [int(i) for i in stack["kept_layers"]]
         for i, layer in enumerate(layers):
             for spec in stack.get("attention", {}).values():
                 heads, head_dim = int(spec["heads"][i]), int(spec["head_dim"])
@@ -400,7 +430,112 @@ def apply_layout(model: nn.Module, layout: "dict | None") -> nn.Module:
                 lin = layer.get_submodule(ffn["out"])
                 if lin.in_features != dims:
                     replace_linear(layer, ffn["out"], new_linear(lin, in_features=dims))
+    if layout.get("hidden"):
+        apply_hidden(model, layout)
     return model
+
+
+def new_norm(like: nn.LayerNorm, size: int) -> nn.LayerNorm:
+    """A ``nn.LayerNorm`` over ``size`` channels with ``like``'s eps, affine flags, device, dtype."""
+    affine = like.weight is not None
+    return nn.LayerNorm(size, eps=like.eps, elementwise_affine=affine,
+                        bias=affine and like.bias is not None, device=_device(like),
+                        dtype=_dtype(like))
+
+
+def new_embedding(like: nn.Embedding, size: int) -> nn.Embedding:
+    """A ``nn.Embedding`` of ``like``'s entries, ``size`` wide, same padding index."""
+    return nn.Embedding(like.num_embeddings, size, padding_idx=like.padding_idx,
+                        device=like.weight.device, dtype=like.weight.dtype)
+
+
+def _device(module: nn.Module):
+    for p in module.parameters():
+        return p.device
+    return None
+
+
+def _dtype(module: nn.Module):
+    for p in module.parameters():
+        return p.dtype
+    return None
+
+
+def _scatter_hidden(module: nn.Module, args: tuple, output):
+    """Forward hook of the last module on a narrowed stream: ``(..., kept)`` -> ``(..., dense)``,
+    kept channel ``j`` at dense channel ``index[j]``, the others zero. A pad of one zero channel
+    and a gather (no scatter op: exports to ONNX as Pad + Gather)."""
+    gather = module.__dict__.get("_nnprune_gather")
+    if gather is None or gather.device != output.device:
+        gather = torch.tensor(module.nnprune_scatter_gather, dtype=torch.long, device=output.device)
+        module.__dict__["_nnprune_gather"] = gather
+    return nn.functional.pad(output, (0, 1)).index_select(-1, gather)
+
+
+def set_scatter(module: nn.Module, index: "list[int]", dense: int) -> None:
+    """Make ``module``'s output, ``len(index)`` channels, come out ``dense`` wide: channel ``j``
+    at ``index[j]``, zeros elsewhere. The index is a plain attribute (not in the state dict);
+    calling again replaces it without a second hook."""
+    index = [int(i) for i in index]
+    where = {c: j for j, c in enumerate(index)}
+    module.nnprune_scatter_index = index
+    module.nnprune_scatter_dense = int(dense)
+    module.nnprune_scatter_gather = [where.get(c, len(index)) for c in range(int(dense))]
+    module.__dict__.pop("_nnprune_gather", None)
+    if _scatter_hidden not in module._forward_hooks.values():
+        module.register_forward_hook(_scatter_hidden)
+
+
+def remove_scatter(module: nn.Module) -> None:
+    """Undo :func:`set_scatter` on ``module``."""
+    for key, hook in list(module._forward_hooks.items()):
+        if hook is _scatter_hidden:
+            del module._forward_hooks[key]
+    for attr in ("nnprune_scatter_index", "nnprune_scatter_dense", "nnprune_scatter_gather",
+                 "_nnprune_gather"):
+        module.__dict__.pop(attr, None)
+
+
+def shrink_stream_module(root: nn.Module, path: str, size: int, kind: str) -> None:
+    """Give the module at ``path`` (under ``root``; absent: skipped) a ``size``-wide stream side:
+    ``kind`` is ``"in"`` (a linear layer's columns), ``"out"`` (its rows), ``"norm"`` (a
+    LayerNorm; other norms, e.g. an Identity, are left) or ``"embedding"`` (a table's columns)."""
+    module = _find(root, path)
+    if module is None:
+        return
+    if kind == "in" and module.in_features != size:
+        replace_linear(root, path, new_linear(module, in_features=size))
+    elif kind == "out" and module.out_features != size:
+        replace_linear(root, path, new_linear(module, out_features=size))
+    elif kind == "norm" and isinstance(module, nn.LayerNorm) and module.normalized_shape != (size,):
+        replace_linear(root, path, new_norm(module, size))
+    elif kind == "embedding" and module.embedding_dim != size:
+        replace_linear(root, path, new_embedding(module, size))
+
+
+def apply_hidden(model: nn.Module, layout: dict) -> None:
+    """The ``"hidden"`` part of ``layout``: every module on the stream ``size`` wide, and the
+    last one's output scattered back to the dense width."""
+    hidden = layout["hidden"]
+    size = int(hidden["size"])
+    if len(hidden["index"]) != size:
+        raise ValueError(f"nnprune layout: hidden size {size} but {len(hidden['index'])} channels")
+    base = getattr(model, "base_model", model)
+    for kind, key in (("embedding", "embeddings"), ("norm", "norms"), ("out", "rows")):
+        for path in hidden.get(key, ()):
+            shrink_stream_module(base, path, size, kind)
+    for stack in layout["stacks"].values():
+        spec = stack.get("hidden")
+        if not spec:
+            continue
+        for layer in find_layers(model, stack["layers"]):
+            for kind, key in (("in", "in"), ("out", "out"), ("norm", "norms")):
+                for path in spec.get(key, ()):
+                    shrink_stream_module(layer, path, size, kind)
+    last = _find(base, hidden["scatter"])
+    if last is None:
+        raise ValueError(f"nnprune layout: no module {hidden['scatter']!r} to end the stream")
+    set_scatter(last, hidden["index"], int(hidden["dense"]))
 
 
 class NNPruneCompactMixin:
