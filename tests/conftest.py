@@ -18,6 +18,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
+# Hypothesis (the fuzz suites, tests/*/test_*_fuzz.py): profile "ci", the default, runs a few
+# hundred examples per property; NNPRUNE_HYPOTHESIS_PROFILE=deep runs thousands, and
+# NNPRUNE_FUZZ_EXAMPLES=N sets the count of either profile. No deadline: the machine is shared.
+from hypothesis import HealthCheck
+from hypothesis import settings as _hypothesis_settings
+
+for _name, _examples in (("ci", 200), ("deep", 5000)):
+    _hypothesis_settings.register_profile(
+        _name, max_examples=int(os.environ.get("NNPRUNE_FUZZ_EXAMPLES", _examples)), deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        # CI runs keep no example database in the checkout; deep runs keep theirs to replay
+        database=None if _name == "ci" else _hypothesis_settings.default.database)
+_hypothesis_settings.load_profile(os.environ.get("NNPRUNE_HYPOTHESIS_PROFILE", "ci"))
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -34,7 +34,8 @@ import numpy as np
 from nnprune.errors import NNPruneError
 from nnprune.tasks.base import DataArgs
 from nnprune.tasks.classification_metrics import REGRESSION_METRICS, ClassificationMetric
-from nnprune.tasks.io import SUPPORTED_EXTENSIONS, as_text, column_values, read_table
+from nnprune.tasks.io import (SUPPORTED_EXTENSIONS, as_texts, column_list, column_values, places,
+                              read_table)
 from nnprune.tasks.sources import PresetHub, missing_data_message
 
 #: label values of a preset meaning "no gold label" (MNLI has a few examples annotators did not
@@ -50,7 +51,9 @@ class RawExamples:
     """One split's examples as read: parallel lists; ``text_b`` ``None`` for single texts.
 
     ``labels`` are label names (``str``) for classification, floats for regression;
-    ``label_names`` is the hub ``ClassLabel`` order when the source has one.
+    ``label_names`` is the hub ``ClassLabel`` order when the source has one; ``places`` says
+    where each example is in its file (``line 17``, :func:`~nnprune.tasks.io.place`), ``None``
+    for a hub split (examples are then named by index, :meth:`where`).
     """
 
     source: str
@@ -58,15 +61,21 @@ class RawExamples:
     text_b: Optional[list[str]]
     labels: list[Any]
     label_names: Optional[tuple[str, ...]] = None
+    places: Optional[list[str]] = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def where(self, i: int) -> str:
+        """Where example ``i`` is (``line 17``; ``row 18`` of a hub split)."""
+        return self.places[i] if self.places is not None else f"row {i + 1}"
 
     def take(self, idx: Any) -> RawExamples:
         idx = list(idx)
         return RawExamples(self.source, [self.text_a[i] for i in idx],
                            None if self.text_b is None else [self.text_b[i] for i in idx],
-                           [self.labels[i] for i in idx], self.label_names)
+                           [self.labels[i] for i in idx], self.label_names,
+                           None if self.places is None else [self.places[i] for i in idx])
 
 
 def label_name(raw: Any) -> Optional[str]:
@@ -256,7 +265,7 @@ class PresetReader:
         if not rows:
             raise NNPruneError(f"{path}: no examples (only a header)")
         text_a, text_b, labels = column_values(path, rows, (col_a, col_b, col_label))
-        return self._examples(path, text_a, text_b, labels)
+        return self._examples(path, text_a, text_b, labels, places(rows))
 
     def from_hub_splits(self, dsd: Any, *, need_train: bool
                         ) -> tuple[Optional[RawExamples], dict[str, RawExamples]]:
@@ -291,32 +300,39 @@ class PresetReader:
                 return name
         alts = " or ".join(repr(c) for c in candidates)
         raise NNPruneError(f"{source}: missing column {alts} for task {self.preset.name}; "
-                           f"found: {', '.join(header)}")
+                           f"found: {column_list(header)}")
 
     def _examples(self, source: str | Path, text_a: list[Any], text_b: Optional[list[Any]],
-                  raw_labels: list[Any]) -> RawExamples:
-        """Parse labels, dropping unlabeled rows where the preset allows; rows are named
-        1-based, header excluded, in errors."""
+                  raw_labels: list[Any], where: Optional[list[str]] = None) -> RawExamples:
+        """Parse labels, dropping unlabeled rows where the preset allows; errors name a row by
+        ``where`` (its line in a file), else 1-based (a hub split)."""
         p = self.preset
+        at = where or [f"row {i + 1}" for i in range(len(raw_labels))]
         keep: list[int] = []
         names: list[str] = []
         for i, raw in enumerate(raw_labels):
+            if isinstance(raw, (list, dict)):
+                raise NNPruneError(f"{source}: {at[i]}: the label is a JSON "
+                                   f"{'list' if isinstance(raw, list) else 'object'}; expected "
+                                   f"one of {p.label_choices()}")
             label = p.label_id(raw)
             if label is None:
                 if p.drop_unlabeled:
                     continue
-                raise NNPruneError(f"{source}: row {i + 1} has no label ({raw!r}); "
+                raise NNPruneError(f"{source}: {at[i]} has no label ({raw!r}); "
                                    f"expected one of {p.label_choices()}")
             if label < 0:
-                raise NNPruneError(f"{source}: row {i + 1}: unknown label {raw!r}; "
+                raise NNPruneError(f"{source}: {at[i]}: unknown label {raw!r}; "
                                    f"expected one of {p.label_choices()}")
             keep.append(i)
             names.append(p.labels[label])
         if not keep:
             raise NNPruneError(f"{source}: no labelled examples")
-        return RawExamples(str(source), [as_text(text_a[i]) for i in keep],
-                           None if text_b is None else [as_text(text_b[i]) for i in keep],
-                           names)
+        kept = [at[i] for i in keep]
+        return RawExamples(str(source), as_texts(source, [text_a[i] for i in keep], kept),
+                           None if text_b is None else as_texts(source, [text_b[i] for i in keep],
+                                                                kept),
+                           names, places=kept if where is not None else None)
 
 
 def find_file(folder: Path, name: str) -> Optional[Path]:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Optional, TypeVar
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks.base import DataArgs
-from nnprune.tasks.io import error_line
+from nnprune.tasks.io import column_list, error_line
 
 T = TypeVar("T")
 
@@ -208,7 +208,7 @@ def pick_column(source: str | Path, header: Sequence[str], given: Optional[str],
     """The column of ``header`` (the columns of file or split ``source``) that ``--task-option
     option=NAME`` names (``given``), else the first of ``candidates`` present; neither is a
     one-line error listing the columns found."""
-    found = ", ".join(header) or "(none)"
+    found = column_list(header)
     given = (given or "").strip()
     if given:
         if given not in header:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nnprune.errors import NNPruneError
-from nnprune.tasks.io import read_text
+from nnprune.tasks.io import column_list, json_type, read_text, shown
 
 SQUAD_EXTENSIONS = (".json", ".jsonl")
 
@@ -87,17 +87,21 @@ def read_squad_file(path: str | Path, columns: SquadColumns = DEFAULT_COLUMNS
                     rows.append((f"line {lineno}", json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise NNPruneError(f"{path}: invalid JSON at line {lineno} column {e.colno}: "
-                                       f"{e.msg}") from e
+                                       f"{e.msg}") from None
+                except RecursionError:
+                    raise NNPruneError(f"{path}: line {lineno}: JSON nested too deeply") from None
         return _finish(path, [_row_example(path, where, row, columns) for where, row in rows])
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise NNPruneError(f"{path}: not valid JSON (line {e.lineno} column {e.colno}: "
-                           f"{e.msg})") from e
+                           f"{e.msg})") from None
+    except RecursionError:
+        raise NNPruneError(f"{path}: JSON nested too deeply") from None
     if isinstance(obj, dict):
         if "data" not in obj:
-            keys = ", ".join(map(str, obj)) or "(none)"
-            raise NNPruneError(f"{path}: not a SQuAD file: no 'data' list; found keys: {keys}")
+            raise NNPruneError(f"{path}: not a SQuAD file: no 'data' list; found keys: "
+                               f"{column_list(obj)}")
         data = obj["data"]
     else:
         data = obj
@@ -127,9 +131,7 @@ def read_squad_rows(source: str, rows: list[dict[str, Any]],
                             for i, row in enumerate(rows)])
 
 
-def _json_type(value: Any) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"
-            }.get(type(value), "number")
+_json_type = json_type
 
 
 def _need(path: str | Path, where: str, obj: Any, key: str, kind: type | tuple[type, ...],
@@ -159,7 +161,7 @@ def _article_examples(path: Path, where: str, article: Any) -> list[SquadExample
         for k, qa in enumerate(qas):
             qwhere = f"{pwhere}.qas[{k}]"
             qid = _question_id(path, qwhere, qa)
-            qwhere = f"{qwhere} (id {qid})"
+            qwhere = f"{qwhere} (id {shown(qid)})"
             question = _question(path, qwhere, qa)
             raw = _need(path, qwhere, qa, "answers", list, "a list")
             answers: list[tuple[Any, Any]] = []
@@ -179,7 +181,7 @@ def _article_examples(path: Path, where: str, article: Any) -> list[SquadExample
 def _row_example(path: str | Path, where: str, row: Any,
                  columns: SquadColumns = DEFAULT_COLUMNS) -> SquadExample:
     qid = _question_id(path, where, row, columns.id)
-    where = f"{where} (id {qid})"
+    where = f"{where} (id {shown(qid)})"
     question = _question(path, where, row, columns.question)
     context = _need(path, where, row, columns.context, str, "a string")
     if not context.strip():

@@ -17,7 +17,7 @@ from typing import Any, Optional, Protocol
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks.base import DataArgs
-from nnprune.tasks.io import check_columns
+from nnprune.tasks.io import check_columns, place
 
 #: the columns of the datasets a source gives
 SPLIT_COLUMNS = ("id", "article", "highlights")
@@ -56,19 +56,25 @@ def stories_from_rows(path: str | Path, rows: list[dict[str, Any]], text_column:
                       summary_column: str = "highlights") -> list[Story]:
     """Stories from the ``rows`` read from ``path`` (:func:`nnprune.tasks.io.read_table`): the
     document in ``text_column``, the summary in ``summary_column`` (a JSON list of sentences is
-    joined by newlines), ``id`` optional (the 1-based row number otherwise)."""
+    joined by newlines), ``id`` optional (the 1-based row number otherwise). Errors name the
+    row's line (:func:`~nnprune.tasks.io.place`)."""
     if not rows:
         raise NNPruneError(f"{path}: no examples (only a header)")
     out: list[Story] = []
     for i, row in enumerate(rows):
-        check_columns(path, (text_column, summary_column), list(row), where=f"row {i + 1}")
+        where = place(rows, i)
+        check_columns(path, (text_column, summary_column), list(row), where=where)
         article, highlights = row[text_column], row[summary_column]
-        if isinstance(highlights, list):  # a JSON list of highlight sentences
-            highlights = "\n".join(str(h) for h in highlights)
+        if isinstance(highlights, list) and all(isinstance(h, str) for h in highlights):
+            highlights = "\n".join(highlights)  # a JSON list of highlight sentences
         for name, value in ((text_column, article), (summary_column, highlights)):
             if not isinstance(value, str):
-                raise NNPruneError(f"{path}: row {i + 1}: {name!r} is not a string")
-        out.append(Story(str(row.get("id", i + 1)), article, highlights))
+                raise NNPruneError(f"{path}: {where}: {name!r} is not a string (or, for the "
+                                   "summary, a list of strings)")
+        qid = row.get("id", i + 1)
+        if isinstance(qid, (list, dict)):
+            raise NNPruneError(f"{path}: {where}: 'id' is not a string or a number")
+        out.append(Story(str(qid), article, highlights))
     return out
 
 

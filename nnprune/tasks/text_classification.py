@@ -88,7 +88,8 @@ from nnprune.tasks.base import (TASKS, DataArgs, TaskAdapter, TaskData, add_labe
 from nnprune.tasks.classification_data import (PresetReader, RawExamples,
                                                TextClassificationPreset, label_name, sort_labels)
 from nnprune.tasks.classification_metrics import ClassificationMetric, classification_scores
-from nnprune.tasks.io import SUPPORTED_EXTENSIONS, as_text, column_values, read_table
+from nnprune.tasks.io import (SUPPORTED_EXTENSIONS, as_texts, column_list, column_values, places,
+                              read_table)
 from nnprune.tasks.sources import HubDatasetOptions, local_split_paths, pick_column
 
 logger = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ class TextClassificationTask(TaskAdapter):
         if not rows:
             raise NNPruneError(f"{path}: no examples (only a header)")
         text_a, text_b, labels = column_values(path, rows, (col_a, col_b, col_label))
-        return self._examples(str(path), text_a, text_b, labels)
+        return self._examples(str(path), text_a, text_b, labels, where=places(rows))
 
     def _columns(self, source: str | Path, header: list[str]
                  ) -> tuple[str, Optional[str], str]:
@@ -380,37 +381,42 @@ class TextClassificationTask(TaskAdapter):
         return col_a, col_b, col_label
 
     def _examples(self, source: str, text_a: list[Any], text_b: Optional[list[Any]],
-                  raw_labels: list[Any], class_names: Optional[tuple[str, ...]] = None
-                  ) -> RawExamples:
-        """Parse the labels of one split (rows named 1-based, header excluded, in errors)."""
+                  raw_labels: list[Any], class_names: Optional[tuple[str, ...]] = None,
+                  where: Optional[list[str]] = None) -> RawExamples:
+        """Parse the labels of one split; errors name a row by ``where`` (its line in a file),
+        else 1-based (a hub split)."""
+        at = where or [f"row {i + 1}" for i in range(len(raw_labels))]
         labels: list[Any] = []
         for i, raw in enumerate(raw_labels):
             if class_names is not None and isinstance(raw, (int, np.integer)) \
                     and not isinstance(raw, bool):
                 # a hub ClassLabel: ids index its names; -1 marks "no label" (test splits)
                 raw = class_names[raw] if 0 <= raw < len(class_names) else None
-            labels.append(self._parse_label(source, i, raw))
-        return RawExamples(source, [as_text(t) for t in text_a],
-                           None if text_b is None else [as_text(t) for t in text_b],
-                           labels, class_names)
+            labels.append(self._parse_label(source, at[i], raw))
+        return RawExamples(source, as_texts(source, text_a, at),
+                           None if text_b is None else as_texts(source, text_b, at),
+                           labels, class_names, where)
 
-    def _parse_label(self, source: str, i: int, raw: Any) -> Any:
+    def _parse_label(self, source: str, at: str, raw: Any) -> Any:
+        """The label value ``raw`` of the row at ``at`` of ``source``: its name (a number's
+        decimal text), or its value for regression."""
         try:
             name = label_name(raw)
         except TypeError:
-            raise NNPruneError(f"{source}: row {i + 1}: the label is a {type(raw).__name__}, "
-                               "expected a string or a number") from None
+            kind = {list: "JSON list", dict: "JSON object"}.get(type(raw), type(raw).__name__)
+            raise NNPruneError(f"{source}: {at}: the label is a {kind}, expected a string or a "
+                               "number") from None
         if name is None:
-            raise NNPruneError(f"{source}: row {i + 1} has no label ({raw!r})")
+            raise NNPruneError(f"{source}: {at} has no label ({raw!r})")
         if not self.regression:
             return name
         try:
             value = float(name)
         except ValueError:
-            raise NNPruneError(f"{source}: row {i + 1}: label {name!r} is not a number "
+            raise NNPruneError(f"{source}: {at}: label {name!r} is not a number "
                                "(regression=true needs numeric labels)") from None
         if not math.isfinite(value) or isinstance(raw, (bool, np.bool_)):
-            raise NNPruneError(f"{source}: row {i + 1}: label {raw!r} is not a finite number "
+            raise NNPruneError(f"{source}: {at}: label {raw!r} is not a finite number "
                                "(regression=true needs numeric labels)")
         return value
 
@@ -444,7 +450,7 @@ class TextClassificationTask(TaskAdapter):
                                self.name, base.source, ", ".join(found))
             if len(found) < 2:
                 raise NNPruneError(f"{self.name}: {base.source} has one label "
-                                   f"({', '.join(found)}); a classifier needs at least 2 "
+                                   f"({column_list(found)}); a classifier needs at least 2 "
                                    "(pass labels=a,b,... or regression=true)")
             if self._unnamed_head is not None and self._unnamed_head[0] != len(found):
                 n, where = self._unnamed_head
@@ -459,8 +465,8 @@ class TextClassificationTask(TaskAdapter):
                 continue
             for i, name in enumerate(split.labels):
                 if name not in known:
-                    raise NNPruneError(f"{split.source}: row {i + 1}: label {name!r} is not in "
-                                       f"the label set ({', '.join(self.labels)}) of "
+                    raise NNPruneError(f"{split.source}: {split.where(i)}: label {name!r} is not "
+                                       f"in the label set ({column_list(self.labels)}) of "
                                        f"{self.labels_source}")
 
     def _label_ids(self, names: list[str]) -> list[int]:

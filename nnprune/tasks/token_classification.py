@@ -68,7 +68,7 @@ from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
 from nnprune.tasks.base import (TASKS, DataArgs, TaskAdapter, TaskData, add_label_names,
                                 model_input_columns, named_labels, predict_split)
-from nnprune.tasks.io import column_values, error_line, read_table, read_text
+from nnprune.tasks.io import column_values, error_line, places, read_table, read_text, shown
 from nnprune.tasks.sources import HubDatasetOptions, local_split_paths, pick_column
 from nnprune.tasks.seqeval_metrics import entity_scores, non_iob_tags
 
@@ -184,7 +184,7 @@ class EvalSentences:
 
 
 def _fmt(names: Any) -> str:
-    return "{" + ", ".join(sorted(names)) + "}"
+    return "{" + ", ".join(shown(n) for n in sorted(names)) + "}"
 
 
 def read_conll(path: str | Path, tag_index: int = -1) -> TaggedSentences:
@@ -215,7 +215,7 @@ def read_conll(path: str | Path, tag_index: int = -1) -> TaggedSentences:
             continue
         if len(fields) < 2:
             raise NNPruneError(f"{path}: line {lineno}: expected a word and its tag, got "
-                               f"{line!r}")
+                               f"{shown(repr(line))}")
         idx = tag_index if tag_index >= 0 else len(fields) + tag_index
         if not 1 <= idx < len(fields):
             raise NNPruneError(f"{path}: line {lineno} has {len(fields)} columns; tag_index "
@@ -245,13 +245,15 @@ def _tag_name(raw: Any, names: Optional[list[str]], where: str) -> str:
 
 
 def make_sentences(source: str, words: list[Any], tags: list[Any],
-                   names: Optional[list[str]] = None) -> TaggedSentences:
+                   names: Optional[list[str]] = None, rows: Optional[list[str]] = None
+                   ) -> TaggedSentences:
     """Validated sentences from parallel per-row lists of words and raw tags (strings, or ids
-    named by ``names``); rows are 1-based in errors and empty rows are skipped."""
+    named by ``names``); errors name row ``i`` by ``rows[i]`` (its line in a file), else
+    1-based; empty rows are skipped."""
     out_w: list[list[str]] = []
     out_t: list[list[str]] = []
     for i, (w, t) in enumerate(zip(words, tags)):
-        where = f"{source}: row {i + 1}"
+        where = f"{source}: {rows[i] if rows is not None else f'row {i + 1}'}"
         if not isinstance(w, (list, tuple)) or not isinstance(t, (list, tuple)):
             raise NNPruneError(f"{where}: words and tags must be lists")
         if len(w) != len(t):
@@ -384,7 +386,7 @@ class TokenClassificationTask(TaskAdapter):
         col_w = pick_column(path, header, opts.tokens_column, TOKENS_COLUMNS, "tokens_column")
         col_t = pick_column(path, header, opts.tags_column, TAGS_COLUMNS, "tags_column")
         words, tags = column_values(path, rows, (col_w, col_t))
-        return make_sentences(str(path), words, tags, opts.label_list)
+        return make_sentences(str(path), words, tags, opts.label_list, places(rows))
 
     def _from_hub_split(self, ds: Any, where: str) -> TaggedSentences:
         import datasets

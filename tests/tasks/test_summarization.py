@@ -240,7 +240,7 @@ def test_file_and_source_errors(tokenizer, tmp_path):
     rows = rows_of("article", "highlights")
     rows[2] = {"article": "no summary here"}
     bad = write_rows(tmp_path / "bad.jsonl", rows)
-    with pytest.raises(NNPruneError, match=r"bad\.jsonl: row 3: missing column\(s\) "
+    with pytest.raises(NNPruneError, match=r"bad\.jsonl: line 3: missing column\(s\) "
                                            r"'highlights'; found: article"):
         get_task(TASK).load_data(tokenizer, DataArgs(validation_file=bad), need_train=False)
     with pytest.raises(NNPruneError, match=r"summarization: no data: pass --data-dir, "

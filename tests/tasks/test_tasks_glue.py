@@ -189,7 +189,7 @@ def test_mnli_hub_column_names_and_label_mapping(tokenizer, tmp_path):
     assert labels_of(data.train) == [2, 0, 1] and list(data.eval) == ["validation"]
 
     bad = write(tmp_path / "bad.tsv", "sentence1\tsentence2\tgold_label\na\tb\tmaybe\n")
-    with pytest.raises(NNPruneError, match=r"bad\.tsv: row 1: unknown label 'maybe'"):
+    with pytest.raises(NNPruneError, match=r"bad\.tsv: line 2: unknown label 'maybe'"):
         get_task("mnli").load_data(tokenizer, DataArgs(validation_file=bad), need_train=False)
 
 
@@ -198,7 +198,7 @@ def test_binary_label_out_of_range_and_missing_label(tokenizer, tmp_path):
     with pytest.raises(NNPruneError, match="unknown label '2'"):
         get_task("qqp").load_data(tokenizer, DataArgs(validation_file=bad), need_train=False)
     empty = write(tmp_path / "e.tsv", "sentence\tlabel\nfine\t\n")
-    with pytest.raises(NNPruneError, match="row 1 has no label"):
+    with pytest.raises(NNPruneError, match=r"e\.tsv: line 2 has no label"):
         get_task("sst2").load_data(tokenizer, DataArgs(validation_file=empty), need_train=False)
 
 
@@ -212,7 +212,7 @@ def test_missing_column_lists_found_columns(tokenizer, tmp_path):
                                            r"mrpc"):
         get_task("mrpc").load_data(tokenizer, DataArgs(validation_file=path), need_train=False)
     jsonl = write(tmp_path / "dev.jsonl", '{"sentence": "a", "label": 1}\n{"sentence": "b"}\n')
-    with pytest.raises(NNPruneError, match=r"row 2: missing column\(s\) 'label'"):
+    with pytest.raises(NNPruneError, match=r"dev\.jsonl: line 2: missing column\(s\) 'label'"):
         get_task("sst2").load_data(tokenizer, DataArgs(validation_file=jsonl), need_train=False)
 
 
@@ -313,7 +313,7 @@ def test_a_new_preset_is_data_registered_under_its_name(tokenizer, tmp_path):
     with pytest.raises(NNPruneError, match="task stars3 takes no --task-option"):
         registry.get("stars3")().with_options({"labels": "a,b"})
     bad = write(tmp_path / "bad.tsv", "review\tstars\nx\t5\n")
-    with pytest.raises(NNPruneError, match=r"bad\.tsv: row 1: unknown label '5'; expected one "
+    with pytest.raises(NNPruneError, match=r"bad\.tsv: line 2: unknown label '5'; expected one "
                                            r"of bad, ok, good \(or ids 0, 1, 2\)"):
         task.load_data(tokenizer, DataArgs(validation_file=bad), need_train=False)
 

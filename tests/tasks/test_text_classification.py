@@ -159,7 +159,7 @@ def test_missing_columns_name_the_columns_found(tokenizer, tmp_path, options, pa
 
 def test_json_row_missing_a_column_and_pair_mismatch(tokenizer, tmp_path):
     bad = jsonl(tmp_path / "dev.jsonl", [{"text": "a", "label": "x"}, {"text": "b"}])
-    with pytest.raises(NNPruneError, match=r"row 2: missing column\(s\) 'label'"):
+    with pytest.raises(NNPruneError, match=r"dev\.jsonl: line 2: missing column\(s\) 'label'"):
         load(task(), tokenizer, None, bad)
     train = write(tmp_path / "train.tsv", "sentence1\tsentence2\tlabel\na\tb\tx\nc\td\ty\n")
     dev = write(tmp_path / "dev.tsv", "sentence1\tlabel\na\tx\n")
@@ -194,7 +194,7 @@ def test_labels_option_fixes_the_order(tokenizer, tmp_path):
     # a label set may be larger than the labels seen in the data
     t = task(labels="sports,news,art,weather")
     assert labels_of(load(t, tokenizer, words, words).eval["validation"]) == [0, 2, 1]
-    with pytest.raises(NNPruneError, match=r"w\.tsv: row 2: label 'art' is not in the label set "
+    with pytest.raises(NNPruneError, match=r"w\.tsv: line 3: label 'art' is not in the label set "
                                            r"\(sports, news\) of --task-option labels") as e:
         load(task(labels="sports,news"), tokenizer, words, words)
     one_line_error(e)
@@ -203,14 +203,14 @@ def test_labels_option_fixes_the_order(tokenizer, tmp_path):
 def test_eval_label_outside_the_training_labels(tokenizer, tmp_path):
     train = write(tmp_path / "train.csv", "text,label\na,x\nb,y\n")
     dev = write(tmp_path / "dev.csv", "text,label\na,x\nb,z\n")
-    with pytest.raises(NNPruneError, match=r"dev\.csv: row 2: label 'z' is not in the label set "
+    with pytest.raises(NNPruneError, match=r"dev\.csv: line 3: label 'z' is not in the label set "
                                            r"\(x, y\) of .*train\.csv") as e:
         load(task(), tokenizer, train, dev)
     one_line_error(e)
 
 
 @pytest.mark.parametrize("text, pattern", [
-    ("text,label\na,x\nb,\n", r"row 2 has no label"),
+    ("text,label\na,x\nb,\n", r"line 3 has no label"),
     ("text,label\na,x\nb,x\n", r"has one label \(x\); a classifier needs at least 2"),
 ])
 def test_bad_labels(tokenizer, tmp_path, text, pattern):
@@ -375,7 +375,7 @@ def test_regression_labels(tokenizer, tmp_path):
     batch = data.data_collator([data.train[0], data.train[1]])
     assert batch["labels"].dtype == torch.float32 and batch["input_ids"].shape[0] == 2
     bad = write(tmp_path / "bad.tsv", "text\tlabel\na\t1\nb\thigh\n")
-    with pytest.raises(NNPruneError, match=r"bad\.tsv: row 2: label 'high' is not a number "
+    with pytest.raises(NNPruneError, match=r"bad\.tsv: line 3: label 'high' is not a number "
                                            r"\(regression=true needs numeric labels\)") as e:
         load(task(regression="true"), tokenizer, None, bad)
     one_line_error(e)

@@ -164,7 +164,7 @@ def test_json_records_found_by_name_or_configured(tmp_path):
         get_task(TASK, {"labels": "O"}).read_file(ids)
 
     ragged = write(tmp_path / "r.jsonl", json.dumps({"tokens": ["a", "b"], "ner_tags": ["O"]}))
-    with pytest.raises(NNPruneError, match=r"r\.jsonl: row 1: 2 words but 1 tags"):
+    with pytest.raises(NNPruneError, match=r"r\.jsonl: line 1: 2 words but 1 tags"):
         get_task(TASK).read_file(ragged)
     with pytest.raises(NNPruneError, match=r"unsupported file type '\.csv'"):
         get_task(TASK).read_file(write(tmp_path / "d.csv", "a,b\n"))
