@@ -42,6 +42,7 @@ from torch import nn
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.architectures import Role, architecture_for, find_sites
 from nnprune.pruning_core.structure import ModelStructure, analyze_structure
+from nnprune.pruning_core.width_depth import stream_sites, width_depth_support
 
 # Lengths a linear layer's rows scale with.
 SRC, TGT, ONE = "src", "tgt", "one"
@@ -73,6 +74,10 @@ class LinearEntry:
     # Stacked row sections, one row per head row / FFN dimension in each: a fused QKV layer 3,
     # a fused GLU's FFN-in (ModernBERT's Wi) 2.
     parts: int = 1
+    # Whether its input columns / output rows are the residual stream (the hidden dimension):
+    # they narrow with it (:meth:`FlopProfile.resized` ``hidden``).
+    stream_in: bool = False
+    stream_out: bool = False
 
     def flops(self, batch: int, src: int, tgt: int) -> float:
         n = {SRC: src, TGT: tgt, ONE: 1}[self.length]
@@ -197,13 +202,23 @@ class FlopProfile:
                          tgt if self.is_encoder_decoder else None, linear, attention, other, ordered)
 
     def resized(self, heads: dict[tuple[str, int, str], int],
-                ffn: dict[tuple[str, int], int]) -> FlopProfile:
+                ffn: dict[tuple[str, int], int], hidden: int | None = None,
+                layers: dict[str, int] | None = None) -> FlopProfile:
         """The profile with ``heads[(stack, layer, attention)]`` heads and ``ffn[(stack, layer)]``
-        FFN dims (missing keys: unchanged), e.g. what compaction would leave of a masked model."""
-        hd = {(a.stack, a.layer, a.name): a.head_dim for a in self.attentions}
+        FFN dims (missing keys: unchanged), e.g. what compaction would leave of a masked model;
+        with ``hidden`` the stream that wide, with ``layers[stack]`` that many layers (the last
+        ones dropped, or copies of the first one added at the next indices, e.g. a compacted
+        model's dense ancestor). Layers are changed first: ``heads`` / ``ffn`` may name new ones."""
+        base = self._relayered(layers) if layers else self
+        hd = {(a.stack, a.layer, a.name): a.head_dim for a in base.attentions}
         linears = []
-        for e in self.linears:
+        for e in base.linears:
             e = replace(e)
+            if hidden is not None:
+                if e.stream_in:
+                    e.in_features = hidden
+                if e.stream_out:
+                    e.out_features = hidden
             key = (e.stack, e.layer, e.attention)
             if (e.role in (Role.QUERY.value, Role.KEY.value, Role.VALUE.value, Role.QKV.value,
                            HEAD_ROWS) and key in heads):
@@ -216,7 +231,7 @@ class FlopProfile:
                 e.in_features = ffn[(e.stack, e.layer)]
             linears.append(e)
         attentions = []
-        for a in self.attentions:
+        for a in base.attentions:
             a = replace(a)
             k = heads.get((a.stack, a.layer, a.name))
             if k is not None:
@@ -224,11 +239,39 @@ class FlopProfile:
             attentions.append(a)
         return FlopProfile(self.model_type, self.is_encoder_decoder, linears, attentions)
 
+    def layer_counts(self) -> dict[str, int]:
+        """Layers per stack."""
+        counts: dict[str, int] = {}
+        for e in self.linears:
+            if e.stack is not None:
+                counts[e.stack] = max(counts.get(e.stack, 0), e.layer + 1)
+        return counts
+
+    def _relayered(self, layers: dict[str, int]) -> FlopProfile:
+        have = self.layer_counts()
+        arch = architecture_for(self.model_type)
+        patterns = {s.name: re.compile(rf"^((?:.*\.)?{s.layers[:s.layers.index('(')]})(\d+)(\..*)$")
+                    for s in arch.stacks}
+        linears = [e for e in self.linears if e.stack is None or e.layer < layers.get(e.stack, have[e.stack])]
+        attentions = [a for a in self.attentions if a.layer < layers.get(a.stack, have.get(a.stack, 0))]
+        for stack, n in layers.items():
+            first_l = [e for e in self.linears if e.stack == stack and e.layer == 0]
+            first_a = [a for a in self.attentions if a.stack == stack and a.layer == 0]
+            for i in range(have.get(stack, 0), n):
+                for e in first_l:
+                    m = patterns[stack].match(e.path)
+                    path = f"{m.group(1)}{i}{m.group(3)}" if m else e.path
+                    linears.append(replace(e, path=path, layer=i))
+                attentions += [replace(a, layer=i) for a in first_a]
+        return FlopProfile(self.model_type, self.is_encoder_decoder, linears, attentions)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for e in out["linears"]:
-            if e["parts"] == 1:  # the default: profiles stay readable by releases without it
-                del e["parts"]
+            # the defaults: profiles stay readable by releases without them
+            for key, default in (("parts", 1), ("stream_in", False), ("stream_out", False)):
+                if e[key] == default:
+                    del e[key]
         return out
 
     @classmethod
@@ -439,6 +482,7 @@ def flop_profile(model: nn.Module) -> FlopProfile:
     for s in sites:
         entries[s.path].role, entries[s.path].attention = s.role.value, s.attention
         entries[s.path].parts = s.parts
+    _mark_stream(model, entries)
     by_attention = {(st.name, a.name): a for st in arch.stacks for a in st.attentions}
     for s in sites:
         if s.role in (Role.QUERY, Role.QKV):
@@ -475,6 +519,21 @@ def flop_profile(model: nn.Module) -> FlopProfile:
         if a.heads == 0 and like is not None:
             a.pos_rows_q, a.pos_rows_k = like.pos_rows_q, like.pos_rows_k
     return FlopProfile(model_type, enc_dec, list(entries.values()), attentions)
+
+
+def _mark_stream(model: nn.Module, entries: dict[str, LinearEntry]) -> None:
+    """Flag the linear layers reading (columns) and writing (rows) the residual stream, where
+    the architecture's hidden dimension can be pruned."""
+    if width_depth_support(model) is not None:
+        return
+    sites = stream_sites(model)
+    for path in sites.rows:
+        entries[path].stream_out = True
+    for lay in sites.layers:
+        for rel in lay.reads:
+            entries[f"{lay.path}.{rel}"].stream_in = True
+        for rel in lay.writes:
+            entries[f"{lay.path}.{rel}"].stream_out = True
 
 
 def count_flops(model: nn.Module, batch_size: int = 1, seq_len: int = 128,

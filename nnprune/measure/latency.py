@@ -17,6 +17,16 @@ then made non-decreasing; ``fixed = T(H, F) - L * (attention(H) + ffn(F))`` so t
 the dense model is its measured time. ``T(0, 0)`` is kept to show how additive the model is (the
 ``check`` row of ``nnprune latency-table``).
 
+Width and depth (architectures whose hidden dimension can be pruned): at each width ``w`` of
+:func:`width_grid` below the dense one, the model narrowed to ``w`` is timed with every unit
+(``width=w``), with no head (``width=w,heads=0``), no FFN dimension (``width=w,ffn=0``), neither
+(``width=w,empty``) and, empty, with one layer left (``width=w,layers=1``; at full width
+``layers=1``). An attention block at ``w`` is ``(T_w - T_w(heads=0)) / L``, its scale that over
+the dense width's; the same for the FFN; what one layer costs beyond its units is
+``(T_w(empty) - T_w(layers=1)) / (L - 1)``; what is left is the base (embeddings, task head).
+Each curve is made non-decreasing in ``w``. See :class:`~nnprune.pruning_core.latency_model.
+LatencyModel`.
+
 The cache key holds the model type and every shape that matters (layers, hidden size, heads, head
 size, FFN size), the setting (device, dtype, batch size, sequence length, threads), the CPU or GPU
 name, and the torch / transformers versions: a table is reused only where it was measured.
@@ -46,10 +56,13 @@ from nnprune.pruning_core.architectures import architecture_for, model_class_for
 from nnprune.pruning_core.compact import compact_model, dense_config
 from nnprune.pruning_core.latency_model import LatencyModel, monotone
 from nnprune.pruning_core.post_training import apply_masks, mask_groups
+from nnprune.pruning_core.width_depth import apply_width_depth, width_depth_support
 
 logger = logging.getLogger(__name__)
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2  # 2: with hidden widths and layer counts (format 1 tables still read)
+READ_FORMATS = (1, 2)
+WIDTH_GRID_STEPS = 8  # hidden widths measured: H/8, 2H/8, ..., H (multiples of 8)
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nnprune" / "latency"
 FFN_GRID_STEPS = 8  # FFN widths measured: 0, 16, 64, F/8, ..., F (multiples of 8: fast kernels)
 MAX_HEAD_POINTS = 17  # up to 16 heads every count is measured; more heads, 16 steps
@@ -135,7 +148,7 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Optional[str] = None) -> "LatencyTable":
-        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in READ_FORMATS:
             raise NNPruneError(f"latency table {path or ''} has an unknown format "
                                f"(expected format {TABLE_FORMAT})".replace("  ", " "))
         return cls(key=data["key"], model=LatencyModel.from_dict(data["model"]),
@@ -206,9 +219,18 @@ def ffn_grid(ffn: int) -> list[int]:
     return sorted(p for p in points if p <= ffn)
 
 
-def _variant(dense: nn.Module, heads: Optional[int], dims: Optional[int]) -> nn.Module:
+def width_grid(hidden: int) -> list[int]:
+    """Hidden widths a table measures: ``hidden * i / 8`` rounded to multiples of 8, up to it."""
+    points = {hidden} | {max(8, int(hidden * i / WIDTH_GRID_STEPS / 8 + 0.5) * 8)
+                         for i in range(1, WIDTH_GRID_STEPS)}
+    return sorted(p for p in points if p <= hidden)
+
+
+def _variant(dense: nn.Module, heads: Optional[int], dims: Optional[int],
+             width: Optional[int] = None, layers: Optional[int] = None) -> nn.Module:
     """``dense`` compacted to the first ``heads`` heads and ``dims`` FFN dimensions of every
-    layer (``None``: all of them)."""
+    layer (``None``: all of them), the first ``width`` channels of the stream and the first
+    ``layers`` layers (``None``: all)."""
     model = copy.deepcopy(dense)
     groups = mask_groups(model)
     kept = {}
@@ -217,8 +239,59 @@ def _variant(dense: nn.Module, heads: Optional[int], dims: Optional[int]) -> nn.
         kept[g.key] = list(range(g.size if n is None else n))
     with torch.no_grad():
         apply_masks(model, groups, kept)
+    if width is not None or layers is not None:
+        n_layers = len({g.key[:2] for g in groups})
+        apply_width_depth(model, None if width is None else range(width),
+                          range(n_layers if layers is None else layers, n_layers))
     compact_model(model)
     return model.eval()
+
+
+def _width_variants(hidden: int, layers: int) -> dict[str, tuple]:
+    """The variants that price width and depth: name -> (heads, dims, width, layers)."""
+    out: dict[str, tuple] = {}
+    if layers > 1:
+        out["layers=1"] = (0, 0, None, 1)
+    for w in width_grid(hidden)[:-1]:
+        out.update({f"width={w}": (None, None, w, None), f"width={w},heads=0": (0, None, w, None),
+                    f"width={w},ffn=0": (None, 0, w, None), f"width={w},empty": (0, 0, w, None)})
+        if layers > 1:
+            out[f"width={w},layers=1"] = (0, 0, w, 1)
+    return out
+
+
+def _width_depth_terms(measured: dict[str, float], hidden: int, layers: int,
+                       attention_h: float, ffn_h: float, fixed: float) -> dict[str, Any]:
+    """The width / depth fields of a :class:`LatencyModel` from the measured times (see the
+    module doc); at the dense width they agree with the heads / FFN curves and ``fixed``."""
+    widths = width_grid(hidden)
+    att, ffn, per_layer, base = [], [], [], []
+    for w in widths:
+        name = "" if w == hidden else f"width={w},"
+        full = measured["dense"] if w == hidden else measured[f"width={w}"]
+        empty = measured[f"{name}empty"]
+        if w == hidden:
+            a, f, fix = attention_h, ffn_h, fixed
+        else:
+            a = max(0.0, (full - measured[f"{name}heads=0"]) / layers)
+            f = max(0.0, (full - measured[f"{name}ffn=0"]) / layers)
+            fix = max(1e-3 * full, full - layers * (a + f))
+        one = measured.get(f"{name}layers=1")
+        lay = max(0.0, (empty - one) / (layers - 1)) if one is not None and layers > 1 else 0.0
+        lay = min(lay, 0.95 * fix / layers)  # the base (embeddings, head) is never free
+        att.append(a / attention_h if attention_h > 0 else 1.0)
+        ffn.append(f / ffn_h if ffn_h > 0 else 1.0)
+        per_layer.append(lay)
+        base.append(fix - layers * lay)
+    att, ffn = monotone(att), monotone(ffn)
+    per_layer, base = monotone(per_layer), monotone(base)
+    # At the dense width: exactly the heads / FFN model (scale 1, base + L layer = fixed).
+    att = [min(1.0, v / att[-1]) if att[-1] > 0 else 1.0 for v in att]
+    ffn = [min(1.0, v / ffn[-1]) if ffn[-1] > 0 else 1.0 for v in ffn]
+    base[-1] = max(fixed - layers * per_layer[-1], 0.0)
+    base = [min(v, base[-1]) for v in base]
+    return {"hidden": hidden, "widths": tuple(widths), "attention_scale": tuple(att),
+            "ffn_scale": tuple(ffn), "layer_ms": tuple(per_layer), "base_ms": tuple(base)}
 
 
 def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float = 30.0,
@@ -236,9 +309,12 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
     dense = model_class_for(cfg)(cfg).eval()
     H, F, L = key["heads"], key["ffn"], len(mask_groups(dense)) // 2
     heads, dims = head_grid(H), ffn_grid(F)
-    variants: dict[str, tuple[Optional[int], Optional[int]]] = {"empty": (0, 0)}
+    variants: dict[str, tuple] = {"empty": (0, 0)}
     variants.update({f"heads={k}": (k, None) for k in heads if k != H})
     variants.update({f"ffn={f}": (None, f) for f in dims if f != F})
+    width_depth = width_depth_support(dense) is None
+    if width_depth:
+        variants.update(_width_variants(key["hidden"], L))
     device = torch.device(setting.device)
     dtype = DTYPES[setting.dtype]
     previous_threads = torch.get_num_threads()
@@ -259,8 +335,8 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
             rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, per_variant / (2e-3 * t_dense))))
             ratios: dict[str, float] = {}
             dense_times: list[float] = []
-            for i, (name, (h, f)) in enumerate(variants.items()):
-                model = _variant(dense, h, f).to(device=device, dtype=dtype)
+            for i, (name, shape) in enumerate(variants.items()):
+                model = _variant(dense, *shape).to(device=device, dtype=dtype)
                 times = time_interleaved({"dense": bind(dense), "v": bind(model)}, warmup=2,
                                          iters=rounds, device=device)
                 dense_times += times["dense"]
@@ -283,7 +359,10 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
         logger.warning("latency table: the parts no unit removes measured %.3f ms (noise); "
                        "taking 1%% of the dense time", fixed)
         fixed = 0.01 * t_dense
-    model = LatencyModel(L, H, F, tuple(heads), tuple(attention), tuple(dims), tuple(ffn), fixed)
+    extra = (_width_depth_terms(measured, key["hidden"], L, attention[-1], ffn[-1], fixed)
+             if width_depth else {})
+    model = LatencyModel(L, H, F, tuple(heads), tuple(attention), tuple(dims), tuple(ffn), fixed,
+                         **extra)
     return LatencyTable(key=key, model=model, measured=measured, rounds=rounds,
                         seconds=time.perf_counter() - start)
 
@@ -331,4 +410,4 @@ def check_table_fits(table: LatencyTable, config: Any) -> None:
 
 __all__ = ["DEFAULT_CACHE_DIR", "LatencySetting", "LatencyTable", "build_latency_table",
            "cache_path", "check_table_fits", "ffn_grid", "hardware_name", "head_grid",
-           "latency_table", "read_table", "table_key"]
+           "latency_table", "read_table", "table_key", "width_grid"]

@@ -15,6 +15,16 @@ A model with ``h_l`` heads and ``f_l`` FFN dimensions in layer ``l`` is predicte
 points. Both curves are non-decreasing (measurement noise is flattened when the model is built),
 so fewer units never predict a slower model and the cut below is a monotone search.
 
+Width and depth (issue 25). A table measured at several widths of the residual stream
+(``widths``, up to the dense ``hidden``) also has, per width ``w``: how much an attention block
+and an FFN take relative to full width (``attention_scale``, ``ffn_scale``: the curves above are
+scaled, not re-measured per head count), what each layer costs beyond its units (``layer_ms``:
+its LayerNorms, residual adds, kernel launches; what removing the layer saves on top of its
+units) and what no layer has (``base_ms``: embeddings, task head). A model ``w`` wide that keeps
+the layers ``K`` is predicted to take ``base(w) + |K| layer(w) + sum_{l in K} a(w) attention(h_l)
++ f(w) ffn(f_l)``; at full width with every layer, the formula above (``fixed_ms = base(H) + L
+layer(H)``). A table without them prices heads and FFN dimensions only.
+
 :class:`LatencyCut` turns a budget in milliseconds into the global score cutoff of a patched
 model. Units only pay off when whole: a head counts as removed when its value rows or its
 attention-output columns are all masked (what exact compaction removes), an FFN dimension when
@@ -75,6 +85,13 @@ class LatencyModel:
     ffn_dims: tuple[int, ...]
     ffn_ms: tuple[float, ...]
     fixed_ms: float
+    # Width and depth (see the module doc); empty in a table measured without them.
+    hidden: int = 0
+    widths: tuple[int, ...] = ()
+    attention_scale: tuple[float, ...] = ()
+    ffn_scale: tuple[float, ...] = ()
+    layer_ms: tuple[float, ...] = ()
+    base_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name, xs, ys, full in (("heads", self.heads, self.attention_ms, self.dense_heads),
@@ -91,6 +108,40 @@ class LatencyModel:
                 raise NNPruneError(f"latency table: the {name} curve must not decrease")
         if self.num_layers < 1 or self.fixed_ms < 0:
             raise NNPruneError("latency table: needs >= 1 layer and a non-negative fixed time")
+        self._check_width_depth()
+
+    def _check_width_depth(self) -> None:
+        names = ("attention_scale", "ffn_scale", "layer_ms", "base_ms")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        for name in names:
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if not self.widths and not any(getattr(self, n) for n in names):
+            return
+        w = self.widths
+        if any(len(getattr(self, n)) != len(w) for n in names) or not w:
+            raise NNPruneError("latency table: widths need one scale, layer and base time each")
+        if list(w) != sorted(set(w)) or w[0] < 1 or w[-1] != self.hidden:
+            raise NNPruneError(f"latency table: widths must rise strictly to the hidden size "
+                               f"{self.hidden}")
+        for name in names:
+            ys = getattr(self, name)
+            if any(b < a for a, b in zip(ys, ys[1:])) or min(ys) < 0:
+                raise NNPruneError(f"latency table: the {name} curve must not decrease")
+
+    @property
+    def has_width_depth(self) -> bool:
+        """Whether the table prices the hidden width and whole layers (see the module doc)."""
+        return bool(self.widths)
+
+    def width_terms(self, width: Optional[float] = None) -> tuple[float, float, float, float]:
+        """``(attention scale, FFN scale, ms per layer, base ms)`` at ``width`` (default: the
+        dense width); a table without widths prices every width as the dense one, each layer's
+        fixed part inside ``base``."""
+        if not self.has_width_depth:
+            return 1.0, 1.0, 0.0, self.fixed_ms
+        w = float(self.hidden if width is None else width)
+        return (_interp(w, self.widths, self.attention_scale), _interp(w, self.widths, self.ffn_scale),
+                _interp(w, self.widths, self.layer_ms), _interp(w, self.widths, self.base_ms))
 
     def attention(self, heads: float) -> float:
         """ms one attention block with ``heads`` heads adds (0 for none)."""
@@ -109,38 +160,68 @@ class LatencyModel:
         """Speedup with every head and FFN dimension removed: no target can go beyond it."""
         return self.dense_ms / self.fixed_ms if self.fixed_ms > 0 else float("inf")
 
-    def predict(self, heads: Sequence[float], dims: Sequence[float]) -> float:
+    @property
+    def max_speedup_width_depth(self) -> float:
+        """Speedup of one layer left, empty, at the narrowest width measured: what no pruning
+        of width, depth, heads and FFN can go beyond (``max_speedup`` without width data)."""
+        if not self.has_width_depth:
+            return self.max_speedup
+        floor = self.base_ms[0] + self.layer_ms[0]
+        return self.dense_ms / floor if floor > 0 else float("inf")
+
+    def predict(self, heads: Sequence[float], dims: Sequence[float],
+                width: Optional[float] = None) -> float:
         """Predicted ms of a forward with ``heads[l]`` heads and ``dims[l]`` FFN dimensions in
-        layer ``l`` (one entry per layer)."""
-        if len(heads) != self.num_layers or len(dims) != self.num_layers:
+        layer ``l``, one entry per layer the model has: all of them, or, with a table that
+        prices depth, the layers left after removing some; the stream ``width`` wide (default:
+        dense; a table that prices widths)."""
+        n = len(heads)
+        depth_ok = self.has_width_depth and 1 <= n <= self.num_layers
+        if len(dims) != n or (n != self.num_layers and not depth_ok):
             raise NNPruneError(f"latency table is for {self.num_layers} layers; got "
                                f"{len(heads)} attention and {len(dims)} FFN sizes")
-        return (self.fixed_ms + sum(self.attention(h) for h in heads)
-                + sum(self.ffn(d) for d in dims))
+        if width is not None and width != self.hidden and not self.has_width_depth:
+            raise NNPruneError("this latency table was measured without hidden widths; "
+                               "measure it again (nnprune latency-table --rebuild)")
+        a, f, layer, base = self.width_terms(width)
+        return (base + n * layer + a * sum(self.attention(h) for h in heads)
+                + f * sum(self.ffn(d) for d in dims))
 
-    def speedup(self, heads: Sequence[float], dims: Sequence[float]) -> float:
-        return self.dense_ms / self.predict(heads, dims)
+    def speedup(self, heads: Sequence[float], dims: Sequence[float],
+                width: Optional[float] = None) -> float:
+        return self.dense_ms / self.predict(heads, dims, width)
 
-    def budget_ms(self, speedup: float) -> float:
-        """The latency a ``speedup`` asks for; refuses one this model cannot reach."""
+    def budget_ms(self, speedup: float, width_depth: bool = False) -> float:
+        """The latency a ``speedup`` asks for; refuses one this model cannot reach (pruning
+        heads and FFN only, or with ``width_depth`` also the width and whole layers)."""
         check_speedup_target(speedup)
-        if speedup >= self.max_speedup:
+        reach = self.max_speedup_width_depth if width_depth else self.max_speedup
+        if speedup >= reach:
+            what = ("one layer left, empty, at the narrowest width measured" if width_depth
+                    and self.has_width_depth else "removing every head and FFN dimension")
             raise NNPruneError(
-                f"--target-speedup {speedup:g} is beyond reach: removing every head and FFN "
-                f"dimension gives {self.max_speedup:.2f}x at this batch size / sequence length "
-                f"(the rest: embeddings, norms, the head)")
+                f"--target-speedup {speedup:g} is beyond reach: {what} gives {reach:.2f}x at "
+                f"this batch size / sequence length (the rest: embeddings, norms, the head)")
         return self.dense_ms / speedup
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        if not self.has_width_depth:  # a table without them reads as before
+            for k in WIDTH_DEPTH_KEYS:
+                del out[k]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LatencyModel":
         try:
             return cls(**{k: data[k] for k in ("num_layers", "dense_heads", "dense_ffn", "heads",
-                                                 "attention_ms", "ffn_dims", "ffn_ms", "fixed_ms")})
+                                                 "attention_ms", "ffn_dims", "ffn_ms", "fixed_ms")},
+                       **{k: data[k] for k in WIDTH_DEPTH_KEYS if k in data})
         except KeyError as exc:
             raise NNPruneError(f"latency table is missing {exc.args[0]!r}") from None
+
+
+WIDTH_DEPTH_KEYS = ("hidden", "widths", "attention_scale", "ffn_scale", "layer_ms", "base_ms")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from conftest import save_tiny_model, tiny_config
 
 from nnprune.errors import NNPruneError
-from nnprune.measure.latency import (LatencySetting, cache_path, check_table_fits, ffn_grid,
+from nnprune.measure.latency import (TABLE_FORMAT, LatencySetting, cache_path, check_table_fits, ffn_grid,
                                      head_grid, latency_table, read_table, table_key)
 
 FAST = dict(budget_s=0.5)
@@ -76,7 +76,7 @@ def test_a_corrupted_cache_entry_is_measured_again(tmp_path):
     path = cache_path(table_key(cfg, setting), tmp_path)
     path.write_text("{not json")
     table = latency_table(cfg, setting, cache_dir=tmp_path, **FAST)
-    assert not table.cached and json.loads(path.read_text())["format"] == 1
+    assert not table.cached and json.loads(path.read_text())["format"] == TABLE_FORMAT
 
 
 def test_table_files_are_read_and_checked_against_the_model(tmp_path):
