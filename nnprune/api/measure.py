@@ -123,7 +123,8 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
     Args:
         model: a module or a checkpoint folder (masked, baked, compacted or an ONNX export).
         baseline: the same; default the model's dense architecture rebuilt from its config.
-        batch_sizes, seq_lens: the grid; ``None``: the device's default grid.
+        batch_sizes: the grid's batch sizes; ``None``: the device's default grid.
+        seq_lens: the grid's sequence lengths; ``None``: the device's default grid.
         quantize: ``"int8"``: the model runs dynamically quantized (CPU).
         onnx: run both on onnxruntime (CPU, fp32).
         keep_times: keep every per-forward time in the rows.
