@@ -5,6 +5,11 @@ Score every attention head and FFN dimension (per-example Fisher information of 
 (latency table) or FLOP budget, rearrange per layer, optionally tune the kept units by least
 squares, and compact exactly. No data set, task or checkpoint folder is involved: ``nnprune
 prune`` is this function plus loading, evaluation and saving.
+
+With ``width_depth`` (the default) the hidden dimension and whole layers are scored and searched
+too (:mod:`nnprune.pruning_core.width_depth`, docs/width-depth.md): the search chooses the
+stream's width, the layers removed and the heads and FFN dimensions together; a layer left with
+no head and no FFN dimension is removed. ``width_depth=False`` prunes heads and FFN only.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from nnprune.pruning_core.compact import CompactionReport, compact_exactly
 from nnprune.pruning_core.config import check_speedup_target
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear
-from nnprune.pruning_core.post_training import (LossFn, MaskGroup, UnitCosts, align_ffn,
-                                                apply_masks, batch_size, fisher_information,
-                                                mask_groups, rearrange, search_masks,
-                                                tune_layerwise)
+from nnprune.pruning_core.post_training import (Importance, LossFn, MaskGroup, ShapeChoice,
+                                                UnitCosts, align_ffn, apply_masks, batch_size,
+                                                fisher_information, mask_groups, rearrange,
+                                                search_masks, search_width_depth, tune_layerwise)
+from nnprune.pruning_core.architectures import architecture_for
+from nnprune.measure.flops import FlopProfile
+from nnprune.pruning_core.width_depth import apply_width_depth, width_depth_support
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,14 @@ class PostTrainingResult:
     kept: dict[str, list[int]]  # unit group ("encoder.3.attention", "encoder.3.ffn") -> kept ids
     seconds: dict[str, float]  # per phase
     tune_error: dict[str, list[float]] = field(default_factory=dict)  # group -> [before, after]
+    # Width and depth: the residual stream's width kept / dense, the dense model's indices of the
+    # layers removed (heads_per_layer / ffn_dims_per_layer give them 0), and whether the search
+    # could choose them (False: heads and FFN only, asked or not supported; see width_depth_note).
+    hidden_kept: int = 0
+    hidden_total: int = 0
+    layers_removed: list[int] = field(default_factory=list)
+    width_depth: bool = False
+    width_depth_note: Optional[str] = None  # why width / depth were not searched, when asked
     compaction: Optional[CompactionReport] = field(default=None, repr=False)
     model: Any = field(default=None, repr=False, compare=False)
 
@@ -88,11 +104,12 @@ class KeptShape:
     predicted: float
 
 
-def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int) -> UnitCosts:
+def unit_costs(model: nn.Module, groups: list[MaskGroup], seq_len: int,
+               profile: Optional[FlopProfile] = None) -> UnitCosts:
     """The FLOP model of ``speed`` / ``count-params`` (:mod:`nnprune.measure.flops`), read as a
     cost per head and per FFN dimension at batch 1 x ``seq_len``. Refuses models whose heads (or
-    FFN dimensions) cost different FLOPs."""
-    profile = flop_profile(model)
+    FFN dimensions) cost different FLOPs. ``profile``: the model's, when the caller has it."""
+    profile = profile or flop_profile(model)
     full = profile.count(1, seq_len).total
     heads = {g.key: g.size for g in groups if g.is_heads}
     ffn = {g.key[:2]: g.size for g in groups if not g.is_heads}
@@ -123,6 +140,116 @@ def kept_shape(groups: list[MaskGroup], kept: dict[Any, list[int]], flops: UnitC
                        sum(g.size for g in groups if not g.is_heads))
     return KeptShape(heads, dims, after,
                      latency.speedup(heads, dims) if latency is not None else full / after)
+
+
+WIDTH_STEPS = 16  # the width search tries multiples of hidden / 16 (rounded to 8)
+
+
+@dataclass(frozen=True)
+class WidthDepthSearch:
+    """How the width / depth search prices a shape: per-unit costs at a width and a layer
+    count, the exact price of a chosen shape, and the widths it tries."""
+
+    costs_at: Any  # (width, layers kept) -> UnitCosts
+    price: Any  # (ShapeChoice) -> cost in the budget's unit (ms or FLOPs)
+    widths: list[int]
+    protected: tuple[int, ...]
+    exact: bool  # the per-unit costs are the price (FLOPs): no budget rounds needed
+
+
+def width_steps(hidden: int, smallest: int = 1) -> list[int]:
+    """The stream widths the search tries: multiples of ``hidden / 16`` (rounded to 8), from
+    ``smallest`` up, and ``hidden``."""
+    step = max(8, hidden // WIDTH_STEPS // 8 * 8)
+    return sorted({w for w in range(step, hidden + 1, step) if w >= smallest} | {hidden})
+
+
+def flop_search(model: nn.Module, profile: FlopProfile, groups: list[MaskGroup], seq_len: int,
+                hidden: int, protected: tuple[int, ...]) -> WidthDepthSearch:
+    """The FLOP prices of the width / depth search (a removed layer costs what a layer with no
+    unit costs: LayerNorms and adds are not counted)."""
+    cache: dict[int, UnitCosts] = {}
+    head_key = next(g.key for g in groups if g.is_heads)
+    ffn_key = next(g.key for g in groups if not g.is_heads)
+    sizes = {g.key: g.size for g in groups}
+    n_heads = sum(g.size for g in groups if g.is_heads)
+    n_dims = sum(g.size for g in groups if not g.is_heads)
+
+    def total(heads: dict, ffn: dict, width: int) -> float:
+        return profile.resized(heads, ffn, hidden=width).count(1, seq_len).total
+
+    def costs_at(width: int, _layers: int) -> UnitCosts:
+        if width not in cache:
+            full = total({}, {}, width)
+            head = full - total({head_key: sizes[head_key] - 1}, {}, width)
+            dim = full - total({}, {ffn_key[:2]: sizes[ffn_key] - 1}, width)
+            cache[width] = UnitCosts(head, dim, full - head * n_heads - dim * n_dims, seq_len)
+        return cache[width]
+
+    def price(shape: ShapeChoice) -> float:
+        heads = {g.key: len(shape.kept[g.key]) for g in groups if g.is_heads}
+        ffn = {g.key[:2]: len(shape.kept[g.key]) for g in groups if not g.is_heads}
+        return total(heads, ffn, len(shape.channels))
+
+    return WidthDepthSearch(costs_at, price, width_steps(hidden), protected, True)
+
+
+def latency_search(latency: LatencyModel, groups: list[MaskGroup], seq_len: int,
+                   protected: tuple[int, ...]) -> WidthDepthSearch:
+    """The latency-table prices of the width / depth search (widths within those measured)."""
+    def costs_at(width: int, layers: int) -> UnitCosts:
+        return UnitCosts.from_latency(latency, seq_len, width, layers)
+
+    def price(shape: ShapeChoice) -> float:
+        heads, dims = kept_layers_shape(groups, shape)
+        return latency.predict(heads, dims, width=len(shape.channels))
+
+    return WidthDepthSearch(costs_at, price, width_steps(latency.hidden, latency.widths[0]),
+                            protected, False)
+
+
+def kept_layers_shape(groups: list[MaskGroup], shape: ShapeChoice) -> tuple[list[int], list[int]]:
+    """Heads and FFN dimensions per layer left (removed layers skipped), in layer order."""
+    gone = set(shape.removed_layers)
+    heads, dims = per_layer([g for g in groups if g.key[1] not in gone], shape.kept)
+    return heads, dims
+
+
+def search_shape(importance: Importance, groups: list[MaskGroup], search: WidthDepthSearch,
+                 budget: float, rearrange_units: bool) -> ShapeChoice:
+    """:func:`search_width_depth`, then per layer left: FFN widths aligned, units rearranged;
+    a layer left with no head and no FFN dimension is removed (at least one stays). With a
+    latency table the shape is priced by the table and the linear budget lowered by the
+    overshoot until it fits (as :func:`search_units`)."""
+    linear_budget = budget
+    shape = None
+    n_layers = len({g.key[1] for g in groups})
+    for _ in range(MAX_BUDGET_ROUNDS):
+        choice = search_width_depth(importance, groups, search.costs_at, linear_budget,
+                                    search.widths, search.protected)
+        gone = set(choice.removed_layers)
+        live = [g for g in groups if g.key[1] not in gone]
+        costs = search.costs_at(len(choice.channels), n_layers - len(gone))
+        kept = align_ffn(importance, live, {g.key: choice.kept[g.key] for g in live}, costs,
+                         linear_budget, multiple=FFN_MULTIPLE)
+        if rearrange_units:
+            kept = rearrange(importance, live, kept)
+        empty = sorted(layer for layer in {g.key[1] for g in live}
+                       if layer not in search.protected
+                       and not any(kept[g.key] for g in live if g.key[1] == layer))
+        if len(empty) + len(gone) >= n_layers:  # keep the most important layer
+            empty = empty[:-1] if empty else empty
+        gone |= set(empty)
+        shape = ShapeChoice({g.key: (kept[g.key] if g.key[1] not in gone else []) for g in groups},
+                            choice.channels, sorted(gone), choice.score)
+        if search.exact:
+            return shape
+        over = search.price(shape) - budget
+        if over <= BUDGET_SLACK * budget:
+            return shape
+        linear_budget -= over
+    assert shape is not None
+    return shape
 
 
 def search_units(importance: Any, groups: list[MaskGroup], costs: UnitCosts, budget: float,
@@ -188,7 +315,8 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
           latency_table: "LatencyTable | str | Path | None" = None,
           latency: Optional[LatencySetting] = None, seq_len: Optional[int] = None,
           rearrange_units: bool = True, tune: bool = False, tune_samples: int = 256,
-          tokenizer: Any = None, progress: Optional[Progress] = None) -> PostTrainingResult:
+          width_depth: bool = True, tokenizer: Any = None,
+          progress: Optional[Progress] = None) -> PostTrainingResult:
     """Post-training structured pruning of a fine-tuned encoder with a head, in place.
 
     Args:
@@ -207,6 +335,10 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         rearrange_units: re-choose the pruned units per layer with the Fisher blocks.
         tune: fold least-squares rescalings of the kept units into the output projections
             (reconstructs the dense layer outputs on ``tune_samples`` examples).
+        width_depth: also prune the hidden dimension and remove whole layers (the search
+            chooses; see docs/width-depth.md). ``False``: heads and FFN dimensions only. An
+            architecture (or latency table) that cannot price or compact them exactly falls
+            back to heads and FFN, saying why (``result.width_depth_note``).
         tokenizer: used to build the probe batch of the exactness check (optional).
         progress: ``progress(phase, done, total)`` for the "score" and "tune" phases.
 
@@ -233,15 +365,24 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     model.eval()
     groups = mask_groups(model)
     seq_len = seq_len or _seq_len(batches)
-    flops = unit_costs(model, groups, seq_len)
+    profile = flop_profile(model)
+    flops = unit_costs(model, groups, seq_len, profile)
     heads_total = sum(g.size for g in groups if g.is_heads)
     dims_total = sum(g.size for g in groups if not g.is_heads)
     full = flops.total(heads_total, dims_total)
+    note = width_depth_support(model) if width_depth else None
     table = None
     if target_speedup is not None:
         table = table_for(model, latency_table, (latency or LatencySetting()).at(seq_len))
-        costs, budget = UnitCosts.from_latency(table.model, seq_len), table.model.budget_ms(
-            target_speedup)
+        if width_depth and note is None and not table.model.has_width_depth:
+            note = ("the latency table was measured without hidden widths (format 1); measure "
+                    "it again to price them")
+    use_wd = width_depth and note is None
+    if note is not None:
+        logger.warning("width / depth: %s; pruning heads and FFN only", note)
+    if table is not None:
+        costs = UnitCosts.from_latency(table.model, seq_len)
+        budget = table.model.budget_ms(target_speedup, width_depth=use_wd)
     else:
         costs, budget = flops, full * target_flops
     phase("load")
@@ -253,41 +394,72 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         if progress is not None:
             progress("score", done[0], n_examples)
 
-    importance = fisher_information(model, batches, groups, progress=scored, loss_fn=loss_fn)
+    importance = fisher_information(model, batches, groups, progress=scored, loss_fn=loss_fn,
+                                    width_depth=use_wd)
     phase("score")
-    kept = search_units(importance, groups, costs, budget, rearrange_units,
-                        table.model if table is not None else None)
+    hidden = int(getattr(model.config, architecture_for(model.config.model_type).hidden_attr))
+    if use_wd:
+        arch = architecture_for(model.config.model_type)
+        protected = (0,) if arch.hidden is not None and arch.hidden.keep_first_layer else ()
+        search = (latency_search(table.model, groups, seq_len, protected) if table is not None
+                  else flop_search(model, profile, groups, seq_len, hidden, protected))
+        shape = search_shape(importance, groups, search, budget, rearrange_units)
+    else:
+        kept = search_units(importance, groups, costs, budget, rearrange_units,
+                            table.model if table is not None else None)
+        shape = ShapeChoice(kept, list(range(hidden)), [])
+    kept = shape.kept
+    narrowed = len(shape.channels) < hidden
     phase("search")
     tune_error: dict[str, list[float]] = {}
+    live = [g for g in groups if g.key[1] not in set(shape.removed_layers)]
     if tune:
         dense = copy.deepcopy(model)
+        if use_wd:
+            apply_width_depth(model, shape.channels if narrowed else None, shape.removed_layers)
         tuned = [0]
 
         def tune_step(n: int) -> None:
             tuned[0] += n
             if progress is not None:
-                progress("tune", tuned[0], len(groups))
+                progress("tune", tuned[0], len(live))
 
-        report = tune_layerwise(model, dense, groups, kept, first_examples(batches, tune_samples),
-                                progress=tune_step)
+        report = tune_layerwise(model, dense, live, kept, first_examples(batches, tune_samples),
+                                progress=tune_step, rows=shape.channels if narrowed else None)
         tune_error = {k: [report.before[k], report.after[k]] for k in report.before}
         del dense
     else:
-        apply_masks(model, groups, kept)
+        apply_masks(model, live, kept)
+        if use_wd:
+            apply_width_depth(model, shape.channels if narrowed else None, shape.removed_layers)
     phase("tune")
     compaction, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=FFN_MULTIPLE,
                                        refusal="the model was left masked, not compacted")
     phase("compact")
-    shape = kept_shape(groups, kept, flops, table.model if table is not None else None)
+    heads, dims = per_layer(groups, kept)
+    if use_wd:
+        after = flop_search(model, profile, groups, seq_len, hidden, ()).price(shape)
+        predicted = (table.model.speedup(*kept_layers_shape(groups, shape), width=len(shape.channels))
+                     if table is not None else full / after)
+    else:
+        found = kept_shape(groups, kept, flops, table.model if table is not None else None)
+        after, predicted = found.flops, found.predicted
+    out_kept = {g.label: kept[g.key] for g in groups}
+    if use_wd:
+        out_kept.update({"stream": list(shape.channels),
+                         "layers": [i for i in range(len(heads)) if i not in shape.removed_layers]})
     return PostTrainingResult(
-        heads_kept=sum(shape.heads_per_layer), heads_total=heads_total,
-        ffn_dims_kept=sum(shape.ffn_dims_per_layer), ffn_dims_total=dims_total,
-        heads_per_layer=shape.heads_per_layer, ffn_dims_per_layer=shape.ffn_dims_per_layer,
-        flops_before=full, flops_after=shape.flops, predicted_speedup=shape.predicted,
+        heads_kept=sum(heads), heads_total=heads_total,
+        ffn_dims_kept=sum(dims), ffn_dims_total=dims_total,
+        heads_per_layer=heads, ffn_dims_per_layer=dims,
+        flops_before=full, flops_after=after, predicted_speedup=predicted,
         predicted_by="flops" if table is None else "latency table",
         calibration_samples=n_examples, seq_len=seq_len, exactness=diff,
-        kept={g.label: kept[g.key] for g in groups}, seconds=phase.seconds, tune_error=tune_error,
+        kept=out_kept, seconds=phase.seconds, tune_error=tune_error,
+        hidden_kept=len(shape.channels), hidden_total=hidden,
+        layers_removed=list(shape.removed_layers), width_depth=use_wd,
+        width_depth_note=note if width_depth else None,
         compaction=compaction, model=model)
 
 
-__all__ = ["PostTrainingResult", "check_prune_targets", "prune", "unit_costs"]
+__all__ = ["PostTrainingResult", "check_prune_targets", "prune", "unit_costs", "width_steps"]

@@ -44,6 +44,7 @@ def prune(
     training: "TrainingOptions" = None,  # type: ignore[assignment]
     rearrange: Annotated[bool, typer.Option(help="Re-choose the pruned units per layer with the layer's full Fisher block.")] = True,
     tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
+    width_depth: Annotated[bool, typer.Option("--width-depth/--heads-ffn-only", help="Also prune the hidden dimension and remove whole layers, the search choosing width, depth, heads and FFN together (docs/width-depth.md); --heads-ffn-only prunes heads and FFN dimensions only.")] = True,
     speed_probe: Annotated[bool, typer.Option(help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
     task_option: TaskOptionOpt = None,
@@ -67,7 +68,7 @@ def prune(
         checkpoint=checkpoint, task=task, output_dir=output_dir, target_speedup=target_speedup,
         target_flops=target_flops, calibration_samples=calibration_samples,
         tune_samples=tune_samples, rearrange=rearrange, tune=tune, speed_probe=speed_probe,
-        then_fill=then_fill, training=training, task_options=task_options(task_option),
+        width_depth=width_depth, then_fill=then_fill, training=training, task_options=task_options(task_option),
         latency=latency, latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -85,6 +86,15 @@ def prune(
          result.to_dict(), json_file)
 
 
+def _width_depth_rows(result) -> list[tuple[str, object]]:
+    """The stream's width and the layers removed, when the search could choose them."""
+    if not result.hidden_total:
+        return []
+    removed = ", ".join(map(str, result.layers_removed)) or "none"
+    return [("hidden width kept", f"{result.hidden_kept}/{result.hidden_total}"),
+            ("layers removed", removed)]
+
+
 def result_rows(result) -> list[tuple[str, object]]:
     m = result.main_metric
     rows: list[tuple[str, object]] = [
@@ -95,6 +105,7 @@ def result_rows(result) -> list[tuple[str, object]]:
              ("heads per layer", ", ".join(map(str, result.heads_per_layer))),
              ("ffn dims kept", f"{result.ffn_dims_kept}/{result.ffn_dims_total}"),
              ("ffn dims per layer", ", ".join(map(str, result.ffn_dims_per_layer))),
+             *_width_depth_rows(result),
              (f"predicted speedup ({result.predicted_by})", f"{result.predicted_speedup:.2f}x"),
              (f"measured speedup (probe, {setting_text(result.speed_setting)})",
               "-" if result.measured_speedup is None else f"{result.measured_speedup:.2f}x"),

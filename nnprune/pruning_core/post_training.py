@@ -21,6 +21,16 @@ a FLOP budget, without retraining.
    pruned model's inputs reconstructs the dense model's; the damping pulls towards ``m = 1``, so
    the reconstruction error is never larger than with the untuned mask. The values are folded into
    the output projections' columns, so the result is a plain model (then compacted).
+
+Width and depth (issue 25, :mod:`nnprune.pruning_core.width_depth`): the same Fisher scores the
+channels of the residual stream (one per-example mask on every read of the stream, shared, as in
+CoFi's hidden mask; cf. Minitron's embedding-channel importance) and whole layers (a per-example
+gate on each layer's residual branch, ``x + g (layer(x) - x)``: ``g = 0`` is the layer removed).
+:func:`search_width_depth` then extends Algorithm 1 with two outer loops: every width of the
+stream (its most important channels) and every number of layers removed (the least important
+ones first); at each, the per-unit costs of that width and depth price the heads and FFN
+dimensions, and the best summed Fisher of channels, heads and dimensions kept under the budget
+wins.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from torch import nn
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.architectures import Role, find_sites
 from nnprune.pruning_core.latency_model import LatencyModel
+from nnprune.pruning_core.width_depth import stream_sites, width_depth_scores
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +137,8 @@ class Importance:
     diagonal: dict[UnitKey, torch.Tensor]  # (size,): sum over examples of g^2
     blocks: dict[UnitKey, torch.Tensor]  # (size, size): sum over examples of g g^T
     samples: int = 0
+    hidden: Optional[torch.Tensor] = None  # (width,): the stream's channels (width_depth)
+    layers: Optional[torch.Tensor] = None  # (layers,): removing each layer (width_depth)
 
 
 def model_inputs(model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
@@ -152,13 +165,15 @@ def batch_size(batch: dict[str, Any]) -> int:
 def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
                        groups: list[MaskGroup],
                        progress: Optional[Callable[[int], None]] = None,
-                       loss_fn: Optional[LossFn] = None) -> Importance:
+                       loss_fn: Optional[LossFn] = None, width_depth: bool = False) -> Importance:
     """Per-example mask gradients of the task loss accumulated into :class:`Importance`.
 
     The loss is ``model(**batch).loss`` or ``loss_fn(model, batch)``; either must be the *mean*
     over the batch's examples of independent per-example losses, so that ``B * loss`` sums them
     and its gradient with respect to the per-example masks is each example's own. The model
-    runs in eval mode (no dropout); its weights get no gradient."""
+    runs in eval mode (no dropout); its weights get no gradient. With ``width_depth`` the
+    stream's channels and the layers are scored too (``Importance.hidden`` / ``.layers``; see
+    the module doc)."""
     was_training = model.training
     model.eval()
     flags = [p.requires_grad for p in model.parameters()]
@@ -167,11 +182,17 @@ def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
     blocks = {g.key: torch.zeros(g.size, g.size, dtype=torch.float64) for g in groups}
     samples = 0
     device = next(model.parameters()).device
+    sites = stream_sites(model) if width_depth else None
+    stream = (torch.zeros(sites.width, dtype=torch.float64) if sites is not None else None)
+    depth = (torch.zeros(len(sites.layers), dtype=torch.float64) if sites is not None else None)
     try:
         for batch in batches:
             n = batch_size(batch)
             masks = {g.key: torch.ones(n, g.size, device=device, requires_grad=True) for g in groups}
-            with masked_inputs(model, groups, masks):
+            extra = ([torch.ones(n, sites.width, device=device, requires_grad=True),
+                      torch.ones(n, len(sites.layers), device=device, requires_grad=True)]
+                     if sites is not None else [None, None])
+            with masked_inputs(model, groups, masks), width_depth_scores(model, *extra):
                 if loss_fn is not None:
                     loss = loss_fn(model, batch)
                 else:
@@ -182,13 +203,18 @@ def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
             if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.requires_grad:
                 raise NNPruneError("the loss function must return a scalar tensor computed from the "
                                    "model's outputs (the mean loss over the batch's examples)")
-            grads = torch.autograd.grad(loss * n, [masks[g.key] for g in groups], allow_unused=True)
+            wanted = [masks[g.key] for g in groups] + [m for m in extra if m is not None]
+            grads = torch.autograd.grad(loss * n, wanted, allow_unused=True)
             for g, grad in zip(groups, grads):
                 if grad is None:  # a unit the loss does not reach (e.g. a head after its use)
                     continue
                 grad = grad.detach().double().cpu()
                 diag[g.key] += (grad * grad).sum(0)
                 blocks[g.key] += grad.T @ grad
+            if sites is not None:
+                for acc, grad in zip((stream, depth), grads[len(groups):]):
+                    if grad is not None:
+                        acc += (grad.detach().double().cpu() ** 2).sum(0)
             samples += n
             if progress is not None:
                 progress(n)
@@ -198,7 +224,7 @@ def fisher_information(model: nn.Module, batches: Iterable[dict[str, Any]],
         model.train(was_training)
     if samples == 0:
         raise NNPruneError("no calibration examples")
-    return Importance(diag, blocks, samples)
+    return Importance(diag, blocks, samples, stream, depth)
 
 
 @torch.no_grad()
@@ -257,11 +283,19 @@ class UnitCosts:
         return self.fixed + heads * self.head + ffn_dims * self.ffn_dim
 
     @classmethod
-    def from_latency(cls, model: LatencyModel, seq_len: int) -> "UnitCosts":
+    def from_latency(cls, model: LatencyModel, seq_len: int, width: Optional[int] = None,
+                     layers: Optional[int] = None) -> "UnitCosts":
         """A latency table read as milliseconds per head and per FFN dimension (the slopes of
-        a whole block and a whole FFN) plus what no unit removes; totals the dense latency."""
-        return cls(model.attention(model.dense_heads) / model.dense_heads,
-                   model.ffn(model.dense_ffn) / model.dense_ffn, model.fixed_ms, seq_len)
+        a whole block and a whole FFN) plus what no unit removes; totals the dense latency.
+        With ``width`` / ``layers``: the same for the stream that wide and that many layers
+        (a table that prices them)."""
+        if width is None and layers is None:
+            return cls(model.attention(model.dense_heads) / model.dense_heads,
+                       model.ffn(model.dense_ffn) / model.dense_ffn, model.fixed_ms, seq_len)
+        a, f, per_layer, base = model.width_terms(width)
+        n = model.num_layers if layers is None else layers
+        return cls(a * model.attention(model.dense_heads) / model.dense_heads,
+                   f * model.ffn(model.dense_ffn) / model.dense_ffn, base + n * per_layer, seq_len)
 
 
 def search_masks(importance: Importance, groups: list[MaskGroup], costs: UnitCosts,
@@ -296,6 +330,94 @@ def search_masks(importance: Importance, groups: list[MaskGroup], costs: UnitCos
     for _, key, i in heads[:n_heads] + dims[:n_dims]:
         kept[key].append(i)
     return {k: sorted(v) for k, v in kept.items()}
+
+
+CostsAt = Callable[[int, int], UnitCosts]  # (stream width, layers kept) -> unit costs
+
+
+@dataclass(frozen=True)
+class ShapeChoice:
+    """What :func:`search_width_depth` kept: units per group (none in a removed layer), the
+    stream's channels (sorted) and the layers removed (their indices), with the summed Fisher."""
+
+    kept: dict[UnitKey, list[int]]
+    channels: list[int]
+    removed_layers: list[int]
+    score: float = 0.0
+
+
+def _ranked(importance: Importance, groups: list[MaskGroup], heads: bool,
+            gone: set[int]) -> tuple[torch.Tensor, list[tuple[UnitKey, int]]]:
+    """The units of the kind (heads or FFN dims) in the layers not ``gone``, most important
+    first: ``(cumulative Fisher with a leading 0, [(group, unit)])``."""
+    values, units = [], []
+    for g in groups:
+        if g.is_heads == heads and g.key[1] not in gone:
+            values.append(importance.diagonal[g.key].double())
+            units += [(g.key, i) for i in range(g.size)]
+    if not values:
+        return torch.zeros(1, dtype=torch.float64), []
+    flat = torch.cat(values)
+    order = torch.argsort(flat, descending=True, stable=True)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(flat[order], 0)])
+    return cum, [units[int(i)] for i in order]
+
+
+def search_width_depth(importance: Importance, groups: list[MaskGroup], costs_at: CostsAt,
+                       budget: float, widths: list[int], protected: Iterable[int] = ()
+                       ) -> ShapeChoice:
+    """The stream width, layers removed and units kept that maximise the summed Fisher of the
+    kept channels, heads and FFN dimensions under ``budget`` (see the module doc).
+
+    ``widths``: the stream widths to try (its most important channels are kept);
+    ``costs_at(width, layers)``: the per-unit and fixed costs there; ``protected``: layers that
+    cannot be removed. Layers go in order of their removal Fisher, least first; at least one is
+    left. Every number of heads is tried at every (width, depth), FFN dims fill the rest."""
+    if importance.hidden is None or importance.layers is None:
+        raise NNPruneError("the width / depth search needs channel and layer scores "
+                           "(fisher_information(..., width_depth=True))")
+    hidden, layers = importance.hidden.double(), importance.layers.double()
+    channel_order = torch.argsort(hidden, descending=True, stable=True)
+    channel_cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(hidden[channel_order], 0)])
+    n_layers = layers.numel()
+    keep = set(int(i) for i in protected)
+    removable = sorted((i for i in range(n_layers) if i not in keep), key=lambda i: (float(layers[i]), i))
+    best: Optional[tuple[float, int, int, int, int]] = None  # score, depth, width, heads, dims
+    floor = math.inf
+    for depth in range(min(len(removable), n_layers - 1) + 1):
+        gone = set(removable[:depth])
+        head_cum, _ = _ranked(importance, groups, True, gone)
+        dim_cum, _ = _ranked(importance, groups, False, gone)
+        n_heads = torch.arange(head_cum.numel(), dtype=torch.float64)
+        for width in widths:
+            c = costs_at(width, n_layers - depth)
+            floor = min(floor, c.fixed)
+            left = budget - c.fixed - n_heads * c.head
+            ok = left >= 0
+            if not bool(ok.any()):
+                continue
+            if c.ffn_dim > 0:
+                n_dims = torch.floor(left.clamp_min(0) / c.ffn_dim + 1e-9).clamp(max=dim_cum.numel() - 1)
+            else:
+                n_dims = torch.full_like(left, dim_cum.numel() - 1)
+            score = head_cum + dim_cum[n_dims.long()]
+            score[~ok] = -math.inf
+            i = int(torch.argmax(score))
+            total = float(channel_cum[width]) + float(score[i])
+            if best is None or total > best[0]:
+                best = (total, depth, width, i, int(n_dims[i]))
+    if best is None:
+        raise NNPruneError(f"a budget of {budget:.3g} is below what one layer with no head or FFN "
+                           f"dimension costs at the narrowest width tried ({floor:.3g}): ask for a "
+                           "smaller speedup")
+    total, depth, width, nh, nd = best
+    gone = set(removable[:depth])
+    kept: dict[UnitKey, list[int]] = {g.key: [] for g in groups}
+    for heads, n in ((True, nh), (False, nd)):
+        for key, i in _ranked(importance, groups, heads, gone)[1][:n]:
+            kept[key].append(i)
+    return ShapeChoice({k: sorted(v) for k, v in kept.items()},
+                       sorted(int(c) for c in channel_order[:width]), sorted(gone), total)
 
 
 def align_ffn(importance: Importance, groups: list[MaskGroup], kept: dict[UnitKey, list[int]],
@@ -427,11 +549,13 @@ def _capture(model: nn.Module, paths: list[str], batches: list[dict[str, Any]], 
 def tune_layerwise(model: nn.Module, dense: nn.Module, groups: list[MaskGroup],
                    kept: dict[UnitKey, list[int]], batches: list[dict[str, Any]],
                    damping: float = 1e-2,
-                   progress: Optional[Callable[[int], None]] = None) -> TuneReport:
+                   progress: Optional[Callable[[int], None]] = None,
+                   rows: Optional[list[int]] = None) -> TuneReport:
     """Fold least-squares mask values into ``model``'s output projections, group by group in
     forward order (see module doc). ``model`` has the pruned units' output-projection inputs
     masked by hooks while it is measured, and ends with their columns zeroed; ``dense`` is the
-    unpruned model (same weights before tuning)."""
+    unpruned model (same weights before tuning). ``rows``: the output channels to reconstruct
+    (a narrowed stream's kept channels; default all)."""
     model.eval()
     dense.eval()
     report = TuneReport()
@@ -445,6 +569,10 @@ def tune_layerwise(model: nn.Module, dense: nn.Module, groups: list[MaskGroup],
         w = lin.weight.detach().double().cpu()  # (hidden, size * width)
         bias = lin.bias.detach().double().cpu() if lin.bias is not None else None
         targets = all_targets.pop(g.out_path)
+        if rows is not None:  # only the kept channels of a narrowed stream are read later
+            w = w[rows]
+            bias = bias[rows] if bias is not None else None
+            targets = [t[:, rows] for t in targets]
         inputs = _capture(model, [g.out_path], batches, want_input=True, masks=masks,
                           groups=groups, stop_early=True)[g.out_path]
         n = len(keep)
@@ -520,7 +648,7 @@ def apply_masks(model: nn.Module, groups: list[MaskGroup], kept: dict[UnitKey, l
             _zero_value_rows(model, g, kept[g.key])
 
 
-__all__ = ["Importance", "LossFn", "MaskGroup", "TuneReport", "UnitCosts", "align_ffn", "apply_masks",
-           "batch_size", "init_scores_from", "fisher_information",
+__all__ = ["CostsAt", "Importance", "LossFn", "MaskGroup", "ShapeChoice", "TuneReport", "UnitCosts",
+           "align_ffn", "apply_masks", "batch_size", "init_scores_from", "fisher_information",
            "mask_groups", "masked_inputs", "model_inputs", "rearrange", "search_masks",
-           "tune_layerwise"]
+           "search_width_depth", "tune_layerwise"]

@@ -331,6 +331,11 @@ class PruneResult(Record):
     metrics_filled: Optional[dict[str, float]] = None
     predicted_by: str = "flops"  # or "latency table"
     speed_setting: dict[str, Any] = field(default_factory=dict)  # where speed was predicted/measured
+    # width and depth (issue 25): the residual stream's width kept / dense, the dense indices of
+    # the layers removed (None / []: not searched, or nothing removed)
+    hidden_kept: Optional[int] = None
+    hidden_total: Optional[int] = None
+    layers_removed: list[int] = field(default_factory=list)
     # the compacted model, in memory only (never recorded)
     model: Any = field(default=None, repr=False, compare=False, metadata={"recorded": False})
     extra: dict[str, Any] = _extra()

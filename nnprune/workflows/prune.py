@@ -93,6 +93,8 @@ class PruneArgs:
     # least-squares tuning; None: the task's choice (TaskAdapter.prune_tune), measured per task:
     # it cost SST-2 0.5-1.3 points and gave the SQuAD v1.1 split 1.2 F1 at 1.5x (README)
     tune: Optional[bool] = None
+    # also prune the hidden dimension and remove whole layers (False: heads and FFN only)
+    width_depth: bool = True
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     training: TrainingOptions = PRUNE_TRAINING
@@ -234,11 +236,11 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
         done = nnprune.prune(model, batches, target_speedup=args.target_speedup,
                              target_flops=args.target_flops, latency_table=table,
                              seq_len=seq_len, rearrange_units=args.rearrange, tune=tune,
-                             tune_samples=args.tune_samples, tokenizer=tokenizer,
-                             progress=progress)
+                             tune_samples=args.tune_samples, width_depth=args.width_depth,
+                             tokenizer=tokenizer, progress=progress)
         post = records.PostTrainingRecord(
-            method="fisher+search" + ("+rearrange" if args.rearrange else "")
-                   + ("+lstsq" if tune else ""),
+            method="fisher+search" + ("+width+depth" if done.width_depth else "")
+                   + ("+rearrange" if args.rearrange else "") + ("+lstsq" if tune else ""),
             options=records.CommandOptions(args.to_dict()),
             calibration_examples=done.calibration_samples,
             max_seq_length=seq_len, kept=done.kept,
@@ -280,6 +282,9 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
         tune_error=done["tune_error"], heads_per_layer=done["heads_per_layer"],
         ffn_dims_per_layer=done["ffn_dims_per_layer"], predicted_by=done["predicted_by"],
         speed_setting=setting.resolved().to_dict(),
+        hidden_kept=done["hidden_kept"] if done["width_depth"] else None,
+        hidden_total=done["hidden_total"] if done["width_depth"] else None,
+        layers_removed=done["layers_removed"],
         model=model if is_main_process() else None)  # the others never compacted theirs
     if is_main_process():
         records.write_results(save_to, result)

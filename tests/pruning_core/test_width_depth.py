@@ -191,3 +191,204 @@ def test_bad_requests_are_one_line_errors():
         apply_width_depth(model, [0, 40])
     with pytest.raises(NNPruneError, match="first layer cannot be removed"):
         apply_width_depth(_model("modernbert"), None, [0])
+
+
+# ------------------------------------------------------------------------------ post-training
+def _calibration(n_batches: int = 3, batch: int = 8, seq: int = 12, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        ids = torch.randint(1000, 2000, (batch, seq), generator=g)
+        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                    "labels": torch.randint(0, 2, (batch,), generator=g)})
+    return out
+
+
+def _scaled_bert(layers: int = 3, dead: int = 0):
+    """A tiny BERT with larger weights (gradients well above noise); the last ``dead``
+    channels of the stream carry nothing (every LayerNorm on the stream zeroes them), so their
+    Fisher is 0."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(tiny_config(
+        "bert", num_labels=2, num_hidden_layers=layers, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(3.0)
+        if dead:
+            for path in stream_sites(model).all_norms():
+                norm = model.get_submodule(path)
+                norm.weight[H - dead:] = 0
+                norm.bias[H - dead:] = 0
+    return model
+
+
+def test_channel_and_layer_fisher_equal_a_hand_computation():
+    """Channel c's score = sum over examples of (d loss_n / d m_c)^2 with one mask shared by
+    every read of the stream; layer l's = the same for the gate of its residual branch."""
+    from nnprune.pruning_core.post_training import fisher_information, mask_groups
+    from nnprune.pruning_core.width_depth import width_depth_scores
+
+    model = _scaled_bert(layers=2)
+    batches = _calibration(n_batches=2, batch=3)
+    imp = fisher_information(model, batches, mask_groups(model), width_depth=True)
+    hand_c, hand_l = torch.zeros(H, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    for batch in batches:
+        for n in range(3):
+            one = {k: v[n:n + 1] for k, v in batch.items()}
+            c = torch.ones(1, H, requires_grad=True)
+            lay = torch.ones(1, 2, requires_grad=True)
+            with width_depth_scores(model, c, lay):
+                loss = model(**one).loss
+            gc, gl = torch.autograd.grad(loss, [c, lay])
+            hand_c += gc[0].double() ** 2
+            hand_l += gl[0].double() ** 2
+    assert torch.allclose(imp.hidden, hand_c, rtol=1e-4, atol=1e-10)
+    assert torch.allclose(imp.layers, hand_l, rtol=1e-4, atol=1e-10)
+    assert bool((imp.layers > 0).all()) and bool((imp.hidden > 0).all())
+
+
+def _importance(heads, dims, hidden, layers):
+    """An Importance for 2-layer groups of 2 heads and 4 FFN dims each."""
+    from nnprune.pruning_core.post_training import Importance, MaskGroup
+
+    groups = [MaskGroup(("encoder", i, "self"), 2, 8, f"l{i}.o") for i in range(2)] + \
+             [MaskGroup(("encoder", i, None), 4, 1, f"l{i}.ffn") for i in range(2)]
+    diag = {g.key: torch.tensor(v, dtype=torch.float64)
+            for g, v in zip(groups, [heads[0], heads[1], dims[0], dims[1]])}
+    blocks = {k: torch.diag(v) for k, v in diag.items()}
+    return groups, Importance(diag, blocks, 10, torch.tensor(hidden, dtype=torch.float64),
+                              torch.tensor(layers, dtype=torch.float64))
+
+
+def test_the_search_chooses_width_depth_and_units_within_the_budget():
+    """Prices: a head 2 * w / 8, an FFN dim w / 8, a layer 1 beyond its units, 4 fixed."""
+    from nnprune.pruning_core.post_training import UnitCosts, search_width_depth
+
+    def costs(width, layers):
+        return UnitCosts(2.0 * width / 8, width / 8, 4.0 + layers, 16)
+
+    def price(choice):
+        w, n = len(choice.channels), 2 - len(choice.removed_layers)
+        c = costs(w, n)
+        units = [len(v) for v in choice.kept.values()]
+        heads, dims = sum(units[:2]), sum(units[2:])
+        return c.total(heads, dims)
+
+    groups, imp = _importance([[5, 1], [4, 3]], [[2, 2, 1, 0.5], [9, 1, 1, 1]],
+                              [9.0, 8.0, 0.01, 0.02, 7.0, 0.03, 6.0, 5.0], [0.1, 50.0])
+    widths = [2, 4, 6, 8]
+    everything = search_width_depth(imp, groups, costs, 1e9, widths)
+    assert everything.channels == list(range(8)) and everything.removed_layers == []
+    assert all(len(v) == g.size for g, v in zip(groups, everything.kept.values()))
+    ranking = [0, 1, 4, 6, 7, 5, 3, 2]  # channels by Fisher, most first
+    assert price(everything) == 22.0
+    for budget in (20.0, 14.0, 10.0, 8.0):
+        choice = search_width_depth(imp, groups, costs, budget, widths)
+        assert price(choice) <= budget
+        # narrower than dense, keeping the most important channels (the near-zero ones go first)
+        assert len(choice.channels) < 8
+        assert choice.channels == sorted(ranking[:len(choice.channels)])
+        # a removed layer is the one whose removal the Fisher prices lowest, its units with it
+        assert choice.removed_layers in ([], [0])
+        assert not any(choice.kept[g.key] for g in groups if g.key[1] in choice.removed_layers)
+    tight = search_width_depth(imp, groups, costs, 8.0, widths)
+    assert tight.removed_layers == [0]
+    protected = search_width_depth(imp, groups, costs, 8.0, widths, protected=[0])
+    assert protected.removed_layers in ([], [1]) and price(protected) <= 8.0
+    with pytest.raises(NNPruneError, match="below what one layer"):
+        search_width_depth(imp, groups, costs, 4.5, widths)
+
+
+def test_prune_narrows_dead_channels_and_compacts_exactly(tmp_path):
+    """Channels that carry nothing have no Fisher: a FLOP target narrows the stream to the live
+    ones, the prediction is the compacted model's FLOPs, and stock transformers reloads it."""
+    import nnprune
+    from nnprune.measure.flops import count_flops
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+
+    model, dense = _scaled_bert(dead=8), _scaled_bert(dead=8)
+    result = nnprune.prune(model, _calibration(n_batches=4), target_flops=0.5)
+    assert result.width_depth and result.hidden_total == H and result.hidden_kept <= H - 8
+    assert set(result.kept["stream"]).isdisjoint(range(H - 8, H))
+    assert result.exactness <= TOL
+    measured = count_flops(dense, 1, 12).total / count_flops(model, 1, 12).total
+    assert measured == pytest.approx(result.predicted_speedup, rel=1e-6) and measured >= 2.0
+    assert sum(result.heads_per_layer) == result.heads_kept
+    inputs = probe_inputs(model.config)
+    path = save_checkpoint(model, tmp_path / "narrow", config=None)
+    write_probe(path, inputs, model_outputs(model, inputs))
+    diffs = stock_reload_diffs([(str(path), "AutoModelForSequenceClassification")], tmp_path)
+    assert diffs[str(path)] <= TOL
+
+    same = _scaled_bert(dead=8)
+    only = nnprune.prune(same, _calibration(n_batches=4), target_flops=0.5, width_depth=False)
+    assert not only.width_depth and only.hidden_kept == H and only.layers_removed == []
+
+
+def test_a_speed_target_is_met_by_a_table_that_prices_width_and_depth(tmp_path):
+    """With a table measured at several widths, the search meets the speed target as the table
+    predicts it for the compacted model (its layout: width, layers left, units per layer); a
+    table without widths prunes heads and FFN only and says why."""
+    import json
+
+    import nnprune
+    from nnprune.measure.latency import LatencySetting, LatencyTable, table_key
+    from nnprune.pruning_core.latency_model import LatencyModel
+
+    model = _scaled_bert(layers=2, dead=8)
+    setting = LatencySetting(batch_size=1, seq_len=12, threads=1)
+    # the conftest table (1 ms a head, 0.1 ms an FFN dim, 2 ms fixed) measured at widths too
+    m = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
+                     (0.0, 3.2, 6.4), 2.0, hidden=32, widths=(8, 16, 32),
+                     attention_scale=(0.25, 0.5, 1.0), ffn_scale=(0.25, 0.5, 1.0),
+                     layer_ms=(0.1, 0.2, 0.4), base_ms=(0.5, 1.0, 1.2))
+    table = LatencyTable(key=table_key(model.config, setting), model=m)
+    result = nnprune.prune(model, _calibration(n_batches=4), target_speedup=6.0,
+                           latency_table=table)
+    layout = model.config.nnprune_layout
+    enc = layout["stacks"]["encoder"]
+    width = layout.get("hidden", {}).get("size", H)
+    predicted = m.speedup(enc["attention"]["self"]["heads"], enc["ffn"]["dims"], width=width)
+    assert predicted == pytest.approx(result.predicted_speedup)
+    assert predicted >= 6.0 * (1 - 0.006)
+    assert result.exactness <= TOL and width == result.hidden_kept < H
+
+    plain = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
+                         (0.0, 3.2, 6.4), 2.0)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(LatencyTable(key=table_key(model.config, setting), model=plain).to_dict()))
+    other = nnprune.prune(_scaled_bert(layers=2, dead=8), _calibration(n_batches=4),
+                          target_speedup=2.0, latency_table=str(path))
+    assert not other.width_depth and "without hidden widths" in other.width_depth_note
+
+
+def test_the_prune_command_searches_width_and_depth_unless_told_heads_ffn_only(tmp_path):
+    """``nnprune prune`` records whether the search could choose width and depth, prints the
+    width kept and the layers removed, and --heads-ffn-only keeps today's search."""
+    import json
+
+    from conftest import cli_output, save_tiny_model, write_toy_sst2
+
+    model = save_tiny_model(tmp_path / "model")
+    data = write_toy_sst2(tmp_path / "data", n_train=64, n_dev=16)
+    results = {}
+    for flag in ("--width-depth", "--heads-ffn-only"):
+        out = tmp_path / flag.strip("-")
+        printed = cli_output(["prune", model, "sst2", "--output-dir", out, "--target-flops", "0.1",
+                              "--data-dir", data, "--calibration-samples", "48",
+                              "--max-seq-length", "32", "--no-speed-probe", flag,
+                              "--json-file", tmp_path / f"{flag}.json"])
+        results[flag] = (json.loads((tmp_path / f"{flag}.json").read_text()),
+                         json.loads((out / "nnprune_config.json").read_text()), printed)
+    wide, record, printed = results["--width-depth"]
+    assert record["post_training"]["method"].startswith("fisher+search+width+depth")
+    assert record["post_training"]["options"]["width_depth"] is True
+    assert wide["hidden_total"] == 32 and "hidden width kept" in printed
+    assert "stream" in record["post_training"]["kept"]
+    only, record, printed = results["--heads-ffn-only"]
+    assert record["post_training"]["method"] == "fisher+search+rearrange"
+    assert only["layers_removed"] == [] and "hidden width kept" not in printed

@@ -60,7 +60,7 @@ def test_prune_meets_the_target_compacts_and_reloads_with_stock_transformers(set
     info = json.loads((out / "nnprune_config.json").read_text())
     assert info["post_training"]["options"]["target_flops"] == 0.5
     # classification: no least-squares tuning unless asked (it cost SST-2 accuracy)
-    assert info["post_training"]["method"] == "fisher+search+rearrange" and not result.tune_error
+    assert info["post_training"]["method"] == "fisher+search+width+depth+rearrange" and not result.tune_error
     assert info["post_training"]["calibration_examples"] == 64
     assert set(result.metrics_before) == set(result.metrics_after) >= {"accuracy"}
 
