@@ -249,14 +249,16 @@ def check_speedup(checkpoint: str | Path, table: LatencyTable, *, warmup: int = 
     model = load_pretrained(checkpoint, bake_masks=True)
     if not is_compacted(model.config):
         compact_exactly(model)  # as fill does
-    encoder = model_layout(model)["stacks"]["encoder"]
-    heads = [int(h) for h in encoder["attention"]["self"]["heads"]]
+    layout = model_layout(model)
+    encoder = layout["stacks"]["encoder"]
+    heads = [int(h) for h in encoder["attention"]["self"]["heads"]]  # per layer left
     dims = [int(d) for d in encoder["ffn"]["dims"]]
+    width = (layout.get("hidden") or {}).get("size")  # a narrowed stream (issue 25)
     report = run_speed(checkpoint, model=model, device=setting.device, dtype=setting.dtype,
                        batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
                        threads=setting.threads, warmup=warmup, iters=iters)
     row = report.rows[0]
-    return SpeedCheck(predicted=table.model.speedup(heads, dims), measured=row.speedup_paired,
+    return SpeedCheck(predicted=table.model.speedup(heads, dims, width), measured=row.speedup_paired,
                       measured_medians=row.speedup, measured_min=row.speedup_min,
                       setting=setting.resolved().to_dict(),
                       heads_per_layer=heads, ffn_dims_per_layer=dims)

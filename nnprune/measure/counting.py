@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from nnprune.measure.flops import compacted_profile
 from nnprune.pruning_core.architectures import Role, architecture_for
-from nnprune.pruning_core.compact_modeling import ORIGINAL_ATTR
+from nnprune.pruning_core.compact_modeling import LAYOUT_ATTR, ORIGINAL_ATTR
 from nnprune.pruning_core.structure import analyze_structure, effective_weight
 
 ROLE_SHORT = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.QKV: "qkv",
@@ -30,6 +30,7 @@ class LayerCount:
     matrices: dict[str, list[int]] = field(default_factory=dict)  # name -> [remaining, total]
     heads: dict[str, list[int]] = field(default_factory=dict)  # attention -> [kept, original]
     ffn_dims: list[int] = field(default_factory=lambda: [0, 0])  # [kept, original]
+    removed: bool = False  # the whole layer was removed (``layer``: its dense index)
 
 
 @dataclass
@@ -50,6 +51,8 @@ class ParamCount:
     seq_len: int
     estimated_speedup: float
     by_stack: dict[str, list[int]] = field(default_factory=dict)  # stack -> [remaining, original]
+    # The residual stream's width [kept, original] (the hidden dimension; equal when not pruned).
+    hidden_size: list[int] = field(default_factory=lambda: [0, 0])
 
     @property
     def density(self) -> float:
@@ -119,10 +122,18 @@ def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
         _, ffn = original_sizes(config, stacks[unit.stack].heads_attr, stacks[unit.stack].ffn_attr)
         layers[(unit.stack, unit.layer)].ffn_dims = [len(unit.kept), ffn]
         original_ffn[(unit.stack, unit.layer)] = ffn
+    # Whole layers removed (issue 25) count as layers with nothing kept, at their dense index.
+    dense_layers = _dense_layers(config, arch, layers)
+    for st, (_, n_dense) in dense_layers.items():
+        original_heads.update({(st, i, a): n for (s_, _, a), n in list(original_heads.items())
+                               if s_ == st for i in range(n_dense)})
+        original_ffn.update({(st, i): n for (s_, _), n in list(original_ffn.items())
+                             if s_ == st for i in range(n_dense)})
     # The FLOP model of ``speed``: the transformer layers' FLOPs (batch 1, ``seq_len`` tokens)
     # of the dense ancestor over those of the model once its removable units are gone.
     pruned = compacted_profile(model, structure)
-    dense = pruned.resized(original_heads, original_ffn)
+    dense = pruned.resized(original_heads, original_ffn, hidden=hidden,
+                           layers={st: n for st, (_, n) in dense_layers.items()})
     pruned_flops, dense_flops = (sum(lf.total for lf in prof.count(1, seq_len).layers)
                                  for prof in (pruned, dense))
     ordered = [layers[k] for k in sorted(layers, key=lambda k: ([s.name for s in arch.stacks].index(k[0]), k[1]))]
@@ -135,4 +146,34 @@ def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
     remaining = sum(v[0] for v in by_stack.values())
     original = sum(v[1] for v in by_stack.values())
     speedup = dense_flops / pruned_flops if pruned_flops else float("inf")
-    return ParamCount(config.model_type, ordered, remaining, original, seq_len, speedup, by_stack)
+    narrowed = (getattr(config, LAYOUT_ATTR, None) or {}).get("hidden") or {}
+    return ParamCount(config.model_type, ordered, remaining, original, seq_len, speedup, by_stack,
+                      hidden_size=[int(narrowed.get("size", hidden)), hidden])
+
+
+def _dense_layers(config: Any, arch: Any, layers: dict[tuple[str, int], LayerCount]
+                  ) -> dict[str, tuple[list[int], int]]:
+    """For each stack that lost whole layers: (the dense indices of the layers it has, the dense
+    layer count), after renumbering ``layers`` (in place) to dense indices and adding a row with
+    nothing kept for each removed layer."""
+    layout = getattr(config, LAYOUT_ATTR, None) or {}
+    orig = getattr(config, ORIGINAL_ATTR, None) or {}
+    out: dict[str, tuple[list[int], int]] = {}
+    for stack in arch.stacks:
+        kept = (layout.get("stacks", {}).get(stack.name) or {}).get("kept_layers")
+        if kept is None:
+            continue
+        n = int(orig.get(stack.layers_attr, len(kept)))
+        present = {i: layers.pop((stack.name, i)) for i in range(len(kept))}
+        like = present[0]
+        for i in range(n):
+            if i in kept:
+                lc = present[kept.index(i)]
+                lc.layer = i
+            else:
+                lc = LayerCount(stack.name, i, {k: [0, t] for k, (_, t) in like.matrices.items()},
+                                {a: [0, o] for a, (_, o) in like.heads.items()},
+                                [0, like.ffn_dims[1]], removed=True)
+            layers[(stack.name, i)] = lc
+        out[stack.name] = (list(kept), n)
+    return out

@@ -506,13 +506,26 @@ def _layer_table(pc: Any) -> list[str]:
                          for a in atts] + ["FFN dims kept"] + [f"{n} kept" for n in names])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lc in pc.layers:
-        row = [f"{lc.stack} {lc.layer}" if len(stacks) > 1 else str(lc.layer)]
+        row = [(f"{lc.stack} {lc.layer}" if len(stacks) > 1 else str(lc.layer))
+               + (" (removed)" if getattr(lc, "removed", False) else "")]
         row += [f"{lc.heads[a][0]}/{lc.heads[a][1]}" if a in lc.heads else "-" for a in atts]
         row.append(f"{lc.ffn_dims[0]}/{lc.ffn_dims[1]}")
         row += [f"{100 * lc.matrices[n][0] / lc.matrices[n][1]:.1f}%"
                 if n in lc.matrices and lc.matrices[n][1] else "-" for n in names]
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def _width_depth_text(count: Any) -> str:
+    """``, a hidden width of k/H, L'/L layers (removed: ...)`` for a model pruned in width or
+    depth (issue 25); empty otherwise."""
+    kept, dense = (list(getattr(count, "hidden_size", None) or []) + [0, 0])[:2]
+    removed = [lc.layer for lc in count.layers if getattr(lc, "removed", False)]
+    parts = [f"a hidden width of {kept}/{dense}"] if dense and kept < dense else []
+    if removed:
+        n = len(count.layers)
+        parts.append(f"{n - len(removed)}/{n} layers (removed: {', '.join(map(str, removed))})")
+    return "".join(f", {p}" for p in parts)
 
 
 def _speed_section(speed: Mapping[str, Any]) -> list[str]:
@@ -620,8 +633,8 @@ def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, cou
              "plain": "a plain transformers checkpoint (pruned weights are zeros)"}
     L += [what, f"It keeps {100 * count.density:.1f}% of the encoder{'/decoder' if len(count.by_stack) > 1 else ''}"
           f" linear weights ({count.compression:.2f}x compression), {heads_k}/{heads_o} attention "
-          f"heads and {ffn_k:,}/{ffn_o:,} FFN dimensions; the checkpoint is {kinds.get(kind, kind)}.",
-          ""]
+          f"heads and {ffn_k:,}/{ffn_o:,} FFN dimensions{_width_depth_text(count)}; the checkpoint "
+          f"is {kinds.get(kind, kind)}.", ""]
 
     # -------- results
     L += ["## Results", ""]

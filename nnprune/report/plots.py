@@ -15,7 +15,10 @@ with heads / FFN dimensions on the rows, so they are drawn transposed.
 Where positions come from: a masked checkpoint's final masks (``MaskedLinear.block_mask``); a plain
 checkpoint's zero weights; a compacted checkpoint's remaining weights, drawn in the first columns of
 the original size with the removed heads / FFN dimensions after them (compaction keeps no record of
-their original positions).
+their original positions). A model pruned in width and depth (issue 25) is drawn against its dense
+ancestor too: its kept hidden channels are drawn in the rows they have in the dense model (the
+layout records them), the removed ones white, and every removed layer is a row of its own
+("layer 3 (removed)"), all white.
 
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend
 change) and written atomically. Each function returns the data it drew.
@@ -28,7 +31,7 @@ import math
 import os
 import tempfile
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -39,6 +42,7 @@ import torch.nn as nn
 from nnprune.measure.counting import ROLE_SHORT, original_sizes
 from nnprune.pruning_core.architectures import Role, architecture_for, find_sites
 from nnprune.pruning_core.compact import is_compacted
+from nnprune.pruning_core.compact_modeling import LAYOUT_ATTR, ORIGINAL_ATTR
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.pruning_core.structure import ModelStructure, analyze_structure
 
@@ -75,6 +79,9 @@ class PatternData:
     positions_known: bool
     drawn: list[tuple[str, str]] = field(default_factory=list)
     path: Optional[Path] = None
+    # row -> (stack, position of the layer in the model; -1 for a removed layer)
+    row_layers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    hidden_kept: int = 0  # rows of the stream kept (< the dense width when narrowed)
 
 
 @dataclass
@@ -199,6 +206,40 @@ def _hidden(model: nn.Module) -> int:
     return int(getattr(model.config, arch.hidden_attr))
 
 
+LayerPlan = dict[str, list[tuple[int, Optional[int]]]]
+
+
+def _layer_plan(model: nn.Module) -> LayerPlan:
+    """Per stack that lost whole layers: ``(dense index, position in the model or None when
+    removed)`` for every layer of the dense ancestor, in order."""
+    layout = getattr(model.config, LAYOUT_ATTR, None) or {}
+    original = getattr(model.config, ORIGINAL_ATTR, None) or {}
+    plan: LayerPlan = {}
+    for stack in architecture_for(model.config.model_type).stacks:
+        kept = (layout.get("stacks", {}).get(stack.name) or {}).get("kept_layers")
+        if kept is not None:
+            n = int(original.get(stack.layers_attr, len(kept)))
+            plan[stack.name] = [(i, kept.index(i) if i in kept else None) for i in range(n)]
+    return plan
+
+
+def _dense_index(plan: LayerPlan, stack: str, position: int) -> int:
+    """The dense ancestor's index of the layer at ``position`` of ``stack``."""
+    for index, where in plan.get(stack, ()):
+        if where == position:
+            return index
+    return position
+
+
+def _removed(plan: LayerPlan) -> list[tuple[str, int]]:
+    return [(stack, i) for stack, layers in plan.items() for i, where in layers if where is None]
+
+
+def _layer_sort(stacks: Sequence[str]) -> Any:
+    """Sort key of ``(stack, dense layer index)``: stacks in order, then layers."""
+    return lambda key: (list(stacks).index(key[0]) if key[0] in stacks else len(stacks), key[1])
+
+
 # ----------------------------------------------------------------------------- pattern plot
 @torch.no_grad()
 def pattern_data(model: nn.Module, structure: Optional[ModelStructure] = None) -> PatternData:
@@ -208,6 +249,7 @@ def pattern_data(model: nn.Module, structure: Optional[ModelStructure] = None) -
     compacted = is_compacted(model.config)
     originals = _stack_info(model)
     hidden = _hidden(model)
+    plan = _layer_plan(model)
     head_dims = {(u.stack, u.layer, u.name): u.head_dim for u in structure.attention}
     factor = max(1, math.ceil(hidden / MAX_CELLS))
     stacks = list(dict.fromkeys(s.stack for s in sites))
@@ -215,11 +257,19 @@ def pattern_data(model: nn.Module, structure: Optional[ModelStructure] = None) -
     columns: list[str] = []
     panels: dict[tuple[str, str], np.ndarray] = {}
     kept: dict[tuple[str, str], float] = {}
+    row_layers: dict[str, tuple[str, int]] = {}
+    order: dict[str, tuple[str, int]] = {}
+    widths: dict[str, int] = {}
+    narrowed = hidden
+    stream = (getattr(model.config, LAYOUT_ATTR, None) or {}).get("hidden") or {}
+    channels = np.asarray(stream["index"], dtype=int) if stream.get("index") else None
     for site in sites:
-        row = _row_label(site.stack, site.layer, stacks)
+        dense = _dense_index(plan, site.stack, site.layer)
+        row = _row_label(site.stack, dense, stacks)
         col = _column_name(site.role, site.attention)
         rows += [row] if row not in rows else []
         columns += [col] if col not in columns else []
+        row_layers[row], order[row] = (site.stack, site.layer), (site.stack, dense)
         heads, ffn = originals[site.stack]
         if site.role.is_attention:
             hd = head_dims.get(site.unit) or hidden // heads
@@ -229,14 +279,28 @@ def pattern_data(model: nn.Module, structure: Optional[ModelStructure] = None) -
         mask = _kept_mask(model.get_submodule(site.path))
         if site.role in _TRANSPOSED:
             mask = mask.T  # (hidden, structured)
-        # Compacted (or any smaller) matrix: its columns first, the removed ones after.
+        narrowed = min(narrowed, mask.shape[0])
+        widths[col] = width
+        # Compacted (or any smaller) matrix: its columns first, the removed ones after; a
+        # narrowed stream's rows at the channels they are in the dense model (recorded).
         full = np.zeros((hidden, max(width, mask.shape[1])), dtype=bool)
-        full[: mask.shape[0], : mask.shape[1]] = mask
+        at = channels if channels is not None and len(channels) == mask.shape[0] else \
+            np.arange(mask.shape[0])
+        full[at, : mask.shape[1]] = mask
         panels[(row, col)] = _downsample(full, factor)
         kept[(row, col)] = float(full.sum()) / float(hidden * width) if width else 0.0
+    for stack, index in _removed(plan):  # a removed layer: every matrix empty
+        row = _row_label(stack, index, stacks) + " (removed)"
+        rows.append(row)
+        row_layers[row], order[row] = (stack, -1), (stack, index)
+        for col in columns:
+            panels[(row, col)] = _downsample(np.zeros((hidden, widths[col]), dtype=bool), factor)
+            kept[(row, col)] = 0.0
+    rows.sort(key=lambda r: _layer_sort(stacks)(order[r]))
     # Attention matrices first (self, then cross), the FFN last.
     columns.sort(key=lambda c: (c.startswith("ffn"), c.startswith("cross_")))
-    return PatternData(rows, columns, panels, kept, factor, positions_known=not compacted)
+    return PatternData(rows, columns, panels, kept, factor, positions_known=not compacted,
+                       row_layers=row_layers, hidden_kept=narrowed)
 
 
 def pattern_plot(model: nn.Module, path: "str | Path", *, structure: Optional[ModelStructure] = None,
@@ -250,8 +314,7 @@ def pattern_plot(model: nn.Module, path: "str | Path", *, structure: Optional[Mo
     originals = _stack_info(model)
     hidden = _hidden(model)
     head_dims = {(u.stack, u.layer): u.head_dim for u in structure.attention}
-    stacks = list(dict.fromkeys(s.stack for s in structure.sites))
-    row_stack = {_row_label(s.stack, s.layer, stacks): (s.stack, s.layer) for s in structure.sites}
+    row_stack = data.row_layers
     n_rows, n_cols = len(data.rows), len(data.columns)
     cell_h = max(p.shape[0] for p in data.panels.values())
     # Panel widths in proportion to the matrices, except that an FFN panel is at most twice as
@@ -269,6 +332,9 @@ def pattern_plot(model: nn.Module, path: "str | Path", *, structure: Optional[Mo
     if not data.positions_known:
         notes.append("Compacted checkpoint: kept heads / FFN dims drawn first, removed ones after "
                      "(their original positions are not recorded).")
+    if data.hidden_kept < hidden:
+        notes.append(f"Narrowed stream: {data.hidden_kept} of {hidden} hidden channels kept (rows, "
+                     "at their positions in the dense model); the removed ones white.")
     notes = [line for note in notes for line in textwrap.wrap(note, 145)]
     # Layout in inches.
     left, right, gap = 1.0, 0.15, 0.12
@@ -350,13 +416,22 @@ def heads_data(model: nn.Module, structure: Optional[ModelStructure] = None) -> 
     originals = _stack_info(model)
     stacks = list(dict.fromkeys(u.stack for u in structure.attention))
     kinds = list(dict.fromkeys(u.name for u in structure.attention))
-    units = structure.attention
+    plan = _layer_plan(model)
+    # a removed layer: a row of no head per attention kind, at its dense index
+    gone = [replace(next(u for u in structure.attention if u.stack == stack and u.name == kind),
+                    layer=-1 - index, removable=[], qk_empty=[], num_heads=0)
+            for stack, index in _removed(plan) for kind in kinds]
+    index = {id(u): (u.stack, _dense_index(plan, u.stack, u.layer) if u.layer >= 0 else -1 - u.layer)
+             for u in list(structure.attention) + gone}
+    units = sorted(list(structure.attention) + gone,
+                   key=lambda u: (_layer_sort(stacks)(index[id(u)]), kinds.index(u.name)))
     width = max([originals[u.stack][0] for u in units] + [u.num_heads for u in units] + [1])
     kept = np.zeros((len(units), width), dtype=bool)
     qk = np.zeros((len(units), width), dtype=bool)
     rows, num_heads = [], []
     for i, u in enumerate(units):
-        rows.append(_row_label(u.stack, u.layer, stacks, u.name, kinds))
+        rows.append(_row_label(u.stack, index[id(u)][1], stacks, u.name, kinds)
+                    + (" (removed)" if u.layer < 0 else ""))
         num_heads.append(max(originals[u.stack][0], u.num_heads))
         if compacted:  # positions are not recorded: the kept heads first
             kept[i, : len(u.kept)] = True
@@ -424,10 +499,14 @@ def ffn_data(model: nn.Module, structure: Optional[ModelStructure] = None) -> Ff
     structure = structure or analyze_structure(model)
     originals = _stack_info(model)
     stacks = list(dict.fromkeys(u.stack for u in structure.ffn))
-    rows = [_row_label(u.stack, u.layer, stacks) for u in structure.ffn]
-    kept = [len(u.kept) for u in structure.ffn]
-    original = [max(originals[u.stack][1], u.size) for u in structure.ffn]
-    return FfnData(rows, kept, original)
+    plan = _layer_plan(model)
+    entries = [((u.stack, _dense_index(plan, u.stack, u.layer)), _row_label(
+        u.stack, _dense_index(plan, u.stack, u.layer), stacks), len(u.kept),
+        max(originals[u.stack][1], u.size)) for u in structure.ffn]
+    entries += [((stack, i), _row_label(stack, i, stacks) + " (removed)", 0, originals[stack][1])
+                for stack, i in _removed(plan)]
+    entries.sort(key=lambda e: _layer_sort(stacks)(e[0]))
+    return FfnData([e[1] for e in entries], [e[2] for e in entries], [e[3] for e in entries])
 
 
 def ffn_plot(model: nn.Module, path: "str | Path", *, structure: Optional[ModelStructure] = None,

@@ -392,3 +392,26 @@ def test_the_prune_command_searches_width_and_depth_unless_told_heads_ffn_only(t
     only, record, printed = results["--heads-ffn-only"]
     assert record["post_training"]["method"] == "fisher+search+rearrange"
     assert only["layers_removed"] == [] and "hidden width kept" not in printed
+
+
+def test_pictures_and_card_show_the_narrowed_stream_and_the_removed_layer(tmp_path):
+    """The pictures draw a removed layer as an empty row at its dense index and the kept
+    channels at their dense rows; the card says the width and which layers are gone."""
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+    from nnprune.report.card import write_card
+    from nnprune.report.plots import ffn_data, heads_data, pattern_data
+
+    model, _, _ = _pruned("bert")
+    compact_model(model)
+    heads, ffn, pattern = heads_data(model), ffn_data(model), pattern_data(model)
+    assert heads.rows == ffn.rows == pattern.rows == ["layer 0", "layer 1 (removed)", "layer 2"]
+    assert heads.kept.sum(1).tolist() == [2, 0, 4] and ffn.kept == [40, 0, 64]
+    assert pattern.hidden_kept == 20
+    value = pattern.panels[("layer 2", "v")]  # (hidden, heads x head size), factor 1
+    assert value[KEEP].all() and not value[[c for c in range(H) if c not in KEEP]].any()
+    assert not pattern.panels[("layer 1 (removed)", "ffn_in")].any()
+    path = save_checkpoint(model, tmp_path / "narrow", config=None)
+    card = write_card(path)
+    text = (path / "README.md").read_text()
+    assert "a hidden width of 20/32, 2/3 layers (removed: 1)" in text
+    assert "| 1 (removed) |" in text and card is not None
