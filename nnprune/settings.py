@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nnprune.errors import NNPruneError
+from nnprune.io_utils import OVERWRITE_HELP
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -160,8 +161,8 @@ class TrainingOptions:
     eval_steps: Optional[int] = _opt(None, "Also evaluate every N steps (the model as it is being "
                                            "trained: masks at the current threshold).")
     resume: bool = _opt(False, "Continue from the last checkpoint in --output-dir.")
-    overwrite: bool = _opt(False, "Start again even if --output-dir holds checkpoints (their "
-                                  "folders are removed).")
+    overwrite: bool = _opt(False, OVERWRITE_HELP + " A run starts again: what nnprune wrote "
+                                  "there is removed when it starts.")
 
     def __post_init__(self) -> None:
         for name in ("data_dir", "train_file", "validation_file"):

@@ -174,12 +174,13 @@ def torchrun2(args: list[str], cwd, port: int) -> subprocess.CompletedProcess:
 def kill_after(out: Path, step: int) -> None:
     """Leave in ``out`` what a two-stage run (``OUTPUT/prune``, then a fill into ``OUTPUT``) killed
     right after saving its fill checkpoint at ``step`` leaves: the finished first stage and the
-    checkpoints up to ``step``, nothing of the final model or of later checkpoints."""
+    checkpoints up to ``step``, nothing of the final model or of later checkpoints; nnprune's
+    bookkeeping (``.nnprune*``: the folder's record, written when the run started) stays."""
     import shutil
 
     assert (out / f"checkpoint-{step}").is_dir(), sorted(p.name for p in out.iterdir())
     for p in out.iterdir():
-        if p.name == "prune" or (p.name.startswith("checkpoint-")
+        if p.name == "prune" or p.name.startswith(".nnprune") or (p.name.startswith("checkpoint-")
                                  and int(p.name.split("-")[1]) <= step):
             continue
         shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -78,7 +78,7 @@ def load_config(source: "str | Path") -> "PretrainedConfig":
 
 def bertarize_checkpoint(checkpoint: "str | Path", output: "str | Path", *, compact: bool = False,
                          allow_inexact: bool = False, tolerance: float = EXACT_TOLERANCE,
-                         ffn_multiple: int = 8) -> BertarizeResult:
+                         ffn_multiple: int = 8, overwrite: bool = True) -> BertarizeResult:
     """Write the checkpoint folder ``checkpoint`` (masked or plain) as a standard one at
     ``output`` (replaced atomically): final masks baked into the weights, scores dropped, its
     tokenizer files and run record carried over (the ``nnprune bertarize`` command).
@@ -88,7 +88,9 @@ def bertarize_checkpoint(checkpoint: "str | Path", output: "str | Path", *, comp
     ``from_pretrained(..., trust_remote_code=True)`` reloads it. The written folder is reloaded
     and its outputs compared with the input model's on a fixed batch: beyond ``tolerance`` it is a
     one-line :class:`~nnprune.NNPruneError` and ``output`` is left as it was, unless
-    ``allow_inexact`` (which also removes heads with only an empty query or key).
+    ``allow_inexact`` (which also removes heads with only an empty query or key). ``output`` may
+    be missing, empty, or a folder nnprune wrote (``overwrite=False`` refuses it); a file or a
+    folder holding other files is refused before any work (docs/outputs.md).
 
     Returns:
         What was done and checked: ``output``, ``masked``, ``compacted``, ``max_abs_diff``,
@@ -100,7 +102,7 @@ def bertarize_checkpoint(checkpoint: "str | Path", output: "str | Path", *, comp
         print(result.report.heads_removed, result.max_abs_diff)
     """
     return _bertarize(checkpoint, output, compact=compact, allow_inexact=allow_inexact,
-                      tolerance=tolerance, ffn_multiple=ffn_multiple)
+                      tolerance=tolerance, ffn_multiple=ffn_multiple, overwrite=overwrite)
 
 
 __all__ = ["CheckpointInfo", "bertarize_checkpoint", "inspect_checkpoint", "load_config"]

@@ -22,7 +22,8 @@ from nnprune.pruning_core.masked import MaskedLinear
 
 
 def export_onnx(model: "nn.Module | str | Path", directory: "str | Path", *,
-                opset: int = DEFAULT_OPSET, quantize: Optional[str] = None) -> OnnxExport:
+                opset: int = DEFAULT_OPSET, quantize: Optional[str] = None,
+                overwrite: bool = True) -> OnnxExport:
     """Export a model, or a checkpoint folder, to ONNX in ``directory`` (replaced atomically) and
     check it: onnxruntime runs it against PyTorch on a padded batch of another shape (dynamic
     batch and sequence axes), and beyond 1e-3 it is a one-line :class:`~nnprune.NNPruneError`.
@@ -35,6 +36,8 @@ def export_onnx(model: "nn.Module | str | Path", directory: "str | Path", *,
         model: a module, or a checkpoint folder (plain, masked, bertarized or compacted).
         quantize: ``"int8"``: also write ``model.int8.onnx`` (onnxruntime dynamic int8, one scale
             per output channel), the shippable int8 model.
+        overwrite: replace a folder nnprune wrote at ``directory`` (``False``: refuse it). A file,
+            or a folder holding files nnprune did not write, is always refused, before any work.
 
     Returns:
         Where the files are (``model_path``, ``int8_path``), the graph's ``input_names`` /
@@ -48,8 +51,8 @@ def export_onnx(model: "nn.Module | str | Path", directory: "str | Path", *,
     """
     if isinstance(model, nn.Module):
         return _export_onnx(model, directory, opset=opset, quantize=quantize,
-                            kind=_kind(model))
-    return export_checkpoint(model, directory, opset=opset, quantize=quantize)
+                            kind=_kind(model), overwrite=overwrite)
+    return export_checkpoint(model, directory, opset=opset, quantize=quantize, overwrite=overwrite)
 
 
 def _kind(model: nn.Module) -> str:

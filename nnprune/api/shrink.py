@@ -92,9 +92,12 @@ def compact(model: nn.Module, *, tokenizer: Any = None, ffn_multiple: int = 8) -
 
 def save_pretrained(model: nn.Module, directory: "str | Path", *, tokenizer: Any = None,
                     config: Optional[PruningConfig] = None,
-                    record: Optional[RunConfig] = None) -> Path:
+                    record: Optional[RunConfig] = None, overwrite: bool = True) -> Path:
     """Write ``model`` as a ``save_pretrained`` folder, atomically (a crash leaves the old folder
-    or none, never half of one). A compacted model also gets ``nnprune_modeling.py`` and an
+    or none, never half of one). ``directory`` may be missing, empty, or a folder nnprune wrote
+    (replaced whole; ``overwrite=False`` refuses it); a file, or a folder holding files nnprune
+    did not write, is a one-line :class:`~nnprune.NNPruneError` and stays as it is
+    (docs/outputs.md). A compacted model also gets ``nnprune_modeling.py`` and an
     ``auto_map``, so stock ``AutoModelFor...from_pretrained(dir, trust_remote_code=True)``
     reloads it without nnprune; :func:`nnprune.load_pretrained` reloads any of them. ``config``
     or ``record`` (how it was made) go to ``nnprune_config.json``; a masked model needs one of
@@ -106,9 +109,8 @@ def save_pretrained(model: nn.Module, directory: "str | Path", *, tokenizer: Any
         AutoModelForSequenceClassification.from_pretrained("model-2x", trust_remote_code=True)
     """
     out = Path(directory)
-    if out.exists() and not out.is_dir():
-        raise NNPruneError(f"{out} is a file; save_pretrained writes a folder")
-    return save_checkpoint(model, out, config=config, tokenizer=tokenizer, record=record)
+    return save_checkpoint(model, out, config=config, tokenizer=tokenizer, record=record,
+                           overwrite=overwrite)
 
 
 def refill(model: nn.Module, std: Optional[float] = None, seed: int = 42) -> int:

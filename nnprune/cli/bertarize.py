@@ -8,17 +8,18 @@ from typing import Annotated
 import typer
 
 from nnprune.errors import NNPruneError
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
-                                quiet_libraries, stdout_for_json, write_json)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, OverwriteOpt, add_command, console,
+                                make_table, quiet_libraries, stdout_for_json, write_json)
 
 
 def bertarize(
     checkpoint: Annotated[Path, typer.Argument(help="Masked (or plain) checkpoint folder.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (replaced atomically).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (atomically): new or empty, or an earlier nnprune output with --overwrite.")],
     compact: Annotated[bool, typer.Option("--compact", help="Also remove the emptied heads and FFN dimensions (writes nnprune_modeling.py for trust_remote_code loading).")] = False,
     allow_inexact: Annotated[bool, typer.Option("--allow-inexact", help="Also remove heads with only an empty query or key, and accept outputs that differ by more than the tolerance.")] = False,
     tolerance: Annotated[float, typer.Option(help="Largest accepted |logit difference| to the masked model (fp32).")] = 1e-4,
     ffn_multiple: Annotated[int, typer.Option(help="With --compact: keep a few all-zero FFN dimensions so each FFN size is a multiple of this (CPU kernels are faster on multiples of 8; 1 = no padding).")] = 8,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
     no_card: Annotated[bool, typer.Option("--no-card", help="With --compact: do not write the model card (README.md) and its pictures into the output.")] = False,
@@ -34,7 +35,7 @@ def bertarize(
         raise NNPruneError(f"--ffn-multiple must be >= 1, got {ffn_multiple}")
     with stdout_for_json(json_out):
         result = run(checkpoint, output, compact=compact, allow_inexact=allow_inexact,
-                     tolerance=tolerance, ffn_multiple=ffn_multiple)
+                     tolerance=tolerance, ffn_multiple=ffn_multiple, overwrite=overwrite)
     if not json_out:
         print_result(result)
     write_json(json_out, result.to_dict(), json_file)

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
+from nnprune.io_utils import OVERWRITE_HELP
 from nnprune.launch import is_main_process
 
 #: Width of the consoles when their stream is not a terminal (logs, CI, pipes): wide enough that
@@ -227,6 +228,8 @@ JsonOutOpt = Annotated[bool, typer.Option(
 # No short flag: next to --output-dir / --output, ``-o`` would read as the output folder.
 JsonFileOpt = Annotated[Optional[Path], typer.Option(
     "--json-file", help="Also write the results as JSON to this file.")]
+# Every command that writes a folder says --overwrite the same way (the rule: docs/outputs.md).
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)]
 
 
 def task_options(items: Optional[Sequence[str]]) -> dict[str, str]:

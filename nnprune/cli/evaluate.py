@@ -9,9 +9,9 @@ import typer
 
 import sys
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, TaskArg, TaskOptionOpt, add_command,
-                                console, make_table, quiet_libraries, stdout_for_json,
-                                stream_is_terminal, task_options, write_json)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, OverwriteOpt, TaskArg, TaskOptionOpt,
+                                add_command, console, make_table, quiet_libraries,
+                                stdout_for_json, stream_is_terminal, task_options, write_json)
 
 
 def evaluate(
@@ -26,7 +26,8 @@ def evaluate(
     quantize: Annotated[str | None, typer.Option(help="int8: evaluate the dynamic int8 version of the model (CPU): PyTorch's, or onnxruntime's with --onnx.")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Evaluate through onnxruntime (CPU) the ONNX export of CHECKPOINT (model.int8.onnx with --quantize int8), as export-onnx writes it and speed --onnx times it; CHECKPOINT may also be an export-onnx folder.")] = False,
     task_option: TaskOptionOpt = None,
-    predictions_dir: Annotated[Path | None, typer.Option(help="Write the task's prediction files there (SQuAD: predictions.json, v2 also null_odds.json, the official scripts' formats).")] = None,
+    predictions_dir: Annotated[Path | None, typer.Option(help="Write the task's prediction files there (SQuAD: predictions.json, v2 also null_odds.json, the official scripts' formats); other files in that folder are left alone.")] = None,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
@@ -41,7 +42,7 @@ def evaluate(
             max_seq_length=max_seq_length, tokenizer=tokenizer, quantize=quantize,
             # the Trainer's tqdm bar on a terminal only, never in logs
             progress=stream_is_terminal(sys.stderr), task_options=task_options(task_option),
-            predictions_dir=predictions_dir, onnx=onnx)
+            predictions_dir=predictions_dir, onnx=onnx, overwrite=overwrite)
     if not json_out:
         rows = [(f"{k} *" if k == result.main_metric else k, v)
                 for k, v in result.metrics.items()]

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
-                                quiet_libraries, stdout_for_json, write_json)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, OverwriteOpt, add_command, console,
+                                make_table, quiet_libraries, stdout_for_json, write_json)
 
 
 def export_onnx(
@@ -16,6 +16,7 @@ def export_onnx(
     output_dir: Annotated[Path, typer.Argument(help="Folder to write model.onnx (and model.int8.onnx), config and metadata to.")],
     quantize: Annotated[str | None, typer.Option(help="int8: also write model.int8.onnx (onnxruntime dynamic quantization), the shippable int8 artefact.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    overwrite: OverwriteOpt = False,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
@@ -23,12 +24,13 @@ def export_onnx(
 
     The graph has dynamic batch and sequence axes and keeps every layer's own head and FFN
     sizes; onnxruntime then runs it against PyTorch on a batch and the max absolute difference
-    is reported."""
+    is reported. OUTPUT_DIR is written whole, atomically: it may be new or empty, or an earlier
+    nnprune output with --overwrite; nothing else there is ever replaced."""
     quiet_libraries()
     from nnprune import export_onnx as run
 
     with stdout_for_json(json_out):  # the exporters' own prints stay off a --json stdout
-        exp = run(checkpoint, output_dir, opset=opset, quantize=quantize)
+        exp = run(checkpoint, output_dir, opset=opset, quantize=quantize, overwrite=overwrite)
     if not json_out:
         rows = [("model", str(exp.model_path)), ("inputs", ", ".join(exp.input_names)),
                 ("outputs", ", ".join(exp.output_names)), ("opset", exp.opset),

@@ -199,12 +199,16 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path) -> Path:
 
 def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
                 quantize: str | None = None, kind: str = "plain",
-                tolerance: float = FP32_TOLERANCE, source: str | Path | None = None) -> OnnxExport:
+                tolerance: float = FP32_TOLERANCE, source: str | Path | None = None,
+                overwrite: bool = True) -> OnnxExport:
     """Export ``model`` to ``out_dir`` (replaced atomically), check it against PyTorch, and
     optionally add the int8 model. Raises :class:`NNPruneError` when the fp32 export differs from
-    PyTorch by more than ``tolerance``."""
-    from nnprune.io_utils import atomic_directory
+    PyTorch by more than ``tolerance``. ``out_dir`` may be missing, empty, or a folder nnprune
+    wrote with ``overwrite``; a file or a folder holding other files is refused, before any work
+    (:func:`nnprune.io_utils.check_output_dir`)."""
+    from nnprune.io_utils import atomic_directory, check_output_dir
 
+    check_output_dir(out_dir, overwrite=overwrite)
     if quantize not in (None, "int8"):
         raise NNPruneError(f"--quantize supports int8 only, not {quantize!r}")
     if not 7 <= opset <= 20:
@@ -247,7 +251,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_O
         axes[name] = ax
     out = Path(out_dir)
     wrapper = _Export(m, input_names, output_names, enc_dec).eval()
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
@@ -288,7 +292,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_O
             "int8_model": ONNX_INT8 if quantize else None, "torch_version": torch.__version__,
             "flop_profile": flop_profile(m).to_dict(), "notes": notes,
         }
-        (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")  # the folder is renamed in whole
     return OnnxExport(out, out / ONNX_MODEL, out / ONNX_INT8 if quantize else None, opset,
                       input_names, output_names, diff, int8_diff,
                       list(check["input_ids"].shape), notes)
@@ -306,11 +310,16 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
-                      quantize: str | None = None) -> OnnxExport:
-    """Load any checkpoint folder (masked, bertarized, compacted, plain) and export it."""
+                      quantize: str | None = None, overwrite: bool = True) -> OnnxExport:
+    """Load any checkpoint folder (masked, bertarized, compacted, plain) and export it (the
+    output folder checked first: :func:`export_onnx`)."""
+    from nnprune.io_utils import check_not_an_input, check_output_dir
+
+    check_not_an_input(out_dir, [checkpoint], overwrite=overwrite)
+    check_output_dir(out_dir, overwrite=overwrite)  # before loading the model
     cm = load_checkpoint_model(checkpoint)
     exp = export_onnx(cm.model, out_dir, opset=opset, quantize=quantize, kind=cm.kind.value,
-                      source=checkpoint)
+                      source=checkpoint, overwrite=overwrite)
     exp.notes[:0] = [n for n in cm.notes if not n.startswith("masked checkpoint")]
     return exp
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from nnprune.errors import NNPruneError
-from nnprune.io_utils import atomic_directory
+from nnprune.io_utils import atomic_directory, check_output_dir
 from nnprune.pruning_core.architectures import model_class_for
 from nnprune.pruning_core.checkpoint import load_model, load_pretrained
 from nnprune.pruning_core.compact import (EXACT_TOLERANCE, CompactionReport, compact_model,
@@ -80,7 +80,7 @@ def _copy_tokenizer_files(src: Path, dst: Path) -> None:
 
 def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = False,
               allow_inexact: bool = False, tolerance: float = EXACT_TOLERANCE,
-              ffn_multiple: int = 8) -> BertarizeResult:
+              ffn_multiple: int = 8, overwrite: bool = True) -> BertarizeResult:
     """Write ``checkpoint`` (masked or plain) as a standard checkpoint at ``output``.
 
     The final masks are baked into the weights and the scores dropped; with ``compact`` the
@@ -88,10 +88,13 @@ def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = Fal
     written folder is loaded back (stock ``from_pretrained`` when not compacted, nnprune when
     compacted) and its outputs compared with the input model's on a fixed batch: above
     ``tolerance`` the export fails and ``output`` is left as it was, unless ``allow_inexact``.
+    ``output`` may be missing or empty, or a folder nnprune wrote with ``overwrite``; a file or a
+    folder holding other files is refused before any work.
     """
     src, out = Path(checkpoint), Path(output)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise NNPruneError("the output folder must differ from the checkpoint")
+    check_output_dir(out, overwrite=overwrite)  # before loading anything; again when writing
     loaded = load_model(src)
     model = loaded.model
     inputs = probe_inputs(model.config, _try_tokenizer(src))
@@ -108,7 +111,7 @@ def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = Fal
         result.removable_ffn_dims = sum(len(u.removable) for u in structure.ffn)
         result.qk_empty = sum(len(u.qk_empty) for u in structure.attention)
     result.compacted = is_compacted(model.config)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         model.save_pretrained(str(tmp))
         if result.compacted:
             write_remote_code(model, tmp)

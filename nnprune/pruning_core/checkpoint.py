@@ -293,10 +293,12 @@ def _tied_keys(model: nn.Module) -> list[str]:
 def save_checkpoint(model: nn.Module, output_dir: "str | Path", *,
                     config: Optional[PruningConfig] = None, tokenizer: Any = None,
                     extra: Optional[dict[str, Any]] = None,
-                    record: Optional[RunConfig] = None) -> Path:
+                    record: Optional[RunConfig] = None, overwrite: bool = True) -> Path:
     """Write ``model`` (masked or plain) atomically with its tokenizer and its run record:
     ``record`` (its ``masked`` set from the model), else ``config`` with the run record fields
-    in ``extra`` (``Pruner.saved_info()``); neither: no ``nnprune_config.json``."""
+    in ``extra`` (``Pruner.saved_info()``); neither: no ``nnprune_config.json``. A folder nnprune
+    wrote is replaced only with ``overwrite``; one holding other files, never
+    (:func:`nnprune.io_utils.atomic_directory`)."""
     out = Path(output_dir)
     masked = any(isinstance(m, MaskedLinear) for m in model.modules())
     if record is None and config is not None:
@@ -304,7 +306,7 @@ def save_checkpoint(model: nn.Module, output_dir: "str | Path", *,
                                       "masked": masked}, "run config")
     elif record is not None:
         record = replace(record, pruning=config or record.pruning, masked=masked)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         model.save_pretrained(str(tmp))
         if is_compacted(model.config):
             # Compacted: nnprune_modeling.py + auto_map, so stock transformers can load it too.

@@ -92,7 +92,7 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                         quantize: str | None = None,
                         task_options: dict[str, str] | None = None,
                         predictions_dir: Path | None = None,
-                        onnx: bool = False) -> EvaluationResult:
+                        onnx: bool = False, overwrite: bool = False) -> EvaluationResult:
     """Evaluate ``checkpoint`` on ``task_name``'s evaluation split(s).
 
     ``max_seq_length`` defaults to what the checkpoint was fine-pruned with (recorded in its
@@ -106,7 +106,9 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     int8 version of the model (CPU), as ``nnprune speed --quantize int8`` times it.
     ``predictions_dir``: write the task's prediction files there
     (:meth:`~nnprune.tasks.base.TaskAdapter.prediction_files`; SQuAD: ``predictions.json`` and,
-    v2.0, ``null_odds.json``); tasks without any write nothing.
+    v2.0, ``null_odds.json``); tasks without any write nothing. A file there that nnprune did not
+    write is replaced only with ``overwrite``; a file at ``predictions_dir`` itself is refused
+    before any work.
     ``onnx``: evaluate through onnxruntime (CPU) the model ``export_onnx`` writes for the checkpoint
     (``model.int8.onnx`` with ``quantize="int8"``, else ``model.onnx``), as ``nnprune speed --onnx``
     times it; ``checkpoint`` may also be an ``export-onnx`` folder, whose own files are scored
@@ -115,8 +117,11 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
+    from nnprune.workflows.training import check_predictions_dir, write_prediction_files
+
     if batch_size < 1:
         raise NNPruneError(f"--batch-size must be >= 1, got {batch_size}")
+    check_predictions_dir(predictions_dir, overwrite)
     if quantize not in (None, "int8"):
         raise NNPruneError(f"--quantize supports int8 only, got {quantize!r}")
     # An export-onnx folder records no training; the checkpoint it was exported from does.
@@ -174,9 +179,8 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
         seconds = time.perf_counter() - start
     written: list[str] = []
     if predictions_dir is not None:
-        from nnprune.workflows.training import write_prediction_files
-
-        written = write_prediction_files(task.prediction_files(), Path(predictions_dir))
+        written = write_prediction_files(task.prediction_files(), Path(predictions_dir),
+                                         overwrite=overwrite)
     main_file = next((f for f in written if Path(f).name == "predictions.json"),
                      written[0] if written else None)
     examples = sum(_count_examples(data, split, ds) for split, ds in data.eval.items())

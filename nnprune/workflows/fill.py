@@ -37,7 +37,7 @@ from nnprune.errors import NNPruneError
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.speed import record_speed_check
-from nnprune.workflows.training import load_tokenizer, run_training, save_final
+from nnprune.workflows.training import claims_output, load_tokenizer, run_training, save_final
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class FillArgs:
                 **self.training.to_dict()}
 
 
+@claims_output  # the output folder is checked and locked before any work, until the last save
 def fill(args: FillArgs) -> FillResult:
     """Compact ``args.checkpoint``, re-initialise the zeros of its kept structures, fine-tune
     it with distillation from ``args.teacher`` and no pruning; save the compacted result in

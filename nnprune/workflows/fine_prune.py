@@ -28,7 +28,7 @@ from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.route import (AUTO_METHOD, Budget, Route, RouteChoice, budget_of,
                                      choose_route)
 from nnprune.workflows.speed import add_results, record_speed_check
-from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, barrier,
+from nnprune.workflows.training import (RESULTS_FILE, FinePruneResult, barrier, claims_output,
                                         has_complete_checkpoint,
                                         load_tokenizer, resume_checkpoint, run_training,
                                         save_final)
@@ -132,6 +132,7 @@ def resolve_config(args: FinePruneArgs, method: Optional[str] = None,
                          overrides=overrides)
 
 
+@claims_output  # the output folder is checked and locked before any work, until the last save
 def fine_prune(args: FinePruneArgs, *, model: Any = None,
                tokenizer: Any = None) -> FinePruneResult | FillResult:
     """Run one fine-pruning job and save the final masked model in ``args.output_dir``.

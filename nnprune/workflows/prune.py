@@ -30,12 +30,13 @@ from torch import nn
 import nnprune
 from nnprune import LatencySetting, records
 from nnprune.errors import NNPruneError
+from nnprune.io_utils import OVERWRITE_HELP
 from nnprune.launch import is_main_process
 from nnprune.phases import PhaseClock
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
 from nnprune.workflows.options import TrainingOptions
-from nnprune.workflows.training import (barrier, collate_first, from_main_process,
+from nnprune.workflows.training import (barrier, claims_output, collate_first, from_main_process,
                                         has_complete_checkpoint, load_tokenizer)
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ PRUNE_TRAINING_HELP: dict[str, str] = {
     "save_steps": "With --then-fill: save a checkpoint every N fill steps (for --resume).",
     "resume": "Continue a killed run in --output-dir: a pruned model it saved is not pruned "
               "again, and --then-fill continues from its last checkpoint.",
-    "overwrite": "Replace a non-empty --output-dir.",
+    "overwrite": OVERWRITE_HELP,
 }
 #: ``prune``'s defaults of them: the --then-fill stage is short, and learns faster than a run
 PRUNE_TRAINING = TrainingOptions(learning_rate=5e-5)
@@ -147,15 +148,13 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
     return collate_first(ds.select_columns(keep), data.data_collator, len(ds), opts.batch_size)
 
 
+@claims_output  # the output folder is checked and locked before any work, until the last save
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     """Run the whole post-training pruning job (see the module doc)."""
     info = nnprune.inspect_checkpoint(args.checkpoint)
     src = info.path
     out = args.output_dir
     resume = args.training.resume
-    if out.exists() and any(out.iterdir()) and not (args.training.overwrite or resume):
-        raise NNPruneError(f"{out} is not empty; pass --overwrite to replace it or --resume to "
-                           "continue the run that wrote it")
     if out.resolve() == src.resolve():
         raise NNPruneError("--output-dir must differ from the checkpoint")
     save_to = out / PRUNE_SUBDIR if args.then_fill else out

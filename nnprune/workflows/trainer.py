@@ -4,11 +4,15 @@ gradient, saves and restores the pruning state with every checkpoint), plus what
 commands do: distillation from a teacher on the task's logits, the mask scores as a group of the
 Trainer's own optimizer (own learning rate, constant, no weight decay, outside the gradient
 clipping: the checkpoints of runs started before the public API resume as they were) and the
-extra loss terms in the logs.
+extra loss terms in the logs. Its checkpoints appear only complete (:meth:`PruningTrainer._save_checkpoint`).
 """
 
 from __future__ import annotations
 
+import copy
+import os
+import shutil
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -16,6 +20,7 @@ import torch.nn as nn
 from transformers import Trainer
 
 import nnprune
+from nnprune.io_utils import CHECKPOINT_RE, TMP_PREFIX
 
 SCORES_GROUP = "nnprune_mask_scores"  # marks the optimizer group of the mask scores
 
@@ -41,7 +46,75 @@ class PruningTrainer(Trainer):
             teacher.requires_grad_(False)
             teacher.to(self.args.device)
         self._extra_logs: dict[str, list[float]] = {}
-        self.add_callback(nnprune.PruningCallback(pruning, manage_optimizer=False))
+        self._pruning_callback = nnprune.PruningCallback(pruning, manage_optimizer=False)
+        self.add_callback(self._pruning_callback)
+        self._staging_root: Optional[str] = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        """One epoch, unless the run has no step left: the Trainer resumed from the checkpoint of
+        its last step (a run killed while saving its final model) would take one step more
+        before it checks, and end with other weights than the unbroken run."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+    def _get_output_dir(self, trial: Any) -> str:
+        # while a checkpoint is written: the temporary folder it is written in
+        return self._staging_root or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """The Trainer's checkpoint, written whole in a temporary folder (every process writes its
+        part: weights, optimizer, its RNG state), with the pruning state, then renamed into
+        ``checkpoint-<step>``: a process killed (or a disk full) while saving leaves no
+        ``checkpoint-<step>`` folder at all, only a temporary one the next claim of the folder
+        removes. Older checkpoints past ``save_total_limit`` are renamed away before they are
+        deleted, so none is ever seen half-deleted either."""
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging = run_dir / f"{TMP_PREFIX}{name}"
+        main = self.args.should_save
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()  # the others write their RNG state there too
+        self._staging_root = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+            if main:
+                # the pruning state inside, before the folder appears (the callback writes it
+                # again into the renamed folder, the same bytes)
+                args = copy.copy(self.args)
+                args.output_dir = str(staging)
+                self._pruning_callback.on_save(args, self.state, self.control)
+        except BaseException:
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            self._staging_root = None
+        self.accelerator.wait_for_everyone()
+        if main:
+            final = run_dir / name
+            if final.exists():  # the same step saved again (a resumed run)
+                _remove_whole(final, run_dir)
+            os.replace(staging / name, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            self._rotate(run_dir)
+
+    def _rotate(self, run_dir: Path) -> None:
+        """Keep the last ``save_total_limit`` checkpoints (and the best one)."""
+        limit = self.args.save_total_limit
+        if not limit or limit <= 0:
+            return
+        found = sorted((int(p.name.split("-")[1]), p) for p in run_dir.iterdir()
+                       if CHECKPOINT_RE.fullmatch(p.name) and p.is_dir())
+        best = self.state.best_model_checkpoint
+        keep = {p for _, p in found[-limit:]} | ({Path(best)} if best else set())
+        for _, p in found:
+            if p not in keep:
+                _remove_whole(p, run_dir)
 
     @property
     def config(self) -> "nnprune.PruningConfig":
@@ -124,6 +197,14 @@ class PruningTrainer(Trainer):
             self._extra_logs = {}
             logs.update({k: round(v, 6) for k, v in self.pruning.stats().items()})
         super().log(logs, *args, **kwargs)
+
+
+def _remove_whole(folder: Path, parent: Path) -> None:
+    """Rename ``folder`` away, then delete it: it is there whole or not at all."""
+    gone = parent / f"{TMP_PREFIX}removed-{folder.name}"
+    shutil.rmtree(gone, ignore_errors=True)
+    os.replace(folder, gone)
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 __all__ = ["SCORES_GROUP", "PruningTrainer"]

@@ -6,20 +6,22 @@ counts (:func:`run_training`), and the final save beside the Trainer's checkpoin
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import nnprune
 from nnprune import ParamCount, PruningConfig, count_parameters, records
 from nnprune.errors import NNPruneError
-from nnprune.io_utils import atomic_write_text
+from nnprune.io_utils import (NAMESPACE_PREFIX, TMP_PREFIX, atomic_write_text, check_output_dir,
+                              check_output_file, claim_output_dir, move_into, read_record,
+                              record_written)
 from nnprune.launch import barrier, from_main_process, is_main_process
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
@@ -33,6 +35,28 @@ RESULTS_FILE = records.RESULTS_FILE
 
 IMPORTANCE_SAMPLES = 512  # training examples scored for score_init=importance
 CHECKPOINT_PREFIX = "checkpoint-"  # the Trainer's resumable checkpoint folders
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def claim_output(output_dir: Path, opts: TrainingOptions, *inputs: Any):
+    """:func:`nnprune.io_utils.claim_output_dir` of a training run's ``--output-dir`` with its
+    ``--overwrite`` / ``--resume``: checked before any work, locked (one writer), a save a killed
+    run left half-done finished. ``inputs``: the folders the run reads."""
+    return claim_output_dir(output_dir, overwrite=opts.overwrite, resume=opts.resume,
+                            inputs=[str(i) for i in inputs if i])
+
+
+def claims_output(fn: F) -> F:
+    """Run a workflow ``fn(args, ...)`` (``args.output_dir``, ``args.training``; ``checkpoint``,
+    ``model``, ``teacher`` read) inside :func:`claim_output` of its output folder, from its first
+    line to its last save."""
+    @functools.wraps(fn)
+    def run(args: Any, *rest: Any, **kw: Any) -> Any:
+        inputs = [getattr(args, name, None) for name in ("checkpoint", "model", "teacher")]
+        with claim_output(args.output_dir, args.training, *inputs):
+            return fn(args, *rest, **kw)
+
+    return run  # type: ignore[return-value]
 
 
 def resume_checkpoint(output_dir: Path, opts: TrainingOptions) -> Optional[str]:
@@ -99,14 +123,33 @@ def has_complete_checkpoint(output_dir: Path) -> bool:
     return any(checkpoint_complete(f) for f in checkpoint_folders(output_dir))
 
 
-def write_prediction_files(files: dict[str, Any], folder: Path) -> list[str]:
+def check_predictions_dir(folder: Optional[Path], overwrite: bool = False) -> None:
+    """Refuse now (one line, before any work) a ``--predictions-dir`` that is a file. A folder
+    holding the user's files is fine: prediction files are added to it
+    (:func:`write_prediction_files` refuses to replace one nnprune did not write)."""
+    if folder is not None:
+        check_output_dir(folder, overwrite=overwrite, adds=True, option="--predictions-dir")
+
+
+def write_prediction_files(files: dict[str, Any], folder: Path, *,
+                           overwrite: bool = False) -> list[str]:
     """Write a task's prediction artefacts (:meth:`TaskAdapter.prediction_files`: file name ->
-    JSON-able object) into ``folder``, each atomically; return their paths."""
-    written = []
-    for name, obj in files.items():
+    JSON-able object) into ``folder``, each atomically; return their paths. A file of that name
+    nnprune did not write there is replaced only with ``overwrite`` (checked for all of them
+    before any is written); the folder records the files as nnprune's."""
+    folder = Path(folder)
+    for name in files:
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"prediction file name {name!r} must be a plain file name")
-        path = Path(folder) / name
+    check_predictions_dir(folder, overwrite)
+    for name in files:
+        check_output_file(folder / name, overwrite=overwrite, option="prediction file")
+    if files:
+        folder.mkdir(parents=True, exist_ok=True)
+        record_written(folder, [], create=True)
+    written = []
+    for name, obj in files.items():
+        path = folder / name
         atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
         written.append(str(path))
     return written
@@ -165,6 +208,14 @@ def run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: T
     the masks at the current point of the threshold schedule, not the final ones; the final
     evaluation (``result.metrics``) uses the final masks.
     """
+    with claim_output(output_dir, opts, model_source):  # free when the caller holds it
+        return _run_training(task, model_source, output_dir, opts, pcfg, model=model,
+                             tokenizer=tokenizer, latency=latency)
+
+
+def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: TrainingOptions,
+                  pcfg: PruningConfig, *, model: Any, tokenizer: Any,
+                  latency: "Optional[nnprune.LatencyTable]") -> TrainingRun:
     import torch
     from transformers import TrainingArguments, set_seed
 
@@ -254,37 +305,40 @@ def _group_density(count: Any) -> dict[str, float]:
 def save_final(model: Any, tokenizer: Any, record: "records.RunConfig", output_dir: Path) -> None:
     """Save the final model *beside* the Trainer's checkpoint-* folders, with its run
     ``record`` (``nnprune_config.json``) and its results (``record.results``, in
-    ``nnprune_results.json``, written last).
+    ``nnprune_results.json``).
 
-    Written to a temporary folder first, then each file moved in (``config.json`` last: a folder
-    with it is complete), so a crash never leaves a half-written model. The files of an earlier
-    final model that this save does not write again (a ``model.safetensors.index.json`` of a
-    sharded save, say, which loaders would prefer) are removed; sub-folders (checkpoints, a
+    Never half-written: the whole model is written to a temporary folder inside ``output_dir``
+    first, then its files are moved in (``config.json``, then the results, last) by
+    :func:`nnprune.io_utils.move_into`, which the next claim of the folder finishes if the
+    process is killed half-way; before that an earlier final model there is untouched. The
+    files of an earlier final model that this save does not write again (a
+    ``model.safetensors.index.json`` of a sharded save, say, which loaders would prefer) are
+    removed: those nnprune recorded writing, never the user's; sub-folders (checkpoints, a
     ``prune`` stage) are kept.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".final."))
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f"{TMP_PREFIX}final-"))
     try:
-        nnprune.save_pretrained(model, staging / "model", tokenizer=tokenizer, record=record)
-        files = sorted((staging / "model").iterdir(), key=lambda f: f.name == "config.json")
-        written = {f.name for f in files} | {records.RESULTS_FILE}
+        model_dir = staging / "model"
+        nnprune.save_pretrained(model, model_dir, tokenizer=tokenizer, record=record)
+        if record.results is not None:
+            records.write_results(model_dir, record.results)
+        written = {f.name for f in model_dir.iterdir()}
         # run_training's prediction files, named in the results, are this run's too
         if isinstance(record.results, FinePruneResult):
             written |= {Path(p).name for p in record.results.prediction_files}
-        for f in files:
-            os.replace(f, output_dir / f.name)
-        for old in output_dir.iterdir():
-            if old.is_file() and not old.name.startswith(".") and old.name not in written:
-                old.unlink()
-                logger.info("removed %s of an earlier save", old)
+        earlier = (read_record(output_dir) or set()) | {
+            f.name for f in output_dir.iterdir() if f.name.startswith(NAMESPACE_PREFIX)}
+        stale = sorted(n for n in earlier if n not in written and (output_dir / n).is_file())
+        for name in stale:
+            logger.info("removing %s of an earlier save", output_dir / name)
+        move_into(output_dir, model_dir, remove=stale, last=("config.json", records.RESULTS_FILE))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if record.results is not None:
-        records.write_results(output_dir, record.results)
 
 
 __all__ = ["CHECKPOINT_PREFIX", "RESULTS_FILE", "FinePruneResult", "TrainingRun", "barrier",
-           "has_complete_checkpoint",
+           "check_predictions_dir", "claim_output", "claims_output", "has_complete_checkpoint",
            "checkpoint_complete", "checkpoint_folders", "collate_first", "from_main_process",
            "load_tokenizer", "resume_checkpoint", "run_training", "save_final",
            "write_prediction_files"]

@@ -107,17 +107,19 @@ def test_bertarize_refuses_inexact_export(tmp_path, capsys, masked_ckpt, monkeyp
 
     ckpt, _ = masked_ckpt
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "previous.txt").write_text("kept")
+    rc, _, err = _run(capsys, "bertarize", ckpt, "--output", out, "--no-card")  # an earlier output
+    assert rc == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     monkeypatch.setattr(compact, "max_abs_diff", lambda a, b: 0.5)
-    rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--compact")
+    rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--compact", "--overwrite")
     assert rc == 2
     assert "0.5" in err and "--allow-inexact" in err and "Traceback" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["previous.txt"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
-    rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--compact", "--allow-inexact")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".out", ".nnprune"))]
+    rc, stdout, err = _run(capsys, "bertarize", ckpt, "--output", out, "--compact", "--allow-inexact",
+                           "--overwrite")
     assert rc == 0, err
-    assert "inexact (accepted)" in stdout and (out / "model.safetensors").is_file()
+    assert "inexact (accepted)" in stdout and (out / "nnprune_modeling.py").is_file()
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupted"])

@@ -17,6 +17,7 @@ import torch
 from conftest import make_args, save_tiny_model, write_toy_sst2
 
 from nnprune.errors import NNPruneError
+from nnprune.io_utils import record_written
 from nnprune.pruning_core.checkpoint import load_model, read_state_dict
 from nnprune.pruning_core.masked import MaskedLinear
 from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
@@ -183,9 +184,11 @@ def test_overwrite_leaves_nothing_stale(inputs, tmp_path):
                 max_seq_length=32, logging_steps=2, save_steps=2, seed=3)
     fine_prune(make_args(FinePruneArgs, **{**base, "target_density": 0.5}))
     # What an earlier, different run could have left: a sharded save's index (loaders prefer it
-    # to model.safetensors) and a checkpoint of a longer run (--resume would take it).
+    # to model.safetensors; nnprune recorded writing it) and a checkpoint of a longer run
+    # (--resume would take it).
     (out / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {"classifier.weight": "model-00001-of-00002.safetensors"}}))
+    record_written(out, ["model.safetensors.index.json"])
     stale = out / "checkpoint-999"
     stale.mkdir()
     (stale / "trainer_state.json").write_text(json.dumps({"global_step": 999}))
