@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -33,9 +35,15 @@ def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, str]:
     for item in items:
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip():
-            raise NNPruneError(f"{option} expects key=value, got {item!r}")
+            raise NNPruneError(f"{option} expects key=value, got {_quoted(item)}")
         out[key.strip().replace("-", "_")] = value.strip()
     return out
+
+
+def _quoted(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a one-line message, cut past ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # LatencySetting's fields as command-line options: --latency-device, --latency-seq-len, ...
@@ -66,16 +74,18 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def coerce(cls: type, key: str, value: Any, *, what: str = "") -> Any:
-    """``value`` converted to the declared type of field ``key`` of dataclass ``cls`` when it is a
-    string; other values pass unchanged. Unknown keys are a one-line error listing the known
-    ones."""
+    """``value`` converted to the declared type of field ``key`` of dataclass ``cls``: a string
+    (``--set``, ``--task-option``) is parsed; a typed value (a YAML or JSON config file, Python)
+    is checked (an int is a float, a whole float an int, a number the text of a text setting).
+    Unknown keys, values of another type and numbers that are not finite are one-line errors."""
     kinds = field_types(cls)
     label = what or cls.__name__
-    if key not in kinds:
-        raise NNPruneError(f"unknown {label} key {key!r}; known: {', '.join(sorted(kinds))}")
-    if not isinstance(value, str):
-        return value
+    if not isinstance(key, str) or key not in kinds:
+        raise NNPruneError(f"unknown {label} key {_quoted(key)}; known: {', '.join(sorted(kinds))}")
     tp, optional = _unwrap_optional(kinds[key])
+    name = getattr(tp, "__name__", str(tp))
+    if not isinstance(value, str):
+        return _typed(label, key, tp, optional, value)
     text = value.strip()
     if optional and text.lower() in ("none", "null", ""):
         return None
@@ -89,11 +99,43 @@ def coerce(cls: type, key: str, value: Any, *, what: str = "") -> Any:
         if tp is int:
             return int(text)
         if tp is float:
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise NNPruneError(f"{label} {key} expects a finite number, got {_quoted(value)}")
+            return number
     except ValueError:
-        name = getattr(tp, "__name__", str(tp))
-        raise NNPruneError(f"{label} {key} expects a {name}, got {value!r}") from None
+        raise NNPruneError(f"{label} {key} expects a{'n' if name[0] in 'aeiou' else ''} {name}, "
+                           f"got {_quoted(value)}") from None
     return value  # str, enums, block specs...: parsed by the dataclass itself
+
+
+def _typed(label: str, key: str, tp: Any, optional: bool, value: Any) -> Any:
+    """A value that is not a string, checked against field ``key``'s type ``tp`` (``optional``:
+    ``None`` is allowed); see :func:`coerce`."""
+    name = getattr(tp, "__name__", str(tp))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if value is None:
+        if optional:
+            return None
+    elif not isinstance(tp, type):
+        return value  # a generic type (tuple[...], ...): its dataclass checks it
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if number and float(value).is_integer():
+            return int(value)
+    elif tp is float:
+        if number:
+            if not math.isfinite(value):
+                raise NNPruneError(f"{label} {key} expects a finite number, got {_quoted(value)}")
+            return float(value)
+    elif isinstance(value, tp):
+        return value  # an enum member, a BlockSpec, a Path...
+    elif number or isinstance(value, os.PathLike):
+        return str(value)  # the text of a text setting (a teacher path, a block size "32")
+    article = "an" if name[0] in "aeiou" else "a"
+    raise NNPruneError(f"{label} {key} expects {article} {name}, got {_quoted(value)}")
 
 
 def apply_assignments(obj: Any, values: dict[str, Any], *, what: str = "") -> Any:
@@ -218,24 +260,53 @@ class TrainingOptions:
 
 
 def load_config_file(path: "str | Path") -> dict[str, Any]:
-    """Read a YAML or JSON mapping of config overrides."""
+    """Read a YAML (``.yaml``/``.yml``, plain data only: ``yaml.safe_load``) or JSON mapping of
+    config overrides; UTF-8, a byte-order mark and Windows line ends are fine. Anything else is a
+    one-line error naming the file and, for a syntax error or bytes that are not UTF-8, the
+    line."""
     p = Path(path)
     if not p.is_file():
         raise NNPruneError(f"config file {p} does not exist")
-    text = p.read_text()
     try:
-        if p.suffix.lower() in (".yaml", ".yml"):
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise NNPruneError(f"config file {p}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise NNPruneError(f"config file {p}: line {line}: not valid UTF-8 (byte "
+                           f"0x{raw[exc.start]:02x}); re-save it as UTF-8") from None
+    yaml_file = p.suffix.lower() in (".yaml", ".yml")
+    try:
+        if yaml_file:
             import yaml
 
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # yaml and json raise different types; both are user errors
-        raise NNPruneError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: "
-                           f"{str(exc).splitlines()[0]}") from None
+    except json.JSONDecodeError as exc:
+        raise NNPruneError(f"config file {p}: line {exc.lineno} column {exc.colno}: not valid "
+                           f"JSON: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - every YAML error (and a nesting too deep) is the user's
+        raise NNPruneError(f"config file {p}: {_yaml_problem(exc, 'YAML' if yaml_file else 'JSON')}"
+                           ) from None
     if not isinstance(data, dict):
-        raise NNPruneError(f"config file {p} must contain a mapping of keys to values")
+        raise NNPruneError(f"config file {p} must contain a mapping of keys to values, not "
+                           f"{'nothing' if data is None else type(data).__name__}")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise NNPruneError(f"config file {p}: key {_quoted(odd[0])} is not a name (keys are "
+                           "setting names such as final_threshold)")
     return data
+
+
+def _yaml_problem(exc: BaseException, kind: str) -> str:
+    """A YAML parser's error as ``line N column C: not valid YAML: problem``, on one line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{where}not valid {kind}: {' '.join(str(problem).split())}"
 
 __all__ = ["LATENCY_OPTION_PREFIX", "TrainingOptions", "load_config_file", "apply_assignments", "coerce", "field_types", "option_flag",
            "parse_assignments"]

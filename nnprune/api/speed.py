@@ -32,7 +32,7 @@ from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, GenerateRow, Gener
                                     SpeedReport, TorchRunner, check_can_generate, compare,
                                     compare_generate, cpu_model_name, default_batch_sizes,
                                     generation_config_for)
-from nnprune.pruning_core.checkpoint import (load_checkpoint_model, load_pretrained,
+from nnprune.pruning_core.checkpoint import (load_checkpoint_model, load_config, load_pretrained,
                                              model_class_for)
 from nnprune.pruning_core.compact import (compact_exactly, dense_baseline, dense_config,
                                           is_compacted, model_layout)
@@ -42,9 +42,7 @@ logger = logging.getLogger(__name__)
 
 def _config_model(path: Path) -> nn.Module:
     """A randomly initialized model of the (dense) architecture described by ``path/config.json``."""
-    from transformers import AutoConfig
-
-    cfg = dense_config(AutoConfig.from_pretrained(str(path)))
+    cfg = dense_config(load_config(path))  # never runs the folder's own code
     torch.manual_seed(0)
     return model_class_for(cfg)(cfg).eval()
 

@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 import typer
+from rich.markup import escape
 
 from nnprune.cli.common import console, err_console, paragraphs, setup_logging
 from nnprune.errors import NNPruneError
@@ -50,7 +51,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         rc = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except NNPruneError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message quoting user text ("[/x]", a column name) is not console markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         err_console.print("[red]aborted[/]")
@@ -64,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if show is not None:
             show()
         else:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]")

@@ -64,7 +64,7 @@ def _try_tokenizer(path: Path) -> Any:
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception:  # noqa: BLE001 - no (readable) tokenizer: random ids are used instead
         return None
 

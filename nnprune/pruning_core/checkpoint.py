@@ -3,6 +3,13 @@
 A masked checkpoint is a normal ``save_pretrained`` folder whose state dict also holds the
 ``mask_scores`` of every masked layer, plus ``nnprune_config.json`` with the pruning config that
 re-patches the model on load. Weights are read with safetensors only (no unpickling).
+
+A checkpoint is data, never code: nnprune builds models with transformers' own classes and never
+runs Python a folder carries (the modeling file an ``auto_map`` names, nnprune's own
+``nnprune_modeling.py`` included: that file is for stock transformers with
+``trust_remote_code=True``). Every transformers loader is called with ``trust_remote_code=False``,
+and a folder whose model type only its own code knows is refused in one line
+(:func:`check_no_remote_code`).
 """
 
 from __future__ import annotations
@@ -50,20 +57,47 @@ def _kind(config: dict[str, Any], masked: bool) -> CheckpointKind:
 
 
 def read_config_json(path: "str | Path") -> dict[str, Any]:
-    """The checkpoint folder's ``config.json`` as a dict, or a one-line error."""
+    """The checkpoint folder's ``config.json`` as a dict, or a one-line error (also for a model
+    only the folder's own code builds: :func:`check_no_remote_code`)."""
     p = check_dir(path)
     try:
-        return json.loads((p / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NNPruneError(f"cannot read {p / 'config.json'}: {exc}") from None
+        data = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
+        raise NNPruneError(f"cannot read {p / 'config.json'}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise NNPruneError(f"{p / 'config.json'} is not a JSON object")
+    check_no_remote_code(p, data)
+    return data
+
+
+def check_no_remote_code(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse (one line) a folder whose ``config.json`` names a model type transformers does
+    not know but its own Python code (``auto_map``) would build: nnprune never runs it. A known
+    model type with an ``auto_map`` (nnprune's compacted models) is built by transformers' own
+    classes and passes."""
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    auto_map = config.get("auto_map")
+    if not auto_map or (isinstance(model_type, str) and model_type in CONFIG_MAPPING):
+        return
+    ref = auto_map.get("AutoConfig") if isinstance(auto_map, dict) else auto_map
+    raise NNPruneError(f"checkpoint {folder}: model type {model_type!r} is not one transformers "
+                       f"knows; only its own Python code ({folder.name}/config.json auto_map: "
+                       f"{str(ref)[:80]}) builds it, and nnprune never runs code from a checkpoint "
+                       "folder")
 
 
 def load_config(source: "str | Path") -> Any:
-    """The ``transformers`` config of a model folder or hub name (one-line error if none)."""
+    """The ``transformers`` config of a model folder or hub name (one-line error if none).
+    Never runs a folder's own code (``trust_remote_code=False``)."""
     from transformers import AutoConfig
 
+    folder = Path(source)
+    if (folder / "config.json").is_file():
+        read_config_json(folder)  # a model only the folder's code knows: refused, naming it
     try:
-        return AutoConfig.from_pretrained(str(source))
+        return AutoConfig.from_pretrained(str(source), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise NNPruneError(f"cannot read the config of {str(source)!r}: "
                            f"{str(exc).splitlines()[0]}") from None
@@ -223,9 +257,10 @@ def load_model(path: "str | Path", *, prune_config: Optional[PruningConfig] = No
     from transformers import AutoConfig
 
     p = check_dir(path)
+    read_config_json(p)  # a model only the folder's own code builds: refused, naming it
     record = read_config(p)
     try:
-        config = AutoConfig.from_pretrained(str(p))
+        config = AutoConfig.from_pretrained(str(p), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise NNPruneError(f"cannot read {p / 'config.json'}: {str(exc).splitlines()[0]}") from None
     cls = model_class_for(config)

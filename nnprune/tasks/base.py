@@ -9,6 +9,7 @@ distilled from a teacher, and how its metric is computed. The training engine
 from __future__ import annotations
 
 import functools
+import pickle
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -96,7 +97,7 @@ class TaskAdapter(ABC):
         refuses any."""
         if options:
             raise NNPruneError(f"task {self.name} takes no --task-option (got "
-                               f"{', '.join(sorted(options))})")
+                               f"{', '.join(repr(k) for k in sorted(options))})")
         return self
 
     def check_checkpoint(self, config: dict[str, Any], where: str) -> None:
@@ -229,6 +230,41 @@ def named_labels(id2label: Any) -> Optional[tuple[str, ...]]:
     if all(_GENERIC_LABEL.fullmatch(n) for n in names) or len(set(names)) != len(names):
         return None
     return names
+
+
+def auto_config(source: str | Path) -> Any:
+    """``AutoConfig.from_pretrained(source)`` of a model folder or hub name, never running code
+    the folder carries (``trust_remote_code=False``: a model type only that code knows is
+    refused); a failure is a one-line error."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(source), trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise NNPruneError(f"cannot read the config of {str(source)!r}: "
+                           f"{_first_line(exc)}") from None
+
+
+def auto_model(auto_class: Any, source: str | Path, **kwargs: Any) -> torch.nn.Module:
+    """``auto_class.from_pretrained(source, **kwargs)`` (an ``AutoModelFor...``), never running
+    code the folder carries (``trust_remote_code=False``) nor unpickling anything but tensors
+    (transformers reads ``pytorch_model.bin`` with ``weights_only=True``: a pickle that holds
+    more is refused, not run); either is a one-line error naming ``source``. Weights that do not
+    fit the model keep transformers' own error."""
+    try:
+        return auto_class.from_pretrained(str(source), trust_remote_code=False, **kwargs)
+    except pickle.UnpicklingError:
+        raise NNPruneError(f"cannot load the model from {source}: its pickled weights "
+                           "(pytorch_model.bin) hold more than tensors; nnprune does not unpickle "
+                           "them (re-save the model as safetensors from a source you trust)"
+                           ) from None
+    except (OSError, ValueError) as exc:
+        raise NNPruneError(f"cannot load the model from {source}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    return msg.splitlines()[0] if msg else type(exc).__name__
 
 
 def add_label_names(kwargs: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:

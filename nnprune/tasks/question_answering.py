@@ -66,7 +66,7 @@ import torch
 
 from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
-from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
+from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData, auto_model
 from nnprune.tasks.qa_features import (DOC_STRIDE, MAX_ANSWER_LENGTH, N_BEST_SIZE, SquadEvalSet,
                                        check_fast_tokenizer, postprocess_predictions,
                                        prepare_eval_features, prepare_train_features)
@@ -354,7 +354,7 @@ class QuestionAnsweringTask(TaskAdapter):
         """``AutoModelForQuestionAnswering`` (a base checkpoint gets a fresh span head)."""
         from transformers import AutoModelForQuestionAnswering
 
-        return AutoModelForQuestionAnswering.from_pretrained(model_name_or_path, **kwargs)
+        return auto_model(AutoModelForQuestionAnswering, model_name_or_path, **kwargs)
 
     def distillation_logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
         return (outputs.start_logits, outputs.end_logits)

@@ -66,7 +66,7 @@ import torch
 
 from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
-from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData
+from nnprune.tasks.base import TASKS, DataArgs, TaskAdapter, TaskData, auto_config, auto_model
 from nnprune.tasks.io import SUPPORTED_EXTENSIONS, read_table
 from nnprune.tasks.sources import HubDatasetOptions, local_split_paths, pick_column
 from nnprune.tasks.summarization_data import (Story, SummarySource, SummarySplits, progress_bars,
@@ -421,14 +421,14 @@ class SummarizationTask(TaskAdapter):
 
     def build_model(self, model_name_or_path: str, **kwargs: Any) -> torch.nn.Module:
         """``AutoModelForSeq2SeqLM`` (an encoder-decoder with an LM head, e.g. BART)."""
-        from transformers import AutoConfig, AutoModelForSeq2SeqLM
+        from transformers import AutoModelForSeq2SeqLM
 
-        config = AutoConfig.from_pretrained(model_name_or_path)
+        config = auto_config(model_name_or_path)
         if not getattr(config, "is_encoder_decoder", False):
             raise NNPruneError(f"{self.name} needs an encoder-decoder model (e.g. "
                                f"facebook/bart-base); {model_name_or_path} is a "
                                f"{config.model_type!r} model")
-        return AutoModelForSeq2SeqLM.from_pretrained(model_name_or_path, **kwargs)
+        return auto_model(AutoModelForSeq2SeqLM, model_name_or_path, **kwargs)
 
     def distillation_logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
         """Decoder logits ``(batch, tgt_len, vocab)``."""

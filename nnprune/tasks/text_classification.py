@@ -84,7 +84,8 @@ import torch
 from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
 from nnprune.tasks.base import (TASKS, DataArgs, TaskAdapter, TaskData, add_label_names,
-                                encode_texts, named_labels, predict_split)
+                                auto_config, auto_model, encode_texts, named_labels,
+                                predict_split)
 from nnprune.tasks.classification_data import (PresetReader, RawExamples,
                                                TextClassificationPreset, label_name, sort_labels)
 from nnprune.tasks.classification_metrics import ClassificationMetric, classification_scores
@@ -568,18 +569,17 @@ class TextClassificationTask(TaskAdapter):
         compared): a head with another output count is refused, and a fresh head is named after
         the preset's labels (as the hub names them).
         """
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoModelForSequenceClassification
 
         if self.preset is not None:
             if not kwargs.get("ignore_mismatched_sizes"):
                 # Without this, transformers fails deep in loading with a RuntimeError and a table.
-                self._check_preset_head(AutoConfig.from_pretrained(model_name_or_path),
+                self._check_preset_head(auto_config(model_name_or_path),
                                         model_name_or_path, len(self.preset.labels))
             add_label_names(kwargs, self.preset.labels)
-            return AutoModelForSequenceClassification.from_pretrained(model_name_or_path,
-                                                                      **kwargs)
+            return auto_model(AutoModelForSequenceClassification, model_name_or_path, **kwargs)
         if not kwargs.get("ignore_mismatched_sizes"):
-            config = AutoConfig.from_pretrained(model_name_or_path)
+            config = auto_config(model_name_or_path)
             self._check_head_labels(config.to_dict(), str(model_name_or_path))
         if self.regression:
             kwargs.setdefault("num_labels", 1)
@@ -592,7 +592,7 @@ class TextClassificationTask(TaskAdapter):
             kwargs.setdefault("problem_type", "single_label_classification")
             # the head now means this order: a teacher checked later must use the same one
             self._order_pinned_by = self._order_pinned_by or f"the model built from {model_name_or_path}"
-        return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, **kwargs)
+        return auto_model(AutoModelForSequenceClassification, model_name_or_path, **kwargs)
 
     def _check_preset_head(self, config: Any, model_name_or_path: str, n: int) -> None:
         """Refuse a checkpoint whose classification head has another output count than the

@@ -67,7 +67,8 @@ import torch
 from nnprune.errors import NNPruneError
 from nnprune.settings import apply_assignments
 from nnprune.tasks.base import (TASKS, DataArgs, TaskAdapter, TaskData, add_label_names,
-                                model_input_columns, named_labels, predict_split)
+                                auto_config, auto_model, model_input_columns, named_labels,
+                                predict_split)
 from nnprune.tasks.io import column_values, error_line, places, read_table, read_text, shown
 from nnprune.tasks.sources import HubDatasetOptions, local_split_paths, pick_column
 from nnprune.tasks.seqeval_metrics import entity_scores, non_iob_tags
@@ -546,9 +547,9 @@ class TokenClassificationTask(TaskAdapter):
         an error naming both sets); when it does not, its size must match. ``kwargs`` go to
         ``from_pretrained`` (``ignore_mismatched_sizes=True`` replaces a head of another size).
         """
-        from transformers import AutoConfig, AutoModelForTokenClassification
+        from transformers import AutoModelForTokenClassification
 
-        config = AutoConfig.from_pretrained(model_name_or_path)
+        config = auto_config(model_name_or_path)
         archs = [str(a) for a in getattr(config, "architectures", None) or []]
         has_head = any(a.endswith(self.head_suffix) for a in archs)
         replace_head = bool(kwargs.get("ignore_mismatched_sizes"))
@@ -571,7 +572,7 @@ class TokenClassificationTask(TaskAdapter):
             # another task's head may share the classifier's name with another shape
             kwargs.setdefault("ignore_mismatched_sizes", True)
         add_label_names(kwargs, self.labels)
-        return AutoModelForTokenClassification.from_pretrained(model_name_or_path, **kwargs)
+        return auto_model(AutoModelForTokenClassification, model_name_or_path, **kwargs)
 
     def distillation_logits(self, outputs: Any) -> tuple[torch.Tensor, ...]:
         """Per-token logits ``(batch, seq, num_labels)``."""

@@ -150,7 +150,7 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
                          max_eval_samples=max_eval_samples, max_seq_length=max_seq_length)
     source = tokenizer or str(path)
     try:
-        tok = AutoTokenizer.from_pretrained(source)
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         hint = "" if tokenizer else " (pass --tokenizer)"
         raise NNPruneError(f"cannot load a tokenizer from {source}{hint}: "

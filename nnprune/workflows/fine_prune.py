@@ -21,7 +21,7 @@ from nnprune import (METHODS, LatencySetting, LatencyTable, PruningConfig, check
                      load_config, method_config, records)
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process, world_size
-from nnprune.settings import load_config_file, parse_assignments
+from nnprune.settings import coerce, load_config_file, parse_assignments
 from nnprune.tasks import DataArgs, TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
@@ -91,7 +91,16 @@ class FinePruneArgs:
 
 
 def _file_settings(args: FinePruneArgs) -> dict[str, Any]:
-    return load_config_file(args.config_file) if args.config_file is not None else {}
+    """The --config file's settings, each checked against its pruning config field (a key or a
+    value of the wrong type is a one-line error naming it, before any work)."""
+    if args.config_file is None:
+        return {}
+    settings = load_config_file(args.config_file)
+    try:
+        return {k: coerce(nnprune.PruningConfig, k, v, what="pruning config")
+                for k, v in settings.items()}
+    except NNPruneError as exc:
+        raise NNPruneError(f"config file {args.config_file}: {exc}") from None
 
 
 def requested_method(args: FinePruneArgs) -> str:
@@ -127,8 +136,10 @@ def resolve_config(args: FinePruneArgs, method: Optional[str] = None,
     if density is None and speedup is None:
         density, speedup = file_density, file_speedup
     return method_config(method, teacher=teacher,
-                         target_density=float(density) if density is not None else None,
-                         target_speedup=float(speedup) if speedup is not None else None,
+                         target_density=coerce(nnprune.PruningConfig, "target_density", density,
+                                               what="pruning config"),
+                         target_speedup=coerce(nnprune.PruningConfig, "target_speedup", speedup,
+                                               what="pruning config"),
                          overrides=overrides)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 import time
@@ -181,11 +182,12 @@ def collate_first(dataset: Any, collator: Any, n: int, batch_size: int) -> list[
 
 
 def load_tokenizer(source: str) -> Any:
-    """``AutoTokenizer.from_pretrained(source)``, or a one-line error."""
+    """``AutoTokenizer.from_pretrained(source)``, or a one-line error; a tokenizer whose
+    class only the folder's own code has (``auto_map``) is refused, that code never run."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise NNPruneError(f"cannot load a tokenizer from {source!r}: "
                            f"{str(exc).splitlines()[0]}") from None
@@ -273,7 +275,17 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
         pruning=pruning, task=task, teacher=teacher)
     install_progress(trainer)  # log lines instead of the Trainer's dict prints and tqdm bars
     start = time.perf_counter()
-    train_out = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        train_out = trainer.train(resume_from_checkpoint=resume_from)
+    except pickle.UnpicklingError:
+        # The Trainer reads a checkpoint's RNG, optimizer and scheduler states with
+        # torch.load(weights_only=True): a pickle holding more than tensors is refused, never run.
+        if resume_from is None:
+            raise
+        raise NNPruneError(f"cannot resume from {resume_from}: one of its state files "
+                           "(optimizer.pt, scheduler.pt, rng_state.pth) holds more than tensors "
+                           "and is not unpickled; remove that checkpoint folder, or start again "
+                           "with --overwrite") from None
     seconds = time.perf_counter() - start
     pruning.finalize()
     metrics = task.evaluate(trainer, data)

@@ -231,7 +231,7 @@ def test_generation_settings_from_task_options():
     assert CNN_DAILYMAIL.generation.num_beams == 4  # the preset's default is untouched
     with pytest.raises(NNPruneError, match="unknown generation setting key 'beams'; known: .*num_beams"):
         get_task("cnn_dailymail", {"beams": "2"})
-    with pytest.raises(NNPruneError, match="num_beams expects a int"):
+    with pytest.raises(NNPruneError, match="num_beams expects an int"):
         get_task("cnn_dailymail", {"num_beams": "two"})
     with pytest.raises(NNPruneError, match="min_length must be in"):
         get_task("cnn_dailymail", {"max_length": "20"})

@@ -179,11 +179,11 @@ def test_squad_is_a_preset_and_a_new_preset_is_data(tokenizer, tmp_path):
     ({"validation_split": ""}, r"validation_split must not be empty"),
     ({"doc_stride": "-1"}, r"doc_stride must be >= 0, got -1"),
     ({"n_best_size": "0"}, r"n_best_size must be >= 1, got 0"),
-    ({"max_answer_length": "x"}, r"max_answer_length expects a int"),
+    ({"max_answer_length": "x"}, r"max_answer_length expects an int"),
     ({"null_score_diff_threshold": "1"}, r"null_score_diff_threshold applies to unanswerable "
                                          r"questions; pass version_2_with_negative=true"),
     ({"version_2_with_negative": "1", "null_score_diff_threshold": "nan"},
-     r"null_score_diff_threshold must be finite"),
+     r"null_score_diff_threshold expects a finite number"),
 ])
 def test_bad_options_are_one_line_errors(options, match):
     with pytest.raises(NNPruneError, match=match) as e:

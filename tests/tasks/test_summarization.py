@@ -131,7 +131,7 @@ def test_cnn_dailymail_is_a_preset_and_a_new_preset_is_data(tokenizer):
     ({"text_column": "doc", "summary_column": "doc"},
      r"text_column and summary_column are both 'doc'"),
     ({"max_target_length": "0"}, r"max_target_length must be >= 1, got 0"),
-    ({"max_target_length": "many"}, r"max_target_length expects a int"),
+    ({"max_target_length": "many"}, r"max_target_length expects an int"),
     ({"dataset_config": "3.0.0"}, r"dataset_config=3\.0\.0 needs dataset=NAME"),
     ({"train_split": " "}, r"train_split must not be empty"),
     ({"num_beams": "0"}, r"generation num_beams must be >= 1"),

@@ -182,7 +182,7 @@ def test_config_file_then_set_then_flags(tmp_path):
     with pytest.raises(NNPruneError, match="unknown pruning config key.*attention_blok"):
         resolve_config(args)
     cfg_file.write_text("method: [unclosed\n")
-    with pytest.raises(NNPruneError, match="is not valid yaml"):
+    with pytest.raises(NNPruneError, match="line 2 column 1: not valid YAML"):
         resolve_config(args)
 
 
