@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import reprlib
 import types
 import typing
 from collections.abc import Iterable
@@ -41,8 +42,11 @@ def parse_assignments(items: Iterable[str], *, option: str) -> dict[str, str]:
 
 
 def _quoted(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` for a one-line message, cut past ``limit`` characters."""
-    text = repr(value)
+    """``repr(value)`` for a one-line message, cut past ``limit`` characters; a container is
+    abbreviated as it is written (a YAML alias bomb's nested lists would take forever)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    text = short.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

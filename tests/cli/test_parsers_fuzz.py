@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import tempfile
+import time
 import typing
 from contextlib import contextmanager
 from pathlib import Path
@@ -221,6 +222,20 @@ def test_yaml_tags_build_no_python_objects(tmp_path, payload):
         load_config_file(path)
     one_line(e.value, str(path))
     assert not marker.exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    # nine levels of nine aliases: 9**9 strings once expanded; the value is refused without it
+    levels = ["&a0 [" + ", ".join(["lol"] * 9) + "]"]
+    levels += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("teacher: [" + ", ".join(levels) + "]\n")
+    args = FinePruneArgs(task="sst2", model="m", output_dir=tmp_path / "out", config_file=path)
+    start = time.perf_counter()
+    with pytest.raises(NNPruneError) as e:
+        resolve_config(args, method="hybrid-nt")
+    assert time.perf_counter() - start < 10
+    assert "teacher expects a str" in one_line(e.value, str(path))
 
 
 @given(file_settings=st.dictionaries(st.sampled_from(PRUNING_KEYS) | TEXT, SETTING_VALUES | JSON,
