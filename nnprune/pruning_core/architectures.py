@@ -366,12 +366,13 @@ def model_class_for(config: Any) -> type:
     import transformers
 
     archs = getattr(config, "architectures", None) or []
-    for name in archs:
+    for name in map(str, archs if isinstance(archs, (list, tuple)) else [archs]):
         # A model saved after loading through nnprune_modeling.py (remote code) names its
         # NNPrune-prefixed class; the stock class plus the saved layout rebuild it.
         if name.startswith(CLASS_PREFIX) and not hasattr(transformers, name):
             name = name[len(CLASS_PREFIX):]
         cls = getattr(transformers, name, None)
-        if cls is not None:
+        # a model class only: config.json is data, "AutoModel" or "logging" name no model
+        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
             return cls
     raise NNPruneError(f"config.architectures {archs} names no transformers model class")

@@ -213,6 +213,17 @@ def test_public_loaders_refuse_what_only_code_or_pickles_hold(folders, name, nee
     assert markers(folders) == []
 
 
+@pytest.mark.parametrize("archs", [["AutoModelForSequenceClassification"], ["logging"], [3]])
+def test_config_architectures_name_model_classes_only(folders, tmp_path, archs):
+    # config.json is data: a name that is no transformers model class builds nothing
+    folder = shutil.copytree(folders["plain"], tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "architectures": archs}))
+    with pytest.raises(NNPruneError, match="names no transformers model class") as e:
+        nnprune.load_pretrained(folder)
+    assert "\n" not in str(e.value)
+
+
 # ------------------------------------------------------------------------------ every command
 
 
