@@ -20,12 +20,15 @@ Shrinking and shipping
 
 Checkpoints and run records
     load_pretrained(dir), load_config(dir), inspect_checkpoint(dir) -> CheckpointInfo,
-    bertarize_checkpoint(src, dst, compact=True), records (nnprune_config.json / results types)
+    bertarize_checkpoint(src, dst, compact=True), records (nnprune_config.json / results types),
+    supported_architectures(), max_positions(config), check_positions(config, lengths)
 
 Measuring
     count_parameters(model) -> ParamCount, count_flops(model) -> FlopCount,
     latency_table(model) -> LatencyTable, measure_speed(model, baseline) -> SpeedReport,
-    check_speedup(checkpoint, table) -> SpeedCheck
+    check_speedup(checkpoint, table) -> SpeedCheck,
+    model_shape(model) -> ModelShape, drop_layers(model, keep), evenly_spaced_layers(n, k),
+    layers_for_speedup(table, target), shaped_model(checkpoint) (random weights, saved shapes)
 
 Errors: every bad input is an NNPruneError with a one-line message.
 
@@ -92,12 +95,22 @@ _LAZY = {
     "latency_table": "nnprune.api.measure",
     "measure_speed": "nnprune.api.measure",
     "check_speedup": "nnprune.api.speed",
+    "supported_architectures": "nnprune.api.architectures",
+    "max_positions": "nnprune.api.architectures",
+    "check_positions": "nnprune.api.architectures",
     "SpeedCheck": "nnprune.api.speed",
     "LatencySetting": "nnprune.measure.latency",
     "LatencyTable": "nnprune.measure.latency",
     "ParamCount": "nnprune.measure.counting",
     "FlopCount": "nnprune.measure.flops",
     "SpeedReport": "nnprune.measure.timing",
+    # shapes: what a trade-off sweep compares (layer dropping, timing from a config)
+    "ModelShape": "nnprune.api.shapes",
+    "model_shape": "nnprune.api.shapes",
+    "drop_layers": "nnprune.api.shapes",
+    "evenly_spaced_layers": "nnprune.api.shapes",
+    "layers_for_speedup": "nnprune.api.shapes",
+    "shaped_model": "nnprune.api.shapes",
     # errors
     "NNPruneError": "nnprune.errors",
 }

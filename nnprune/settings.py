@@ -206,6 +206,10 @@ class TrainingOptions:
     save_total_limit: int = _opt(2, "Keep at most this many checkpoint-* folders.")
     eval_steps: Optional[int] = _opt(None, "Also evaluate every N steps (the model as it is being "
                                            "trained: masks at the current threshold).")
+    report_to: str = _opt("none", "Experiment tracker(s) of the training curves (loss, pruning "
+                                  "scalars, evaluations), through the Trainer's integrations: none, "
+                                  "tensorboard (OUTPUT/tensorboard, offline), wandb, mlflow; "
+                                  "comma-separated for several.")
     resume: bool = _opt(False, "Continue from the last checkpoint in --output-dir.")
     overwrite: bool = _opt(False, OVERWRITE_HELP + " A run starts again: what nnprune wrote "
                                   "there is removed when it starts.")
@@ -232,8 +236,14 @@ class TrainingOptions:
             raise NNPruneError("--warmup and --weight-decay must be >= 0")
         if self.max_seq_length is not None and self.max_seq_length < 8:
             raise NNPruneError(f"--max-seq-length must be >= 8, got {self.max_seq_length}")
+        object.__setattr__(self, "report_to", normalize_trackers(self.report_to))
         if self.resume and self.overwrite:
             raise NNPruneError("--resume continues a run and --overwrite starts it again: pass one")
+
+    @property
+    def trackers(self) -> list[str]:
+        """``report_to`` as the Trainer's list (empty for ``none``)."""
+        return [] if self.report_to == "none" else self.report_to.split(",")
 
     @property
     def order_seed(self) -> int:
@@ -261,6 +271,23 @@ class TrainingOptions:
         """JSON-ready values, as recorded in ``nnprune_config.json``."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
+
+
+#: ``--report-to`` values: the Trainer integrations nnprune's runs report to (``none``: none).
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
+
+
+def normalize_trackers(value: Any) -> str:
+    """``--report-to`` checked and normalised: ``"none"`` or known trackers, comma-separated in
+    the order given, each once (a list is accepted too); anything else is a one-line error."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = list(dict.fromkeys(str(v).strip().lower() for v in items if str(v).strip()))
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise NNPruneError(f"--report-to: unknown tracker {unknown[0]!r}; known: {', '.join(TRACKERS)}")
+    if len(names) > 1 and "none" in names:
+        raise NNPruneError("--report-to none means no tracker: do not combine it with others")
+    return ",".join(names) or "none"
 
 
 def load_config_file(path: "str | Path") -> dict[str, Any]:
@@ -312,5 +339,5 @@ def _yaml_problem(exc: BaseException, kind: str) -> str:
     problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return f"{where}not valid {kind}: {' '.join(str(problem).split())}"
 
-__all__ = ["LATENCY_OPTION_PREFIX", "TrainingOptions", "load_config_file", "apply_assignments", "coerce", "field_types", "option_flag",
+__all__ = ["LATENCY_OPTION_PREFIX", "TRACKERS", "TrainingOptions", "normalize_trackers", "load_config_file", "apply_assignments", "coerce", "field_types", "option_flag",
            "parse_assignments"]

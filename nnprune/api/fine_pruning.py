@@ -332,8 +332,25 @@ class FinePruning:
         return self._pruner.predicted_speedup()
 
     def stats(self) -> dict[str, float]:
-        """The pruning scalars a loop may log (``pruning/density``, ``pruning/threshold``, ...)."""
-        return self._pruner.stats()
+        """The pruning scalars a loop may log, of the masks at the current point of the schedule:
+        ``pruning/density`` (and ``pruning/density_attention`` / ``pruning/density_ffn``),
+        ``pruning/threshold``, ``pruning/lambda_attention`` / ``pruning/lambda_ffn``,
+        ``pruning/target_density``; with a speed target ``pruning/scheduled_speedup`` (the
+        latency budget's) and ``pruning/predicted_speedup`` (the masks', by the latency table);
+        ``pruning/heads_kept`` and ``pruning/ffn_dims_kept`` (whole units left). Measuring never
+        draws a random mask sample, so logging leaves the training unchanged.
+
+        Example::
+
+            for step, batch in enumerate(loader):
+                ...
+                if step % 50 == 0:
+                    writer.add_scalars("pruning", pruning.stats(), step)   # or any tracker
+        """
+        out = self._pruner.stats()
+        if out:
+            out.update(_schedule_stats(self.model, self._pruner))
+        return out
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -373,6 +390,66 @@ def _constant(step: int) -> float:
     return 1.0
 
 
+def _schedule_stats(model: nn.Module, pruner: Pruner) -> dict[str, float]:
+    """Per-group densities, the scheduled speedup and the units kept, of the training masks
+    (``pruner.stats()`` already set their cutoffs for this step)."""
+    groups = sorted({p.site.group for p in pruner.layers})
+    out = {f"pruning/density_{g}": pruner.density(training=True, group=g) for g in groups}
+    cut = pruner.latency_cut
+    if cut is not None and pruner.config.target_speedup is not None:
+        budget = pruner.latency_budget(training=True)
+        out["pruning/scheduled_speedup"] = cut.model.dense_ms / budget
+        heads, dims = cut.sizes(cut.cutoff(budget))  # what the latency cut keeps now
+        out["pruning/heads_kept"], out["pruning/ffn_dims_kept"] = float(sum(heads)), float(sum(dims))
+    elif not pruner.binarizer.stochastic:  # an L0 gate sample would move the RNG: no count
+        heads, dims = _units_kept(model, pruner)
+        out["pruning/heads_kept"], out["pruning/ffn_dims_kept"] = float(heads), float(dims)
+    return out
+
+
+@torch.no_grad()
+def _units_kept(model: nn.Module, pruner: Pruner) -> tuple[int, int]:
+    """Heads and FFN dimensions the training masks leave whole: a head is gone when its value
+    rows or its output columns are all masked, an FFN dimension when its input row (any part
+    of a gated one) or its output column is; matrices without masks keep everything."""
+    from nnprune.pruning_core.architectures import Role, find_sites
+
+    masks = {p.site.path: p.layer.expand(p.layer.block_mask(training=True)) != 0
+             for p in pruner.layers}
+    units: dict[tuple, dict[Role, Any]] = {}
+    ffn_ins: dict[tuple, list[Any]] = {}  # a gated FFN has two FFN-in matrices
+    for site in find_sites(model):
+        units.setdefault(site.unit, {}).setdefault(site.role, site)
+        if site.role is Role.FFN_IN:
+            ffn_ins.setdefault(site.unit, []).append(site)
+    heads = dims = 0
+    for unit, roles in units.items():
+        attention = unit[2]
+        if attention is not None:
+            value = roles.get(Role.VALUE) or roles.get(Role.QKV)
+            out = roles[Role.ATTN_OUTPUT]
+            hd = value.head_dim
+            n = model.get_submodule(value.path).out_features // (hd * value.parts)
+            gone = torch.zeros(n, dtype=torch.bool)
+            if value.path in masks:
+                rows = masks[value.path].any(dim=1)
+                v_rows = rows.view(value.parts, -1)[-1] if value.role is Role.QKV else rows
+                gone |= ~v_rows.view(n, hd).any(dim=1)
+            if out.path in masks:
+                gone |= ~masks[out.path].any(dim=0).view(n, hd).any(dim=1)
+            heads += int((~gone).sum())
+        else:
+            out = roles[Role.FFN_OUT]
+            size = model.get_submodule(out.path).in_features
+            gone = torch.zeros(size, dtype=torch.bool)
+            if out.path in masks:
+                gone |= ~masks[out.path].any(dim=0)
+            for site in (s for s in ffn_ins.get(unit, []) if s.path in masks):
+                gone |= (~masks[site.path].any(dim=1)).view(site.parts, -1).any(dim=0)
+            dims += int((~gone).sum())
+    return heads, dims
+
+
 class PruningCallback(TrainerCallback):
     """Fine-pruning in a Hugging Face ``Trainer`` without an nnprune ``Trainer`` subclass.
 
@@ -387,7 +464,10 @@ class PruningCallback(TrainerCallback):
     * Checkpoints: the pruning config, the controller state and the scores' optimizer state go
       into every ``checkpoint-N`` folder, and a resumed run (``train(resume_from_checkpoint=...)``)
       reads them back, so it ends where an unbroken run ends.
-    * Logs: the pruning scalars are added to every training log.
+    * Logs: the pruning scalars (:meth:`FinePruning.stats`) are added to every training log and
+      to the Trainer's ``state.log_history``. The Trainer calls its trackers' callbacks
+      (``report_to``: TensorBoard, W&B, MLflow) before the callbacks you pass it: for the
+      trackers to get the scalars too, add the callback ahead of them with :meth:`install`.
 
     Example::
 
@@ -395,6 +475,9 @@ class PruningCallback(TrainerCallback):
         trainer = MyTrainer(model=model, args=args, train_dataset=ds,
                             callbacks=[nnprune.PruningCallback(pruning)])
         trainer.train()
+        # or, with report_to="tensorboard": the curves of density, threshold, lambda, speedup
+        trainer = MyTrainer(model=model, args=args, train_dataset=ds)
+        nnprune.PruningCallback(pruning).install(trainer)
     """
 
     STATE_FILE = STATE_FILE  # what a complete checkpoint-N holds last (a resume needs it)
@@ -410,6 +493,18 @@ class PruningCallback(TrainerCallback):
         # decided when the Trainer is built (on_init_end), unless the caller said
         self._own_optimizer: Optional[bool] = manage_optimizer
         self._told = manage_optimizer is not None
+        self._first = False  # installed ahead of the trackers (install)
+        self._warned = False
+
+    def install(self, trainer: Any) -> "PruningCallback":
+        """Add this callback to a built ``trainer`` (before ``train()``) ahead of all its other
+        callbacks, the trackers' included, so that they log the pruning scalars too; the mask
+        scores get their own optimizer as when passed in ``Trainer(callbacks=[...])``. Returns
+        the callback."""
+        trainer.callback_handler.callbacks.insert(0, self)
+        self._first = True
+        self.on_init_end(trainer.args, trainer.state, trainer.control, optimizer=trainer.optimizer)
+        return self
 
     def _scores(self) -> list[nn.Parameter]:
         return self.pruning.score_parameters()
@@ -498,8 +593,18 @@ class PruningCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # (a Trainer that logs them itself, as the commands' does, has them already)
-        if logs is not None and "loss" in logs and "pruning/density" not in logs:
-            logs.update({k: round(v, 6) for k, v in self.pruning.stats().items()})
+        if logs is None or "loss" not in logs or "pruning/density" in logs:
+            return
+        stats = {k: round(v, 6) for k, v in self.pruning.stats().items()}
+        logs.update(stats)  # for the callbacks after this one
+        # Trainer.log appended a copy of the logs to the history before the callbacks ran
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(stats)
+        if stats and not self._first and args.report_to and not self._warned:
+            self._warned = True
+            logger.warning("the trackers (report_to=%s) ran before this callback and miss the "
+                           "pruning scalars: add it with PruningCallback(pruning).install(trainer)",
+                           args.report_to)
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:

@@ -28,7 +28,7 @@ def _root() -> None:
 
 
 # Each module defines register(app) adding its command(s).
-COMMAND_MODULES = ("fine_prune", "prune", "fill", "count_params", "speed", "export_onnx", "bertarize", "evaluate", "report", "latency_table")
+COMMAND_MODULES = ("fine_prune", "prune", "fill", "count_params", "speed", "export_onnx", "bertarize", "evaluate", "report", "latency_table", "sweep")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"nnprune.cli.{_name}").register(app)

@@ -569,12 +569,16 @@ def _annotate(ax: Any, labelled: list[tuple[TradeoffPoint, str]],
 
 def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "str | Path", *,
                   metric: str = "accuracy", title: Optional[str] = None,
-                  dense_route: str = "dense") -> dict[str, list[tuple[float, float]]]:
+                  dense_route: str = "dense",
+                  front: Optional[Sequence[tuple[float, float]]] = None,
+                  ) -> dict[str, list[tuple[float, float]]]:
     """Metric vs measured speedup: one curve per route (points sorted by speedup), the route
     named ``dense_route`` as single points. A variant of a route, named ``"route (what
     changed)"``, is drawn dashed in its route's colour. ``points``: :class:`TradeoffPoint` or
-    mappings with ``route``, ``speedup``, ``metric`` (and optional ``label``). Returns route ->
-    [(speedup, metric), ...] as drawn."""
+    mappings with ``route``, ``speedup``, ``metric`` (and optional ``label``). ``front``: the
+    Pareto front's (speedup, metric) points, drawn as a grey step line under the curves (no
+    model faster and better than any point of it). Returns route -> [(speedup, metric), ...] as
+    drawn."""
     pts = [_point(p) for p in points]
     curves: dict[str, list[TradeoffPoint]] = {}
     for p in pts:
@@ -604,6 +608,13 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
         labelled += [(p, "black" if route == dense_route else colours[base])
                      for p in group if p.label]
         drawn[route] = list(zip(xs, ys))
+    if front:
+        fx, fy = zip(*sorted(front))
+        # between two front points, the best model at least that fast is the faster one's
+        ax.step(fx, fy, where="pre", color="#999999", linewidth=2.5, alpha=0.45, zorder=1,
+                label="Pareto front")
+        ax.scatter(fx, fy, s=150, facecolors="none", edgecolors="#999999", linewidths=1.5, zorder=1)
+        drawn["Pareto front"] = list(zip(fx, fy))
     _annotate(ax, labelled, pts)
     ax.set_xlabel("measured speedup vs dense (x)", fontsize=9)
     ax.set_ylabel(metric, fontsize=9)

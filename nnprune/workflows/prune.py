@@ -62,6 +62,8 @@ PRUNE_TRAINING_HELP: dict[str, str] = {
     "max_eval_samples": "Evaluate on at most this many examples.",
     "learning_rate": "Learning rate of --then-fill.",
     "save_steps": "With --then-fill: save a checkpoint every N fill steps (for --resume).",
+    "report_to": "With --then-fill: the trackers of the fill stage's curves (none, tensorboard, "
+                 "wandb, mlflow).",
     "resume": "Continue a killed run in --output-dir: a pruned model it saved is not pruned "
               "again, and --then-fill continues from its last checkpoint.",
     "overwrite": OVERWRITE_HELP,

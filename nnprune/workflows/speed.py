@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nnprune import LatencyTable, check_speedup, records
+from nnprune.workflows.tracking import TENSORBOARD_DIR, write_tensorboard_scalars
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,11 @@ def record_speed_check(output_dir: Path, table: LatencyTable) -> dict[str, Any]:
     logger.info("speedup at batch %d x %d tokens: predicted %.2fx, measured %.2fx",
                 check.setting["batch_size"], check.setting["seq_len"], check.predicted,
                 check.measured)
+    board = Path(output_dir) / TENSORBOARD_DIR
+    if board.is_dir():  # the run reports to TensorBoard: the measured speed beside its curves
+        steps = getattr(records.read_results(output_dir), "steps", 0)
+        write_tensorboard_scalars(board, {"measured_speedup": check.measured,
+                                          "predicted_speedup": check.predicted}, steps)
     add_results(output_dir, speed_check=check.to_dict())
     return check.to_dict()
 

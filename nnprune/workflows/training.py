@@ -27,6 +27,7 @@ from nnprune.launch import barrier, from_main_process, is_main_process
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.progress import install_progress
+from nnprune.workflows.tracking import check_trackers, log_final, place_tensorboard, run_name
 from nnprune.workflows.trainer import PruningTrainer
 
 logger = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
 
     if opts.max_seq_length is None:
         opts = replace(opts, max_seq_length=task.default_max_seq_length)
+    check_trackers(opts.trackers)
     resume_from = resume_checkpoint(output_dir, opts)
     data_args = DataArgs(data_dir=opts.data_dir, train_file=opts.train_file,
                          validation_file=opts.validation_file,
@@ -263,7 +265,8 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
         save_total_limit=opts.save_total_limit,
         eval_strategy="steps" if opts.eval_steps else "no",
         eval_steps=opts.eval_steps,
-        report_to=[],
+        report_to=opts.trackers,  # --report-to: the Trainer's own integrations
+        run_name=run_name(output_dir),
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
@@ -274,6 +277,7 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
         data_collator=data.data_collator, processing_class=tokenizer,
         pruning=pruning, task=task, teacher=teacher)
     install_progress(trainer)  # log lines instead of the Trainer's dict prints and tqdm bars
+    place_tensorboard(trainer, output_dir)
     start = time.perf_counter()
     try:
         train_out = trainer.train(resume_from_checkpoint=resume_from)
@@ -289,6 +293,7 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
     seconds = time.perf_counter() - start
     pruning.finalize()
     metrics = task.evaluate(trainer, data)
+    log_final(trainer, metrics)  # the final masks' evaluation, beside the curves
     # the task's prediction files (SQuAD: predictions.json, ...) beside the results; save_final
     # keeps the ones named in the results
     files = task.prediction_files()
