@@ -8,8 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import torch
 from torch import nn
 
+from nnprune.api.architectures import check_positions
+from nnprune.errors import NNPruneError
 from nnprune.launch import from_main_process
 from nnprune.measure.counting import ParamCount
 from nnprune.measure.counting import count_parameters as _count_parameters
@@ -81,6 +84,11 @@ def latency_table(model: "nn.Module | Any", *, batch_size: int = 1, seq_len: int
         return table
     setting = setting or LatencySetting(device=device, dtype=dtype, batch_size=batch_size,
                                         seq_len=seq_len, threads=threads)
+    # before anything is built or timed: what this machine or model cannot run
+    if setting.device == "cuda" and not torch.cuda.is_available():
+        raise NNPruneError("a latency table on cuda: no CUDA device is available to this torch")
+    check_positions(config, [setting.seq_len], option="sequence length",
+                    where=f"{getattr(config, 'model_type', 'the')} model")
     table = from_main_process(lambda: _latency_table(config, setting, cache_dir=cache_dir,
                                                      rebuild=rebuild, budget_s=budget_s,
                                                      progress=progress))

@@ -11,17 +11,19 @@ a compaction's sizes) with random weights: time depends only on shapes.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
+from nnprune.api.architectures import check_positions
 from nnprune.errors import NNPruneError
 from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, is_onnx_dir,
                                  quantize_onnx_int8, read_onnx_meta)
@@ -45,6 +47,16 @@ def _config_model(path: Path) -> nn.Module:
     cfg = dense_config(load_config(path))  # never runs the folder's own code
     torch.manual_seed(0)
     return model_class_for(cfg)(cfg).eval()
+
+
+def _read_config(path: Path) -> Optional[dict[str, Any]]:
+    """The ``config.json`` of a checkpoint or export-onnx folder as a dict, or None (the loader
+    says what is wrong with the folder)."""
+    try:
+        data = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *,
@@ -83,6 +95,10 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
     seq_lens = tuple(seq_lens or DEFAULT_SEQ_LENS)
     if min(batch_sizes) < 1 or min(seq_lens) < 1:
         raise NNPruneError("batch sizes and sequence lengths must be >= 1")
+    # before any model is loaded: a length past the positions fails deep in the embeddings
+    config = model.config if model is not None else _read_config(Path(model_path))
+    if config is not None:
+        check_positions(config, seq_lens, option="--seq-lens", where=str(model_path))
     dev = torch.device(device)
     notes: list[str] = []
     previous_threads = torch.get_num_threads()

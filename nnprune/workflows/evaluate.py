@@ -21,6 +21,7 @@ from nnprune import records
 from nnprune.errors import NNPruneError
 from nnprune.tasks import DataArgs, get_task
 from nnprune.tasks.sources import HUB_OPTION_KEYS
+from nnprune.workflows.preflight import cap_max_seq_length, check_data, check_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
     if max_seq_length is None:
         max_seq_length = training_max_seq_length(record) or int(
             getattr(task, "default_max_seq_length", 128))
+    max_seq_length = cap_max_seq_length(info.config, max_seq_length, str(path))
     data_args = DataArgs(data_dir=data_dir, validation_file=validation_file,
                          max_eval_samples=max_eval_samples, max_seq_length=max_seq_length)
     source = tokenizer or str(path)
@@ -155,7 +157,9 @@ def evaluate_checkpoint(task_name: str, checkpoint: str | Path, *,
         hint = "" if tokenizer else " (pass --tokenizer)"
         raise NNPruneError(f"cannot load a tokenizer from {source}{hint}: "
                            f"{str(exc).splitlines()[0]}") from None
+    check_tokenizer(tok, info.config, source)
     data = task.load_data(tok, data_args, need_train=False)
+    check_data(data, task_name, need_train=False)
     with tempfile.TemporaryDirectory(prefix="nnprune-eval-") as tmp:
         label_names = None
         if onnx:

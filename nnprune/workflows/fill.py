@@ -36,6 +36,9 @@ from nnprune import FillInit, LatencySetting, PreparedFill, records
 from nnprune.errors import NNPruneError
 from nnprune.tasks import get_task
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.preflight import (cap_max_seq_length, check_data_paths, check_device,
+                                         check_free_disk, check_output_dir, check_seq_lens,
+                                         check_tokenizer, parameter_count, run_bytes)
 from nnprune.workflows.speed import record_speed_check
 from nnprune.workflows.training import claims_output, load_tokenizer, run_training, save_final
 
@@ -88,11 +91,22 @@ class FillArgs:
                 **self.training.to_dict()}
 
 
-@claims_output  # the output folder is checked and locked before any work, until the last save
 def fill(args: FillArgs) -> FillResult:
     """Compact ``args.checkpoint``, re-initialise the zeros of its kept structures, fine-tune
     it with distillation from ``args.teacher`` and no pruning; save the compacted result in
-    ``args.output_dir`` (see the module doc)."""
+    ``args.output_dir`` (see the module doc). What can be checked before work is first
+    (:func:`check_before_work`), before the output folder is claimed."""
+    return _fill_claimed(check_before_work(args))
+
+
+def check_before_work(args: FillArgs) -> FillArgs:
+    """What :func:`fill` checks before it loads a model or data
+    (:mod:`nnprune.workflows.preflight`): the output folder and the free disk for what it writes,
+    the teacher's head against the task, the latency device and length, the tokenizer against
+    the vocabulary, and the sequence length against the positions (capped, with a warning).
+    Returns ``args`` with the length it will use."""
+    check_output_dir(args.output_dir)
+    check_data_paths(args.training)
     ckpt, out = args.checkpoint, args.output_dir
     if not ckpt.exists():
         raise NNPruneError(f"checkpoint {ckpt} does not exist")
@@ -103,6 +117,28 @@ def fill(args: FillArgs) -> FillResult:
         raise NNPruneError(f"--teacher {args.teacher} does not exist")
     if out.exists() and out.resolve() == ckpt.resolve():
         raise NNPruneError("--output-dir must differ from the checkpoint (fill writes a new model)")
+    config = nnprune.load_config(ckpt)
+    task = get_task(args.task, args.task_options)
+    # a teacher with another head would distil other classes
+    task.check_checkpoint(nnprune.inspect_checkpoint(args.teacher).config, str(args.teacher))
+    if args.target_speedup is not None and args.latency_table is None:
+        check_device(args.latency.device, "--latency-device")
+    check_seq_lens(config, [args.latency.seq_len], "--latency-seq-len", str(ckpt))
+    record = records.read_config(ckpt) or records.RunConfig()
+    recorded = record.training.max_seq_length if record.training is not None else None
+    length = args.training.max_seq_length or recorded or task.default_max_seq_length
+    capped = cap_max_seq_length(config, length, str(ckpt))
+    if capped != length:
+        args = replace(args, training=replace(args.training, max_seq_length=capped))
+    check_tokenizer(_tokenizer_for(ckpt, record.base_model), config, str(ckpt))
+    check_free_disk(args.output_dir, run_bytes(parameter_count(config) or 0, args.training,
+                                               masked=False))
+    return args
+
+
+@claims_output  # the output folder is checked and locked before any work, until the last save
+def _fill_claimed(args: FillArgs) -> FillResult:
+    ckpt, out = args.checkpoint, args.output_dir
     task = get_task(args.task, args.task_options)
     pcfg = nnprune.method_config("dense", teacher=args.teacher)  # alphas 0.1 / 0.9, T 2
     record = records.read_config(ckpt) or records.RunConfig()
@@ -182,5 +218,6 @@ def _tokenizer_for(checkpoint: Path, base: Optional[str]) -> Any:
         return load_tokenizer(str(base))
 
 
-__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "fill", "fresh_data_order",
+__all__ = ["FillArgs", "FillInit", "FillResult", "PreparedFill", "check_before_work", "fill",
+           "fresh_data_order",
            "prepare_fill_model"]

@@ -25,6 +25,10 @@ from nnprune.settings import coerce, load_config_file, parse_assignments
 from nnprune.tasks import DataArgs, TaskAdapter, get_task
 from nnprune.workflows.fill import FillArgs, FillInit, FillResult, fill
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.preflight import (cap_max_seq_length, check_data_paths, check_device,
+                                         check_free_disk, check_output_dir, check_seq_lens,
+                                         check_task_head, check_tokenizer, parameter_count,
+                                         run_bytes)
 from nnprune.workflows.route import (AUTO_METHOD, Budget, Route, RouteChoice, budget_of,
                                      choose_route)
 from nnprune.workflows.speed import add_results, record_speed_check
@@ -143,7 +147,6 @@ def resolve_config(args: FinePruneArgs, method: Optional[str] = None,
                          overrides=overrides)
 
 
-@claims_output  # the output folder is checked and locked before any work, until the last save
 def fine_prune(args: FinePruneArgs, *, model: Any = None,
                tokenizer: Any = None) -> FinePruneResult | FillResult:
     """Run one fine-pruning job and save the final masked model in ``args.output_dir``.
@@ -151,12 +154,21 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
     ``model``: start from this model instead of ``task.build_model(args.model)``; ``tokenizer``:
     instead of the one in ``args.model``. A method preset marked ``fill`` (``hybrid-filled``) runs
     both stages (see :func:`prune_then_fill`); its result is then a :class:`FillResult`.
+    Everything that can be checked before work is (:func:`check_before_work`), before the output
+    folder is claimed: a refused run leaves it as it was, even with ``overwrite``.
     """
     task = get_task(args.task, args.task_options)
     args = replace(args, method=requested_method(args))  # recorded as what ran, never None
     if args.method != AUTO_METHOD and args.method not in METHODS:
         raise NNPruneError(f"unknown method {args.method!r}; known: {AUTO_METHOD}, "
                            f"{', '.join(METHODS.names())}")
+    args, tokenizer = check_before_work(args, task, model=model, tokenizer=tokenizer)
+    return _fine_prune_claimed(args, task, model=model, tokenizer=tokenizer)
+
+
+@claims_output  # the output folder is checked and locked before any work, until the last save
+def _fine_prune_claimed(args: FinePruneArgs, task: TaskAdapter, *, model: Any = None,
+                        tokenizer: Any = None) -> FinePruneResult | FillResult:
     if args.method == AUTO_METHOD:
         if model is not None:
             raise NNPruneError("--method auto chooses how to start from args.model; it does not "
@@ -174,6 +186,38 @@ def fine_prune(args: FinePruneArgs, *, model: Any = None,
     if table is not None and is_main_process():
         result.speed_check = record_speed_check(args.output_dir, table)
     return result
+
+
+def check_before_work(args: FinePruneArgs, task: TaskAdapter, *, model: Any = None,
+                      tokenizer: Any = None) -> tuple[FinePruneArgs, Any]:
+    """What :func:`fine_prune` checks before it loads data or trains
+    (:mod:`nnprune.workflows.preflight`): the output folder, the latency device and length, the
+    sequence length against the model's positions (capped, with a warning), the starting
+    model's and the teacher's heads against the task, the tokenizer against the vocabulary, and
+    the free disk for what the run writes. Returns ``args`` with the length it will use and the
+    tokenizer (loaded here unless given)."""
+    check_output_dir(args.output_dir)
+    check_data_paths(args.training)
+    config = model.config if model is not None else load_config(args.model)
+    where = str(args.model)
+    if args.latency_table is None:
+        check_device(args.latency.device, "--latency-device")
+    check_seq_lens(config, [args.latency.seq_len], "--latency-seq-len", where)
+    length = args.training.max_seq_length or task.default_max_seq_length
+    capped = cap_max_seq_length(config, length, where)
+    if capped != length:
+        args = replace(args, training=replace(args.training, max_seq_length=capped))
+    check_task_head(task, config.to_dict(), where)
+    teacher = args.teacher or _file_settings(args).get("teacher")
+    if teacher:  # a teacher with another head would distil the wrong classes
+        task.check_checkpoint(nnprune.inspect_checkpoint(teacher).config, str(teacher))
+    if tokenizer is None:
+        tokenizer = load_tokenizer(args.model)
+    check_tokenizer(tokenizer, config, where)
+    stages = 2 if args.method == AUTO_METHOD or METHODS.get(args.method).fill else 1
+    check_free_disk(args.output_dir, run_bytes(parameter_count(config) or 0, args.training,
+                                               stages=stages, masked=args.method != "dense"))
+    return args, tokenizer
 
 
 def resolve_latency(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
@@ -340,5 +384,6 @@ def _count_train(args: FinePruneArgs, task: TaskAdapter) -> int:
     return len(data.train) if data.train is not None else 0
 
 
-__all__ = ["PRUNE_SUBDIR", "FinePruneArgs", "fill_budget", "fine_prune", "prune_then_fill",
+__all__ = ["PRUNE_SUBDIR", "FinePruneArgs", "check_before_work", "fill_budget", "fine_prune",
+           "prune_then_fill",
            "requested_method", "resolve_config", "resolve_latency"]

@@ -36,6 +36,10 @@ from nnprune.phases import PhaseClock
 from nnprune.tasks import DataArgs, get_task
 from nnprune.workflows.evaluate import evaluate_checkpoint, training_max_seq_length
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.preflight import (FP32_BYTES, cap_max_seq_length, check_data_paths,
+                                         check_device, check_free_disk, check_output_dir,
+                                         check_seq_lens, check_tokenizer, parameter_count,
+                                         run_bytes)
 from nnprune.workflows.training import (barrier, claims_output, collate_first, from_main_process,
                                         has_complete_checkpoint, load_tokenizer)
 
@@ -51,7 +55,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 #: count, the ``--then-fill`` stage's learning rate and checkpoints, and resuming or replacing
 #: the whole job. Type, flag, default and validation are the options' own.
 PRUNE_TRAINING_HELP: dict[str, str] = {
-    "batch_size": "Calibration batch size.",
+    "batch_size": "Calibration batch size, and the --then-fill stage's training batch size.",
     "max_seq_length": "Tokens per example (default: the checkpoint's training length, else the "
                       "task's).",
     "seed": "Seed of the calibration sample.",
@@ -150,9 +154,43 @@ def calibration_batches(task: Any, tokenizer: Any, model: nn.Module, args: Prune
     return collate_first(ds.select_columns(keep), data.data_collator, len(ds), opts.batch_size)
 
 
-@claims_output  # the output folder is checked and locked before any work, until the last save
 def prune(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
-    """Run the whole post-training pruning job (see the module doc)."""
+    """Run the whole post-training pruning job (see the module doc): what can be checked before
+    work first (:func:`check_before_work`, before the output folder is claimed: a refused run
+    leaves it as it was), then the job."""
+    return _prune_claimed(check_before_work(args), progress)
+
+
+def check_before_work(args: PruneArgs) -> PruneArgs:
+    """What :func:`prune` checks before it loads data or a model
+    (:mod:`nnprune.workflows.preflight`): the output folder and the free disk for what it writes,
+    the checkpoint's head against the task, the latency device and length, the tokenizer against
+    the vocabulary, and the sequence length against the positions (capped, with a warning).
+    Returns ``args`` with the length it will use."""
+    check_output_dir(args.output_dir)
+    check_data_paths(args.training)
+    info = nnprune.inspect_checkpoint(args.checkpoint)
+    src = str(info.path)
+    task = get_task(args.task, args.task_options)
+    task.check_checkpoint(info.config, src)
+    check_device(args.latency.device, "--latency-device")
+    check_seq_lens(info.config, [args.latency.seq_len], "--latency-seq-len", src)
+    check_tokenizer(load_tokenizer(src), info.config, src)
+    length = (args.training.max_seq_length or training_max_seq_length(src)
+              or task.default_max_seq_length)
+    capped = cap_max_seq_length(info.config, length, src)
+    if capped != length:
+        args = replace(args, training=replace(args.training, max_seq_length=capped))
+    # the compacted model, and with --then-fill the fill stage's checkpoints and model
+    parameters = parameter_count(nnprune.load_config(src)) or 0
+    fill = replace(args.training, max_steps=args.then_fill) if args.then_fill else None
+    check_free_disk(args.output_dir, FP32_BYTES * parameters
+                    + (run_bytes(parameters, fill, masked=False) if fill is not None else 0))
+    return args
+
+
+@claims_output  # the output folder is checked and locked before any work, until the last save
+def _prune_claimed(args: PruneArgs, progress: Optional[Progress] = None) -> PruneResult:
     info = nnprune.inspect_checkpoint(args.checkpoint)
     src = info.path
     out = args.output_dir
@@ -293,4 +331,5 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
     return result
 
 
-__all__ = ["PRUNE_TRAINING", "PRUNE_TRAINING_HELP", "PruneArgs", "PruneResult", "prune"]
+__all__ = ["PRUNE_TRAINING", "PRUNE_TRAINING_HELP", "PruneArgs", "PruneResult", "check_before_work",
+           "prune"]

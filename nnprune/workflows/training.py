@@ -26,6 +26,7 @@ from nnprune.io_utils import (NAMESPACE_PREFIX, TMP_PREFIX, atomic_write_text, c
 from nnprune.launch import barrier, from_main_process, is_main_process
 from nnprune.tasks import DataArgs, TaskAdapter
 from nnprune.workflows.options import TrainingOptions
+from nnprune.workflows.preflight import check_data
 from nnprune.workflows.progress import install_progress
 from nnprune.workflows.tracking import check_trackers, log_final, place_tensorboard, run_name
 from nnprune.workflows.trainer import PruningTrainer
@@ -235,6 +236,7 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
     if tokenizer is None:
         tokenizer = load_tokenizer(model_source)
     data = task.load_data(tokenizer, data_args)
+    check_data(data, task.name)  # before the model: data left empty once filtered is one line
     if model is None:
         model = task.build_model(model_source)
     calib = None
