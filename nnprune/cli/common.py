@@ -8,6 +8,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
@@ -15,7 +16,9 @@ from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Option
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
+from nnprune.errors import NNPruneError
 from nnprune.io_utils import OVERWRITE_HELP
 from nnprune.launch import is_main_process
 
@@ -182,9 +185,54 @@ def write_json(json_out: bool, payload: dict[str, Any],
         sys.stdout.flush()
 
 
+# ---------------------------------------------------------------------------------- help panels
+# The options of a long command, grouped (Typer's rich help panels): each panel is a table of its
+# own, sized to its own options, so the help reads in 80 columns without cutting a name.
+PANEL_PRUNING = "Pruning"
+PANEL_FILL = "Fill stage (hybrid-filled, auto)"
+PANEL_SPEED = "Speed (--target-speedup, --latency-*)"
+PANEL_DATA = "Data"
+PANEL_TRAINING = "Training"
+PANEL_CHECKPOINTS = "Checkpoints and logging"
+PANEL_OUTPUT = "Output"
+PANEL_EVALUATION = "Evaluation (--task)"
+PANEL_GENERATE = "Generation (--generate)"
+#: The panel of each TrainingOptions field; a field not named here goes to the Training panel.
+TRAINING_PANELS: dict[str, str] = {
+    **dict.fromkeys(("max_seq_length", "data_dir", "train_file", "validation_file",
+                     "max_train_samples", "max_eval_samples"), PANEL_DATA),
+    **dict.fromkeys(("logging_steps", "save_steps", "save_total_limit", "eval_steps", "resume",
+                     "overwrite"), PANEL_CHECKPOINTS),
+}
+
+
+def training_panel(name: str) -> str:
+    return TRAINING_PANELS.get(name, PANEL_TRAINING)
+
+
+class NNPruneCommand(TyperCommand):
+    """The click command of every ``nnprune`` command: arguments named in capitals in the usage
+    line and the help (``CHECKPOINT TASK``, as the help texts name them), and switches shown
+    without a ``<bool>`` type (they take no value)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+            elif isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 # ---------------------------------------------------------------------------------- shared options
 TeacherOpt = Annotated[Optional[str], typer.Option(
-    help="Fine-tuned dense checkpoint to distil from.")]
+    help="Fine-tuned dense checkpoint to distil from.", rich_help_panel=PANEL_PRUNING)]
 # Kept in step with the task registry by tests/cli/test_help_cli.py (importing the registry here
 # would load torch for every --help).
 TASK_HELP = ("Task: a preset (sst2, mnli, qqp, mrpc, squad, squad_v2, cnn_dailymail) or your own "
@@ -192,7 +240,7 @@ TASK_HELP = ("Task: a preset (sst2, mnli, qqp, mrpc, squad, squad_v2, cnn_dailym
              "summarization (columns, labels and data set as --task-option).")
 TaskArg = Annotated[str, typer.Argument(help=TASK_HELP)]
 TaskOptionOpt = Annotated[Optional[list[str]], typer.Option(
-    "--task-option", help="A task setting, key=value (repeatable). text-classification: "
+    "--task-option", metavar="KEY=VALUE", rich_help_panel=PANEL_DATA, help="A task setting, key=value (repeatable). text-classification: "
                           "text_column, text_pair_column, label_column, labels=a,b,c, "
                           "regression=true, dataset, dataset_config, train_split, "
                           "validation_split, delimiter; token-classification: tokens_column, "
@@ -207,14 +255,14 @@ TaskOptionOpt = Annotated[Optional[list[str]], typer.Option(
 TargetSpeedupOpt = Annotated[Optional[float], typer.Option(
     help="Speedup to reach (e.g. 2): the masks are cut in latency units with a latency table "
          "measured on this machine at the --latency-* setting (cached), instead of a weight "
-         "count. Not with --target-density.")]
-FillInitOpt = Annotated[str, typer.Option(
-    help="What fills the zeros inside the kept heads / FFN dims before the fill stage: noise "
-         "(N(0, --reinit-std), nn_pruning's recipe) or weights (the values the masks hid).")]
+         "count. Not with --target-density.", rich_help_panel=PANEL_PRUNING)]
+FILL_INIT_HELP = ("What fills the zeros inside the kept heads / FFN dims before the fill stage: "
+                  "noise (N(0, --reinit-std), nn_pruning's recipe) or weights (the values the "
+                  "masks hid).")
 
 LatencyTableOpt = Annotated[Optional[Path], typer.Option(
     help="With --target-speedup: a latency table JSON (nnprune latency-table --json-file) to use "
-         "instead of the cached or newly measured one.")]
+         "instead of the cached or newly measured one.", rich_help_panel=PANEL_SPEED)]
 
 
 def setting_text(s: dict[str, Any]) -> str:
@@ -224,12 +272,31 @@ def setting_text(s: dict[str, Any]) -> str:
 
 JsonOutOpt = Annotated[bool, typer.Option(
     "--json", help="Print the results as JSON on stdout, instead of the table (logs and progress "
-                   "stay on stderr).")]
+                   "stay on stderr).", rich_help_panel=PANEL_OUTPUT)]
 # No short flag: next to --output-dir / --output, ``-o`` would read as the output folder.
 JsonFileOpt = Annotated[Optional[Path], typer.Option(
-    "--json-file", help="Also write the results as JSON to this file.")]
+    "--json-file", help="Also write the results as JSON to this file.",
+    rich_help_panel=PANEL_OUTPUT)]
 # Every command that writes a folder says --overwrite the same way (the rule: docs/outputs.md).
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP,
+                                            rich_help_panel=PANEL_OUTPUT)]
+
+
+def check_json_file(json_file: Optional[Path]) -> None:
+    """Refuse a ``--json-file`` that cannot be written (a folder, a folder that cannot be made
+    or written) before the work whose results it would hold."""
+    from nnprune.workflows.preflight import check_output_file
+
+    check_output_file(json_file, "--json-file")
+
+
+def check_argument_order(command: str, usage: str, task: str, checkpoint: Any) -> None:
+    """A task argument that is no task but a path (or a checkpoint argument that is a task): one
+    line naming the order (``evaluate`` takes TASK CHECKPOINT, ``prune`` and ``fill`` CHECKPOINT
+    TASK), before anything loads."""
+    from nnprune.workflows.preflight import check_argument_order as check
+
+    check(command, usage, task, checkpoint)
 
 
 def task_options(items: Optional[Sequence[str]]) -> dict[str, str]:
@@ -244,6 +311,8 @@ def dataclass_options(cls: type, param: str, prefix: str = "", *,
                       help: Optional[Mapping[str, str]] = None,  # noqa: A002 - typer's word
                       base: Any = None,
                       after: Optional[Mapping[str, Sequence[str]]] = None,
+                      panel: "str | Callable[[str], Optional[str]] | None" = None,
+                      errors_say: Optional[str] = None,
                       ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator giving a command fields of the dataclass ``cls`` as options, collected into an
     instance passed as the command's ``param`` parameter. Each option is the field's declaration
@@ -255,7 +324,12 @@ def dataclass_options(cls: type, param: str, prefix: str = "", *,
     command, instead of the field's own help; ``base``, an instance whose values are the defaults
     (and what the fields it does not take keep); ``after``, ``{parameter: [fields]}``: those
     options listed right after that parameter of the command (the others come last), so the
-    help reads in the command's own order."""
+    help reads in the command's own order; ``panel``, the help panel of the options (one name, or
+    a function of the field's name; ``None``: the command's main panel).
+
+    ``errors_say``: the flag prefix the dataclass's own validation messages spell its fields with
+    (``LatencySetting`` says ``--latency-device``); a command that takes the fields with another
+    ``prefix`` gets the messages with its own flags."""
     import dataclasses
 
     from nnprune.settings import field_types, option_flag
@@ -279,7 +353,8 @@ def dataclass_options(cls: type, param: str, prefix: str = "", *,
             flag = option_flag(name, prefix)
             if kinds[name] is bool:  # typer's own spelling of a switch: --resume/--no-resume
                 flag += "/--no-" + flag[2:]
-            option = typer.Option(flag, help=text)
+            where = panel(name) if callable(panel) else panel
+            option = typer.Option(flag, help=text, rich_help_panel=where)
             default = getattr(base, name) if base is not None else f.default
             extra[name] = inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY,
                                             default=default,
@@ -287,18 +362,22 @@ def dataclass_options(cls: type, param: str, prefix: str = "", *,
         # The command module may use ``from __future__ import annotations``: resolve its own
         # annotations in its globals, since typer reads them from this wrapper.
         params = [p.replace(annotation=eval(p.annotation, func.__globals__))  # noqa: S307
-                  if isinstance(p.annotation, str) else p
-                  for p in sig.parameters.values() if p.name != param]
-        clash = {p.name for p in params} & {p.name for p in extra.values()}
+                  if isinstance(p.annotation, str) and p.name != param else p
+                  for p in sig.parameters.values()]
+        clash = {p.name for p in params if p.name != param} & {p.name for p in extra.values()}
         if clash:
             raise TypeError(f"{func.__name__} redefines {cls.__name__} options {sorted(clash)}")
         placed = {n for group in (after or {}).values() for n in group}
         ordered: list[inspect.Parameter] = []
         for p in params:
+            # among the command's own parameters, of their kind (a signature orders kinds): the
+            # options ``after`` names after their parameter, the others where ``param`` stands
+            if p.name == param:
+                ordered += [extra[n].replace(kind=p.kind) for n in names if n not in placed]
+                continue
             ordered.append(p)
-            # among the command's own parameters, of their kind (a signature orders kinds)
             ordered += [extra[n].replace(kind=p.kind) for n in (after or {}).get(p.name, ())]
-        ordered += [extra[n] for n in names if n not in placed]
+        params = [p for p in params if p.name != param]
         if len(ordered) != len(params) + len(extra):
             raise TypeError(f"{func.__name__} has no parameter {sorted(set(after or {}) - set(sig.parameters))}")
         keys = {prefix + n for n in names}
@@ -306,7 +385,12 @@ def dataclass_options(cls: type, param: str, prefix: str = "", *,
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
             values = {k[len(prefix):]: kwargs.pop(k) for k in list(kwargs) if k in keys}
-            value = dataclasses.replace(base, **values) if base is not None else cls(**values)
+            try:
+                value = dataclasses.replace(base, **values) if base is not None else cls(**values)
+            except NNPruneError as exc:
+                if errors_say is None or errors_say == prefix:
+                    raise
+                raise NNPruneError(_respell_flags(str(exc), names, errors_say, prefix)) from None
             return func(*args, **{param: value}, **kwargs)
 
         command.__signature__ = sig.replace(parameters=ordered)  # type: ignore[attr-defined]
@@ -316,12 +400,23 @@ def dataclass_options(cls: type, param: str, prefix: str = "", *,
     return decorate
 
 
+def _respell_flags(message: str, names: Sequence[str], said: str, prefix: str) -> str:
+    """``message`` with the flags of fields ``names`` spelled with ``prefix`` instead of
+    ``said`` (longest flags first, so ``--x-y`` is not taken for ``--x``)."""
+    from nnprune.settings import option_flag
+
+    for name in sorted(names, key=len, reverse=True):
+        message = re.sub(re.escape(option_flag(name, said)) + r"(?![\w-])",
+                         option_flag(name, prefix), message)
+    return message
+
+
 def training_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Every field of :class:`~nnprune.workflows.options.TrainingOptions` as an option,
     collected into the command's ``training`` parameter."""
     from nnprune.workflows.options import TrainingOptions
 
-    return dataclass_options(TrainingOptions, "training")(func)
+    return dataclass_options(TrainingOptions, "training", panel=training_panel)(func)
 
 
 def latency_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -330,7 +425,8 @@ def latency_options(func: Callable[..., Any]) -> Callable[..., Any]:
     from nnprune import LatencySetting
     from nnprune.settings import LATENCY_OPTION_PREFIX
 
-    return dataclass_options(LatencySetting, "latency", prefix=LATENCY_OPTION_PREFIX)(func)
+    return dataclass_options(LatencySetting, "latency", prefix=LATENCY_OPTION_PREFIX,
+                             panel=PANEL_SPEED)(func)
 
 
 # ------------------------------------------------------------------------------- help and commands
@@ -345,7 +441,8 @@ def paragraphs(doc: Optional[str]) -> str:
 def add_command(app: typer.Typer, name: str, func: Callable[..., Any], example: str) -> None:
     """Register ``func`` as ``nnprune NAME``: its docstring's paragraphs as the help, and one
     example command line as the epilog."""
-    app.command(name, help=paragraphs(func.__doc__), epilog=f"Example:  {example}")(func)
+    app.command(name, help=paragraphs(func.__doc__), epilog=f"Example:  {example}",
+                cls=NNPruneCommand)(func)
 
 
 # ------------------------------------------------------------------------------- training progress

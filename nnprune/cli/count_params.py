@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
-                                quiet_libraries, stdout_for_json, write_json)
+from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, check_json_file, console,
+                                make_table, quiet_libraries, stdout_for_json, write_json)
 
 
 def count_params(
@@ -17,12 +17,15 @@ def count_params(
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
-    """Count the linear weights, whole heads and FFN dimensions each layer keeps.
+    """Count the parameters, and the linear weights, heads and FFN dimensions each layer keeps.
 
-    Totals follow the papers' convention: the encoder's (and decoder's) linear weights, biases
-    excluded; with them the density, the compression and the speedup estimated from the heads
-    and FFN dimensions that compaction can remove."""
+    The density follows the papers' convention: the encoder's (and decoder's) linear weights,
+    biases excluded; with them the compression and the speedup estimated from the heads and FFN
+    dimensions that compaction can remove. The parameters in all (embeddings, biases and the
+    task head too, against the dense model's) are what the checkpoint stores. --json labels every
+    count: {"kept": ..., "original": ...}."""
     quiet_libraries()
+    check_json_file(json_file)
     import nnprune
 
     with stdout_for_json(json_out):
@@ -85,7 +88,17 @@ def _render_grouped(pc, title: str, atts: list[str]):
                       cols, rows)
 
 
+def millions(n: int) -> str:
+    """``22713216`` -> ``22.7M``."""
+    return f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n / 1e3:.1f}k"
+
+
 def print_count_summary(pc) -> None:
+    total, dense, emb = pc.total_parameters, pc.original_total_parameters, pc.embedding_parameters
+    line = f"parameters: [bold]{millions(total)}[/] ({total:,})"
+    if dense is not None and dense != total:
+        line += f" of the dense model's {millions(dense)} ({dense:,})"
+    console.print(line + f", of which embeddings {millions(emb)} ({emb:,})")
     for stack, (rem, tot) in pc.by_stack.items():
         console.print(f"{stack} linear weights: {rem:,} / {tot:,} ({100 * rem / tot:.2f}%)")
     console.print(f"total linear weights: [bold]{pc.remaining:,}[/] / {pc.original:,}  "

@@ -10,7 +10,8 @@ import typer
 import sys
 
 from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, OverwriteOpt, TaskArg, TaskOptionOpt,
-                                add_command, console, make_table, quiet_libraries,
+                                add_command, check_argument_order, check_json_file, console,
+                                make_table, quiet_libraries,
                                 stdout_for_json, stream_is_terminal, task_options, write_json)
 
 
@@ -33,6 +34,8 @@ def evaluate(
 ) -> None:
     """Evaluate CHECKPOINT on TASK's evaluation split (the hub's unless local data is given)."""
     quiet_libraries()
+    check_argument_order("evaluate", "TASK CHECKPOINT", task, checkpoint)
+    check_json_file(json_file)
     from nnprune.workflows.evaluate import evaluate_checkpoint
 
     with stdout_for_json(json_out):

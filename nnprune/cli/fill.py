@@ -7,15 +7,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (FillInitOpt, JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg,
-                                TaskOptionOpt,
-                                add_command, emit, latency_options, quiet_libraries, setting_text,
-                                stdout_for_json, task_options, training_display,
-                                training_options)
+from nnprune.cli.common import (FILL_INIT_HELP, PANEL_OUTPUT, PANEL_SPEED, JsonFileOpt, JsonOutOpt,
+                                LatencyTableOpt, TaskArg, TaskOptionOpt, add_command,
+                                check_argument_order, check_json_file, emit,
+                                latency_options, quiet_libraries, setting_text, stdout_for_json,
+                                task_options, training_display, training_options)
 
 if TYPE_CHECKING:
     from nnprune import LatencySetting
     from nnprune.workflows.options import TrainingOptions
+
+
+PANEL_REFILL = "Refill (the zeros inside the kept heads and FFN dims)"
 
 
 @latency_options
@@ -24,17 +27,17 @@ def fill(
     checkpoint: Annotated[Path, typer.Argument(help="Fine-pruned (masked) checkpoint folder, e.g. a fine-prune --output-dir.")],
     task: TaskArg,
     output_dir: Annotated[Path, typer.Option(help="Where checkpoints and the filled, compacted model go.")],
-    training: "TrainingOptions",
-    teacher: Annotated[Optional[str], typer.Option(help="Fine-tuned dense checkpoint to distil from (required).")] = None,
-    reinit_std: Annotated[Optional[float], typer.Option(help="Std of the noise that refills the zeros inside kept heads / FFN dims (default: the model's initializer_range; 0: keep them at zero).")] = None,
-    fill_init: FillInitOpt = "noise",
-    task_option: TaskOptionOpt = None,
-    target_speedup: Annotated[Optional[float], typer.Option(help="Re-cut CHECKPOINT's mask scores to this speedup (latency table of this machine at the --latency-* setting) before compacting, whatever target it was pruned to.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Fine-tuned dense checkpoint folder to distil from: fill always distils, so it needs one.")] = None,
+    reinit_std: Annotated[Optional[float], typer.Option(rich_help_panel=PANEL_REFILL, help="Std of the noise that refills the zeros inside kept heads / FFN dims (default: the model's initializer_range; 0: keep them at zero).")] = None,
+    fill_init: Annotated[str, typer.Option(rich_help_panel=PANEL_REFILL, help=FILL_INIT_HELP)] = "noise",
+    target_speedup: Annotated[Optional[float], typer.Option(rich_help_panel=PANEL_SPEED, help="Re-cut CHECKPOINT's mask scores to this speedup (latency table of this machine at the --latency-* setting) before compacting, whatever target it was pruned to.")] = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
     latency_table: LatencyTableOpt = None,
+    training: "TrainingOptions" = None,  # type: ignore[assignment]
+    task_option: TaskOptionOpt = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
-    no_card: Annotated[bool, typer.Option("--no-card", help="Do not write the model card (README.md) and its pictures into --output-dir.")] = False,
+    no_card: Annotated[bool, typer.Option("--no-card", rich_help_panel=PANEL_OUTPUT, help="Do not write the model card (README.md) and its pictures into --output-dir.")] = False,
 ) -> None:
     """Hybrid Filled, second stage: compact a fine-pruned model, refill it, fine-tune it again.
 
@@ -43,6 +46,8 @@ def fill(
     --teacher and no pruning. Saves a compacted checkpoint (loadable with
     nnprune.load_pretrained, or transformers with trust_remote_code=True)."""
     quiet_libraries()
+    check_argument_order("fill", "CHECKPOINT TASK", task, checkpoint)
+    check_json_file(json_file)
     from nnprune.workflows.fill import FillArgs
     from nnprune.workflows.fill import fill as run
 

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (FillInitOpt, JsonFileOpt, JsonOutOpt, LatencyTableOpt, TargetSpeedupOpt,
-                                TaskArg, TaskOptionOpt, TeacherOpt, add_command, emit,
-                                latency_options, quiet_libraries, stdout_for_json,
-                                task_options, training_display, training_options)
+from nnprune.cli.common import (FILL_INIT_HELP, PANEL_FILL, PANEL_PRUNING, JsonFileOpt, JsonOutOpt,
+                                LatencyTableOpt, TargetSpeedupOpt, TaskArg, TaskOptionOpt,
+                                TeacherOpt, add_command, check_json_file, emit, latency_options, quiet_libraries,
+                                stdout_for_json, task_options, training_display,
+                                training_options)
 
 if TYPE_CHECKING:
     from nnprune import LatencySetting
@@ -22,18 +23,18 @@ def fine_prune(
     task: TaskArg,
     model: Annotated[str, typer.Option(help="Pretrained or fine-tuned model folder or hub name.")],
     output_dir: Annotated[Path, typer.Option(help="Where checkpoints and the final model go.")],
-    training: "TrainingOptions",
-    method: Annotated[Optional[str], typer.Option(help="Method preset: movement, soft-movement, l0, magnitude, block, hybrid, hybrid-nt, hybrid-filled, struct, dense; or auto: with --target-speedup, one-shot pruning + distillation or hybrid-filled, whichever measured better for the model and budget (README). Default: auto with --target-speedup, else hybrid-nt.")] = None,
+    method: Annotated[Optional[str], typer.Option(rich_help_panel=PANEL_PRUNING, help="Method preset: movement, soft-movement, l0, magnitude, block, hybrid, hybrid-nt, hybrid-filled, struct, dense; or auto: with --target-speedup, one-shot pruning + distillation or hybrid-filled, whichever measured better for the model and budget (README). Default: auto with --target-speedup, else hybrid-nt.")] = None,
     teacher: TeacherOpt = None,
-    target_density: Annotated[Optional[float], typer.Option(help="Fraction of the pruned matrices' weights to keep, in (0, 1].")] = None,
+    target_density: Annotated[Optional[float], typer.Option(rich_help_panel=PANEL_PRUNING, help="Fraction of the pruned matrices' weights to keep, in (0, 1].")] = None,
     target_speedup: TargetSpeedupOpt = None,
+    config: Annotated[Optional[Path], typer.Option(rich_help_panel=PANEL_PRUNING, help="YAML/JSON file of pruning config fields (may set 'method').")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", rich_help_panel=PANEL_PRUNING, help="Override a pruning config field (repeatable).")] = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
     latency_table: LatencyTableOpt = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file of pruning config fields (may set 'method').")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a pruning config field, key=value (repeatable).")] = None,
-    fill_epochs: Annotated[Optional[float], typer.Option(help="hybrid-filled: epochs of the fill stage (default: as the pruning stage).")] = None,
-    fill_max_steps: Annotated[Optional[int], typer.Option(help="hybrid-filled: steps of the fill stage (default: as the pruning stage).")] = None,
-    fill_init: FillInitOpt = "noise",
+    fill_epochs: Annotated[Optional[float], typer.Option(rich_help_panel=PANEL_FILL, help="Epochs of the fill stage (default: as the pruning stage).")] = None,
+    fill_max_steps: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_FILL, help="Steps of the fill stage (default: as the pruning stage).")] = None,
+    fill_init: Annotated[str, typer.Option(rich_help_panel=PANEL_FILL, help=FILL_INIT_HELP)] = "noise",
+    training: "TrainingOptions" = None,  # type: ignore[assignment]
     task_option: TaskOptionOpt = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
@@ -45,6 +46,7 @@ def fine_prune(
     model to OUTPUT_DIR; so with --target-speedup and the default --method auto, which picks
     one-shot pruning + distillation or hybrid-filled for the model and budget and says why. Progress: a bar on a terminal, one line per --logging-steps in logs."""
     quiet_libraries()
+    check_json_file(json_file)
     from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune as run, requested_method
 
     args = FinePruneArgs(
@@ -96,5 +98,6 @@ def result_rows(result) -> list[tuple[str, object]]:
 
 
 def register(app: typer.Typer) -> None:
-    add_command(app, "fine-prune", fine_prune, "nnprune fine-prune sst2 --model $MINILM --method "
-                                               "hybrid --output-dir runs/sst2-hybrid")
+    add_command(app, "fine-prune", fine_prune,
+                "nnprune fine-prune sst2 --model $MINILM --method hybrid-nt --target-density 0.5 "
+                "--data-dir ../shared/data/glue/SST-2 --output-dir runs/sst2-hybrid-nt")

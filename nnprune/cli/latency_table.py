@@ -19,9 +19,14 @@ DEFAULT_SEQ_LEN = 128
 
 
 def _setting_options(func):
+    """The :class:`~nnprune.LatencySetting` fields as plain ``--device``, ``--seq-len``, ...
+    (this command's whole subject; the training commands spell them ``--latency-*``)."""
     from nnprune import LatencySetting
+    from nnprune.settings import LATENCY_OPTION_PREFIX
 
-    return dataclass_options(LatencySetting, "setting")(func)
+    return dataclass_options(LatencySetting, "setting", base=LatencySetting(seq_len=DEFAULT_SEQ_LEN),
+                             help={"seq_len": "Inference sequence length (tokens)."},
+                             errors_say=LATENCY_OPTION_PREFIX)(func)
 
 
 @_setting_options
@@ -38,17 +43,23 @@ def latency_table(
 
     Rows: what one attention block adds to a forward by heads kept, what one FFN adds by
     dimensions kept, and what no unit removes. Cached by hardware, torch/transformers versions,
-    shapes and setting (--seq-len defaults to 128 here); fine-prune --target-speedup reads the
-    same cache."""
+    shapes and setting; fine-prune --target-speedup reads the same cache."""
     quiet_libraries()
     import nnprune
     from nnprune.errors import NNPruneError
 
+    from nnprune.workflows.preflight import check_device, check_output_file, check_seq_lens
+
     if budget_seconds <= 0:
         raise NNPruneError(f"--budget-seconds must be > 0, got {budget_seconds}")
+    check_output_file(json_file, "--json-file")
+    check_device(setting.device, "--device")
+    config = nnprune.load_config(model)
+    setting = setting.at(DEFAULT_SEQ_LEN)
+    check_seq_lens(config, [setting.seq_len], "--seq-len", model)
     with stdout_for_json(json_out):
-        table = nnprune.latency_table(nnprune.load_config(model), setting=setting.at(DEFAULT_SEQ_LEN),
-                                      cache_dir=cache_dir, rebuild=rebuild, budget_s=budget_seconds)
+        table = nnprune.latency_table(config, setting=setting, cache_dir=cache_dir,
+                                      rebuild=rebuild, budget_s=budget_seconds)
     if not json_out:
         for t in render(table):
             console.print(t)

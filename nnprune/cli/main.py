@@ -6,12 +6,12 @@ import importlib
 import logging
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import typer
 from rich.markup import escape
 
-from nnprune.cli.common import console, err_console, paragraphs, setup_logging
+from nnprune.cli.common import NNPruneCommand, console, err_console, paragraphs, setup_logging
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process
 
@@ -22,8 +22,20 @@ app = typer.Typer(
 
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import nnprune
+
+        console.print(f"nnprune {nnprune.__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", "-V", callback=_print_version, is_eager=True,
+        help="Print nnprune's version and exit.")] = None,
+) -> None:
     """Prune transformers while fine-tuning, into models that are physically smaller and faster."""
 
 
@@ -36,6 +48,8 @@ for _name in COMMAND_MODULES:
 for _info in app.registered_commands:
     if _info.help is None and _info.callback is not None:
         _info.help = paragraphs(_info.callback.__doc__)
+    if _info.cls is None:  # capitalised arguments, switches without <bool>, for every command
+        _info.cls = NNPruneCommand
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

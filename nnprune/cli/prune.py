@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, LatencyTableOpt, TaskArg, TaskOptionOpt,
-                                add_command, console, dataclass_options, emit, latency_options,
-                                quiet_libraries, setting_text, stdout_for_json, task_options)
+from nnprune.cli.common import (PANEL_DATA, PANEL_PRUNING, PANEL_SPEED, JsonFileOpt, JsonOutOpt,
+                                LatencyTableOpt, TaskArg, TaskOptionOpt, add_command,
+                                check_argument_order, check_json_file, console, dataclass_options, emit, latency_options, quiet_libraries,
+                                setting_text, stdout_for_json, task_options)
 
 if TYPE_CHECKING:
     from nnprune import LatencySetting
@@ -26,27 +27,53 @@ def prune_training_options(func):
 
     names = list(PRUNE_TRAINING_HELP)
     split = names.index("learning_rate")
+    data = {"max_seq_length", "data_dir", "train_file", "validation_file", "max_eval_samples"}
+
+    def panel(name: str) -> Optional[str]:
+        if name in ("resume", "overwrite"):
+            return None  # the job's: beside --output-dir
+        if name in data:
+            return PANEL_DATA
+        return PANEL_CALIBRATION if names.index(name) < split else PANEL_THEN_FILL
+
     return dataclass_options(TrainingOptions, "training", fields=names, help=PRUNE_TRAINING_HELP,
-                             base=PRUNE_TRAINING, after={"tune_samples": names[:split],
-                                                         "then_fill": names[split:]})(func)
+                             base=PRUNE_TRAINING, panel=panel,
+                             after={"tune_samples": names[:split], "then_fill": names[split:]})(func)
+
+
+PANEL_CALIBRATION = "Calibration"
+PANEL_THEN_FILL = "Fill stage (--then-fill)"
+
+
+def checkpoint_help() -> str:
+    """The CHECKPOINT argument's help, naming the architectures post-training pruning takes as
+    the architecture registry has them (never a list kept by hand)."""
+    from nnprune import supported_architectures
+
+    return ("Fine-tuned checkpoint folder with the task's head (e.g. a dense fine-prune output), "
+            f"of an encoder architecture: {', '.join(supported_architectures(encoder_only=True))} "
+            "(encoder-decoders: fine-prune).")
+
+
+CHECKPOINT_HELP = checkpoint_help()
 
 
 @latency_options
 @prune_training_options
 def prune(
-    checkpoint: Annotated[str, typer.Argument(help="Fine-tuned checkpoint folder with the task's head (e.g. a dense fine-prune output).")],
+    checkpoint: Annotated[str, typer.Argument(help=CHECKPOINT_HELP)],
     task: TaskArg,
     output_dir: Annotated[Path, typer.Option(help="Where the compacted model goes (with --then-fill: the filled one; the pruned one in OUTPUT_DIR/prune).")],
     target_speedup: Annotated[Optional[float], typer.Option(help="Speedup of the whole forward to reach (> 1), e.g. 2, at the --latency-* setting (default batch 1 at the calibration length), predicted by this machine's latency table (measured once, cached).")] = None,
     target_flops: Annotated[Optional[float], typer.Option(help="Fraction of the dense FLOPs to keep, in (0, 1), e.g. 0.5.")] = None,
-    calibration_samples: Annotated[int, typer.Option(help="Training examples that score the heads and FFN dimensions.")] = 2048,
-    tune_samples: Annotated[int, typer.Option(help="Of those, examples the least-squares tuning reconstructs.")] = 256,
+    calibration_samples: Annotated[int, typer.Option(rich_help_panel=PANEL_CALIBRATION, help="Training examples that score the heads and FFN dimensions.")] = 2048,
+    tune_samples: Annotated[int, typer.Option(rich_help_panel=PANEL_CALIBRATION, help="Of those, examples the least-squares tuning reconstructs.")] = 256,
     training: "TrainingOptions" = None,  # type: ignore[assignment]
-    rearrange: Annotated[bool, typer.Option(help="Re-choose the pruned units per layer with the layer's full Fisher block.")] = True,
-    tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
-    width_depth: Annotated[bool, typer.Option("--width-depth/--heads-ffn-only", help="Also prune the hidden dimension and remove whole layers, the search choosing width, depth, heads and FFN together (docs/width-depth.md); --heads-ffn-only prunes heads and FFN dimensions only.")] = True,
-    speed_probe: Annotated[bool, typer.Option(help="Time the result against the dense model (batch 1).")] = True,
-    then_fill: Annotated[Optional[int], typer.Option(help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
+    rearrange: Annotated[bool, typer.Option(rich_help_panel=PANEL_PRUNING, help="Re-choose the pruned units per layer with the layer's full Fisher block.")] = True,
+    tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", rich_help_panel=PANEL_PRUNING, help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
+    width_depth: Annotated[bool, typer.Option("--width-depth/--heads-ffn-only", rich_help_panel=PANEL_PRUNING, help="Also prune the hidden dimension and remove whole layers, the search choosing width, depth, heads and FFN together (docs/width-depth.md); --heads-ffn-only prunes heads and FFN dimensions only.")] = True,
+    speed_probe: Annotated[bool, typer.Option(rich_help_panel=PANEL_SPEED, help="Time the result against the dense model (batch 1).")] = True,
+    then_fill: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_THEN_FILL, help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
     task_option: TaskOptionOpt = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
     latency_table: LatencyTableOpt = None,
@@ -60,6 +87,8 @@ def prune(
     tunes the kept units by least squares, compacts exactly, evaluates before and after, and
     times the result against the dense model."""
     quiet_libraries()
+    check_argument_order("prune", "CHECKPOINT TASK", task, checkpoint)
+    check_json_file(json_file)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nnprune.workflows.prune import PruneArgs, prune as run

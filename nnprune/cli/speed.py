@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from nnprune.cli.common import (JsonFileOpt, JsonOutOpt, add_command, console, make_table,
-                                quiet_libraries, stdout_for_json, write_json)
+from nnprune.cli.common import (PANEL_EVALUATION, PANEL_GENERATE, JsonFileOpt, JsonOutOpt,
+                                add_command, console, make_table, quiet_libraries, setting_text,
+                                stdout_for_json, write_json)
 from nnprune.errors import NNPruneError
 
 
@@ -29,21 +30,21 @@ def speed(
     model: Annotated[Path, typer.Argument(help="Masked, bertarized, compacted or plain checkpoint folder, or an export-onnx folder (with --onnx).")],
     baseline: Annotated[Path | None, typer.Option(help="Dense checkpoint to compare with; default: the original architecture rebuilt at full size from the config (random weights).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    batch_sizes: Annotated[str | None, typer.Option(help="Comma-separated batch sizes (default 1,32 on CPU, 1,128 on GPU).")] = None,
-    seq_lens: Annotated[str | None, typer.Option(help="Comma-separated sequence lengths (default 128,384).")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads / onnxruntime intra-op); default: torch's.")] = None,
+    batch_sizes: Annotated[str | None, typer.Option(help="Comma-separated batch sizes (default 1,32 on CPU, 1,128 on GPU; a model pruned with --target-speedup: its batch size first).")] = None,
+    seq_lens: Annotated[str | None, typer.Option(help="Comma-separated sequence lengths (default 128,384; a model pruned with --target-speedup: its length first).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads / onnxruntime intra-op); default: those the model was pruned for with --target-speedup, else torch's.")] = None,
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (both models).")] = "fp32",
     quantize: Annotated[str | None, typer.Option(help="int8: dynamic int8 quantization of the model (CPU); the baseline stays fp32.")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Run both models with onnxruntime (CPU); MODEL may be an export-onnx folder.")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
-    generate: Annotated[bool, typer.Option("--generate", help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="With --generate: new tokens per sequence (forced on both models).")] = 64,
-    num_beams: Annotated[int, typer.Option(help="With --generate: beams (1: greedy); never sampling.")] = 1,
-    task: Annotated[str | None, typer.Option(help="Also evaluate MODEL on this task (fp32, and int8 with --quantize int8) and report the metric change; with --onnx through onnxruntime, so the metrics are those of the ONNX model(s) timed.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="With --task: local task data folder.")] = None,
-    validation_file: Annotated[Path | None, typer.Option(help="With --task: evaluation file.")] = None,
-    max_eval_samples: Annotated[int | None, typer.Option(help="With --task: evaluate on at most this many examples.")] = None,
+    generate: Annotated[bool, typer.Option("--generate", rich_help_panel=PANEL_GENERATE, help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(rich_help_panel=PANEL_GENERATE, help="With --generate: new tokens per sequence (forced on both models).")] = 64,
+    num_beams: Annotated[int, typer.Option(rich_help_panel=PANEL_GENERATE, help="With --generate: beams (1: greedy); never sampling.")] = 1,
+    task: Annotated[str | None, typer.Option(rich_help_panel=PANEL_EVALUATION, help="Also evaluate MODEL on this task (fp32, and int8 with --quantize int8) and report the metric change; with --onnx through onnxruntime, so the metrics are those of the ONNX model(s) timed.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(rich_help_panel=PANEL_EVALUATION, help="With --task: local task data folder.")] = None,
+    validation_file: Annotated[Path | None, typer.Option(rich_help_panel=PANEL_EVALUATION, help="With --task: evaluation file.")] = None,
+    max_eval_samples: Annotated[int | None, typer.Option(rich_help_panel=PANEL_EVALUATION, help="With --task: evaluate on at most this many examples.")] = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
@@ -55,15 +56,23 @@ def speed(
     generate() (latency, generated tokens/s, speedup)."""
     quiet_libraries()
     from nnprune import measure_speed
+    from nnprune.workflows.preflight import check_device, check_output_file
+    from nnprune.workflows.speed import pruned_for
 
+    check_output_file(json_file, "--json-file")
+    check_device(device, "--device")
+    sizes, lengths = parse_int_list(batch_sizes, "--batch-sizes"), parse_int_list(seq_lens, "--seq-lens")
+    target = pruned_for(model)
+    sizes, lengths, threads, note = first_the_pruned_setting(target, device, sizes, lengths, threads)
     with stdout_for_json(json_out):
-        report = measure_speed(model, baseline, device=device,
-                               batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
-                               seq_lens=parse_int_list(seq_lens, "--seq-lens"), threads=threads,
-                               dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup,
-                               iters=iters, keep_times=True, generate=generate,
+        report = measure_speed(model, baseline, device=device, batch_sizes=sizes, seq_lens=lengths,
+                               threads=threads, dtype=dtype, quantize=quantize, onnx=onnx,
+                               warmup=warmup, iters=iters, keep_times=True, generate=generate,
                                max_new_tokens=max_new_tokens, num_beams=num_beams)
+        if note:
+            report.notes.insert(0, note)
         payload = report.to_dict()
+        payload["pruned_for"] = target
         if task is not None:
             payload["task_metrics"] = task_metrics(model, task, quantize, data_dir,
                                                    validation_file, max_eval_samples, onnx=onnx)
@@ -76,6 +85,41 @@ def speed(
         if task is not None:
             console.print(render_metrics_table(task, payload["task_metrics"]))
     write_json(json_out, payload, json_file)
+
+
+#: The grid when none is given (as ``nnprune.measure_speed`` has it): batch sizes by device, and
+#: sequence lengths.
+DEFAULT_BATCH_SIZES = {"cpu": [1, 32], "cuda": [1, 128]}
+DEFAULT_SEQ_LENS = [128, 384]
+
+
+def first_the_pruned_setting(target: dict | None, device: str, sizes: list[int] | None,
+                             lengths: list[int] | None, threads: int | None
+                             ) -> tuple[list[int], list[int], int | None, str | None]:
+    """The grid to time, with the setting the model was pruned for (``target``,
+    :func:`~nnprune.workflows.speed.pruned_for`) first: its batch size and length lead the lists
+    not given, and its CPU threads apply unless ``--threads`` is given; and a note saying so
+    (``None``: nothing was recorded, or the grid is the user's own)."""
+    sizes_given, lengths_given = sizes is not None, lengths is not None
+    sizes = sizes or list(DEFAULT_BATCH_SIZES.get(device, DEFAULT_BATCH_SIZES["cpu"]))
+    lengths = lengths or list(DEFAULT_SEQ_LENS)
+    if target is None or (sizes_given and lengths_given and threads is not None):
+        return sizes, lengths, threads, None
+    b, s = int(target["batch_size"]), int(target["seq_len"])
+    if not sizes_given:
+        sizes = [b] + [x for x in sizes if x != b]
+    if not lengths_given:
+        lengths = [s] + [x for x in lengths if x != s]
+    if threads is None and target.get("device") == device == "cpu" and target.get("threads"):
+        threads = int(target["threads"])
+    what = setting_text(target) + (f", {target['dtype']}" if target.get("dtype") else "")
+    speedup = target.get("target_speedup")
+    note = (f"pruned for {what}" + (f" (--target-speedup {speedup:g})" if speedup else "")
+            + (f": timed first (batch {sizes[0]} x {lengths[0]}"
+               + (f", {threads} threads" if threads is not None else "") + ")"))
+    if target.get("device") != device:
+        note += f"; it was pruned for {target.get('device')}, this is {device}"
+    return sizes, lengths, threads, note
 
 
 def task_metrics(model: Path, task: str, quantize: str | None, data_dir: Path | None,

@@ -9,15 +9,21 @@ compacted checkpoint), so a compacted model's compression is against its dense a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
+import torch
 import torch.nn as nn
 
 from nnprune.measure.flops import compacted_profile
-from nnprune.pruning_core.architectures import Role, architecture_for
-from nnprune.pruning_core.compact_modeling import LAYOUT_ATTR, ORIGINAL_ATTR
+from nnprune.pruning_core.architectures import Role, architecture_for, model_class_for
+from nnprune.pruning_core.compact import dense_config
+from nnprune.pruning_core.compact_modeling import CLASS_PREFIX, LAYOUT_ATTR, ORIGINAL_ATTR
 from nnprune.pruning_core.structure import analyze_structure, effective_weight
+
+logger = logging.getLogger(__name__)
+MASK_SCORES = "mask_scores"  # the masked layers' score parameters: pruning machinery, not weights
 
 ROLE_SHORT = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.QKV: "qkv",
               Role.ATTN_OUTPUT: "o", Role.FFN_IN: "ffn_in", Role.FFN_OUT: "ffn_out"}
@@ -36,12 +42,26 @@ class LayerCount:
 @dataclass
 class ParamCount:
     """Linear weights of the transformer layers kept against the dense ancestor's, per layer
-    (:func:`nnprune.count_parameters`).
+    (:func:`nnprune.count_parameters`), and the model's parameters in all.
+
+    ``to_dict()`` (what ``nnprune count-params --json`` prints) labels every count::
+
+        {"model_type": "bert", "seq_len": 128,
+         "remaining": 1.3e6, "original": 2.7e6,      # linear weights of the layers, kept / dense
+         "density": 0.5, "compression": 2.0, "estimated_speedup": 1.6,
+         "parameters": {"total": 22713216,           # every parameter (mask scores excluded)
+                        "original": 22713216,        # the same count of the dense ancestor
+                        "embeddings": 11917824},     # of it, the embedding tables
+         "by_stack": {"encoder": {"kept": ..., "original": ...}},
+         "layers": [{"stack": "encoder", "layer": 0,
+                     "matrices": {"q": {"kept": ..., "original": ...}, ...},
+                     "heads": {"self": {"kept": 12, "original": 12}},
+                     "ffn_dims": {"kept": 1536, "original": 1536}}, ...]}
 
     Example::
 
         c = nnprune.count_parameters(model)
-        print(c.remaining, c.original, c.density, c.unit_totals())
+        print(c.remaining, c.original, c.density, c.unit_totals(), c.total_parameters)
     """
 
     model_type: str
@@ -51,6 +71,12 @@ class ParamCount:
     seq_len: int
     estimated_speedup: float
     by_stack: dict[str, list[int]] = field(default_factory=dict)  # stack -> [remaining, original]
+    # Every parameter the model holds (embeddings, layers, biases, heads; nnprune's mask scores
+    # excluded); the same count of its dense ancestor (None when it cannot be rebuilt); and the
+    # embedding tables' share.
+    total_parameters: int = 0
+    original_total_parameters: Optional[int] = None
+    embedding_parameters: int = 0
     # The residual stream's width [kept, original] (the hidden dimension; equal when not pruned).
     hidden_size: list[int] = field(default_factory=lambda: [0, 0])
 
@@ -76,9 +102,24 @@ class ParamCount:
         return (heads[0], heads[1]), (ffn[0], ffn[1])
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.update(density=self.density, compression=self.compression)
-        return out
+        """The labelled counts (the shape in the class doc)."""
+        def pair(kept_original: list[int]) -> dict[str, int]:
+            return {"kept": int(kept_original[0]), "original": int(kept_original[1])}
+
+        layers = [{"stack": lc.stack, "layer": lc.layer,
+                   "matrices": {n: pair(v) for n, v in lc.matrices.items()},
+                   "heads": {a: pair(v) for a, v in lc.heads.items()},
+                   "ffn_dims": pair(lc.ffn_dims), **({"removed": True} if lc.removed else {})}
+                  for lc in self.layers]
+        return {"model_type": self.model_type, "seq_len": self.seq_len,
+                "remaining": self.remaining, "original": self.original,
+                "density": self.density, "compression": self.compression,
+                "estimated_speedup": self.estimated_speedup,
+                "parameters": {"total": self.total_parameters,
+                               "original": self.original_total_parameters,
+                               "embeddings": self.embedding_parameters},
+                "hidden_size": pair(self.hidden_size),
+                "by_stack": {k: pair(v) for k, v in self.by_stack.items()}, "layers": layers}
 
 
 def original_sizes(config: Any, stack_heads_attr: str, stack_ffn_attr: str) -> tuple[int, int]:
@@ -146,8 +187,12 @@ def count_parameters(model: nn.Module, seq_len: int = 128) -> ParamCount:
     remaining = sum(v[0] for v in by_stack.values())
     original = sum(v[1] for v in by_stack.values())
     speedup = dense_flops / pruned_flops if pruned_flops else float("inf")
+    total = _parameters(model)
     narrowed = (getattr(config, LAYOUT_ATTR, None) or {}).get("hidden") or {}
     return ParamCount(config.model_type, ordered, remaining, original, seq_len, speedup, by_stack,
+                      total_parameters=total, original_total_parameters=_dense_total(model, total),
+                      embedding_parameters=sum(m.weight.numel() for m in model.modules()
+                                               if isinstance(m, nn.Embedding)),
                       hidden_size=[int(narrowed.get("size", hidden)), hidden])
 
 
@@ -177,3 +222,29 @@ def _dense_layers(config: Any, arch: Any, layers: dict[tuple[str, int], LayerCou
             layers[(stack.name, i)] = lc
         out[stack.name] = (list(kept), n)
     return out
+
+
+def _parameters(model: nn.Module) -> int:
+    """Every parameter ``model`` holds, each once (tied ones are one), mask scores excluded:
+    what a stock checkpoint of it stores."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if name.rpartition(".")[2] != MASK_SCORES)
+
+
+def _dense_total(model: nn.Module, total: int) -> Optional[int]:
+    """:func:`_parameters` of ``model``'s dense ancestor: ``total`` itself unless compaction
+    removed heads or FFN dimensions, else the stock class rebuilt at the recorded original sizes
+    on the meta device (no memory), or None when it cannot be."""
+    if not getattr(model.config, ORIGINAL_ATTR, None):
+        return total
+    config = dense_config(model.config)
+    cls = type(model)
+    try:
+        if cls.__name__.startswith(CLASS_PREFIX) or not hasattr(cls, "config_class"):
+            cls = model_class_for(config)  # the stock class of a remote-code compacted model
+        with torch.device("meta"):
+            dense = cls(config)
+    except Exception as exc:  # an architecture transformers cannot build from its config alone
+        logger.debug("the dense ancestor of %s cannot be rebuilt: %s", type(model).__name__, exc)
+        return None
+    return _parameters(dense)

@@ -222,11 +222,46 @@ def is_hub_id(name: Optional[str]) -> bool:
 
 
 def _model_ref(name: Optional[str]) -> str:
+    """A model named for readers of the card: a hub id as a link; a local folder by its name
+    only (the author's disk layout means nothing on the Hub)."""
     if not name:
         return "an unrecorded model"
     if is_hub_id(name):
         return f"[{name}](https://huggingface.co/{name})"
-    return f"`{name}`"
+    return f"`{Path(str(name)).name or name}` (a local folder)"
+
+
+def _local_name(path: Any) -> str:
+    """A local file or folder by its name alone (as :func:`_model_ref` names models)."""
+    return Path(str(path)).name or str(path)
+
+
+def hub_base_model(name: Optional[str], _depth: int = 0) -> tuple[Optional[str], bool]:
+    """``(hub id, direct)`` of the model a checkpoint was made from (``name``: the recorded
+    ``base_model``): ``name`` itself when it is a hub id (``direct``); else, for a local folder,
+    the hub id it knows: its config's ``_name_or_path`` when that is one, else the hub id of the
+    model its own run record was made from (a dense fine-tune of a hub model); ``(None, False)``
+    when none is known."""
+    if not name:
+        return None, False
+    if is_hub_id(name):
+        return str(name), True
+    folder = Path(str(name))
+    if _depth > 8 or not (folder / "config.json").is_file():
+        return None, False
+    try:
+        known = json.loads((folder / "config.json").read_text()).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        known = None
+    if isinstance(known, str) and is_hub_id(known):
+        return known, False
+    try:
+        record = read_config(folder)
+    except NNPruneError:
+        return None, False
+    if record is not None and record.base_model and record.base_model != str(name):
+        return hub_base_model(record.base_model, _depth + 1)[0], False
+    return None, False
 
 
 def _q(v: Any) -> str:
@@ -324,6 +359,53 @@ def fill_command(record: CommandOptions, task: Optional[str]) -> str:
     return _wrap_command(words)
 
 
+def prune_command(record: CommandOptions, task: Optional[str]) -> str:
+    """``nnprune prune ...`` from the options ``prune`` recorded (``post_training.options``);
+    defaults are left out."""
+    words = ["nnprune", "prune", _q(record.value("checkpoint") or "CHECKPOINT"),
+             _q(record.value("task") or task or "TASK"),
+             "--output-dir", _q(record.value("output_dir") or "OUTPUT")]
+    if record.value("target_flops") is not None:
+        words += ["--target-flops", _arg(record.value("target_flops"))]
+    words += _latency_args(record)
+    for name, default in PRUNE_DEFAULTS.items():
+        value = record.value(name)
+        if value is None or value == default:
+            continue
+        if isinstance(value, bool):
+            words.append(option_flag(name) if value else "--no-" + option_flag(name)[2:])
+        else:
+            words += [option_flag(name), _arg(value)]
+    words += _training_args(record)
+    return _wrap_command(words)
+
+
+#: ``nnprune prune``'s own options the reproduce command repeats when they are not these
+#: defaults (the command's declaration; ``tune`` None is the task's choice).
+PRUNE_DEFAULTS: dict[str, Any] = {"calibration_samples": 2048, "tune_samples": 256,
+                                  "rearrange": True, "tune": None, "then_fill": None}
+
+
+def _post_training_stage(stage: Any, checkpoint: Path) -> Optional[CommandOptions]:
+    """The options of the ``nnprune prune`` run that made a fill output's first stage (its
+    pruning method ``post-training``), read from that stage's folder (as recorded, else the
+    ``prune`` folder inside the output); None for a stage fine-prune made, or one whose folder is
+    gone."""
+    if stage.stage is not Stage.PRUNE or stage.pruning is None or \
+            stage.pruning.method != "post-training":
+        return None
+    for folder in (Path(stage.checkpoint) if stage.checkpoint else None, Path(checkpoint) / "prune"):
+        if folder is None or not folder.is_dir():
+            continue
+        try:
+            record = read_config(folder)
+        except NNPruneError:
+            continue
+        if record is not None and record.post_training is not None:
+            return record.post_training.options
+    return None
+
+
 def _is_fill_method(method: Optional[str]) -> bool:
     return bool(method) and method in METHODS and METHODS.get(method).fill
 
@@ -337,9 +419,16 @@ def reproduce_commands(record: RunConfig, checkpoint: Path,
     if record.auto is not None and record.auto.training.values:
         # fine-prune --method auto: one command made both stages, whichever route it chose
         cmds.append(fine_prune_command(record.auto.training, task, base))
+    elif record.post_training is not None and record.post_training.options.values:
+        cmds.append(prune_command(record.post_training.options, task))  # nnprune prune
     elif stages:
         first = stages[0].training
-        if stages[0].stage is Stage.PRUNE and first is not None and first.values:
+        pruned = _post_training_stage(stages[0], checkpoint)
+        if pruned is not None:
+            # nnprune prune: with --then-fill one command made both stages
+            cmds.append(prune_command(pruned, task))
+            stages = stages[2:] if pruned.value("then_fill") else stages[1:]
+        elif stages[0].stage is Stage.PRUNE and first is not None and first.values:
             if _is_fill_method(first.value("method")) and len(stages) > 1:
                 # fine-prune --method hybrid-filled: both stages in one command into OUTPUT.
                 second = stages[1].training
@@ -417,8 +506,9 @@ def build_metadata(record: RunConfig, name: str, metrics: Mapping[str, float],
     evaluation data, ``None`` for the hub's evaluation split, ``""`` when not known."""
     tc = task_card(record)
     meta: dict[str, Any] = {"library_name": "transformers"}
-    if record.base_model:
-        meta["base_model"] = str(record.base_model)
+    hub = hub_base_model(record.base_model)[0]
+    if hub is not None:  # the Hub expects a hub id; a local folder's path means nothing there
+        meta["base_model"] = hub
     if tc:
         meta["pipeline_tag"] = tc.pipeline_tag
         if tc.dataset:
@@ -432,7 +522,7 @@ def build_metadata(record: RunConfig, name: str, metrics: Mapping[str, float],
         if tc.config:
             dataset["config"] = tc.config
         if local_data:
-            dataset["name"] += f" (local data: {local_data})"
+            dataset["name"] += f" (local data: {_local_name(local_data)})"
         elif local_data is None:
             dataset["split"] = tc.split
         ordered = sorted(metrics, key=lambda k: (k != main_metric, k))
@@ -492,7 +582,7 @@ def _budget(training: CommandOptions) -> str:
         if v is not None:
             parts.append(f"{label} {v:g}" if isinstance(v, float) else f"{label} {v}")
     data = training.value("data_dir") or training.value("train_file")
-    parts.append(f"data `{data}`" if data else "data from the hub")
+    parts.append(f"data `{_local_name(data)}`" if data else "data from the hub")
     return ", ".join(parts)
 
 
@@ -566,7 +656,7 @@ def _eval_section(ev: Mapping[str, Any]) -> list[str]:
     desc = [f"task `{ev['task']}`" if ev.get("task") else None,
             f"{ev['num_examples']:,} examples" if _num(ev.get("num_examples")) else None,
             f"sequence length {ev['max_seq_length']}" if ev.get("max_seq_length") else None,
-            f"checkpoint `{ev['checkpoint']}`" if ev.get("checkpoint") else None]
+            f"checkpoint {_model_ref(ev['checkpoint'])}" if ev.get("checkpoint") else None]
     out.append("`nnprune evaluate`: " + ", ".join(d for d in desc if d) + ".")
     out += ["", "| metric | value |", "|---|---|"]
     main = ev.get("main_metric")
@@ -579,10 +669,12 @@ def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, cou
                architectures: list[str], images: Mapping[str, str],
                speed: Optional[Mapping[str, Any]] = None,
                evaluation: Optional[Mapping[str, Any]] = None,
-               bertarize: Optional[Mapping[str, Any]] = None) -> tuple[str, dict[str, Any]]:
+               bertarize: Optional[Mapping[str, Any]] = None,
+               load_path: Optional[str] = None) -> tuple[str, dict[str, Any]]:
     """The card's text and its metadata. ``record``: the checkpoint's run record (an empty one
     for a checkpoint without); ``count``: a :class:`~nnprune.measure.counting.ParamCount` of the
-    checkpoint; ``images``: picture name -> file name relative to the card."""
+    checkpoint; ``images``: picture name -> file name relative to the card; ``load_path``: the
+    folder the "Use it" snippet loads, the one holding the weights (default: ``name``)."""
     import yaml
 
     results = record.results
@@ -624,7 +716,11 @@ def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, cou
         what += f", fine-pruned with nnprune's `{method}` method"
     elif method == "dense":
         what += ", fine-tuned without pruning (a dense baseline)"
-    what += f" from {_model_ref(record.base_model)}" if record.base_model else ""
+    hub, direct = hub_base_model(record.base_model)
+    if hub is not None:
+        what += f" from {_model_ref(hub)}" if direct else f" from a local model derived from {_model_ref(hub)}"
+    elif record.base_model:
+        what += " from a local model"
     if record.is_filled:
         what += ", then compacted and fine-tuned again with its zeros re-initialised (Hybrid Filled)"
     what += "."
@@ -641,7 +737,7 @@ def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, cou
     if metrics:
         tc = task_card(with_task)
         L.append(f"Metrics on {tc.dataset_name if tc else task} "
-                 f"({source}" + (f"; data `{local}`" if local else "") + ").")
+                 f"({source}" + (f"; data `{_local_name(local)}`" if local else "") + ").")
         L.append("")
         t_metrics = _task_metrics(t_results.metrics if t_results is not None else {})
         # a teacher that records no density (post-training pruning) counts as dense
@@ -672,8 +768,8 @@ def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, cou
                       "metric is not shown."]
         L.append("")
     else:
-        L += ["No metric recorded (evaluate it with `nnprune evaluate TASK PATH --json FILE` and "
-              "pass `--eval FILE` to `nnprune report`).", ""]
+        L += ["No metric recorded (evaluate it with `nnprune evaluate TASK PATH --json-file FILE` "
+              "and pass `--eval FILE` to `nnprune report`).", ""]
     L += ["| | |", "|---|---|",
           f"| linear weights kept | {count.remaining:,} / {count.original:,} |",
           f"| density | {count.density:.4f} |",
@@ -735,10 +831,22 @@ def build_card(*, record: RunConfig, checkpoint: Path, name: str, kind: str, cou
     if cmds:
         L += ["## Reproduce", "", "Rebuilt from the options recorded in `nnprune_config.json` "
               "(paths as they were on the machine that ran it):", "", "```bash"] + cmds + ["```", ""]
-    L += ["## Use it", "", _load_snippet(kind, architectures).replace("PATH", name), "",
+    L += ["## Use it", "", _load_snippet(kind, architectures).replace("PATH", load_path or name), "",
           "Made with nnprune: movement pruning (Sanh et al. 2020) and block movement pruning "
           "(Lagunas et al. 2021).", ""]
     return "\n".join(L), meta
+
+
+def weights_path(checkpoint: "str | Path", output: "str | Path | None") -> str:
+    """The folder the card's "Use it" snippet loads: the checkpoint, which holds the weights
+    (``output``, a folder of the card and pictures alone, holds none). By its name when the card
+    sits in it (the folder is what is shared) or when it was given as an absolute path (the
+    author's disk layout means nothing to a reader); else as given, relative to where the
+    command ran."""
+    ckpt = Path(checkpoint)
+    if output is None or Path(output).resolve() == ckpt.resolve() or ckpt.is_absolute():
+        return ckpt.resolve().name or str(ckpt)
+    return str(ckpt)
 
 
 def write_card(checkpoint: "str | Path", output: "str | Path | None" = None, *,
@@ -777,7 +885,8 @@ def write_card(checkpoint: "str | Path", output: "str | Path | None" = None, *,
     text, meta = build_card(record=loaded.record or RunConfig(), checkpoint=ckpt, name=name,
                             kind=kind, count=count,
                             architectures=list(getattr(model.config, "architectures", None) or []),
-                            images=IMAGES, speed=speed, evaluation=evaluation, bertarize=bertarize)
+                            images=IMAGES, speed=speed, evaluation=evaluation, bertarize=bertarize,
+                            load_path=weights_path(checkpoint, output))
     check_card_target(card, overwrite)  # again: it may have appeared while drawing
     atomic_write_text(card, text)
     logger.debug("wrote %s", card)

@@ -81,8 +81,10 @@ def test_bertarize_compact_and_count_params(tmp_path, capsys, masked_ckpt):
     assert rc == 0, err
     counts = json.loads(stdout)
     assert counts["compacted"] and not counts["masked"]
-    assert [lc["heads"]["self"] for lc in counts["layers"]] == [[2, 4], [0, 4]]
-    assert [lc["ffn_dims"] for lc in counts["layers"]] == [[42, 64], [0, 64]]
+    assert [lc["heads"]["self"] for lc in counts["layers"]] == [{"kept": 2, "original": 4},
+                                                               {"kept": 0, "original": 4}]
+    assert [lc["ffn_dims"] for lc in counts["layers"]] == [{"kept": 42, "original": 64},
+                                                          {"kept": 0, "original": 64}]
     # Against the dense ancestor: 2 layers x (4 x 32 x 32 + 2 x 32 x 64) weights.
     assert counts["original"] == 2 * (4 * 32 * 32 + 2 * 32 * 64)
     # layer 0: 2 heads of 8 in Q/K/V/O (head 2's query is zero) and 42 FFN dims

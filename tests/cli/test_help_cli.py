@@ -1,8 +1,10 @@
-"""``--help``: paragraphs that reflow to the terminal's width, and one example per command."""
+"""``--help``: paragraphs that reflow to the terminal's width, one example per command that runs,
+option names whole at 80 columns, grouped options, ``--version``."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 
 import pytest
@@ -150,3 +152,130 @@ def test_the_cards_reproduce_flags_are_the_declared_ones():
     fine = {o for p in _options("fine-prune").values() for o in p.opts}
     assert flags <= fine, flags - fine
     assert {TrainingOptions.flag(n) for n in TrainingOptions.result_options()} - {"--epochs"} <= flags
+
+
+# ------------------------------------------------------------------ 80 columns, switches, version
+def _all_options(command: str) -> list[str]:
+    """Every flag of ``nnprune COMMAND`` (``--resume`` and ``--no-resume``, ...)."""
+    return [o for p in _options(command).values() for o in (*p.opts, *p.secondary_opts)
+            if o.startswith("--")]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_at_80_columns_shows_every_option_name_whole(command):
+    text = _help(command, 80)
+    assert "…" not in text  # rich cuts a name that does not fit with an ellipsis
+    words = set(re.findall(r"--[a-z][a-z0-9-]*", text))
+    missing = [flag for flag in _all_options(command) if flag not in words]
+    assert not missing, missing
+    assert max(len(ln) for ln in text.splitlines()) <= 80
+
+
+def test_fine_prune_help_is_grouped_and_short_enough_to_read_at_80_columns():
+    text = _help("fine-prune", 80)
+    panels = re.findall(r"╭─ (.+?) ─", text)
+    assert panels[:2] == ["Arguments", "Options"]
+    assert {"Pruning", "Training", "Data", "Checkpoints and logging", "Output"} <= set(panels)
+    assert len(text.splitlines()) <= 200  # it was 270 lines, one option panel wrapping at ~20
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_switch_shows_a_bool_type_and_arguments_are_capitals(command):
+    text = _help(command, 120)
+    assert "<bool>" not in text
+    usage = next(ln for ln in text.splitlines() if "Usage:" in ln)
+    arguments = [p for p in _options(command).values() if p.param_type_name == "argument"]
+    for p in arguments:
+        assert p.name.upper() in usage, usage
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag):
+    import nnprune
+    from nnprune.cli.main import app
+
+    res = CliRunner().invoke(app, [flag])
+    assert res.exit_code == 0 and res.stdout.strip() == f"nnprune {nnprune.__version__}"
+
+
+def _example(command: str) -> list[str]:
+    line = re.search(r"Example:\s+(nnprune .*)", _help(command, 1000))[1].strip()
+    return line.split()[2:]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_example_parses_with_the_real_command(command):
+    """Flags that exist, arguments in the right order, values of the right type."""
+    import typer
+
+    from nnprune.cli.main import app
+
+    click_cmd = typer.main.get_command(app).commands[command]
+    args = [a.replace("$MINILM", "minilm") for a in _example(command)]
+    click_cmd.make_context(command, args)  # raises a usage error otherwise
+
+
+def test_fine_prune_example_runs_as_written(tmp_path, minilm_dir):
+    """The example (MiniLM on the SST-2 folder the help names) runs: its method needs nothing it
+    does not pass. Budget options added so that it takes seconds."""
+    from conftest import REPO, SHARED_DATA
+
+    args = [a.replace("$MINILM", minilm_dir) for a in _example("fine-prune")]
+    data = args[args.index("--data-dir") + 1]
+    if not (REPO / data).is_dir():
+        pytest.skip(f"{SHARED_DATA} is not here")
+    args[args.index("--data-dir") + 1] = str(REPO / data)
+    args[args.index("--output-dir") + 1] = str(tmp_path / "out")
+    from nnprune.cli.main import app
+
+    res = CliRunner().invoke(app, ["fine-prune", *args, "--max-steps", "1", "--batch-size", "4",
+                                   "--max-train-samples", "8", "--max-eval-samples", "8",
+                                   "--max-seq-length", "16", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["steps"] == 1
+
+
+# --------------------------------------------------------------------------- what the help says
+def test_latency_table_says_its_own_flags():
+    from nnprune.cli.main import app
+
+    text = _help("latency-table", 200)
+    seq_len = next(ln for ln in text.splitlines() if "--seq-len" in ln)
+    assert "[default: 128]" in seq_len and "run's" not in seq_len
+    res = CliRunner().invoke(app, ["latency-table", "m", "--device", "tpu"])
+    assert res.exit_code != 0 and "--device must be cpu or cuda" in str(res.exception)
+    assert "--latency-device" not in str(res.exception)
+
+
+def test_a_latency_setting_error_names_the_flag_of_the_command(tmp_path, capsys):
+    """``--latency-device`` where the options are ``--latency-*`` (fine-prune), ``--device`` in
+    latency-table: the one line names the flag the user typed."""
+    from nnprune.cli.main import main
+
+    for argv, flag in [(["latency-table", "m", "--device", "tpu"], "--device"),
+                       (["fine-prune", "sst2", "--model", "m", "--output-dir", str(tmp_path / "o"),
+                         "--latency-device", "tpu"], "--latency-device")]:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and err == f"error: {flag} must be cpu or cuda, not 'tpu'"
+    assert not (tmp_path / "o").exists()
+
+
+def test_prune_help_says_what_batch_size_and_checkpoint_are():
+    from nnprune import supported_architectures
+
+    options = _options("prune")
+    assert "--then-fill" in options["batch_size"].help
+    text = " ".join(_help("prune", 1000).split())
+    archs = supported_architectures(encoder_only=True)
+    assert "modernbert" in archs and "bart" not in archs and "t5" not in archs
+    assert ", ".join(archs) in text  # from the registry, every encoder architecture
+
+
+def test_fill_teacher_help_says_what_the_command_does_without_one(tmp_path, capsys):
+    """No "(required)" on an option the parser does not require: without it, fill stops with
+    one line (tests/workflows/test_fill.py), which its help announces."""
+    teacher = _options("fill")["teacher"]
+    assert not teacher.required and "(required)" not in teacher.help
+    assert "needs one" in teacher.help

@@ -14,6 +14,7 @@ from conftest import make_args, save_tiny_model, write_toy_sst2
 from conftest import struct_masked as _struct_masked
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HUB_ID = "nnprune-tests/tiny-bert"  # what the tiny base model's config says it was loaded from
 TRAIN = {"batch_size": 8, "max_seq_length": 32, "learning_rate": 1e-3, "seed": 3}
 
 
@@ -72,6 +73,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("runs")
     tiny = save_tiny_model(root / "tiny", "bert")
+    # as a model downloaded from the hub says where it came from (transformers v4 saved it)
+    config = json.loads((tiny / "config.json").read_text())
+    (tiny / "config.json").write_text(json.dumps({**config, "_name_or_path": HUB_ID}))
     data = write_toy_sst2(root / "toy", n_train=64, n_dev=16)
     fine_prune(make_args(FinePruneArgs, task="sst2", model=str(tiny), output_dir=root / "dense",
                          data_dir=data, method="dense", max_steps=2, **TRAIN))
@@ -230,7 +234,7 @@ def test_card_metadata_results_and_reproduce_command(runs, tmp_path, capsys):
     assert payload["card"] == str(out / "README.md") and payload["kind"] == "masked"
 
     meta = _front_matter(out / "README.md")
-    assert meta["base_model"] == str(runs["tiny"])
+    assert meta["base_model"] == HUB_ID  # the hub id the checkpoint knows, not a local path
     assert meta["library_name"] == "transformers"
     assert meta["pipeline_tag"] == "text-classification"
     assert meta["datasets"] == ["nyu-mll/glue"]
@@ -370,7 +374,7 @@ def test_fill_writes_a_card_with_both_stages(runs, tmp_path, capsys):
     assert json.loads(stdout)["steps"] == 1  # the card's line went to stderr
     assert "README.md" in err
     meta = _front_matter(out / "README.md")
-    assert meta["base_model"] == str(runs["tiny"])
+    assert meta["base_model"] == HUB_ID
     assert meta["model-index"][0]["results"][0]["metrics"][0]["type"] == "accuracy"
     text = (out / "README.md").read_text()
     assert "Hybrid Filled" in text and "after pruning, before fill" in text
@@ -400,3 +404,101 @@ def test_reproduce_command_keeps_the_speed_target_and_its_setting():
         CommandOptions({**record, "target_speedup": None}), None, None)
     fill_words = fill_command(CommandOptions({**record, "checkpoint": "c"}), None).split()
     assert "--target-speedup" in fill_words
+
+
+# ------------------------------------------------------------------ what a card tells its readers
+def _use_it_path(card: Path) -> str:
+    snippet = card.read_text().split("## Use it", 1)[1]
+    return snippet.split('from_pretrained("', 1)[1].split('"', 1)[0] if "load_pretrained" not in \
+        snippet else snippet.split('load_pretrained("', 1)[1].split('"', 1)[0]
+
+
+def test_card_names_no_local_path_and_loads_the_folder_with_the_weights(runs, tmp_path, capsys,
+                                                                         monkeypatch):
+    out = tmp_path / "card"
+    rc, _, err = _run(capsys, "report", runs["hybrid"], "--output", out)
+    assert rc == 0, err
+    text = (out / "README.md").read_text()
+    root = str(runs["tiny"].parent)
+    # the author's disk shows nowhere but in the records quoted as they are: the pruning config
+    # and the commands that rebuild the model
+    head, config = text.split("<details><summary>Pruning configuration", 1)
+    prose = head + config.split("</details>", 1)[1].split("## Reproduce", 1)[0]
+    assert root not in prose + text.split("## Use it", 1)[1]
+    first = text.split("\n# ", 1)[1].splitlines()[2]
+    assert first.startswith("A bert model for `sst2`, fine-pruned with nnprune's `hybrid` method "
+                            f"from a local model derived from [{HUB_ID}](https://huggingface.co/{HUB_ID}).")
+    assert "distilled from `dense` (a local folder)" in text
+    # "Use it" loads the checkpoint (the --output folder holds the card and pictures alone): by
+    # its name, given as an absolute path; as given, relative to where the command ran
+    assert _use_it_path(out / "README.md") == "hybrid"
+    assert not (out / "model.safetensors").exists()
+    monkeypatch.chdir(runs["hybrid"].parent.parent)
+    given = Path(runs["hybrid"].parent.name) / "hybrid"
+    rc, _, err = _run(capsys, "report", given, "--output", out)
+    assert rc == 0, err
+    assert _use_it_path(out / "README.md") == str(given)
+    assert (given / "model.safetensors").is_file()
+    rc, _, err = _run(capsys, "report", runs["hybrid"])  # the card in the checkpoint: its name
+    assert rc == 0, err
+    assert _use_it_path(runs["hybrid"] / "README.md") == "hybrid"
+
+
+def test_base_model_is_a_hub_id_or_left_out(tmp_path):
+    from nnprune.pruning_core.run_record import RunConfig
+    from nnprune.report.card import build_metadata, hub_base_model
+
+    local = save_tiny_model(tmp_path / "local", "bert")  # no hub id anywhere
+    meta = build_metadata(RunConfig(task="sst2", base_model=str(local)), "m", {}, None)
+    assert "base_model" not in meta
+    assert hub_base_model(str(local)) == (None, False)
+    meta = build_metadata(RunConfig(task="sst2", base_model="org/model"), "m", {}, None)
+    assert meta["base_model"] == "org/model" and hub_base_model("org/model") == ("org/model", True)
+
+
+def test_a_card_without_metrics_says_how_to_get_them(masked_ckpt, capsys):
+    from nnprune.cli.main import app
+    import typer
+
+    rc, _, err = _run(capsys, "report", masked_ckpt)
+    assert rc == 0, err
+    text = (masked_ckpt / "README.md").read_text()
+    hint = "`nnprune evaluate TASK PATH --json-file FILE`"
+    assert hint in text
+    evaluate = typer.main.get_command(app).commands["evaluate"]
+    evaluate.make_context("evaluate", ["sst2", str(masked_ckpt), "--json-file", "e.json"])
+
+
+def test_a_prune_card_gives_the_prune_command_that_made_it(runs, tmp_path, capsys):
+    """The card of a ``prune`` output (and of a ``prune --then-fill`` one) reproduces it with
+    the real command, not placeholders: run it again, get the same recorded options."""
+    out = tmp_path / "pruned"
+    argv = ["prune", runs["dense"], "sst2", "--target-flops", "0.5", "--output-dir", out,
+            "--data-dir", runs["data"], "--calibration-samples", "32", "--no-speed-probe",
+            "--batch-size", "8", "--max-seq-length", "32", "--max-eval-samples", "8",
+            "--then-fill", "1"]
+    rc, _, err = _run(capsys, *argv)
+    assert rc == 0, err
+    # the pruned model (OUTPUT/prune) and the filled one (OUTPUT): one command made both
+    for folder in (out / "prune", out):
+        rc, _, err = _run(capsys, "report", folder)
+        assert rc == 0, err
+        (cmd,) = _reproduce_commands(folder / "README.md")
+        assert cmd[:4] == ["nnprune", "prune", str(runs["dense"]), "sst2"]
+        assert "METHOD" not in cmd and "TASK" not in cmd and "--method" not in cmd
+        assert cmd[cmd.index("--then-fill") + 1] == "1"
+        assert cmd[cmd.index("--output-dir") + 1] == str(out)
+        assert cmd[cmd.index("--target-flops") + 1] == "0.5"
+        assert cmd[cmd.index("--calibration-samples") + 1] == "32"
+        assert "--no-speed-probe" not in cmd  # it changes no result
+    # run it: the same options recorded
+    again = tmp_path / "again"
+    cmd[cmd.index("--output-dir") + 1] = str(again)
+    rc, _, err = _run(capsys, *cmd[1:])
+    assert rc == 0, err
+    first = json.loads((out / "prune" / "nnprune_config.json").read_text())["post_training"]
+    redo = json.loads((again / "prune" / "nnprune_config.json").read_text())["post_training"]
+    drop = ("output_dir", "speed_probe")
+    assert ({k: v for k, v in redo["options"].items() if k not in drop}
+            == {k: v for k, v in first["options"].items() if k not in drop})
+    assert redo["kept"] == first["kept"]

@@ -201,8 +201,9 @@ def test_count_params_reports_compression_against_the_original(filled, capsys):
     assert counts["compacted"] is True and counts["masked"] is False
     assert counts["original"] == 2 * (4 * 32 * 32 + 2 * 32 * 64)
     assert counts["compression"] > 1.15
-    assert [lc["heads"]["self"] for lc in counts["layers"]] == [[3, 4], [3, 4]]
-    assert [lc["ffn_dims"] for lc in counts["layers"]] == [[64, 64], [48, 64]]
+    assert [lc["heads"]["self"] for lc in counts["layers"]] == [{"kept": 3, "original": 4}] * 2
+    assert [lc["ffn_dims"] for lc in counts["layers"]] == [{"kept": 64, "original": 64},
+                                                          {"kept": 48, "original": 64}]
 
 
 def test_fine_prune_hybrid_filled_runs_both_stages(tiny_dir, toy_data, tmp_path):
