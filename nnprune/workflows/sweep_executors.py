@@ -104,12 +104,15 @@ def local_slots(spec: ExecutorSpec, gpu_count: int, cpu_count: int) -> list[Slot
 class LocalExecutor:
     """N points at once on this machine, each in its own process (see the module doc)."""
 
-    def __init__(self, spec: ExecutorSpec, work: Path) -> None:
-        import torch
-
+    def __init__(self, spec: ExecutorSpec, work: Path, slots: Optional[Sequence[Slot]] = None) -> None:
+        """``slots``: the worker slots (default :func:`local_slots` of this machine)."""
         self.work = Path(work)
-        self.slots = local_slots(spec, torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                                 os.cpu_count() or 1)
+        if slots is None:
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            slots = local_slots(spec, gpus, os.cpu_count() or 1)
+        self.slots = list(slots)
 
     def describe(self) -> list[str]:
         return [f"local: {len(self.slots)} worker(s) at once"] + [s.describe() for s in self.slots]

@@ -23,7 +23,7 @@ from conftest import REPO, known_latency_table, save_tiny_model, write_toy_sst2
 
 from nnprune.errors import NNPruneError
 from nnprune.workflows.sweep import SweepArgs, pareto_front, sweep
-from nnprune.workflows.sweep_executors import PointTask, local_slots
+from nnprune.workflows.sweep_executors import LocalExecutor, Outcome, PointTask, Slot, local_slots
 from nnprune.workflows.sweep_points import State, read_record
 from nnprune.workflows.sweep_spec import (ExecutorSpec, Phase, load_spec, route_names,
                                           table_fingerprint)
@@ -145,6 +145,25 @@ def test_local_slots_split_the_machine():
     assert [s.gpus for s in local_slots(ExecutorSpec(gpus=0, workers=2), 2, 8)] == [(), ()]
     with pytest.raises(NNPruneError, match="hold 2"):
         local_slots(ExecutorSpec(workers=3), gpu_count=2, cpu_count=8)
+
+
+def test_a_worker_sees_the_gpus_of_its_slot_only(local_sweep):
+    spec, _, _ = local_sweep
+    ex = LocalExecutor(spec.executor, spec.work, slots=[Slot(0, (1,), 4), Slot(1, None, 2)])
+    assert ex.command("p", ex.slots[0])[:2] == ["env", "CUDA_VISIBLE_DEVICES=1"]
+    assert ex.command("p", ex.slots[1])[1:5] == ["-m", "nnprune", "sweep-point", str(spec.work)]
+    assert ex.command("p", ex.slots[1])[-2:] == ["--threads", "2"]
+    # a CPU point on a GPU machine runs with the GPUs hidden: here, for real
+    hidden = LocalExecutor(spec.executor, spec.work, slots=[Slot(0, (), 1)])
+    assert hidden.command("dense", hidden.slots[0])[:2] == ["env", "CUDA_VISIBLE_DEVICES="]
+    record = spec.work / "dense" / "sweep_point.json"
+    saved = record.read_text()
+    record.unlink()  # the dense point evaluated again, in a worker with no GPU
+    try:
+        assert hidden.run(["dense"]) == [Outcome("dense", True)]
+        assert read_record(spec.work / "dense")["state"] == State.TRAINED
+    finally:
+        record.write_text(saved)
 
 
 def test_pareto_front_keeps_what_nothing_beats():
