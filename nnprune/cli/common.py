@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Option
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.table import Table
-from typer.core import TyperArgument, TyperCommand, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import OVERWRITE_HELP
@@ -210,10 +210,11 @@ def training_panel(name: str) -> str:
     return TRAINING_PANELS.get(name, PANEL_TRAINING)
 
 
-class NNPruneCommand(TyperCommand):
-    """The click command of every ``nnprune`` command: arguments named in capitals in the usage
-    line and the help (``CHECKPOINT TASK``, as the help texts name them), and switches shown
-    without a ``<bool>`` type (they take no value)."""
+class _PlainerHelp:
+    """Arguments named in capitals in the usage line and the help (``CHECKPOINT TASK``, as the
+    help texts name them), and switches shown without a ``<bool>`` type (they take no value)."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -224,10 +225,19 @@ class NNPruneCommand(TyperCommand):
                 param.metavar = ""
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         if option is not None:
             option.metavar = ""
         return option
+
+
+class NNPruneCommand(_PlainerHelp, TyperCommand):
+    """The click command of every ``nnprune`` command (:class:`_PlainerHelp`)."""
+
+
+class NNPruneGroup(_PlainerHelp, TyperGroup):
+    """The click group of ``nnprune`` itself (:class:`_PlainerHelp`: ``--version`` and
+    ``--help`` without ``<bool>``)."""
 
 
 # ---------------------------------------------------------------------------------- shared options

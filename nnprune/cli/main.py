@@ -9,14 +9,17 @@ import sys
 from typing import Annotated, Optional, Sequence
 
 import typer
+from typer.core import TyperCommand
 from rich.markup import escape
 
-from nnprune.cli.common import NNPruneCommand, console, err_console, paragraphs, setup_logging
+from nnprune.cli.common import (NNPruneCommand, NNPruneGroup, console, err_console, paragraphs,
+                                setup_logging)
 from nnprune.errors import NNPruneError
 from nnprune.launch import is_main_process
 
 app = typer.Typer(
     name="nnprune", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=NNPruneGroup,
     rich_markup_mode="rich",  # help paragraphs reflow to the terminal (common.add_command)
     help="Prune transformers while fine-tuning, into models that are physically smaller and faster.")
 
@@ -48,7 +51,7 @@ for _name in COMMAND_MODULES:
 for _info in app.registered_commands:
     if _info.help is None and _info.callback is not None:
         _info.help = paragraphs(_info.callback.__doc__)
-    if _info.cls is None:  # capitalised arguments, switches without <bool>, for every command
+    if _info.cls in (None, TyperCommand):  # capitalised arguments, switches without <bool>
         _info.cls = NNPruneCommand
 
 

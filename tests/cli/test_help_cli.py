@@ -171,6 +171,17 @@ def test_help_at_80_columns_shows_every_option_name_whole(command):
     assert max(len(ln) for ln in text.splitlines()) <= 80
 
 
+def test_every_command_and_nnprune_itself_read_at_80_columns():
+    """Commands added later too (the list above is the ones with an example each)."""
+    from nnprune.cli.main import app
+
+    res = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "<bool>" not in res.stdout and "--version" in res.stdout
+    for info in app.registered_commands:
+        text = _help(info.name, 80)
+        assert "…" not in text and "<bool>" not in text, info.name
+
+
 def test_fine_prune_help_is_grouped_and_short_enough_to_read_at_80_columns():
     text = _help("fine-prune", 80)
     panels = re.findall(r"╭─ (.+?) ─", text)

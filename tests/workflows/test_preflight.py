@@ -170,6 +170,25 @@ def test_max_seq_length_past_the_positions_is_capped_with_a_warning(tiny_dir, to
     assert json.loads(stdout)["max_seq_length"] == 512 and "using 512" in err
 
 
+def test_prune_and_fill_cap_their_length_too(tiny_dir, tmp_path, caplog):
+    from dataclasses import replace
+
+    from conftest import make_args
+
+    from nnprune.workflows import fill, prune
+
+    args = prune.PruneArgs(checkpoint=str(tiny_dir), task="sst2", output_dir=tmp_path / "p",
+                           target_flops=0.5, training=replace(prune.PRUNE_TRAINING,
+                                                              max_seq_length=4096))
+    assert prune.check_before_work(args).training.max_seq_length == 512
+    filled = fill.check_before_work(make_args(
+        fill.FillArgs, checkpoint=tiny_dir, task="sst2", output_dir=tmp_path / "f",
+        teacher=str(tiny_dir), max_seq_length=600))
+    assert filled.training.max_seq_length == 512
+    assert "--max-seq-length 4096 is past the 512 positions" in caplog.text
+    assert not (tmp_path / "p").exists() and not (tmp_path / "f").exists()
+
+
 # -------------------------------------------------------------------------- model and tokenizer
 def test_a_tokenizer_past_the_vocabulary_is_refused(toy_data, tmp_path, capsys):
     small = _save(tmp_path / "small-vocab", vocab_size=1000, num_labels=2)
