@@ -170,7 +170,10 @@ SETTING_VALUES = (st.none() | st.booleans() | st.integers()
 @given(data=st.dictionaries(TEXT, SETTING_VALUES, max_size=5), kind=st.sampled_from(["yaml", "json"]),
        bom=st.booleans(), crlf=st.booleans())
 def test_config_files_read_back_as_written(data, kind, bom, crlf):
-    text = (yaml.safe_dump(data, allow_unicode=True) if kind == "yaml"
+    # PyYAML writes NEL / U+2028 / U+2029 raw with allow_unicode, then reads them as line
+    # breaks: its own round trip fails there, so those are written escaped
+    raw_ok = not any(c in json.dumps(data, ensure_ascii=False) for c in "\x85\u2028\u2029")
+    text = (yaml.safe_dump(data, allow_unicode=raw_ok) if kind == "yaml"
             else json.dumps(data, indent=2, ensure_ascii=False))
     if crlf:
         text = text.replace("\n", "\r\n")  # both formats escape line breaks inside strings
@@ -262,9 +265,12 @@ def test_config_file_and_set_reach_a_config_or_a_one_line_error(file_settings, s
 def test_the_command_prints_one_error_line_even_for_markup_like_text(tmp_path, tiny_dir, capsys):
     # a --set key and a config file key that look like console markup, a value that is no
     # number: each one `error:` line and exit code 2 before any data is read or anything written
+    from conftest import write_toy_sst2
+
     from nnprune.cli.main import main
 
     (tmp_path / "c.yaml").write_text("'[/x]': 1\ntemperature: [1, 2]\n")
+    data = write_toy_sst2(tmp_path / "data", n_train=8, n_dev=4)
     cases = [
         (["--set", "[/bold]=1"], "[/bold]"),
         (["--set", "target_density=abc"], "target_density expects a float, got 'abc'"),
@@ -274,7 +280,7 @@ def test_the_command_prints_one_error_line_even_for_markup_like_text(tmp_path, t
     for extra, needle in cases:
         with pytest.raises(SystemExit) as e:
             main(["fine-prune", "sst2", "--model", str(tiny_dir), "--output-dir",
-                  str(tmp_path / "out"), "--data-dir", str(tmp_path / "no-data"), *extra])
+                  str(tmp_path / "out"), "--data-dir", str(data), *extra])
         err = capsys.readouterr().err
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert e.value.code == 2, err[-2000:]

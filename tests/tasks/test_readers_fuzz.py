@@ -200,6 +200,18 @@ def test_random_bytes_are_read_or_refused_in_one_line(suffix, raw):
         read_or_refuse(read, path)
 
 
+@given(raw=ANY_TEXT.map(str.encode) | st.binary(max_size=100),
+       delimiter=st.characters(exclude_categories=("Cs",), exclude_characters='"\r\n'),
+       suffix=st.sampled_from([".txt", ".tsv", ".csv"]))
+def test_any_delimiter_reads_or_refuses(raw, delimiter, suffix):
+    # text-classification's delimiter option: any one character but a quote or a line end
+    with written(f"x{suffix}", raw) as path:
+        got = read_or_refuse(read_table, path, delimiter=delimiter)
+    if got is not None:
+        header, rows = got
+        assert all(list(r) == header for r in rows)
+
+
 @pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl", ".conll"])
 @given(data=st.data())
 def test_latin1_bytes_are_refused_naming_line_and_column(suffix, data):
