@@ -70,7 +70,7 @@ def test_existing_checkpoints_need_resume_or_overwrite(tiny_dir, toy_data, tmp_p
 
     out = tmp_path / "run"
     fine_prune(_args(tiny_dir, toy_data, out, max_steps=6))
-    with pytest.raises(NNPruneError, match="pass --resume .* or --overwrite"):
+    with pytest.raises(NNPruneError, match="not empty; pass --overwrite .* or --resume"):
         fine_prune(_args(tiny_dir, toy_data, out, max_steps=6))
     with pytest.raises(NNPruneError, match="no checkpoint-\\* folder"):
         fine_prune(_args(tiny_dir, toy_data, tmp_path / "empty", resume=True))
