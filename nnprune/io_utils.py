@@ -52,6 +52,9 @@ TMP_PREFIX = ".nnprune-tmp-"  # files and folders being written
 BOOKKEEPING_PREFIX = ".nnprune"  # every name above starts with it
 NAMESPACE_PREFIX = "nnprune_"  # nnprune_config.json, nnprune_results.json, nnprune_modeling.py, ...
 CHECKPOINT_RE = re.compile(r"checkpoint-\d+")  # the Trainer's checkpoints of an nnprune run
+#: What file browsers leave in any folder they show: not the user's work, so it does not make a
+#: folder the user's (and goes with it when the folder is replaced).
+OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 #: The help of every command's ``--overwrite``: one wording, one rule.
 OVERWRITE_HELP = ("Replace an output that nnprune wrote before. A folder that also holds files "
@@ -80,8 +83,9 @@ class OutputCheck:
 
 # ------------------------------------------------------------------------------ the record
 def is_bookkeeping(name: str) -> bool:
-    """nnprune's own hidden files (record, lock, temporaries)."""
-    return name.startswith(BOOKKEEPING_PREFIX)
+    """nnprune's own hidden files (record, lock, temporaries), and a file browser's
+    (:data:`OS_METADATA`)."""
+    return name.startswith(BOOKKEEPING_PREFIX) or name in OS_METADATA
 
 
 def read_record(folder: "str | Path") -> Optional[set[str]]:
@@ -421,6 +425,11 @@ def atomic_directory(target: "str | Path", *, overwrite: bool,
     """
     target = Path(target)
     check = check_output_dir(target, overwrite=overwrite, option=option)
+    if check.state is not OutputState.MISSING:
+        here = Path.cwd().resolve()
+        if target.resolve() == here or target.resolve() in here.parents:
+            raise NNPruneError(f"{option} {target} is the current folder or holds it; nnprune "
+                               "replaces its output folder whole: name a folder inside it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -67,6 +67,8 @@ def test_what_stands_at_an_output_path(tmp_path):
     nnprune_folder(run / "prune", "config.json")  # a stage with its own record
     assert inspect_output(run).state is OutputState.NNPRUNE
 
+    (run / ".DS_Store").write_bytes(b"\0")  # a file browser looked at it: still nnprune's
+    assert inspect_output(run).state is OutputState.NNPRUNE
     (run / "keep.txt").write_text("mine")
     check = inspect_output(run)
     assert check.state is OutputState.USER and check.user_entries == ("keep.txt",)
@@ -161,6 +163,18 @@ def test_atomic_directory_never_touches_what_the_user_has(tmp_path, overwrite):
     for target in (tmp_path / "mine", tmp_path / "notes.txt"):
         with pytest.raises(NNPruneError):
             with atomic_directory(target, overwrite=overwrite):
+                pytest.fail("the block must not run")
+    assert tree(tmp_path) == before
+
+
+def test_the_current_folder_is_never_replaced(tmp_path, monkeypatch):
+    outer = nnprune_folder(tmp_path / "outer", "config.json")
+    inner = nnprune_folder(outer / "inner", "config.json")
+    monkeypatch.chdir(inner)
+    before = tree(tmp_path)
+    for target in (".", outer):
+        with pytest.raises(NNPruneError, match="is the current folder or holds it"):
+            with atomic_directory(target, overwrite=True):
                 pytest.fail("the block must not run")
     assert tree(tmp_path) == before
 
