@@ -170,6 +170,42 @@ def test_an_earlier_nnprune_output_is_replaced_whole_with_overwrite_only(command
     assert tree(inputs.root) == {k: v for k, v in before.items() if k.startswith(str(inputs.root))}
 
 
+HOLD = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from nnprune.io_utils import output_lock
+with output_lock({folder!r}):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("command", FOLDER_COMMANDS, ids=str)
+def test_a_second_writer_is_refused_naming_the_first(command, inputs, tmp_path, capsys):
+    """Another run (here: a process holding the folder's lock) writes the folder: refused in one
+    line naming its host and pid, whatever the flags, and nothing changes."""
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    with atomic_directory(out, overwrite=False) as earlier:
+        (earlier / command.product).write_text("earlier")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(
+        repo=str(Path(__file__).resolve().parents[2]), folder=str(out))],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = tree(tmp_path, inputs.root)
+        code, err = run(capsys, command.argv(inputs, out) + ["--overwrite"])
+        assert_refused(code, err, "being written by another nnprune run",
+                       f"pid {holder.pid} on host {socket.gethostname()}")
+        assert tree(tmp_path, inputs.root) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # ------------------------------------------------------------------------------ adding commands
 @pytest.mark.parametrize("command", ADDING_COMMANDS, ids=str)
 def test_adding_commands_never_replace_a_users_file_without_overwrite(command, inputs, tmp_path,
