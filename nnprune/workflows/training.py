@@ -279,7 +279,9 @@ def _run_training(task: TaskAdapter, model_source: str, output_dir: Path, opts: 
         data_collator=data.data_collator, processing_class=tokenizer,
         pruning=pruning, task=task, teacher=teacher)
     install_progress(trainer)  # log lines instead of the Trainer's dict prints and tqdm bars
-    place_tensorboard(trainer, output_dir)
+    tensorboard = place_tensorboard(trainer, output_dir)
+    if tensorboard is not None and trainer.is_world_process_zero():
+        record_written(output_dir, [tensorboard.name])  # nnprune's: --overwrite may replace it
     start = time.perf_counter()
     try:
         train_out = trainer.train(resume_from_checkpoint=resume_from)
