@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -315,7 +315,7 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
           latency_table: "LatencyTable | str | Path | None" = None,
           latency: Optional[LatencySetting] = None, seq_len: Optional[int] = None,
           rearrange_units: bool = True, tune: bool = False, tune_samples: int = 256,
-          width_depth: bool = True, tokenizer: Any = None,
+          width_depth: bool = True, hidden_size: Optional[int] = None, tokenizer: Any = None,
           progress: Optional[Progress] = None) -> PostTrainingResult:
     """Post-training structured pruning of a fine-tuned encoder with a head, in place.
 
@@ -339,6 +339,8 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
             chooses; see docs/width-depth.md). ``False``: heads and FFN dimensions only. An
             architecture (or latency table) that cannot price or compact them exactly falls
             back to heads and FFN, saying why (``result.width_depth_note``).
+        hidden_size: keep this many channels of the stream (its most important ones) instead
+            of letting the search choose the width; layers, heads and FFN are still searched.
         tokenizer: used to build the probe batch of the exactness check (optional).
         progress: ``progress(phase, done, total)`` for the "score" and "tune" phases.
 
@@ -353,6 +355,8 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         nnprune.save_pretrained(result.model, "model-2x", tokenizer=tokenizer)
     """
     check_prune_targets(target_speedup, target_flops)
+    if hidden_size is not None and not width_depth:
+        raise NNPruneError("--hidden-size chooses the width of the stream: it needs --width-depth")
     if any(isinstance(m, MaskedLinear) for m in model.modules()):
         raise NNPruneError("the model still has masked layers: detach them first "
                            "(FinePruning.detach() or nnprune.bertarize)")
@@ -370,6 +374,9 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     heads_total = sum(g.size for g in groups if g.is_heads)
     dims_total = sum(g.size for g in groups if not g.is_heads)
     full = flops.total(heads_total, dims_total)
+    hidden = int(getattr(model.config, architecture_for(model.config.model_type).hidden_attr))
+    if hidden_size is not None and not 8 <= hidden_size <= hidden:
+        raise NNPruneError(f"--hidden-size must be between 8 and the model's {hidden}, got {hidden_size}")
     note = width_depth_support(model) if width_depth else None
     table = None
     if target_speedup is not None:
@@ -377,6 +384,8 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         if width_depth and note is None and not table.model.has_width_depth:
             note = ("the latency table was measured without hidden widths (format 1); measure "
                     "it again to price them")
+    if hidden_size is not None and note is not None:
+        raise NNPruneError(f"--hidden-size: {note}")
     use_wd = width_depth and note is None
     if note is not None:
         logger.warning("width / depth: %s; pruning heads and FFN only", note)
@@ -397,12 +406,16 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     importance = fisher_information(model, batches, groups, progress=scored, loss_fn=loss_fn,
                                     width_depth=use_wd)
     phase("score")
-    hidden = int(getattr(model.config, architecture_for(model.config.model_type).hidden_attr))
     if use_wd:
         arch = architecture_for(model.config.model_type)
         protected = (0,) if arch.hidden is not None and arch.hidden.keep_first_layer else ()
         search = (latency_search(table.model, groups, seq_len, protected) if table is not None
                   else flop_search(model, profile, groups, seq_len, hidden, protected))
+        if hidden_size is not None:
+            if table is not None and hidden_size < table.model.widths[0]:
+                raise NNPruneError(f"--hidden-size {hidden_size} is below the narrowest width the "
+                                   f"latency table measured ({table.model.widths[0]})")
+            search = replace(search, widths=[hidden_size])
         shape = search_shape(importance, groups, search, budget, rearrange_units)
     else:
         kept = search_units(importance, groups, costs, budget, rearrange_units,

@@ -72,6 +72,7 @@ def prune(
     rearrange: Annotated[bool, typer.Option(rich_help_panel=PANEL_PRUNING, help="Re-choose the pruned units per layer with the layer's full Fisher block.")] = True,
     tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", rich_help_panel=PANEL_PRUNING, help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
     width_depth: Annotated[bool, typer.Option("--width-depth/--heads-ffn-only", rich_help_panel=PANEL_PRUNING, help="Also prune the hidden dimension and remove whole layers, the search choosing width, depth, heads and FFN together (docs/width-depth.md); --heads-ffn-only prunes heads and FFN dimensions only.")] = True,
+    hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_PRUNING, help="With --width-depth: keep this many channels of the hidden dimension (the most important ones) instead of letting the search choose the width.")] = None,
     speed_probe: Annotated[bool, typer.Option(rich_help_panel=PANEL_SPEED, help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_THEN_FILL, help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
     task_option: TaskOptionOpt = None,
@@ -97,7 +98,7 @@ def prune(
         checkpoint=checkpoint, task=task, output_dir=output_dir, target_speedup=target_speedup,
         target_flops=target_flops, calibration_samples=calibration_samples,
         tune_samples=tune_samples, rearrange=rearrange, tune=tune, speed_probe=speed_probe,
-        width_depth=width_depth, then_fill=then_fill, training=training, task_options=task_options(task_option),
+        width_depth=width_depth, hidden_size=hidden_size, then_fill=then_fill, training=training, task_options=task_options(task_option),
         latency=latency, latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -20,8 +20,9 @@ the dense model is its measured time. ``T(0, 0)`` is kept to show how additive t
 Width and depth (architectures whose hidden dimension can be pruned): at each width ``w`` of
 :func:`width_grid` below the dense one, the model narrowed to ``w`` is timed with every unit
 (``width=w``), with no head (``width=w,heads=0``), no FFN dimension (``width=w,ffn=0``), neither
-(``width=w,empty``) and, empty, with one layer left (``width=w,layers=1``; at full width
-``layers=1``). An attention block at ``w`` is ``(T_w - T_w(heads=0)) / L``, its scale that over
+(``width=w,empty``), with a few heads (``width=w,heads=k``: a quarter) and a few FFN dimensions
+(``width=w,ffn=f``: an eighth), and, empty, with one layer left (``width=w,layers=1``; at full
+width ``layers=1``). An attention block at ``w`` is ``(T_w - T_w(heads=0)) / L``, its scale that over
 the dense width's; the same for the FFN; what one layer costs beyond its units is
 ``(T_w(empty) - T_w(layers=1)) / (L - 1)``; what is left is the base (embeddings, task head).
 Each curve is made non-decreasing in ``w``. See :class:`~nnprune.pruning_core.latency_model.
@@ -247,35 +248,55 @@ def _variant(dense: nn.Module, heads: Optional[int], dims: Optional[int],
     return model.eval()
 
 
-def _width_variants(hidden: int, layers: int) -> dict[str, tuple]:
+def scale_points(heads: int, ffn: int) -> tuple[int, int]:
+    """The few heads and FFN dimensions the width scales are also measured at: a quarter of the
+    heads and an eighth of the FFN, taken from the grids the full-width curves measure."""
+    k = min((h for h in head_grid(heads) if h > 0), key=lambda h: abs(h - heads / 4))
+    f = min((d for d in ffn_grid(ffn) if d > 0), key=lambda d: abs(d - ffn / 8))
+    return k, f
+
+
+def _width_variants(hidden: int, layers: int, heads: int, ffn: int) -> dict[str, tuple]:
     """The variants that price width and depth: name -> (heads, dims, width, layers)."""
     out: dict[str, tuple] = {}
     if layers > 1:
         out["layers=1"] = (0, 0, None, 1)
+    k, f = scale_points(heads, ffn)
     for w in width_grid(hidden)[:-1]:
         out.update({f"width={w}": (None, None, w, None), f"width={w},heads=0": (0, None, w, None),
-                    f"width={w},ffn=0": (None, 0, w, None), f"width={w},empty": (0, 0, w, None)})
+                    f"width={w},ffn=0": (None, 0, w, None), f"width={w},empty": (0, 0, w, None),
+                    f"width={w},heads={k}": (k, None, w, None),
+                    f"width={w},ffn={f}": (None, f, w, None)})
         if layers > 1:
             out[f"width={w},layers=1"] = (0, 0, w, 1)
     return out
 
 
 def _width_depth_terms(measured: dict[str, float], hidden: int, layers: int,
-                       attention_h: float, ffn_h: float, fixed: float) -> dict[str, Any]:
+                       attention_h: float, ffn_h: float, fixed: float,
+                       low: tuple[int, int, float, float]) -> dict[str, Any]:
     """The width / depth fields of a :class:`LatencyModel` from the measured times (see the
-    module doc); at the dense width they agree with the heads / FFN curves and ``fixed``."""
+    module doc); at the dense width they agree with the heads / FFN curves and ``fixed``.
+    ``low``: the few heads and FFN dims of the low scales and what one layer's attention / FFN
+    takes with them at full width."""
     widths = width_grid(hidden)
-    att, ffn, per_layer, base = [], [], [], []
+    k, f_low, attention_k, ffn_f = low
+    att, ffn, per_layer, base, att_low, ffn_low = [], [], [], [], [], []
     for w in widths:
         name = "" if w == hidden else f"width={w},"
         full = measured["dense"] if w == hidden else measured[f"width={w}"]
         empty = measured[f"{name}empty"]
         if w == hidden:
             a, f, fix = attention_h, ffn_h, fixed
+            a_k, f_f = attention_k, ffn_f
         else:
             a = max(0.0, (full - measured[f"{name}heads=0"]) / layers)
             f = max(0.0, (full - measured[f"{name}ffn=0"]) / layers)
             fix = max(1e-3 * full, full - layers * (a + f))
+            a_k = max(0.0, (measured[f"{name}heads={k}"] - measured[f"{name}heads=0"]) / layers)
+            f_f = max(0.0, (measured[f"{name}ffn={f_low}"] - measured[f"{name}ffn=0"]) / layers)
+        att_low.append(a_k / attention_k if attention_k > 0 else 1.0)
+        ffn_low.append(f_f / ffn_f if ffn_f > 0 else 1.0)
         one = measured.get(f"{name}layers=1")
         lay = max(0.0, (empty - one) / (layers - 1)) if one is not None and layers > 1 else 0.0
         lay = min(lay, 0.95 * fix / layers)  # the base (embeddings, head) is never free
@@ -284,14 +305,17 @@ def _width_depth_terms(measured: dict[str, float], hidden: int, layers: int,
         per_layer.append(lay)
         base.append(fix - layers * lay)
     att, ffn = monotone(att), monotone(ffn)
+    att_low, ffn_low = monotone(att_low), monotone(ffn_low)
     per_layer, base = monotone(per_layer), monotone(base)
     # At the dense width: exactly the heads / FFN model (scale 1, base + L layer = fixed).
-    att = [min(1.0, v / att[-1]) if att[-1] > 0 else 1.0 for v in att]
-    ffn = [min(1.0, v / ffn[-1]) if ffn[-1] > 0 else 1.0 for v in ffn]
+    att, ffn, att_low, ffn_low = ([min(1.0, v / c[-1]) if c[-1] > 0 else 1.0 for v in c]
+                                  for c in (att, ffn, att_low, ffn_low))
     base[-1] = max(fixed - layers * per_layer[-1], 0.0)
     base = [min(v, base[-1]) for v in base]
     return {"hidden": hidden, "widths": tuple(widths), "attention_scale": tuple(att),
-            "ffn_scale": tuple(ffn), "layer_ms": tuple(per_layer), "base_ms": tuple(base)}
+            "ffn_scale": tuple(ffn), "layer_ms": tuple(per_layer), "base_ms": tuple(base),
+            "scale_heads": k, "scale_dims": f_low, "attention_scale_low": tuple(att_low),
+            "ffn_scale_low": tuple(ffn_low)}
 
 
 def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float = 30.0,
@@ -314,7 +338,7 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
     variants.update({f"ffn={f}": (None, f) for f in dims if f != F})
     width_depth = width_depth_support(dense) is None
     if width_depth:
-        variants.update(_width_variants(key["hidden"], L))
+        variants.update(_width_variants(key["hidden"], L, H, F))
     device = torch.device(setting.device)
     dtype = DTYPES[setting.dtype]
     previous_threads = torch.get_num_threads()
@@ -359,8 +383,11 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
         logger.warning("latency table: the parts no unit removes measured %.3f ms (noise); "
                        "taking 1%% of the dense time", fixed)
         fixed = 0.01 * t_dense
-    extra = (_width_depth_terms(measured, key["hidden"], L, attention[-1], ffn[-1], fixed)
-             if width_depth else {})
+    extra = {}
+    if width_depth:
+        k, f = scale_points(H, F)
+        low = (k, f, attention[heads.index(k)], ffn[dims.index(f)])
+        extra = _width_depth_terms(measured, key["hidden"], L, attention[-1], ffn[-1], fixed, low)
     model = LatencyModel(L, H, F, tuple(heads), tuple(attention), tuple(dims), tuple(ffn), fixed,
                          **extra)
     return LatencyTable(key=key, model=model, measured=measured, rounds=rounds,
@@ -410,4 +437,4 @@ def check_table_fits(table: LatencyTable, config: Any) -> None:
 
 __all__ = ["DEFAULT_CACHE_DIR", "LatencySetting", "LatencyTable", "build_latency_table",
            "cache_path", "check_table_fits", "ffn_grid", "hardware_name", "head_grid",
-           "latency_table", "read_table", "table_key", "width_grid"]
+           "latency_table", "read_table", "scale_points", "table_key", "width_grid"]

@@ -25,6 +25,12 @@ the layers ``K`` is predicted to take ``base(w) + |K| layer(w) + sum_{l in K} a(
 + f(w) ffn(f_l)``; at full width with every layer, the formula above (``fixed_ms = base(H) + L
 layer(H)``). A table without them prices heads and FFN dimensions only.
 
+The scales are measured twice per width: with every head (FFN dimension) and with a few
+(``scale_heads``, ``scale_dims``: ``attention_scale_low``, ``ffn_scale_low``), because a thin
+matmul on a narrow stream runs further from peak than the full-width curves say and highly
+pruned models live there; a layer's scale is interpolated linearly in its unit count between the
+two (the low one below ``scale_heads``).
+
 :class:`LatencyCut` turns a budget in milliseconds into the global score cutoff of a patched
 model. Units only pay off when whole: a head counts as removed when its value rows or its
 attention-output columns are all masked (what exact compaction removes), an FFN dimension when
@@ -92,6 +98,10 @@ class LatencyModel:
     ffn_scale: tuple[float, ...] = ()
     layer_ms: tuple[float, ...] = ()
     base_ms: tuple[float, ...] = ()
+    scale_heads: int = 0  # the few heads / FFN dims the *_low scales were measured at
+    scale_dims: int = 0
+    attention_scale_low: tuple[float, ...] = ()
+    ffn_scale_low: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name, xs, ys, full in (("heads", self.heads, self.attention_ms, self.dense_heads),
@@ -113,10 +123,18 @@ class LatencyModel:
     def _check_width_depth(self) -> None:
         names = ("attention_scale", "ffn_scale", "layer_ms", "base_ms")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        for name in names:
+        for name in names + ("attention_scale_low", "ffn_scale_low"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if not self.widths and not any(getattr(self, n) for n in names):
             return
+        if self.attention_scale_low or self.ffn_scale_low:
+            if (len(self.attention_scale_low) != len(self.widths)
+                    or len(self.ffn_scale_low) != len(self.widths)
+                    or not 0 < self.scale_heads < self.dense_heads
+                    or not 0 < self.scale_dims < self.dense_ffn):
+                raise NNPruneError("latency table: the low scales need one value per width, "
+                                   "measured below the dense head and FFN counts")
+            names = names + ("attention_scale_low", "ffn_scale_low")
         w = self.widths
         if any(len(getattr(self, n)) != len(w) for n in names) or not w:
             raise NNPruneError("latency table: widths need one scale, layer and base time each")
@@ -169,6 +187,18 @@ class LatencyModel:
         floor = self.base_ms[0] + self.layer_ms[0]
         return self.dense_ms / floor if floor > 0 else float("inf")
 
+    def unit_scales(self, width: Optional[float], heads: float, dims: float) -> tuple[float, float]:
+        """``(attention, FFN)`` scale of a layer with ``heads`` heads and ``dims`` FFN dimensions
+        at ``width``: between the scale with a few units and with all of them (module doc)."""
+        a, f, _, _ = self.width_terms(width)
+        if not self.attention_scale_low:
+            return a, f
+        w = float(self.hidden if width is None else width)
+        a_low = _interp(w, self.widths, self.attention_scale_low)
+        f_low = _interp(w, self.widths, self.ffn_scale_low)
+        return (_interp(heads, (self.scale_heads, self.dense_heads), (a_low, a)),
+                _interp(dims, (self.scale_dims, self.dense_ffn), (f_low, f)))
+
     def predict(self, heads: Sequence[float], dims: Sequence[float],
                 width: Optional[float] = None) -> float:
         """Predicted ms of a forward with ``heads[l]`` heads and ``dims[l]`` FFN dimensions in
@@ -183,9 +213,12 @@ class LatencyModel:
         if width is not None and width != self.hidden and not self.has_width_depth:
             raise NNPruneError("this latency table was measured without hidden widths; "
                                "measure it again (nnprune latency-table --rebuild)")
-        a, f, layer, base = self.width_terms(width)
-        return (base + n * layer + a * sum(self.attention(h) for h in heads)
-                + f * sum(self.ffn(d) for d in dims))
+        _, _, layer, base = self.width_terms(width)
+        total = base + n * layer
+        for h, d in zip(heads, dims):
+            a, f = self.unit_scales(width, h, d)
+            total += a * self.attention(h) + f * self.ffn(d)
+        return total
 
     def speedup(self, heads: Sequence[float], dims: Sequence[float],
                 width: Optional[float] = None) -> float:
@@ -221,7 +254,8 @@ class LatencyModel:
             raise NNPruneError(f"latency table is missing {exc.args[0]!r}") from None
 
 
-WIDTH_DEPTH_KEYS = ("hidden", "widths", "attention_scale", "ffn_scale", "layer_ms", "base_ms")
+WIDTH_DEPTH_KEYS = ("hidden", "widths", "attention_scale", "ffn_scale", "layer_ms", "base_ms",
+                    "scale_heads", "scale_dims", "attention_scale_low", "ffn_scale_low")
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ class PruneArgs:
     tune: Optional[bool] = None
     # also prune the hidden dimension and remove whole layers (False: heads and FFN only)
     width_depth: bool = True
+    hidden_size: Optional[int] = None  # the stream's width to keep (None: the search chooses)
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     training: TrainingOptions = PRUNE_TRAINING
@@ -119,6 +120,8 @@ class PruneArgs:
         if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
             raise NNPruneError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES} (Fisher "
                                f"estimates from fewer examples are noise), got {self.calibration_samples}")
+        if self.hidden_size is not None and not self.width_depth:
+            raise NNPruneError("--hidden-size chooses the width of the stream: it needs --width-depth")
         if self.tune_samples < 1:
             raise NNPruneError(f"--tune-samples must be >= 1, got {self.tune_samples}")
         if self.then_fill is not None and self.then_fill < 1:
@@ -276,7 +279,7 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
                              target_flops=args.target_flops, latency_table=table,
                              seq_len=seq_len, rearrange_units=args.rearrange, tune=tune,
                              tune_samples=args.tune_samples, width_depth=args.width_depth,
-                             tokenizer=tokenizer, progress=progress)
+                             hidden_size=args.hidden_size, tokenizer=tokenizer, progress=progress)
         post = records.PostTrainingRecord(
             method="fisher+search" + ("+width+depth" if done.width_depth else "")
                    + ("+rearrange" if args.rearrange else "") + ("+lstsq" if tune else ""),

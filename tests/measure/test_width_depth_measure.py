@@ -81,6 +81,23 @@ def test_latency_lookups_for_hidden_widths_and_removed_layers():
     assert LatencyModel.from_dict(m.to_dict()) == m
 
 
+def test_thin_units_on_a_narrow_stream_are_priced_by_the_low_scales():
+    """Scales measured with a few units (1 head, 32 FFN dims) too: a layer's scale goes from the
+    low one (at or below those counts) to the full one (all units), linearly in its units."""
+    from dataclasses import asdict
+
+    m = LatencyModel(**{**asdict(_table()), "scale_heads": 1, "scale_dims": 32,
+                        "attention_scale_low": (0.5, 0.75, 1.0), "ffn_scale_low": (0.5, 0.75, 1.0)})
+    assert m.unit_scales(16, 1, 32) == (0.75, 0.75) and m.unit_scales(16, 4, 64) == (0.5, 0.5)
+    assert m.unit_scales(16, 2.5, 48) == pytest.approx((0.625, 0.625))
+    assert m.unit_scales(32, 1, 8) == (1.0, 1.0)  # the dense width: the curves as measured
+    # layer 1: 1 head and 32 dims at the low scale; layer 2: everything at the full scale
+    assert m.predict([1, 4], [32, 64], width=16) == pytest.approx(
+        1.0 + 2 * 0.2 + 0.75 * (1.0 + 3.2) + 0.5 * (4.0 + 6.4))
+    assert m.predict([4, 4], [64, 64], width=32) == pytest.approx(22.8)
+    assert LatencyModel.from_dict(m.to_dict()) == m
+
+
 def test_a_table_without_widths_prices_heads_and_ffn_only():
     m = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
                      (0.0, 3.2, 6.4), 2.0)
@@ -108,6 +125,8 @@ def test_a_measured_table_holds_widths_and_layer_costs(tmp_path):
             "width=8,layers=1"} <= set(table.measured)
     assert m.attention_scale[-1] == m.ffn_scale[-1] == 1.0
     assert all(0 <= v <= 1 for v in m.attention_scale + m.ffn_scale)
+    assert (m.scale_heads, m.scale_dims) == (1, 8) and m.attention_scale_low[-1] == 1.0
+    assert {"width=8,heads=1", "width=8,ffn=8"} <= set(table.measured)
     assert m.base_ms[-1] + 3 * m.layer_ms[-1] == pytest.approx(m.fixed_ms)
     assert m.predict([4] * 3, [64] * 3, width=32) == pytest.approx(table.measured["dense"])
     assert m.predict([4], [64], width=8) < m.dense_ms

@@ -415,3 +415,19 @@ def test_pictures_and_card_show_the_narrowed_stream_and_the_removed_layer(tmp_pa
     text = (path / "README.md").read_text()
     assert "a hidden width of 20/32, 2/3 layers (removed: 1)" in text
     assert "| 1 (removed) |" in text and card is not None
+
+
+def test_a_chosen_hidden_size_is_kept_and_the_rest_is_searched():
+    import nnprune
+    from nnprune.measure.flops import count_flops
+
+    model, dense = _scaled_bert(), _scaled_bert()
+    result = nnprune.prune(model, _calibration(n_batches=4), target_flops=0.4, hidden_size=16)
+    assert result.hidden_kept == 16 and model.config.nnprune_layout["hidden"]["size"] == 16
+    assert count_flops(dense, 1, 12).total / count_flops(model, 1, 12).total >= 2.5
+    assert result.exactness <= TOL
+    with pytest.raises(NNPruneError, match="needs --width-depth"):
+        nnprune.prune(_scaled_bert(), _calibration(n_batches=4), target_flops=0.4,
+                      hidden_size=16, width_depth=False)
+    with pytest.raises(NNPruneError, match="between 8 and"):
+        nnprune.prune(_scaled_bert(), _calibration(n_batches=4), target_flops=0.4, hidden_size=40)
