@@ -84,6 +84,7 @@ def sweep(
     detach: Annotated[bool, _opt("slurm: submit and return; collect later with --phase time.", PANEL_RUN, "--detach")] = False,
     pick: Annotated[Optional[float], _opt("Hand over the best point at least this many times faster (batch 1, first thread count) as a folder with its model card.", PANEL_RUN)] = None,
     pick_out: Annotated[Optional[Path], _opt("Where --pick copies the model (default WORK/picked-<S>x).", PANEL_RUN)] = None,
+    pick_tolerance: Annotated[float, _opt("--pick: a point this share under the speed still counts as that fast (timing noise; the table predicts the smallest models a few percent fast).", PANEL_RUN)] = 0.03,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
@@ -116,7 +117,8 @@ def sweep(
             spec.budget, set=(*spec.budget.set, *set_)))
     with stdout_for_json(json_out):
         result = run(SweepArgs(spec=spec, phase=phase, dry_run=dry_run, retime=retime,
-                               detach=detach, pick=pick, pick_out=pick_out))
+                               detach=detach, pick=pick, pick_out=pick_out,
+                               pick_tolerance=pick_tolerance))
     if not json_out:
         show(result, dry_run)
     write_json(json_out, result.to_dict(), json_file)
@@ -127,7 +129,8 @@ def show(result: Any, dry_run: bool) -> None:
 
     if dry_run:
         rows = [[p["id"], p["route"], "-" if p["target"] is None else f"{p['target']:g}x",
-                 "-" if p["seed"] is None else p["seed"], p["steps"], p["status"]]
+                 "-" if p["seed"] is None else p["seed"], "-" if p["steps"] is None else p["steps"],
+                 p["status"]]
                 for p in result.plan]
         console.print(make_table(f"sweep {result.name} (dry run): {len(rows)} points in {result.work}",
                                  ["point", "route", "target", "seed", "steps", "would"], rows))

@@ -206,7 +206,8 @@ def plan_of(spec: SweepSpec, points: list[Point], table_id: Optional[str]) -> li
             status = {State.STARTED: "resume", State.FAILED: "resume", State.TRAINED: "reuse",
                       State.TIMED: "done"}[State(record["state"])]
         out.append({"id": p.id, "route": p.route.label, "target": p.target, "seed": p.seed,
-                    "steps": p.route.recipe(spec.budget)["steps"], "status": status})
+                    "steps": None if p.target is None else p.route.recipe(spec.budget)["steps"],
+                    "status": status})
     return out
 
 

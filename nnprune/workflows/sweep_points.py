@@ -251,9 +251,13 @@ def run_point(ctx: PointContext, point: Point, *, log_to_file: bool = False) -> 
         return record
     resumed = bool(record) and record["key"] == key
     if folder.exists() and not resumed:
-        # another budget or recipe (or no record of one): nothing in it may be resumed or reused
-        logger.info("%s: left by a run of another budget, removed", point.id)
-        shutil.rmtree(folder)
+        # another budget or recipe (or no record of one): nothing in it may be resumed or reused;
+        # the log stays (a worker's output is going there now)
+        old = [e for e in folder.iterdir() if e.name != LOG_FILE]
+        if old:
+            logger.info("%s: left by a run of another budget, removed", point.id)
+        for entry in old:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     attempts = int(record.get("attempts", 0)) + 1 if resumed and record else 1
     base = {"id": point.id, "route": point.route.route, "label": point.route.label,
