@@ -382,7 +382,7 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     if target_speedup is not None:
         table = table_for(model, latency_table, (latency or LatencySetting()).at(seq_len))
         if width_depth and note is None and not table.model.has_width_depth:
-            note = ("the latency table was measured without hidden widths (format 1); measure "
+            note = ("the latency table was measured without hidden widths (an older format); measure "
                     "it again to price them")
     if hidden_size is not None and note is not None:
         raise NNPruneError(f"--hidden-size: {note}")

@@ -25,7 +25,8 @@ Width and depth (architectures whose hidden dimension can be pruned): at each wi
 width ``layers=1``). An attention block at ``w`` is ``(T_w - T_w(heads=0)) / L``, its scale that over
 the dense width's; the same for the FFN; what one layer costs beyond its units is
 ``(T_w(empty) - T_w(layers=1)) / (L - 1)``; what is left is the base (embeddings, task head).
-Each curve is made non-decreasing in ``w``. See :class:`~nnprune.pruning_core.latency_model.
+Each is fitted as affine in ``w`` (a part growing with the width, one that does not) over all
+the widths, robust to a noisy one. See :class:`~nnprune.pruning_core.latency_model.
 LatencyModel`.
 
 The cache key holds the model type and every shape that matters (layers, hidden size, heads, head
@@ -61,8 +62,10 @@ from nnprune.pruning_core.width_depth import apply_width_depth, width_depth_supp
 
 logger = logging.getLogger(__name__)
 
-TABLE_FORMAT = 2  # 2: with hidden widths and layer counts (format 1 tables still read)
-READ_FORMATS = (1, 2)
+# 2: with hidden widths and layer counts; 3: their scales with a few units too (older formats
+# still read: they price what they measured)
+TABLE_FORMAT = 3
+READ_FORMATS = (1, 2, 3)
 WIDTH_GRID_STEPS = 8  # hidden widths measured: H/8, 2H/8, ..., H (multiples of 8)
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "nnprune" / "latency"
 FFN_GRID_STEPS = 8  # FFN widths measured: 0, 16, 64, F/8, ..., F (multiples of 8: fast kernels)
@@ -272,6 +275,20 @@ def _width_variants(hidden: int, layers: int, heads: int, ffn: int) -> dict[str,
     return out
 
 
+def _affine_fit(values: list[float], widths: list[int], at_full: float) -> list[float]:
+    """``q(w) = at_full * (alpha + (1 - alpha) w / W)`` at each of ``widths`` (up to ``W``),
+    with the dense width's value fixed and ``alpha`` in [0, 1] the median of what each measured
+    width says it is. Every per-width term is a part that grows with the width (matmuls, norms,
+    adds) plus one that does not (kernel launches, attention scores): one parameter from all the
+    widths is robust to a noisy width, where a point-by-point curve bends with it."""
+    full = widths[-1]
+    if at_full <= 0:
+        return [0.0] * len(widths)
+    alphas = [(v / at_full - w / full) / (1 - w / full) for v, w in zip(values[:-1], widths[:-1])]
+    alpha = min(1.0, max(0.0, statistics.median(alphas))) if alphas else 0.0
+    return [at_full * (alpha + (1 - alpha) * w / full) for w in widths]
+
+
 def _width_depth_terms(measured: dict[str, float], hidden: int, layers: int,
                        attention_h: float, ffn_h: float, fixed: float,
                        low: tuple[int, int, float, float]) -> dict[str, Any]:
@@ -304,14 +321,10 @@ def _width_depth_terms(measured: dict[str, float], hidden: int, layers: int,
         ffn.append(f / ffn_h if ffn_h > 0 else 1.0)
         per_layer.append(lay)
         base.append(fix - layers * lay)
-    att, ffn = monotone(att), monotone(ffn)
-    att_low, ffn_low = monotone(att_low), monotone(ffn_low)
-    per_layer, base = monotone(per_layer), monotone(base)
     # At the dense width: exactly the heads / FFN model (scale 1, base + L layer = fixed).
-    att, ffn, att_low, ffn_low = ([min(1.0, v / c[-1]) if c[-1] > 0 else 1.0 for v in c]
-                                  for c in (att, ffn, att_low, ffn_low))
-    base[-1] = max(fixed - layers * per_layer[-1], 0.0)
-    base = [min(v, base[-1]) for v in base]
+    att, ffn, att_low, ffn_low = (_affine_fit(c, widths, 1.0) for c in (att, ffn, att_low, ffn_low))
+    per_layer = _affine_fit(per_layer, widths, per_layer[-1])
+    base = _affine_fit(base, widths, max(fixed - layers * per_layer[-1], 0.0))
     return {"hidden": hidden, "widths": tuple(widths), "attention_scale": tuple(att),
             "ffn_scale": tuple(ffn), "layer_ms": tuple(per_layer), "base_ms": tuple(base),
             "scale_heads": k, "scale_dims": f_low, "attention_scale_low": tuple(att_low),

@@ -130,3 +130,16 @@ def test_a_measured_table_holds_widths_and_layer_costs(tmp_path):
     assert m.base_ms[-1] + 3 * m.layer_ms[-1] == pytest.approx(m.fixed_ms)
     assert m.predict([4] * 3, [64] * 3, width=32) == pytest.approx(table.measured["dense"])
     assert m.predict([4], [64], width=8) < m.dense_ms
+
+
+def test_width_terms_are_fitted_affine_in_the_width_robust_to_a_noisy_width():
+    from nnprune.measure.latency import _affine_fit
+
+    widths = [8, 16, 24, 32]
+    exact = [0.2 + 0.8 * w / 32 for w in widths]
+    assert _affine_fit(exact, widths, 1.0) == pytest.approx(exact)
+    noisy = [exact[0], exact[1] + 0.4, exact[2], 1.0]  # one slow spell at width 16
+    fit = _affine_fit(noisy, widths, 1.0)
+    assert fit == pytest.approx(exact)  # the other widths agree: the noisy one is outvoted
+    assert _affine_fit([2.0, 3.0, 1.5], [10, 20, 30], 1.5)[-1] == 1.5  # alpha clamped to [0, 1]
+    assert _affine_fit([1.0, 1.0], [16, 32], 0.0) == [0.0, 0.0]
