@@ -431,3 +431,48 @@ def test_a_chosen_hidden_size_is_kept_and_the_rest_is_searched():
                       hidden_size=16, width_depth=False)
     with pytest.raises(NNPruneError, match="between 8 and"):
         nnprune.prune(_scaled_bert(), _calibration(n_batches=4), target_flops=0.4, hidden_size=40)
+
+
+def test_a_narrowed_shallower_checkpoint_fills_and_still_reloads(tmp_path):
+    """The --then-fill stage trains a model pruned in width and depth (distilled from the dense
+    one); the filled checkpoint keeps its layout and reloads with stock transformers."""
+    import shutil
+
+    from conftest import make_args, save_tiny_model, write_toy_sst2
+
+    import nnprune
+    from nnprune.pruning_core.checkpoint import save_checkpoint
+    from nnprune.workflows.fill import FillArgs, fill
+
+    dense = save_tiny_model(tmp_path / "dense")  # 2 layers
+    data = write_toy_sst2(tmp_path / "data", n_train=32, n_dev=16)
+    model = nnprune.load_pretrained(dense)
+    apply_width_depth(model, KEEP, [1])
+    compact_model(model)
+    pruned = save_checkpoint(model, tmp_path / "pruned", config=None)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(dense / name, pruned / name)
+    out = tmp_path / "filled"
+    result = fill(make_args(FillArgs, checkpoint=pruned, task="sst2", output_dir=out,
+                            teacher=str(dense), data_dir=data, max_steps=2, batch_size=8,
+                            max_seq_length=32))
+    assert "accuracy" in result.metrics
+    filled = nnprune.load_pretrained(out)
+    assert filled.config.nnprune_layout["hidden"]["size"] == 20
+    assert filled.config.nnprune_layout["stacks"]["encoder"]["kept_layers"] == [0]
+    inputs = probe_inputs(filled.config)
+    write_probe(out, inputs, model_outputs(filled, inputs))
+    diffs = stock_reload_diffs([(str(out), "AutoModelForSequenceClassification")], tmp_path)
+    assert diffs[str(out)] <= TOL
+
+
+def test_a_narrowed_shallower_model_exports_to_onnx_with_int8(tmp_path):
+    """The scatter back to the dense width exports (a pad and a gather): onnxruntime computes
+    the compacted model's logits, and the int8 export runs."""
+    pytest.importorskip("onnxruntime")
+    import nnprune
+
+    model, _, _ = _pruned("bert")
+    compact_model(model)
+    exp = nnprune.export_onnx(model, tmp_path / "onnx", quantize="int8")
+    assert exp.max_abs_diff < 1e-4 and exp.int8_max_abs_diff is not None
