@@ -372,7 +372,9 @@ def prune_command(record: CommandOptions, task: Optional[str]) -> str:
         value = record.value(name)
         if value is None or value == default:
             continue
-        if isinstance(value, bool):
+        if name == "width_depth":  # its off switch has a name of its own
+            words.append("--heads-ffn-only")
+        elif isinstance(value, bool):
             words.append(option_flag(name) if value else "--no-" + option_flag(name)[2:])
         else:
             words += [option_flag(name), _arg(value)]
@@ -383,7 +385,8 @@ def prune_command(record: CommandOptions, task: Optional[str]) -> str:
 #: ``nnprune prune``'s own options the reproduce command repeats when they are not these
 #: defaults (the command's declaration; ``tune`` None is the task's choice).
 PRUNE_DEFAULTS: dict[str, Any] = {"calibration_samples": 2048, "tune_samples": 256,
-                                  "rearrange": True, "tune": None, "then_fill": None}
+                                  "rearrange": True, "tune": None, "then_fill": None,
+                                  "width_depth": True, "hidden_size": None}
 
 
 def _post_training_stage(stage: Any, checkpoint: Path) -> Optional[CommandOptions]:

@@ -476,3 +476,14 @@ def test_a_narrowed_shallower_model_exports_to_onnx_with_int8(tmp_path):
     compact_model(model)
     exp = nnprune.export_onnx(model, tmp_path / "onnx", quantize="int8")
     assert exp.max_abs_diff < 1e-4 and exp.int8_max_abs_diff is not None
+
+
+def test_the_card_repeats_the_width_options_of_a_prune_run():
+    from nnprune.pruning_core.run_record import CommandOptions
+    from nnprune.report.card import prune_command
+
+    base = {"checkpoint": "runs/dense", "task": "sst2", "output_dir": "out", "target_speedup": 5}
+    assert "width" not in prune_command(CommandOptions({**base, "width_depth": True}), "sst2")
+    assert "--heads-ffn-only" in prune_command(CommandOptions({**base, "width_depth": False}), "sst2")
+    assert "--hidden-size 192" in prune_command(
+        CommandOptions({**base, "width_depth": True, "hidden_size": 192}), "sst2")
