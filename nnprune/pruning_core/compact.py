@@ -416,6 +416,8 @@ def _inside_kept_units(model: nn.Module) -> dict[str, torch.Tensor]:
                 allow(unit.paths[role], idx, rows=True)
         allow(unit.paths[Role.ATTN_OUTPUT], idx, rows=False)
     for unit in structure.ffn:
+        if unit.size == 0:  # a compacted layer whose whole FFN was pruned: nothing inside to allow
+            continue
         dev = model.get_submodule(unit.paths[Role.FFN_IN]).weight.device
         idx = torch.tensor(unit.kept, dtype=torch.long, device=dev)
         for path in unit.in_paths or [unit.paths[Role.FFN_IN]]:

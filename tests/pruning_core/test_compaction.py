@@ -307,3 +307,19 @@ def test_ffn_multiple_pads_with_zero_dims_exactly():
     # The padding dims are zero: counts of useful weights and dims do not change.
     a, b = count_parameters(padded), count_parameters(plain)
     assert a.remaining == b.remaining and [lc.ffn_dims[0] for lc in a.layers] == [42, 0]
+
+
+def test_reinit_zeros_of_a_compacted_model_with_an_empty_ffn():
+    """fill re-initialises the zeros of a compacted model in which a layer's whole FFN was pruned
+    (struct_masked empties layer 1's): nothing is left to re-initialise there, and every zero
+    inside the other kept units (head 2's masked Q rows) gets a value."""
+    from nnprune.pruning_core.compact import compact_model, reinit_zeros
+    from nnprune.pruning_core.structure import analyze_structure
+
+    model = struct_masked("bert")
+    compact_model(model)
+    assert [u.size for u in analyze_structure(model).ffn][1] == 0
+    zeros = sum(int((model.get_submodule(s.path).weight == 0).sum())
+                for s in analyze_structure(model).sites)
+    assert zeros > 0
+    assert reinit_zeros(model, std=0.01, generator=torch.Generator().manual_seed(0)) == zeros
