@@ -36,7 +36,7 @@ from typing import Any, Optional
 import nnprune
 from nnprune import LatencySetting
 from nnprune.errors import NNPruneError
-from nnprune.io_utils import atomic_write_text
+from nnprune.io_utils import atomic_directory, atomic_write_text
 from nnprune.workflows.sweep_executors import make_executor
 from nnprune.workflows.sweep_points import (LOG_FILE, POINT_FILE, State, log_tail,
                                             mark_failed, read_record, write_record)
@@ -129,12 +129,14 @@ def check_work(work: Path) -> None:
     """The work folder: new, empty, or a sweep's (it holds the sweep's spec): never a folder of
     the user's files, which a sweep would write among (and whose point folders it replaces)."""
     if work.exists() and not work.is_dir():
-        raise NNPruneError(f"work {work} is a file; give a folder")
+        raise NNPruneError(f"work {work} is a file, not a folder; nnprune does not replace it: "
+                           "choose another path")
     ours = (work / SPEC_FILE).is_file() or all(
         (e / POINT_FILE).is_file() for e in work.iterdir()) if work.is_dir() else True
     if not ours:
-        raise NNPruneError(f"work {work} holds files that are not a sweep's; choose a new or empty "
-                           "folder")
+        first = next(e.name for e in sorted(work.iterdir()) if not (e / POINT_FILE).is_file())
+        raise NNPruneError(f"work {work} holds {first}, which is not a sweep's; nnprune never writes "
+                           "among your files: choose a new or empty folder")
 
 
 def check_recipes(spec: SweepSpec) -> None:
@@ -510,22 +512,17 @@ def pick(result: SweepResult, speedup: float, out: Optional[Path], tolerance: fl
         raise NNPruneError(f"--pick {speedup:g}: {best['id']} is the best, but its weights are not "
                            f"in {src} (trained elsewhere): copy them back first")
     out = Path(out) if out is not None else result.work / f"picked-{speedup:g}x"
-    if out.exists() and not (out / PICK_FILE).is_file():
-        raise NNPruneError(f"--pick-out {out} exists and is not a picked sweep point; choose "
-                           "another folder")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in src.iterdir():  # the model's files; not its checkpoints, stages or curves
-        if f.is_file() and not f.name.startswith(".") and f.name not in (POINT_FILE, LOG_FILE):
-            shutil.copy2(f, tmp / f.name)
     pick_record = {"sweep": result.name, "point": best["id"], "route": best["label"],
                    "target": best["target"], "seed": best["seed"], "metric": best["metric"],
                    "main_metric": best["main_metric"], "speed": best.get("speed"),
                    "asked_speedup": speedup, "from": str(src)}
-    atomic_write_text(tmp / PICK_FILE, json.dumps(pick_record, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    # The output policy (docs/outputs.md): an earlier pick (a folder nnprune wrote) is replaced
+    # whole, atomically; a file, or a folder holding the user's files, is refused in one line.
+    with atomic_directory(out, overwrite=True, option="--pick-out") as tmp:
+        for f in src.iterdir():  # the model's files; not its checkpoints, stages or curves
+            if f.is_file() and not f.name.startswith(".") and f.name not in (POINT_FILE, LOG_FILE):
+                shutil.copy2(f, tmp / f.name)
+        atomic_write_text(tmp / PICK_FILE, json.dumps(pick_record, indent=2) + "\n")
     evaluation = {"task": result.task, "main_metric": best["main_metric"],
                   "metrics": {best["main_metric"]: best["metric"]}, "checkpoint": str(out)}
     card = write_card(out, speed=best.get("speed_report"), evaluation=evaluation, overwrite=True)
@@ -543,8 +540,9 @@ def sweep(args: SweepArgs) -> SweepResult:
     check_recipes(spec)
     executor = make_executor(spec.executor, spec.work, spec.name)  # refuses a missing engine now
     starts = args.phase in (Phase.ALL, Phase.TRAIN) and not args.dry_run
+    if args.phase in (Phase.ALL, Phase.TRAIN):
+        check_work(spec.work)  # a dry run says what the run would refuse
     if starts:
-        check_work(spec.work)
         executor.preflight()
     table, table_path = resolve_table(spec, measure=starts or args.phase is Phase.TIME)
     if table is not None:

@@ -266,3 +266,37 @@ def test_every_writing_command_has_the_same_overwrite(command):
     assert "--overwrite" in opts
     if command != "report":  # report's replaces a README.md (a single file): its own words
         assert opts["--overwrite"].help.startswith(OVERWRITE_HELP)
+
+
+# ----------------------------------------------------------------------------------- the sweep
+# A sweep's work folder is continued by design (finished points reused, half-finished ones
+# resumed), so it has no --overwrite; what the rule asks of it is that a file, or a folder of
+# the user's that is not a sweep's, is refused before any point starts, and that --pick never
+# replaces the user's files.
+def _sweep(inputs: Inputs, work: Path, *extra) -> list:
+    from conftest import known_latency_table
+
+    table = inputs.root / "sweep-table.json"
+    if not table.exists():
+        known_latency_table(inputs.model, table)
+    return ["sweep", "--task", "sst2", "--model", inputs.model, "--data-dir", inputs.data,
+            "--routes", "struct", "--targets", "1.5", "--seeds", "42", "--steps", "2",
+            "--batch-size", "8", "--max-seq-length", "16", "--latency-table", table,
+            "--latency-seq-len", "16", "--work", work, *extra]
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "--dry-run"])
+def test_the_sweep_refuses_a_file_or_a_users_folder_as_its_work_folder(dry_run, inputs, tmp_path, capsys):
+    extra = ["--dry-run"] if dry_run else []
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's notes\n")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("keep me\n")
+    _sweep(inputs, notes)  # the latency table, before the snapshot
+    before = tree(tmp_path, inputs.root)
+    code, err = run(capsys, _sweep(inputs, notes, *extra))
+    assert_refused(code, err, "notes.txt")
+    code, err = run(capsys, _sweep(inputs, mine, *extra))
+    assert_refused(code, err, "mine")
+    assert tree(tmp_path, inputs.root) == before

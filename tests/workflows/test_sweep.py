@@ -243,6 +243,27 @@ def test_pick_hands_over_the_best_point_with_its_model_card(local_sweep):
         p for p in result.points if p["id"] == picked["point"])["shape"]
 
 
+def test_pick_never_replaces_the_users_files_and_replaces_an_earlier_pick(local_sweep, tmp_path):
+    from nnprune.workflows.sweep import pick
+
+    _, result, _ = local_sweep
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("keep me\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("notes\n")
+    for out, needle in ((mine, "keep.txt"), (notes, "not a folder")):
+        with pytest.raises(NNPruneError, match=needle):
+            pick(result, 1.0, out, 0.45)
+    assert (mine / "keep.txt").read_text() == "keep me\n" and sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
+    assert notes.read_text() == "notes\n"
+    out = tmp_path / "picked"
+    first = pick(result, 1.0, out, 0.45)
+    (out / "config.json").write_text("{}")  # replaced whole by the next pick
+    again = pick(result, 1.0, out, 0.45)
+    assert again["point"] == first["point"] and json.loads((out / "config.json").read_text()) != {}
+
+
 def test_a_second_run_reuses_finished_points_and_retries_the_failed_one(local_sweep, inputs):
     spec, first, _ = local_sweep
     work = spec.work
