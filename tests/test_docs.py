@@ -9,6 +9,7 @@ import dataclasses
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -297,6 +298,22 @@ def test_quickstart_reads_fields_the_commands_write():
     assert row_fields <= {f.name for f in dataclasses.fields(row_type)}
 
 
+#: The quickstart's last line, as its summary prints it (f-string fields as patterns).
+QUICKSTART_LINE = (r"\d+\.\d\dx faster at batch 1 \(measured, 128 tokens, 1 thread; asked for 2x\), "
+                   r"\d+/\d+ heads and [\d,]+/[\d,]+ FFN dims kept, "
+                   r"accuracy \d+\.\d\d \(its dense model: \d+\.\d\d, [+-]\d+\.\d\d\)")
+
+
+def test_readme_shows_the_quickstart_line_it_prints():
+    """The README's quickstart line is one the script prints now (not an older script's)."""
+    script = QUICKSTART.read_text()
+    for fragment in ("x faster at batch 1 (measured, 128 tokens, 1 thread; asked for 2x), ",
+                     " FFN dims kept, ", "accuracy ", " (its dense model: "):
+        assert fragment in script, fragment
+    for page in (README, DOCS / "getting-started.md"):
+        assert re.search(rf"^{QUICKSTART_LINE}$", page.read_text(encoding="utf-8"), re.M), page.name
+
+
 def typing_row_type(report_type):
     """The dataclass of a :class:`SpeedReport`'s rows."""
     import typing
@@ -310,6 +327,11 @@ def test_quickstart_is_strict_bash():
     text = QUICKSTART.read_text()
     assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
     subprocess.run(["bash", "-n", str(QUICKSTART)], check=True)
+    if shutil.which("shellcheck") is None:  # CI installs it (.ci/run)
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    res = subprocess.run(["shellcheck", "--shell=bash", str(QUICKSTART)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 # ------------------------------------------------------------------------------- the site
