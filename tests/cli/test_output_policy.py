@@ -65,9 +65,7 @@ FOLDER_COMMANDS = [
     Command("bertarize", lambda i, out: ["bertarize", i.model, "--output", out], "config.json"),
     Command("export-onnx", lambda i, out: ["export-onnx", i.model, out], "model.onnx"),
 ]
-#: The sweep command writes a folder too: its rows go here when it lands (another change).
-SWEEP_ROWS: list[Command] = []
-FOLDER_COMMANDS += SWEEP_ROWS
+# The sweep continues its work folder by design (no --overwrite): its own tests are at the end.
 
 #: Commands that add files to a folder (which may hold the user's other files).
 ADDING_COMMANDS = [
