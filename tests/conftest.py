@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -184,6 +186,52 @@ def kill_after(out: Path, step: int) -> None:
                                  and int(p.name.split("-")[1]) <= step):
             continue
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a CLI run in a subprocess: one thread, offline, this checkout on the
+    path, no progress bars."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+
+
+def kill_when(cmd: list[str], cwd: Path, log: Path, ready, what: str, *, timeout: float = 300,
+              poll: float = 0.001):
+    """Run ``cmd`` (output to ``log``); the moment ``ready()`` returns something truthy, SIGKILL
+    the process and return that. Fails the test, with the log's tail, when the run ends or
+    ``timeout`` passes first (``what`` says what it was waited for)."""
+    import signal
+    import time
+
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=subprocess_env(),
+                                cwd=cwd)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proc.poll() is None:
+                found = ready()
+                if found and proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+                    return found
+                time.sleep(poll)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    pytest.fail(f"the run ended (rc {proc.returncode}) or timed out before {what}:\n"
+                f"{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def written(name: str, data: bytes) -> Iterator[Path]:
+    """``data`` in a fresh file ``name`` (a fresh folder per example: Hypothesis runs many)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / name
+        path.write_bytes(data)
+        yield path
 
 
 def resumed_like_unbroken(out: Path, unbroken: dict, steps: int) -> None:

@@ -17,15 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tempfile
 import time
 import typing
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
+from conftest import written
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -64,14 +62,6 @@ def one_line(exc: NNPruneError, *names: str) -> str:
     for name in names:
         assert name in msg, (name, msg)
     return msg
-
-
-@contextmanager
-def written(name: str, data: bytes) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / name
-        path.write_bytes(data)
-        yield path
 
 
 # ------------------------------------------------------------------------------ key=value

@@ -17,12 +17,11 @@ import csv
 import io
 import json
 import re
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from conftest import written
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -39,15 +38,6 @@ FEW = settings(max_examples=max(10, settings.default.max_examples // 4))
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-@contextmanager
-def written(name: str, data: bytes) -> Iterator[Path]:
-    """``data`` in a fresh file ``name`` (a fresh folder per example: Hypothesis runs many)."""
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / name
-        path.write_bytes(data)
-        yield path
 
 
 def refused(path: Path, exc: NNPruneError, line: int | None = None) -> str:

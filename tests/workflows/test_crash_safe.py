@@ -9,14 +9,13 @@ import errno
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import make_args, resumed_like_unbroken, save_tiny_model, write_toy_sst2
+from conftest import (kill_when, make_args, resumed_like_unbroken, save_tiny_model, subprocess_env,
+                      write_toy_sst2)
 
 from nnprune.io_utils import LOCK_FILE, PENDING_FILE, TMP_PREFIX
 from nnprune.pruning_core.checkpoint import read_state_dict
@@ -24,7 +23,6 @@ from nnprune.workflows.evaluate import evaluate_checkpoint
 from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 from nnprune.workflows.training import checkpoint_complete, checkpoint_folders
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -124,37 +122,19 @@ def _command(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
             "--logging-steps", "1", *extra]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
-
-
 def _kill_while_saving(cmd: list[str], out: Path, saving: str, log: Path,
                        timeout: float = 300) -> None:
     """Run ``cmd``; the moment ``out`` holds the temporary folder of the save named ``saving``
     (``.nnprune-tmp-<saving>``), SIGKILL the process: it dies in the middle of that save."""
     staging = f"{TMP_PREFIX}{saving}"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(),
-                                cwd=out.parent)
+
+    def saving_now() -> bool:
         try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    names = os.listdir(out)
-                except FileNotFoundError:
-                    names = []
-                if any(n.startswith(staging) for n in names):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=30)
-                    return
-                time.sleep(0.001)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    pytest.fail(f"the run ended (rc {proc.returncode}) before it saved {saving}:\n"
-                f"{log.read_text()[-3000:]}")
+            return any(n.startswith(staging) for n in os.listdir(out))
+        except FileNotFoundError:
+            return False
+
+    kill_when(cmd, out.parent, log, saving_now, f"it saved {saving}", timeout=timeout)
 
 
 def test_sigkill_during_saves_then_resume_ends_like_an_unbroken_run(inputs, tmp_path):
@@ -162,7 +142,7 @@ def test_sigkill_during_saves_then_resume_ends_like_an_unbroken_run(inputs, tmp_
     full, out = tmp_path / "full", tmp_path / "run"
     full_log = (tmp_path / "full.log").open("w")
     full_proc = subprocess.Popen(_command(model, data, full), stdout=full_log,
-                                 stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+                                 stderr=subprocess.STDOUT, env=subprocess_env(), cwd=tmp_path)
     try:
         # killed while writing checkpoint-4: only checkpoint-2 is there, complete
         _kill_while_saving(_command(model, data, out), out, f"checkpoint-{2 * SAVE_STEPS}",
@@ -170,7 +150,7 @@ def test_sigkill_during_saves_then_resume_ends_like_an_unbroken_run(inputs, tmp_
         assert [c.name for c in checkpoint_folders(out)] == [f"checkpoint-{SAVE_STEPS}"]
         _assert_only_complete_checkpoints(out)
         resumed = subprocess.run(_command(model, data, out, "--resume"), capture_output=True,
-                                 text=True, env=_env(), cwd=tmp_path, timeout=300)
+                                 text=True, env=subprocess_env(), cwd=tmp_path, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
     finally:
         full_proc.wait(timeout=300)
@@ -188,7 +168,7 @@ def test_sigkill_during_saves_then_resume_ends_like_an_unbroken_run(inputs, tmp_
     assert _snapshot(out) == before
     assert evaluate_checkpoint("sst2", out, data_dir=data).metrics == metrics
     again = subprocess.run(_command(model, data, out, "--resume"), capture_output=True, text=True,
-                           env=_env(), cwd=tmp_path, timeout=300)
+                           env=subprocess_env(), cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]  # the dead run's lock is no block
     resumed_like_unbroken(out, unbroken, MAX_STEPS)
     assert json.loads((out / "nnprune_results.json").read_text())["steps"] == MAX_STEPS

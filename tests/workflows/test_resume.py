@@ -5,16 +5,13 @@ leaves nothing of the earlier run behind."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_args, save_tiny_model, write_toy_sst2
+from conftest import kill_when, make_args, save_tiny_model, subprocess_env, write_toy_sst2
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import record_written
@@ -24,7 +21,6 @@ from nnprune.workflows.fine_prune import FinePruneArgs, fine_prune
 from nnprune.workflows.options import TrainingOptions
 from nnprune.workflows.training import resume_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
 MAX_STEPS = 12
 SAVE_STEPS = 3  # the first save comes after the density controller's first update
 
@@ -45,11 +41,6 @@ def _command(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
             "--logging-steps", "1", *extra]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
-
-
 def _complete(ck: Path) -> bool:
     return (ck / "trainer_state.json").is_file() and (ck / "nnprune_state.json").is_file()
 
@@ -61,30 +52,15 @@ def _steps(folder: Path) -> list[int]:
 def _kill_after_first_save(cmd: list[str], out: Path, log: Path, timeout: float = 180) -> dict:
     """Start ``cmd``; as soon as the first checkpoint is complete and a later checkpoint folder
     exists (most likely being written), SIGKILL the process. Returns what was on disk then."""
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(),
-                                cwd=out.parent)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                steps = _steps(out) if out.is_dir() else []
-                if (steps and steps[-1] > SAVE_STEPS
-                        and (out / f"checkpoint-{SAVE_STEPS}").is_dir()
-                        and _complete(out / f"checkpoint-{SAVE_STEPS}")):
-                    if proc.poll() is not None:
-                        break
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=30)
-                    return {f"checkpoint-{s}": _complete(out / f"checkpoint-{s}") for s in steps}
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.005)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    pytest.fail(f"the run ended (rc {proc.returncode}) or timed out before it could be killed "
-                f"after its first save:\n{log.read_text()[-3000:]}")
+    def past_first_save() -> dict:
+        steps = _steps(out) if out.is_dir() else []
+        if (steps and steps[-1] > SAVE_STEPS and (out / f"checkpoint-{SAVE_STEPS}").is_dir()
+                and _complete(out / f"checkpoint-{SAVE_STEPS}")):
+            return {f"checkpoint-{s}": _complete(out / f"checkpoint-{s}") for s in steps}
+        return {}
+
+    return kill_when(cmd, out.parent, log, past_first_save, "it could be killed after its first save",
+                     timeout=timeout, poll=0.005)
 
 
 def test_sigkill_mid_run_then_resume_ends_like_an_unbroken_run(inputs, tmp_path):
@@ -93,7 +69,7 @@ def test_sigkill_mid_run_then_resume_ends_like_an_unbroken_run(inputs, tmp_path)
     # The unbroken run goes alongside the killed one and its resumption (one thread each).
     full_log = (tmp_path / "full.log").open("w")
     full_proc = subprocess.Popen(_command(model, data, full), stdout=full_log,
-                                 stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+                                 stderr=subprocess.STDOUT, env=subprocess_env(), cwd=tmp_path)
     try:
         on_disk = _kill_after_first_save(_command(model, data, broken), broken,
                                          tmp_path / "broken.log")
@@ -104,7 +80,7 @@ def test_sigkill_mid_run_then_resume_ends_like_an_unbroken_run(inputs, tmp_path)
         controller = json.loads((broken / last / "nnprune_state.json").read_text())
         assert controller["soft_start"] is not None and controller["integral"] != 0, controller
         proc = subprocess.run(_command(model, data, broken, "--resume"), capture_output=True,
-                              text=True, env=_env(), cwd=tmp_path, timeout=300)
+                              text=True, env=subprocess_env(), cwd=tmp_path, timeout=300)
     finally:
         full_proc.wait(timeout=300)
         full_log.close()

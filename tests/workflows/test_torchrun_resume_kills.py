@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import resumed_like_unbroken, save_tiny_model, write_toy_sst2
+from conftest import resumed_like_unbroken, save_tiny_model, subprocess_env, write_toy_sst2
 
 from nnprune.pruning_core.checkpoint import read_state_dict
 from nnprune.workflows.training import checkpoint_complete, checkpoint_folders
 
-REPO = Path(__file__).resolve().parents[2]
 MAX_STEPS = 30  # checkpoints every step; 5 kills land before the end (about step 10 here)
 KILLS = 5
 SEED = 20240527
@@ -48,10 +47,6 @@ def _command(model: Path, data: Path, out: Path, port: int, *extra: str) -> list
             "--seed", "3", "--max-steps", str(MAX_STEPS), "--save-steps", "1",
             "--logging-steps", "1", *extra]
 
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
 
 
 def _descendants(pid: int) -> list[int]:
@@ -93,7 +88,7 @@ def _run_and_kill(cmd: list[str], out: Path, past: int, delay: float, log: Path)
     seconds and SIGKILL the launcher and its workers together. Returns the last complete step
     at the kill."""
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(),
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=subprocess_env(),
                                 cwd=out.parent)
         try:
             deadline = time.monotonic() + 300
@@ -130,7 +125,7 @@ def test_torchrun_killed_at_five_random_points_resumes_to_the_unbroken_weights(t
     # the unbroken run goes alongside the killed ones
     full_log = (tmp_path / "full.log").open("w")
     full_proc = subprocess.Popen(_command(model, data, full, PORT), stdout=full_log,
-                                 stderr=subprocess.STDOUT, env=_env(), cwd=tmp_path)
+                                 stderr=subprocess.STDOUT, env=subprocess_env(), cwd=tmp_path)
     try:
         draw = random.Random(SEED)
         steps = [0]
@@ -153,6 +148,6 @@ def test_torchrun_killed_at_five_random_points_resumes_to_the_unbroken_weights(t
     assert steps == sorted(steps) and len(set(steps)) == KILLS + 1, steps
 
     last = subprocess.run(_command(model, data, out, PORT + KILLS + 1, "--resume"),
-                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600)
+                          capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=600)
     assert last.returncode == 0, last.stderr[-3000:]
     resumed_like_unbroken(out, unbroken, MAX_STEPS)
