@@ -214,6 +214,14 @@ def check_output_file(path: "str | Path", *, overwrite: bool, option: str = "the
 
 
 # ------------------------------------------------------------------------------ single files
+def _make_parent(path: Path) -> None:
+    """Create the folder ``path`` goes in; a file on the way is a one-line error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NNPruneError(f"cannot write {path}: a file stands where its folder should be") from None
+
+
 def _replace_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=".tmp")
     try:
@@ -237,10 +245,7 @@ def atomic_write_text(path: "str | Path", text: str) -> None:
     if path.is_dir():
         raise NNPruneError(f"{path} is a folder; nnprune writes a file there only in place of a "
                            "file, never of a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise NNPruneError(f"cannot write {path}: a file stands where its folder should be") from None
+    _make_parent(path)
     _replace_text(path, text)
     if path.name != RECORD_FILE:
         record_written(path.parent, [path.name])
@@ -430,10 +435,7 @@ def atomic_directory(target: "str | Path", *, overwrite: bool,
         if target.resolve() == here or target.resolve() in here.parents:
             raise NNPruneError(f"{option} {target} is the current folder or holds it; nnprune "
                                "replaces its output folder whole: name a folder inside it")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise NNPruneError(f"cannot write {target}: a file stands where its folder should be") from None
+    _make_parent(target)
     locked = output_lock(target) if check.state is not OutputState.MISSING else _no_lock()
     with locked:
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{TMP_PREFIX}{target.name}-"))
