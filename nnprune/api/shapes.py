@@ -27,9 +27,10 @@ _LAYER_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
 
 @dataclass(frozen=True)
 class ModelShape:
-    """Heads and FFN dimensions each layer of an encoder computes: what its latency depends on
-    (a compacted model's own sizes, FFN padding included; a layer-dropped model's layers; a
-    masked or plain model computes at full size, whatever its masks or zeros: compact it first).
+    """Heads and FFN dimensions each layer of an encoder computes, and the width of its hidden
+    stream: what its latency depends on (a compacted model's own sizes, FFN padding included; a
+    layer-dropped or layer-removed model's layers; a masked or plain model computes at full
+    size, whatever its masks or zeros: compact it first).
 
     Example::
 
@@ -40,6 +41,7 @@ class ModelShape:
 
     heads: tuple[int, ...]  # (layers,) heads kept per layer
     ffn_dims: tuple[int, ...]  # (layers,) FFN dimensions kept per layer
+    hidden: Optional[int] = None  # channels of the hidden stream kept (None: the full width)
 
     @property
     def layers(self) -> int:
@@ -54,18 +56,24 @@ class ModelShape:
         return sum(self.ffn_dims)
 
     def predicted_speedup(self, table: LatencyTable) -> Optional[float]:
-        """The speedup ``table`` predicts for this shape, a missing layer costing nothing (no
-        head, no FFN dimension); ``None`` for a shape with more layers than the table's model."""
+        """The speedup ``table`` predicts for this shape; ``None`` for a shape with more layers
+        than the table's model, or a narrowed stream and a table without hidden widths. A table
+        that prices depth (format 3) prices the layers the shape has; an older one a missing
+        layer as one with no head and no FFN dimension."""
         m = table.model
         if self.layers > m.num_layers:
             return None
+        if self.hidden is not None and not m.has_width_depth:
+            return None
+        if m.has_width_depth:
+            return m.speedup(list(self.heads), list(self.ffn_dims), self.hidden)
         pad = [0] * (m.num_layers - self.layers)
         return m.speedup(list(self.heads) + pad, list(self.ffn_dims) + pad)
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": self.layers, "heads_per_layer": list(self.heads),
                 "ffn_dims_per_layer": list(self.ffn_dims), "heads": self.total_heads,
-                "ffn_dims": self.total_ffn_dims}
+                "ffn_dims": self.total_ffn_dims, "hidden": self.hidden}
 
 
 def model_shape(model: nn.Module) -> ModelShape:
@@ -76,10 +84,12 @@ def model_shape(model: nn.Module) -> ModelShape:
         shape = nnprune.model_shape(nnprune.load_pretrained("runs/sst2-os-2"))
         print(f"{shape.total_heads} heads, {shape.total_ffn_dims} FFN dims in {shape.layers} layers")
     """
-    stacks = model_layout(model)["stacks"]
-    first = next(iter(stacks.values()))
+    layout = model_layout(model)
+    first = next(iter(layout["stacks"].values()))
     heads = first["attention"].get("self") or next(iter(first["attention"].values()))
-    return ModelShape(tuple(int(h) for h in heads["heads"]), tuple(int(d) for d in first["ffn"]["dims"]))
+    hidden = layout.get("hidden")
+    return ModelShape(tuple(int(h) for h in heads["heads"]), tuple(int(d) for d in first["ffn"]["dims"]),
+                      int(hidden["size"]) if hidden else None)
 
 
 def evenly_spaced_layers(num_layers: int, k: int) -> list[int]:
@@ -106,8 +116,7 @@ def layers_for_speedup(table: LatencyTable, target: float) -> tuple[int, float]:
     m = table.model
     best: Optional[tuple[int, float]] = None
     for k in range(m.num_layers - 1, 0, -1):
-        rest = m.num_layers - k
-        pred = m.speedup([m.dense_heads] * k + [0] * rest, [m.dense_ffn] * k + [0] * rest)
+        pred = ModelShape((m.dense_heads,) * k, (m.dense_ffn,) * k).predicted_speedup(table)
         if best is None or abs(pred - target) < abs(best[1] - target):
             best = (k, pred)
     if best is None:

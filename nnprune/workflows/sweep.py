@@ -339,13 +339,22 @@ def noise_of(points: list[dict[str, Any]], scale: float) -> dict[str, Any]:
 
 
 def shape_text(shape: Optional[dict[str, Any]], full: Optional[dict[str, Any]]) -> str:
+    """``width 192 · 5/6 layers · 27/72h 2776/9216f``: what differs from the dense shape ``full``
+    (the stream's width, the layers left, the heads and FFN dimensions kept)."""
     if not shape:
         return "-"
     if not full:
         return f"{shape['layers']}L {shape['heads']}h {shape['ffn_dims']}f"
+    parts = []
+    if shape.get("hidden"):
+        parts.append(f"width {shape['hidden']}")
     if shape["layers"] != full["layers"]:
-        return f"{shape['layers']}/{full['layers']} layers"
-    return f"{shape['heads']}/{full['heads']}h {shape['ffn_dims']}/{full['ffn_dims']}f"
+        parts.append(f"{shape['layers']}/{full['layers']} layers")
+    whole = shape["layers"] / full["layers"]  # the units of the layers left, every one kept
+    if (shape["heads"], shape["ffn_dims"]) != (full["heads"] * whole, full["ffn_dims"] * whole) \
+            or not parts:
+        parts.append(f"{shape['heads']}/{full['heads']}h {shape['ffn_dims']}/{full['ffn_dims']}f")
+    return " · ".join(parts)
 
 
 def table_rows(result: SweepResult) -> list[list[Any]]:

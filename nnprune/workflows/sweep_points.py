@@ -140,7 +140,8 @@ def run_dense(ctx: PointContext, point: Point, folder: Path) -> Trained:
 def run_one_shot(ctx: PointContext, point: Point, folder: Path) -> Trained:
     s, b = ctx.spec, ctx.spec.budget
     run = folder / RUN_DIR
-    steps = point.route.recipe(b)["steps"]
+    recipe = point.route.recipe(b)
+    steps = recipe["steps"]
     # a killed point resumes: its cut is kept once recorded, its fill goes on from a checkpoint
     resume = (run / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_complete_checkpoint(run)
     opts = training_options(ctx, point, steps, resume)
@@ -151,6 +152,7 @@ def run_one_shot(ctx: PointContext, point: Point, folder: Path) -> Trained:
     res = prune(PruneArgs(
         checkpoint=str(s.model), task=s.task, output_dir=run, target_speedup=point.target,
         calibration_samples=b.calibration_samples, speed_probe=False, then_fill=steps,
+        width_depth=recipe.get("width_depth", True), hidden_size=recipe.get("hidden_size"),
         training=training, task_options=dict(s.task_options), latency=ctx.setting,
         latency_table=ctx.table_path))
     m = res.main_metric

@@ -199,8 +199,11 @@ class RouteSpec:
     recipe, under ``label`` (default the route's name; ``"hybrid-filled (fill 450)"`` draws as a
     variant of hybrid-filled). ``set``: pruning-config overrides (fine-pruning routes);
     ``fill_share`` / ``fill_init``: the fill stage of a filling method (hybrid-filled);
-    ``score_init``: fine-pruning routes; ``steps``: another budget for this route's points;
-    ``targets`` / ``seeds``: this route's own (default the sweep's)."""
+    ``score_init``: fine-pruning routes; ``width_depth`` / ``hidden_size``: what the one-shot
+    search may prune besides heads and FFN dimensions (``nnprune prune --heads-ffn-only``,
+    ``--hidden-size N``; default: width and depth, the search choosing); ``steps``: another
+    budget for this route's points; ``targets`` / ``seeds``: this route's own (default the
+    sweep's)."""
 
     route: str
     label: Optional[str] = None
@@ -208,6 +211,8 @@ class RouteSpec:
     fill_share: Optional[float] = None
     fill_init: Optional[str] = None
     score_init: Optional[str] = None
+    width_depth: Optional[bool] = None
+    hidden_size: Optional[int] = None
     steps: Optional[int] = None
     targets: Optional[tuple[float, ...]] = None
     seeds: Optional[tuple[int, ...]] = None
@@ -231,6 +236,12 @@ class RouteSpec:
                                    "(hybrid-filled)")
         if self.score_init is not None and kind is not RouteKind.FINE_PRUNE:
             raise NNPruneError(f"route {self.route}: score_init is for fine-pruning routes")
+        for name in ("width_depth", "hidden_size"):
+            if getattr(self, name) is not None and kind is not RouteKind.ONE_SHOT:
+                raise NNPruneError(f"route {self.route}: {name} is for the one-shot route")
+        if self.hidden_size is not None and (self.hidden_size < 1 or self.width_depth is False):
+            raise NNPruneError(f"route {self.label}: hidden_size must be a positive width, and "
+                               "needs width_depth")
         if self.fill_share is not None and not 0 < self.fill_share < 1:
             raise NNPruneError(f"route {self.label}: fill_share must be in (0, 1)")
         if self.steps is not None and self.steps < 2:
@@ -260,6 +271,12 @@ class RouteSpec:
                        fill_init=self.fill_init or budget.fill_init)
         if self.kind is RouteKind.ONE_SHOT:
             out["calibration_samples"] = budget.calibration_samples
+            # only what differs from the default search, so points trained before these keys
+            # existed (with that default) keep their identity
+            if self.width_depth is False:
+                out["width_depth"] = False
+            if self.hidden_size is not None:
+                out["hidden_size"] = self.hidden_size
         return out
 
 

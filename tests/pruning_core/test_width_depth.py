@@ -356,6 +356,10 @@ def test_a_speed_target_is_met_by_a_table_that_prices_width_and_depth(tmp_path):
     assert predicted == pytest.approx(result.predicted_speedup)
     assert predicted >= 6.0 * (1 - 0.006)
     assert result.exactness <= TOL and width == result.hidden_kept < H
+    # what a sweep times the model by: its shape, the stream's width included
+    shape = nnprune.model_shape(model)
+    assert shape.hidden == width and shape.layers == len(enc["ffn"]["dims"])
+    assert shape.predicted_speedup(table) == pytest.approx(result.predicted_speedup)
 
     plain = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
                          (0.0, 3.2, 6.4), 2.0)

@@ -101,6 +101,9 @@ def test_a_spec_file_expands_to_its_points_and_flags_override_it(inputs, tmp_pat
     ({"executor": {"kind": "kubernetes"}}, "executor.kind: unknown value 'kubernetes'; known: local, slurm"),
     ({"report_to": "comet"}, "unknown tracker 'comet'"),
     ({"budget": {"fill_share": 1.5}}, "budget.fill_share must be in (0, 1)"),
+    ({"routes": [{"route": "struct", "hidden_size": 16}]}, "hidden_size is for the one-shot route"),
+    ({"routes": [{"route": "one-shot", "width_depth": False, "hidden_size": 16}]},
+     "hidden_size must be a positive width, and needs width_depth"),
 ])
 def test_bad_spec_is_one_line_naming_the_file_and_key(inputs, tmp_path, change, message):
     path = _spec_file(inputs, tmp_path / "w", **change)
@@ -295,6 +298,53 @@ def test_time_phase_starts_nothing_and_report_phase_reads_what_is_there(local_sw
     states = {p["id"]: p["state"] for p in result.points}
     assert states == {"struct-x1.5-s42": State.TIMED, "struct-x2.5-s42": "not run"}
     assert not (spec.work / "struct-x2.5-s42").exists()
+
+
+def _width_table(model_dir: Path, path: Path) -> Path:
+    """The conftest table (1 ms a head, 0.1 ms an FFN dim, 2 ms fixed) measured at widths 8, 16
+    and 32 of the tiny BERT's stream too, so one-shot points may narrow it."""
+    from nnprune.measure.latency import LatencySetting, LatencyTable, table_key
+    from nnprune.pruning_core.checkpoint import load_config
+    from nnprune.pruning_core.latency_model import LatencyModel
+
+    m = LatencyModel(2, 4, 64, (0, 1, 2, 3, 4), (0.0, 1.0, 2.0, 3.0, 4.0), (0, 32, 64),
+                     (0.0, 3.2, 6.4), 2.0, hidden=32, widths=(8, 16, 32),
+                     attention_scale=(0.25, 0.5, 1.0), ffn_scale=(0.25, 0.5, 1.0),
+                     layer_ms=(0.1, 0.2, 0.4), base_ms=(0.5, 1.0, 1.2))
+    key = table_key(load_config(str(model_dir)), LatencySetting(batch_size=1, seq_len=16, threads=1))
+    path.write_text(json.dumps(LatencyTable(key=key, model=m).to_dict()))
+    return path
+
+
+def test_one_shot_routes_choose_what_the_search_may_prune(inputs, tmp_path):
+    """``width_depth`` / ``hidden_size`` on a one-shot route reach the search: a heads-and-FFN
+    point keeps the full stream, a ``hidden_size`` point keeps that many channels, and the
+    timing phase prices each shape (width included) with the table."""
+    table = _width_table(inputs["model"], tmp_path / "wide.json")
+    routes = [{"route": "one-shot", "label": "heads+ffn", "width_depth": False},
+              {"route": "one-shot", "label": "width 16", "hidden_size": 16}]
+    spec = load_spec(_spec_file(inputs, tmp_path / "wd", routes=routes, targets=[2],
+                                latency={"table": str(table), "seq_len": 16},
+                                executor={"kind": "local", "workers": 1}))
+    recipes = [spec.point(i).route.recipe(spec.budget) for i in ("heads-ffn-x2-s42", "width-16-x2-s42")]
+    assert recipes[0]["width_depth"] is False and recipes[1]["hidden_size"] == 16
+    # the default search adds nothing to a point's identity: points trained before it existed
+    assert "width_depth" not in load_spec(_spec_file(inputs, tmp_path / "d")).point(
+        "one-shot-x1.5-s42").route.recipe(spec.budget)
+    result = sweep(SweepArgs(spec))
+    by_id = {p["id"]: p for p in result.points}
+    for pid in by_id:
+        assert by_id[pid]["state"] == State.TIMED, (pid, by_id[pid].get("error"), by_id[pid].get("log_tail"))
+    assert by_id["heads-ffn-x2-s42"]["shape"]["hidden"] is None
+    narrow = by_id["width-16-x2-s42"]
+    assert narrow["shape"]["hidden"] == 16
+    from nnprune.api.shapes import ModelShape
+    from nnprune.measure.latency import read_table
+
+    shape = ModelShape(tuple(narrow["shape"]["heads_per_layer"]),
+                       tuple(narrow["shape"]["ffn_dims_per_layer"]), 16)
+    assert narrow["predicted"] == pytest.approx(shape.predicted_speedup(read_table(table)), abs=1e-3)
+    assert narrow["predicted"] >= 2 * 0.99
 
 
 # ------------------------------------------------------------------------------ kill, resume
