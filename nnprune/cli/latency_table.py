@@ -85,13 +85,32 @@ def render(table: "LatencyTable") -> list:
     source = (f"cached: {table.path}" if table.cached
               else f"measured in {table.seconds:.1f} s ({table.rounds} rounds per variant), "
                    f"cached: {table.path}")
+    reach = [("largest speedup pruning heads and FFN reaches", f"{m.max_speedup:.2f}x")]
+    if m.has_width_depth:
+        reach.append(("largest speedup with width and depth too (one layer, narrowest width)",
+                      f"{m.max_speedup_width_depth:.2f}x"))
     summary = make_table(title, ["", "value"], [
         ("dense forward (ms)", f"{dense:.3f}"),
         ("no head, no FFN dimension (ms): predicted", f"{predicted:.3f}"),
         ("no head, no FFN dimension (ms): measured", f"{measured:.3f}"),
-        ("largest speedup any pruning reaches", f"{m.max_speedup:.2f}x"),
-        ("table", source)])
-    return [summary, heads, ffn]
+        *reach, ("table", source)])
+    return [summary, heads, ffn, *([width_table(table)] if m.has_width_depth else [])]
+
+
+def width_table(table: "LatencyTable"):
+    """The width terms: per hidden width, how much an attention block and an FFN cost relative to
+    the full width, what one layer costs beyond its units, what no layer has, and what the whole
+    model narrowed to that width (every layer and unit kept) is predicted to take."""
+    m = table.model
+    full_heads, full_ffn = [m.dense_heads] * m.num_layers, [m.dense_ffn] * m.num_layers
+    rows = []
+    for w in m.widths:
+        a, f, layer, base = m.width_terms(w)
+        rows.append((w, f"{a:.3f}", f"{f:.3f}", f"{layer:.3f}", f"{base:.3f}",
+                     f"{m.speedup(full_heads, full_ffn, width=w):.2f}x"))
+    return make_table("by hidden width (the stream narrowed; format 3: affine fits of the measured widths)",
+                      ["width", "attention scale", "FFN scale", "ms a layer (beyond units)",
+                       "ms outside layers", "speedup, every unit kept"], rows)
 
 
 def register(app: typer.Typer) -> None:

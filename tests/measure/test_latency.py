@@ -118,6 +118,16 @@ def test_cli_prints_and_writes_the_table(tmp_path):
     assert res.exit_code == 0, res.output
     assert "one attention block, by heads kept" in res.output and "largest speedup" in res.output
     data = json.loads(out.read_text())
+    # the width terms, one row per measured width, each the table's own numbers
+    table = read_table(out).model
+    assert table.has_width_depth and "by hidden width" in res.output
+    after = res.output[res.output.index("by hidden width"):]
+    lines = [line for line in after.splitlines() if "│" in line]
+    for w in table.widths:
+        row = next(line for line in lines if line.split("│")[1].strip() == str(w))
+        a, f, layer, base = table.width_terms(w)
+        assert [float(c) for c in row.split("│")[2:6]] == pytest.approx([a, f, layer, base], abs=6e-4)
+    assert f"{table.max_speedup_width_depth:.2f}x" in res.output
     assert data["model"]["heads"] == [0, 1, 2, 3, 4] and data["cached"] is False
     res = CliRunner().invoke(app, args + ["--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["cached"] is True
