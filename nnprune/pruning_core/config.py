@@ -102,6 +102,11 @@ def check_speedup_target(speedup: Optional[float], density: Optional[float] = No
                            "not both")
 
 
+# Options written to a run record only when set (records, cards and their golden files of runs
+# that do not use them stay as they were).
+_UNSAVED_AT_DEFAULT = ("hidden_size", "prune_layers")
+
+
 def _is_fraction_or_steps(value: float) -> bool:
     return value >= 0 and (value < 1 or float(value).is_integer())
 
@@ -146,6 +151,14 @@ class PruningConfig:
     # integral gain of the density controller, per pruning phase (log-lambda units per unit of
     # density error, spread over the steps between warm-up and cool-down)
     density_controller_gain: float = 50.0
+    # --- width and depth (issue 25, CoFi-style): learnt masks over the hidden dimension and
+    # whole layers (see nnprune.pruning_core.learned_width_depth); off by default
+    # the residual stream's width at the end (one score per channel, a top-k on its own cubic
+    # schedule from the dense width down to this); None: the stream keeps every channel
+    hidden_size: Optional[int] = None
+    # one gate score per layer: a layer whose gate is cut, or whose heads and FFN dimensions
+    # are all pruned, is removed (skipped by the masked model, taken out by compaction)
+    prune_layers: bool = False
     # --- mask scores
     score_init: ScoreInit = ScoreInit.CONSTANT
     score_init_scale: float = 0.0
@@ -195,13 +208,42 @@ class PruningConfig:
                 raise NNPruneError(
                     f"--target-density needs a topk/magnitude binarizer or a regularization; "
                     f"method {self.method!r} has binarizer {self.binarizer.value} and none")
+        self._check_width_depth(binarizer)
         if self.target_speedup is not None and self.prunes and not binarizer.global_score_cut:
             raise NNPruneError(
                 f"--target-speedup cuts the mask scores at a latency budget, which needs a "
                 f"threshold binarizer (methods struct, hybrid, hybrid-filled, hybrid-nt, block, "
                 f"soft-movement); method {self.method!r} uses {self.binarizer.value}")
 
+    def _check_width_depth(self, binarizer: Binarizer) -> None:
+        if self.hidden_size is not None and (isinstance(self.hidden_size, bool)
+                                             or not isinstance(self.hidden_size, int)
+                                             or self.hidden_size < 1):
+            raise NNPruneError(f"hidden_size is the stream's width to keep, a whole number >= 1; "
+                               f"got {self.hidden_size!r}")
+        if not isinstance(self.prune_layers, bool):
+            raise NNPruneError(f"prune_layers must be true or false, got {self.prune_layers!r}")
+        if not self.learns_width_depth:
+            return
+        what = "hidden_size" if self.hidden_size is not None else "prune_layers"
+        if not binarizer.prunes:
+            raise NNPruneError(f"{what} needs a pruning method; method {self.method!r} prunes nothing")
+        if not binarizer.learns_scores:
+            raise NNPruneError(f"{what} learns mask scores; method {self.method!r} uses "
+                               f"{self.binarizer.value}, which learns none (use struct, hybrid-nt, "
+                               "movement, ...)")
+        if self.prune_layers and binarizer.keep_fraction:
+            raise NNPruneError(f"prune_layers cuts layer gates at a score threshold; method "
+                               f"{self.method!r} uses {self.binarizer.value}, which keeps a "
+                               "fraction of each matrix (use struct, hybrid-nt, soft-movement, "
+                               "block or l0)")
+
     # ------------------------------------------------------------------ helpers
+    @property
+    def learns_width_depth(self) -> bool:
+        """Whether the hidden dimension or whole layers are learnt as masks too."""
+        return self.hidden_size is not None or self.prune_layers
+
     @property
     def binarizer_rules(self) -> Binarizer:
         """What the binarizer choice means (:func:`~nnprune.pruning_core.binarizers.binarizer_for`)."""
@@ -220,6 +262,8 @@ class PruningConfig:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name in _UNSAVED_AT_DEFAULT and v == f.default:
+                continue  # a record of a run without them reads as before they existed
             out[f.name] = v.value if isinstance(v, Enum) else str(v) if isinstance(v, BlockSpec) else v
         return out
 

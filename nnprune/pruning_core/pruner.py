@@ -25,6 +25,9 @@ from nnprune.pruning_core.binarizers import Binarizer
 from nnprune.pruning_core.config import (LATENCY_KEY, PruningConfig, RegularizationKind,
                                          StructureKind)
 from nnprune.pruning_core.latency_model import LatencyCut, LatencyModel
+from nnprune.pruning_core.learned_width_depth import (WidthDepthCut, WidthDepthMasks,
+                                                      final_width_depth, hidden_schedule_width,
+                                                      patch_width_depth, unpatch_width_depth)
 from nnprune.pruning_core.masked import MaskedLinear, resolve_block
 from nnprune.pruning_core.schedule import CubicSchedule
 
@@ -87,15 +90,27 @@ def patch_model(model: nn.Module, config: PruningConfig) -> "Pruner":
         patched.append(PatchedLayer(site, layer))
     by_path = {p.site.path: p for p in patched}
     patched = [by_path[s.path] for s in sites if s.path in by_path]
-    return Pruner(model, config, patched)
+    width_depth = None
+    if config.learns_width_depth:
+        try:
+            width_depth = patch_width_depth(model, config, [(p.site, p.layer) for p in patched])
+        except NNPruneError:
+            unpatch_model(model, apply_masks=False)  # nothing of the refused request stays
+            raise
+    return Pruner(model, config, patched, width_depth)
 
 
 def unpatch_model(model: nn.Module, apply_masks: bool = True) -> nn.Module:
     """Replace every :class:`MaskedLinear` by a plain ``nn.Linear`` (in place; returns ``model``).
 
     ``apply_masks=True`` multiplies the weights by the final (eval) masks and drops the scores;
-    ``apply_masks=False`` returns the untouched original weights.
+    ``apply_masks=False`` returns the untouched original weights. Learnt width / depth masks
+    (``hidden_size``, ``prune_layers``) are undone too; with ``apply_masks`` their final
+    channels and layers are fixed on the model (LayerNorms over the kept channels, removed
+    layers skipped) for :func:`~nnprune.pruning_core.compact.compact_model` to remove.
     """
+    # Before the linear layers are baked: an empty layer is found from their masks.
+    final = final_width_depth(model) if apply_masks else None
     # Compute all replacements first: an FFN-out layer reads its FFN-in layer's scores.
     replacements = [(path, m.to_linear(apply_masks)) for path, m in model.named_modules()
                     if isinstance(m, MaskedLinear)]
@@ -105,16 +120,20 @@ def unpatch_model(model: nn.Module, apply_masks: bool = True) -> nn.Module:
     hook = model.__dict__.pop("_nnprune_cut_hook", None)
     if hook is not None:
         hook.remove()
+    unpatch_width_depth(model, apply_masks, final)
     return model
 
 
 class Pruner:
     """Drives the masked layers of one model through a fine-pruning run."""
 
-    def __init__(self, model: nn.Module, config: PruningConfig, layers: list[PatchedLayer]):
+    def __init__(self, model: nn.Module, config: PruningConfig, layers: list[PatchedLayer],
+                 width_depth: Optional[WidthDepthMasks] = None):
         self.model = model
         self.config = config
         self.layers = layers
+        # learnt hidden-channel and layer masks (config.hidden_size / prune_layers), else None
+        self.width_depth = width_depth
         self.schedule: Optional[CubicSchedule] = None
         self.progress = 0.0
         self.multiplier = 0.0  # scales the lambdas: the ramp, or the density controller's output
@@ -124,6 +143,8 @@ class Pruner:
         self.latency_cut: Optional[LatencyCut] = None  # set by use_latency (target_speedup)
         self._hook = None
         if self.uses_global_cutoff:
+            # The width / depth masks read the cut too (their own pre-hook runs after this one,
+            # on the stream's model).
             self._hook = model.register_forward_pre_hook(self._set_global_cutoffs)
             # Kept on the model so that unpatch_model can remove it with the masked layers.
             model._nnprune_cut_hook = self._hook
@@ -140,7 +161,11 @@ class Pruner:
         return [p for p in self.layers if p.layer.owns_scores]
 
     def mask_score_parameters(self) -> list[nn.Parameter]:
-        return [p.layer.mask_scores for p in self.layers if p.layer.mask_scores is not None]
+        scores = [p.layer.mask_scores for p in self.layers if p.layer.mask_scores is not None]
+        wd = self.width_depth
+        if wd is not None:
+            scores += [s for s in (wd.hidden_scores, wd.layer_scores) if s is not None]
+        return scores
 
     @property
     def binarizer(self) -> Binarizer:
@@ -172,8 +197,11 @@ class Pruner:
         scheduled latency (see :mod:`nnprune.pruning_core.latency_model`)."""
         if self.config.target_speedup is None:
             raise NNPruneError("use_latency needs a pruning config with target_speedup")
-        model.budget_ms(self.config.target_speedup)  # refuses a target beyond the model's reach
-        self.latency_cut = LatencyCut(model, [(p.site, p.layer) for p in self.layers])
+        # refuses a target beyond the model's reach
+        model.budget_ms(self.config.target_speedup, width_depth=self.width_depth is not None)
+        pairs = [(p.site, p.layer) for p in self.layers]
+        self.latency_cut = (LatencyCut(model, pairs) if self.width_depth is None
+                            else WidthDepthCut(model, pairs, self.width_depth))
 
     def latency_budget(self, training: bool) -> float:
         """The latency (ms) the masks are cut to: from the dense latency at the start of pruning
@@ -181,7 +209,8 @@ class Pruner:
         always use the final budget."""
         assert self.latency_cut is not None and self.config.target_speedup is not None
         dense = self.latency_cut.model.dense_ms
-        final = self.latency_cut.model.budget_ms(self.config.target_speedup)
+        final = self.latency_cut.model.budget_ms(self.config.target_speedup,
+                                                 width_depth=self.width_depth is not None)
         p = self.progress if training and self.schedule is not None else 1.0
         return dense + (final - dense) * p
 
@@ -191,7 +220,14 @@ class Pruner:
         if self.latency_cut is None:
             return float("nan")
         cut = self.latency_cut
-        return cut.model.dense_ms / cut.predict(cut.cutoff(self.latency_budget(training)))
+        return cut.model.dense_ms / cut.predict(self._latency_cutoff(training))
+
+    def _latency_cutoff(self, training: bool) -> float:
+        """The latency cut of the eval masks or of the training ones (at the scheduled width)."""
+        cut = self.latency_cut
+        if isinstance(cut, WidthDepthCut):
+            cut.width = self.width_depth.width_for(training and self.schedule is not None)
+        return cut.cutoff(self.latency_budget(training))
 
     def configure(self, total_steps: int) -> None:
         c = self.config
@@ -209,6 +245,11 @@ class Pruner:
         threshold = self.schedule.value(global_step)
         for p in self.layers:
             p.layer.threshold = threshold
+        wd = self.width_depth
+        if wd is not None:
+            wd.threshold = threshold
+            # the stream's own cubic schedule: the dense width down to hidden_size
+            wd.width = hidden_schedule_width(wd.dense_width, wd.final_width, self.progress)
         if self.controls_density:
             self._update_controller()
         else:
@@ -218,8 +259,7 @@ class Pruner:
         """The scheduled density: linear in ``progress`` to ``target_density``, or with
         ``target_speedup`` the density the latency cut keeps at the scheduled latency."""
         if self.latency_cut is not None:
-            cut = self.latency_cut
-            return cut.density(cut.cutoff(self.latency_budget(training=True)))
+            return self.latency_cut.density(self._latency_cutoff(training=True))
         d = self.config.target_density
         return 1.0 + (d - 1.0) * self.progress if d is not None else float("nan")
 
@@ -331,6 +371,8 @@ class Pruner:
         """Put every layer on its final threshold (what evaluation always uses)."""
         for p in self.layers:
             p.layer.threshold = p.layer.final_threshold
+        if self.width_depth is not None:
+            self.width_depth.threshold = self.width_depth.final_threshold
         if self._hook is not None:
             # Layers read their cut when asked for a mask outside a forward (bertarize, counts).
             self._compute_cutoffs(training=False)
@@ -346,9 +388,11 @@ class Pruner:
         if not owners:
             return
         if self.latency_cut is not None:
-            cutoff = self.latency_cut.cutoff(self.latency_budget(training))
+            cutoff = self._latency_cutoff(training)
             for p in owners:
                 p.layer.global_cutoff = cutoff
+            if self.width_depth is not None:
+                self.width_depth.cutoff = cutoff
             return
         if self.quantile_masks:
             keep = (self.target_at_progress() if training and self.schedule is not None
@@ -359,6 +403,8 @@ class Pruner:
         cutoff = B.weighted_cutoff([p.layer.score_tensor() for p in owners], weights, keep)
         for p in owners:
             p.layer.global_cutoff = cutoff
+        if self.width_depth is not None and self.binarizer.global_score_cut:
+            self.width_depth.cutoff = cutoff  # the layer gates at the blocks' cut
 
     # ------------------------------------------------------------------ losses
     def lambdas(self) -> dict[str, float]:
@@ -440,6 +486,13 @@ class Pruner:
                 out["pruning/nominal_density"] = self.nominal_density()
         if self.latency_cut is not None:
             out["pruning/predicted_speedup"] = self.predicted_speedup(training=True)
+        wd = self.width_depth
+        if wd is not None:
+            if wd.hidden_scores is not None:
+                out["pruning/hidden_width"] = float(wd.width_for(self.schedule is not None))
+            if wd.layer_scores is not None and not self.binarizer.stochastic:
+                kept = wd.decide(wd.gates_on(True), wd.alive(True))
+                out["pruning/layers_kept"] = float(sum(kept))
         return out
 
     # ------------------------------------------------------------------ persistence
