@@ -143,9 +143,9 @@ class Pruner:
         self.latency_cut: Optional[LatencyCut] = None  # set by use_latency (target_speedup)
         self._hook = None
         if self.uses_global_cutoff:
-            # The width / depth masks read the cut too (their own pre-hook runs after this one,
-            # on the stream's model).
-            self._hook = model.register_forward_pre_hook(self._set_global_cutoffs)
+            # First: the width / depth masks' pre-hook (on the stream's model, which may be this
+            # one) reads the cut too.
+            self._hook = model.register_forward_pre_hook(self._set_global_cutoffs, prepend=True)
             # Kept on the model so that unpatch_model can remove it with the masked layers.
             model._nnprune_cut_hook = self._hook
 

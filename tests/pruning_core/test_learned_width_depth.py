@@ -109,6 +109,16 @@ def test_the_scores_learn_from_the_loss_straight_through():
     masks = width_depth_masks(model)
     assert masks.hidden_scores.grad is not None and bool((masks.hidden_scores.grad != 0).all())
     assert masks.layer_scores.grad is not None and bool((masks.layer_scores.grad != 0).all())
+    # what the gradient flows through computes what the eval masks (gathered channels) compute
+    with torch.no_grad():
+        masks.layer_scores[1] = -5.0
+    pruner.finalize()
+    model.eval()
+    gathered = model_outputs(model, inputs)
+    with torch.enable_grad():
+        weighted = model(**inputs).logits
+    assert weighted.requires_grad
+    assert torch.allclose(weighted, gathered["logits"], atol=1e-5)
 
 
 def test_a_layer_whose_gate_is_off_or_that_is_empty_is_removed():
@@ -162,8 +172,8 @@ def test_baked_compacted_and_reloaded_models_compute_the_masked_logits(model_typ
     config = _config(hidden_size=20, prune_layers=True)
     pruner = patch_model(model, config)
     _train(model, pruner, steps=6)
-    with torch.no_grad():  # one layer certainly removed (not ModernBERT's first)
-        width_depth_masks(model).layer_scores[1] = -5.0
+    with torch.no_grad():  # layer 1 certainly removed; layer 0 too, but on ModernBERT, whose
+        width_depth_masks(model).layer_scores[:2] = -5.0  # stock class builds it differently
     pruner.finalize()
     inputs = probe_inputs(model.config)
     masked = model_outputs(model, inputs)
@@ -174,9 +184,24 @@ def test_baked_compacted_and_reloaded_models_compute_the_masked_logits(model_typ
     assert max_abs_diff(masked, model_outputs(loaded.model, inputs)) <= TOL
     report, _ = _compact(loaded.model, inputs)
     assert 1 in report.layers_removed and (report.hidden_before, report.hidden_kept) == (H, 20)
+    assert (0 in report.layers_removed) == (model_type != "modernbert")
     assert stream_sites(loaded.model).width == 20
     small = nnprune.load_pretrained(save_checkpoint(loaded.model, tmp_path / "small", config=None))
     assert max_abs_diff(masked, model_outputs(small, inputs)) <= TOL
+
+
+def test_l0_gates_learn_the_width_and_layers_too():
+    """L0: the hidden mask is a top-k of the log-alphas, a layer is kept while its hard-concrete
+    gate is above one half; the eval masks bake and compact exactly."""
+    model = _model()
+    pruner = patch_model(model, build_config("l0", overrides={"hidden_size": 24,
+                                                              "prune_layers": True}))
+    _train(model, pruner, steps=6)
+    with torch.no_grad():
+        width_depth_masks(model).layer_scores[2] = -3.0  # its eval gate is 0
+    pruner.finalize()
+    report, _ = _compact(model, probe_inputs(model.config))
+    assert report.layers_removed == [2] and report.hidden_kept == 24
 
 
 def test_stock_transformers_reloads_the_compacted_model(tmp_path):
@@ -217,7 +242,7 @@ def test_patching_then_unpatching_without_masks_gives_the_model_back():
     patch_model(model, _config(hidden_size=16))  # and it can be patched again
 
 
-def _width_table(model):
+def _width_table(model_or_config):
     """The conftest table (1 ms a head, 0.1 ms an FFN dim, 2 ms fixed) measured at widths 8, 16
     and 32 too: a narrower stream scales its units, a layer costs 0.4 ms beyond them."""
     from nnprune.measure.latency import LatencySetting, LatencyTable, table_key
@@ -228,7 +253,8 @@ def _width_table(model):
                      attention_scale=(0.25, 0.5, 1.0), ffn_scale=(0.25, 0.5, 1.0),
                      layer_ms=(0.1, 0.2, 0.4), base_ms=(0.5, 1.0, 1.2))
     setting = LatencySetting(batch_size=1, seq_len=16, threads=1)
-    return LatencyTable(key=table_key(model.config, setting), model=m)
+    config = getattr(model_or_config, "config", model_or_config)
+    return LatencyTable(key=table_key(config, setting), model=m)
 
 
 @pytest.mark.parametrize("overrides", [{"hidden_size": 16}, {"hidden_size": 16, "prune_layers": True},
@@ -294,7 +320,13 @@ def test_what_the_model_cannot_take_is_a_one_line_error_and_leaves_it_unpatched(
 
     from nnprune.pruning_core.masked import MaskedLinear
 
+    from transformers import DebertaV2Config
+
+    deberta = AutoModelForSequenceClassification.from_config(DebertaV2Config(
+        vocab_size=1000, hidden_size=H, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, relative_attention=True, pos_att_type=["p2c", "c2p"]))
     cases = [(_model(), {"hidden_size": 40}, "wider than the model's stream"),
+             (deberta, {"hidden_size": 16}, "relative-position embeddings"),
              (AutoModelForSequenceClassification.from_config(tiny_config("bart")),
               {"hidden_size": 16}, "encoder-decoder"),
              (AutoModelForMaskedLM.from_config(tiny_config("bert")), {"prune_layers": True},
@@ -333,3 +365,19 @@ def test_fine_prune_learns_the_width_and_layers_end_to_end(tmp_path):
     assert width_depth_masks(pruning.model).kept_channels() != list(range(H))
     small = nnprune.compact(pruning.model).model
     assert stream_sites(small).width == 16
+
+    # with a speed target, priced by a table that prices widths (its file, as a user passes it)
+    from nnprune.pruning_core.checkpoint import load_config
+
+    table = _width_table(load_config(model))
+    (tmp_path / "table.json").write_text(json.dumps(table.to_dict()))
+    cli_output(["fine-prune", "sst2", "--model", model, "--data-dir", data, "--method", "struct",
+                "--max-steps", "4", "--batch-size", "8", "--max-seq-length", "16",
+                "--target-speedup", "3", "--latency-table", tmp_path / "table.json",
+                "--latency-batch-size", "1", "--latency-seq-len", "16", "--latency-threads", "1",
+                "--output-dir", tmp_path / "fast", "--set", "hidden_size=16"])
+    pruning = nnprune.FinePruning.from_pretrained(tmp_path / "fast")
+    predicted = pruning.predicted_speedup()
+    assert predicted >= 3.0
+    small = nnprune.compact(pruning.model, ffn_multiple=1).model  # the units the cut priced
+    assert nnprune.model_shape(small).predicted_speedup(table) == pytest.approx(predicted)
