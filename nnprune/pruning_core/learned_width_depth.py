@@ -240,6 +240,28 @@ def units_kept(units: Sequence[tuple[LinearSite, MaskedLinear]], training: bool)
     return [v[0] for v in by_unit.values()]
 
 
+@torch.no_grad()
+def init_width_depth_from(masks: WidthDepthMasks, hidden: Optional[torch.Tensor],
+                          layers: Optional[torch.Tensor], scale: float = 1.0) -> int:
+    """Set the channel and layer scores from their Fisher importance (``hidden`` ``(width,)``,
+    ``layers`` ``(layers,)``: ``fisher_information(..., width_depth=True)``'s), as
+    :func:`~nnprune.pruning_core.post_training.init_scores_from` sets the heads' and FFN
+    dimensions': ``scale * z``, ``z`` the log-importance standardised over the channels (over
+    the layers), so that movement starts from the post-training ranking instead of ties.
+    Returns the number of score vectors set."""
+    done = 0
+    for scores, fisher in ((masks.hidden_scores, hidden), (masks.layer_scores, layers)):
+        if scores is None or fisher is None:
+            continue
+        if fisher.numel() != scores.numel():
+            raise NNPruneError(f"importance of {fisher.numel()} units for {scores.numel()} scores")
+        logs = torch.log(fisher.detach().float().cpu() + 1e-12)
+        z = (logs - logs.mean()) / logs.std().clamp_min(1e-6) if logs.numel() > 1 else logs * 0
+        scores.copy_((scale * z).to(scores.device, scores.dtype))
+        done += 1
+    return done
+
+
 # ------------------------------------------------------------------------------ the masked model
 class GatedLayerNorm(nn.LayerNorm):
     """A LayerNorm of the stream under the learnt hidden mask ``m``: over the kept channels,
@@ -459,5 +481,6 @@ def hidden_schedule_width(dense: int, final: int, progress: float) -> int:
 
 
 __all__ = ["GatedLayerNorm", "MODULE_NAME", "WidthDepthCut", "WidthDepthMasks",
-           "final_width_depth", "hidden_schedule_width", "patch_width_depth", "units_kept",
+           "final_width_depth", "hidden_schedule_width", "init_width_depth_from",
+           "patch_width_depth", "units_kept",
            "unpatch_width_depth", "width_depth_masks"]

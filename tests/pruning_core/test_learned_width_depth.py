@@ -121,6 +121,32 @@ def test_the_scores_learn_from_the_loss_straight_through():
     assert torch.allclose(weighted, gathered["logits"], atol=1e-5)
 
 
+def test_scores_can_start_from_the_fisher_ranking_of_channels_and_layers():
+    """``init_width_depth_from``: the post-training Fisher of the channels and layers orders
+    their scores (standardised log-importance), as score_init=importance does for heads."""
+    from nnprune.pruning_core.learned_width_depth import init_width_depth_from
+    from nnprune.pruning_core.post_training import fisher_information, mask_groups
+
+    model = _model(layers=2)
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(2):
+        ids = torch.randint(1000, 2000, (4, 12), generator=g)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                        "labels": torch.randint(0, 2, (4,), generator=g)})
+    imp = fisher_information(model, batches, mask_groups(model), width_depth=True)
+    pruner = patch_model(model, build_config("struct", overrides={"hidden_size": 16,
+                                                                  "prune_layers": True}))
+    masks = width_depth_masks(model)
+    assert init_width_depth_from(masks, imp.hidden, imp.layers, scale=2.0) == 2
+    assert torch.equal(torch.argsort(masks.hidden_scores.detach()), torch.argsort(imp.hidden.float()))
+    assert float(masks.hidden_scores.detach().std()) == pytest.approx(2.0, rel=1e-4)
+    assert (masks.layer_scores[0] > masks.layer_scores[1]) == bool(imp.layers[0] > imp.layers[1])
+    pruner.finalize()
+    keep = masks.kept_channels()
+    assert keep == sorted(torch.argsort(imp.hidden, descending=True)[:16].tolist())
+
+
 def test_a_layer_whose_gate_is_off_or_that_is_empty_is_removed():
     model = _model(layers=3)
     pruner = patch_model(model, _config(prune_layers=True))
