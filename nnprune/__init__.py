@@ -8,6 +8,7 @@ Fine-pruning inside any training loop
         FinePruning.parameter_groups() / .step(step) / .regularization_loss() / .loss(...)
         FinePruning.trainer_callback() -> PruningCallback (a Hugging Face Trainer callback)
     distillation_loss(student_logits, teacher_logits, temperature)
+    hidden_distillation_loss(student_states, teacher_states, student_hidden_map(model), mask)
     METHODS, PruningConfig, method_config(method, ...): the presets and the full config
 
 Post-training pruning from your own batches and loss
@@ -56,6 +57,8 @@ _LAZY = {
     "FinePruning": "nnprune.api.fine_pruning",
     "PruningCallback": "nnprune.api.fine_pruning",
     "distillation_loss": "nnprune.api.fine_pruning",
+    "hidden_distillation_loss": "nnprune.api.fine_pruning",
+    "student_hidden_map": "nnprune.api.fine_pruning",
     "PruningConfig": "nnprune.pruning_core.config",
     "METHODS": "nnprune.pruning_core.methods",
     "method_config": "nnprune.api.configs",

@@ -31,6 +31,7 @@ from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.pruning_core.checkpoint import save_checkpoint
 from nnprune.pruning_core.config import PruningConfig, ScoreInit
 from nnprune.pruning_core.methods import build_config
+from nnprune.pruning_core.learned_width_depth import init_width_depth_from
 from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
 from nnprune.pruning_core.pruner import Pruner, patch_model, unpatch_model
 from nnprune.pruning_core.run_record import RunConfig, write_config
@@ -83,6 +84,91 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     if mask is not None:
         kl = kl[mask]
     return kl.mean() * (t * t)
+
+
+def student_hidden_map(model: nn.Module, teacher: Optional[nn.Module] = None
+                       ) -> tuple[list[int], Optional[list[int]]]:
+    """Where each of ``model``'s hidden states sits in its dense ancestor's: ``(layers,
+    channels)``. ``layers[j]`` is the index in the dense model's ``hidden_states`` of the
+    student's ``hidden_states[j]`` (0: the embeddings' output; then one per layer the student
+    has, the layers a compaction removed skipped); ``channels``: the dense channels the
+    student's stream keeps (``None``: all of them). A model that was not compacted (masked, or
+    plain) maps one to one; given the ``teacher``, one with another number of layers (a
+    layer-dropped model: which layers it kept is not recorded) is refused.
+
+    Example::
+
+        small = nnprune.load_pretrained("runs/sst2-x5")        # compacted: 5 of 6 layers, 288 wide
+        layers, channels = nnprune.student_hidden_map(small)   # [0, 1, 2, 3, 5, 6], [0, 2, ...]
+    """
+    layout = getattr(model.config, "nnprune_layout", None) or {}
+    stacks = layout.get("stacks") or {}
+    if len(stacks) > 1:
+        raise NNPruneError("hidden-state distillation covers encoder models (one stack)")
+    stack = next(iter(stacks.values()), {})
+    if "kept_layers" in stack:
+        layers = [0] + [int(i) + 1 for i in stack["kept_layers"]]
+    else:
+        n = _num_layers(model.config)
+        if teacher is not None and _num_layers(teacher.config) != n:
+            raise NNPruneError(f"hidden-state distillation: the student has {n} layers and the teacher "
+                               f"{_num_layers(teacher.config)}, with no record of which the student kept "
+                               "(only compacted models record it)")
+        layers = list(range(n + 1))
+    hidden = layout.get("hidden")
+    return layers, ([int(c) for c in hidden["index"]] if hidden else None)
+
+
+def _num_layers(config: Any) -> int:
+    return int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0))
+
+
+def hidden_distillation_loss(student_states: Sequence[torch.Tensor],
+                             teacher_states: Sequence[torch.Tensor],
+                             hidden_map: tuple[list[int], Optional[list[int]]],
+                             mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Layer-wise distillation (TinyBERT; CoFi's layer loss without its learnt map): the mean
+    over the student's hidden states of the mean squared error to the teacher's at the same
+    dense layer and the channels the student kept.
+
+    Args:
+        student_states: the student's ``hidden_states`` (``output_hidden_states=True``), each
+            ``(batch, seq, width)``: the kept width, or the dense width where the stream is
+            put back (a compacted model's last layer), zeros on the removed channels.
+        teacher_states: the dense teacher's, each ``(batch, seq, hidden)``.
+        hidden_map: :func:`student_hidden_map` of the student.
+        mask: ``(batch, seq)`` positions that count (the attention mask); ``None``: all.
+
+    Returns:
+        A scalar tensor.
+
+    Example::
+
+        out = model(**batch, output_hidden_states=True)
+        with torch.no_grad():
+            t = teacher(**batch, output_hidden_states=True)
+        loss = out.loss + nnprune.hidden_distillation_loss(
+            out.hidden_states, t.hidden_states, nnprune.student_hidden_map(model), batch["attention_mask"])
+    """
+    layers, channels = hidden_map
+    if len(student_states) != len(layers) or max(layers) >= len(teacher_states):
+        raise NNPruneError(f"hidden-state distillation: the student has {len(student_states)} hidden "
+                           f"states and the teacher {len(teacher_states)}, expected {len(layers)} "
+                           f"of a teacher with at least {max(layers) + 1}")
+    index = None if channels is None else torch.tensor(channels, device=student_states[0].device)
+    parts = []
+    for s, i in zip(student_states, layers):
+        t = teacher_states[i]
+        if index is not None:
+            t = t.index_select(-1, index)
+            if s.shape[-1] != t.shape[-1]:  # put back at the dense width: its kept channels
+                s = s.index_select(-1, index)
+        if s.shape != t.shape:
+            raise NNPruneError(f"hidden-state distillation: student state {tuple(s.shape)} against "
+                               f"teacher {tuple(t.shape)}")
+        se = (s.float() - t.float()).pow(2).mean(-1)  # (batch, seq)
+        parts.append(se[mask.bool()].mean() if mask is not None else se.mean())
+    return torch.stack(parts).mean()
 
 
 def attach_masks(model: nn.Module, method: str = "hybrid-nt", *,
@@ -144,12 +230,17 @@ def attach_masks(model: nn.Module, method: str = "hybrid-nt", *,
         if importance_batches is None:
             raise NNPruneError("score_init 'importance' scores the units on data: pass "
                                "importance_batches")
-        # On the model before it is patched: its heads' and FFN dimensions' Fisher importance.
+        # On the model before it is patched: its heads', FFN dimensions' (and, learning width
+        # and depth, the stream's channels' and layers') Fisher importance.
         groups = mask_groups(model)
-        importance = fisher_information(model, importance_batches, groups)
+        importance = fisher_information(model, importance_batches, groups,
+                                        width_depth=config.learns_width_depth)
     pruner = patch_model(model, config)
     if importance is not None:
         init_scores_from(pruner.layers, importance, groups, config.score_init_scale or 1.0)
+        if pruner.width_depth is not None:  # else the layer gates tie and drop together
+            init_width_depth_from(pruner.width_depth, importance.hidden, importance.layers,
+                                  config.score_init_scale or 1.0)
         logger.info("mask scores initialised from the Fisher importance of %d examples",
                     importance.samples)
     table = None
@@ -640,4 +731,5 @@ class PruningCallback(TrainerCallback):
         self.pruning.finalize()
 
 
-__all__ = ["FinePruning", "PruningCallback", "attach_masks", "distillation_loss"]
+__all__ = ["FinePruning", "PruningCallback", "attach_masks", "distillation_loss",
+           "hidden_distillation_loss", "student_hidden_map"]

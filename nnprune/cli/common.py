@@ -266,6 +266,9 @@ TargetSpeedupOpt = Annotated[Optional[float], typer.Option(
     help="Speedup to reach (e.g. 2): the masks are cut in latency units with a latency table "
          "measured on this machine at the --latency-* setting (cached), instead of a weight "
          "count. Not with --target-density.", rich_help_panel=PANEL_PRUNING)]
+DISTILL_HIDDEN_HELP = ("Weight of layer-wise distillation on top of the logits': the mean squared "
+                       "error between the model's hidden states and the teacher's at the layers and "
+                       "channels it kept (TinyBERT, CoFi); 0: logits only.")
 FILL_INIT_HELP = ("What fills the zeros inside the kept heads / FFN dims before the fill stage: "
                   "noise (N(0, --reinit-std), nn_pruning's recipe) or weights (the values the "
                   "masks hid).")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (FILL_INIT_HELP, PANEL_OUTPUT, PANEL_SPEED, JsonFileOpt, JsonOutOpt,
+from nnprune.cli.common import (DISTILL_HIDDEN_HELP, FILL_INIT_HELP, PANEL_OUTPUT, PANEL_SPEED, JsonFileOpt, JsonOutOpt,
                                 LatencyTableOpt, TaskArg, TaskOptionOpt, add_command,
                                 check_argument_order, check_json_file, emit,
                                 latency_options, quiet_libraries, setting_text, stdout_for_json,
@@ -30,6 +30,7 @@ def fill(
     teacher: Annotated[Optional[str], typer.Option(help="Fine-tuned dense checkpoint folder to distil from: fill always distils, so it needs one.")] = None,
     reinit_std: Annotated[Optional[float], typer.Option(rich_help_panel=PANEL_REFILL, help="Std of the noise that refills the zeros inside kept heads / FFN dims (default: the model's initializer_range; 0: keep them at zero).")] = None,
     fill_init: Annotated[str, typer.Option(rich_help_panel=PANEL_REFILL, help=FILL_INIT_HELP)] = "noise",
+    distill_hidden: Annotated[float, typer.Option(help=DISTILL_HIDDEN_HELP)] = 0.0,
     target_speedup: Annotated[Optional[float], typer.Option(rich_help_panel=PANEL_SPEED, help="Re-cut CHECKPOINT's mask scores to this speedup (latency table of this machine at the --latency-* setting) before compacting, whatever target it was pruned to.")] = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
     latency_table: LatencyTableOpt = None,
@@ -56,7 +57,7 @@ def fill(
                               teacher=teacher, reinit_std=reinit_std, fill_init=fill_init,
                               task_options=task_options(task_option), training=training,
                               target_speedup=target_speedup, latency=latency,
-                              latency_table=latency_table))
+                              latency_table=latency_table, alpha_hidden=distill_hidden))
     emit(json_out, f"{task} · fill · {checkpoint} -> {output_dir}", fill_rows(result),
          result.to_dict(), json_file)
     if not no_card:

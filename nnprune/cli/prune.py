@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nnprune.cli.common import (PANEL_DATA, PANEL_PRUNING, PANEL_SPEED, JsonFileOpt, JsonOutOpt,
+from nnprune.cli.common import (DISTILL_HIDDEN_HELP, PANEL_DATA, PANEL_PRUNING, PANEL_SPEED, JsonFileOpt, JsonOutOpt,
                                 LatencyTableOpt, TaskArg, TaskOptionOpt, add_command,
                                 check_argument_order, check_json_file, console, dataclass_options, emit, latency_options, quiet_libraries,
                                 setting_text, stdout_for_json, task_options)
@@ -75,6 +75,7 @@ def prune(
     hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_PRUNING, help="With --width-depth: keep this many channels of the hidden dimension (the most important ones) instead of letting the search choose the width.")] = None,
     speed_probe: Annotated[bool, typer.Option(rich_help_panel=PANEL_SPEED, help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_THEN_FILL, help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
+    distill_hidden: Annotated[float, typer.Option(rich_help_panel=PANEL_THEN_FILL, help=DISTILL_HIDDEN_HELP)] = 0.0,
     task_option: TaskOptionOpt = None,
     latency: "LatencySetting" = None,  # type: ignore[assignment]
     latency_table: LatencyTableOpt = None,
@@ -98,7 +99,7 @@ def prune(
         checkpoint=checkpoint, task=task, output_dir=output_dir, target_speedup=target_speedup,
         target_flops=target_flops, calibration_samples=calibration_samples,
         tune_samples=tune_samples, rearrange=rearrange, tune=tune, speed_probe=speed_probe,
-        width_depth=width_depth, hidden_size=hidden_size, then_fill=then_fill, training=training, task_options=task_options(task_option),
+        width_depth=width_depth, hidden_size=hidden_size, then_fill=then_fill, alpha_hidden=distill_hidden, training=training, task_options=task_options(task_option),
         latency=latency, latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -104,7 +104,7 @@ def check_speedup_target(speedup: Optional[float], density: Optional[float] = No
 
 # Options written to a run record only when set (records, cards and their golden files of runs
 # that do not use them stay as they were).
-_UNSAVED_AT_DEFAULT = ("hidden_size", "prune_layers")
+_UNSAVED_AT_DEFAULT = ("hidden_size", "prune_layers", "alpha_hidden")
 
 
 def _is_fraction_or_steps(value: float) -> bool:
@@ -168,6 +168,10 @@ class PruningConfig:
     alpha_ce: float = 1.0
     alpha_teacher: float = 0.0
     temperature: float = 2.0
+    # layer-wise distillation (TinyBERT, CoFi): the mean squared error between the student's
+    # hidden states and the teacher's at the layers and channels the student kept, this weight
+    # on top of the logits' (0: logits only)
+    alpha_hidden: float = 0.0
 
     def __post_init__(self) -> None:
         self.binarizer = parse_enum(BinarizerKind, self.binarizer, "binarizer")
@@ -194,7 +198,7 @@ class PruningConfig:
                 and self.initial_warmup + self.final_warmup >= 1):
             raise NNPruneError("initial_warmup + final_warmup must leave room for pruning (< 1)")
         for name in ("attention_lambda", "ffn_lambda", "decoder_lambda_scale", "density_controller_gain",
-                     "mask_scores_learning_rate", "alpha_ce", "alpha_teacher"):
+                     "mask_scores_learning_rate", "alpha_ce", "alpha_teacher", "alpha_hidden"):
             if getattr(self, name) < 0:
                 raise NNPruneError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.temperature <= 0:

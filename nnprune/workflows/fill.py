@@ -66,9 +66,13 @@ class FillArgs:
     target_speedup: Optional[float] = None
     latency: LatencySetting = field(default_factory=LatencySetting)
     latency_table: Optional[Path] = None
+    # weight of the layer-wise distillation on top of the logits' (PruningConfig.alpha_hidden)
+    alpha_hidden: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.alpha_hidden < 0:
+            raise NNPruneError(f"--distill-hidden must be >= 0, got {self.alpha_hidden}")
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.latency_table is not None:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
@@ -88,6 +92,7 @@ class FillArgs:
                 "task_options": dict(self.task_options),
                 "target_speedup": self.target_speedup, "latency": self.latency.to_dict(),
                 "latency_table": None if self.latency_table is None else str(self.latency_table),
+                **({"alpha_hidden": self.alpha_hidden} if self.alpha_hidden else {}),
                 **self.training.to_dict()}
 
 
@@ -140,7 +145,9 @@ def check_before_work(args: FillArgs) -> FillArgs:
 def _fill_claimed(args: FillArgs) -> FillResult:
     ckpt, out = args.checkpoint, args.output_dir
     task = get_task(args.task, args.task_options)
-    pcfg = nnprune.method_config("dense", teacher=args.teacher)  # alphas 0.1 / 0.9, T 2
+    pcfg = nnprune.method_config(  # alphas 0.1 / 0.9, T 2
+        "dense", teacher=args.teacher,
+        overrides={"alpha_hidden": args.alpha_hidden} if args.alpha_hidden else None)
     record = records.read_config(ckpt) or records.RunConfig()
     opts = args.training
     if opts.max_seq_length is None and record.training is not None:

@@ -285,7 +285,7 @@ def prune_then_fill(args: FinePruneArgs, pcfg: PruningConfig, task: TaskAdapter,
     return _then_fill(args, stage1, FillArgs(
         checkpoint=args.output_dir / PRUNE_SUBDIR, task=args.task, output_dir=args.output_dir,
         teacher=pcfg.teacher, task_options=args.task_options, fill_init=args.fill_init,
-        training=fill_budget(args)))
+        training=fill_budget(args), alpha_hidden=pcfg.alpha_hidden))
 
 
 def _then_fill(args: FinePruneArgs, stage1: Callable[[Path], None], fill_args: FillArgs) -> FillResult:

@@ -69,7 +69,7 @@ def format_duration(seconds: float) -> str:
 def step_fields(logs: Mapping[str, Any]) -> list[str]:
     """The ``name value`` fields of a training log dict, in a fixed order; absent ones skipped."""
     fields = []
-    for key in ("loss", "task_loss", "distill_loss"):
+    for key in ("loss", "task_loss", "distill_loss", "hidden_loss"):
         if key in logs:
             fields.append(f"{key} {logs[key]:.4g}")
     if "pruning/density" in logs:

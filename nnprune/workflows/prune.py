@@ -105,6 +105,7 @@ class PruneArgs:
     hidden_size: Optional[int] = None  # the stream's width to keep (None: the search chooses)
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
+    alpha_hidden: float = 0.0  # the fill's layer-wise distillation weight (FillArgs.alpha_hidden)
     training: TrainingOptions = PRUNE_TRAINING
     task_options: dict[str, str] = field(default_factory=dict)
     # where the speed counts (target_speedup and the speed probe); its default sequence length
@@ -126,11 +127,16 @@ class PruneArgs:
             raise NNPruneError(f"--tune-samples must be >= 1, got {self.tune_samples}")
         if self.then_fill is not None and self.then_fill < 1:
             raise NNPruneError(f"--then-fill takes a number of steps >= 1, got {self.then_fill}")
+        if self.alpha_hidden < 0:
+            raise NNPruneError(f"--distill-hidden must be >= 0, got {self.alpha_hidden}")
+        if self.alpha_hidden and self.then_fill is None:
+            raise NNPruneError("--distill-hidden weighs the distillation of --then-fill: add --then-fill STEPS")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, as recorded (``post_training.options``): the options ``prune``
         takes, flat."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"
+               and not (f.name == "alpha_hidden" and not self.alpha_hidden)}  # records as before
         out["latency"] = self.latency.to_dict()
         training = self.training.to_dict()
         out.update({name: training[name] for name in PRUNE_TRAINING_HELP})
@@ -239,7 +245,8 @@ def _fill(args: PruneArgs, src: Path, pruned: Path, seq_len: int) -> dict[str, f
     opts = replace(args.training, max_steps=args.then_fill, max_seq_length=seq_len,
                    logging_steps=max(1, args.then_fill // 10), resume=resume)
     return fill(FillArgs(checkpoint=pruned, task=args.task, output_dir=out, teacher=str(src),
-                         reinit_std=0.0, task_options=args.task_options, training=opts)).metrics
+                         reinit_std=0.0, task_options=args.task_options, training=opts,
+                         alpha_hidden=args.alpha_hidden)).metrics
 
 
 def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,

@@ -153,6 +153,7 @@ def run_one_shot(ctx: PointContext, point: Point, folder: Path) -> Trained:
         checkpoint=str(s.model), task=s.task, output_dir=run, target_speedup=point.target,
         calibration_samples=b.calibration_samples, speed_probe=False, then_fill=steps,
         width_depth=recipe.get("width_depth", True), hidden_size=recipe.get("hidden_size"),
+        alpha_hidden=recipe.get("alpha_hidden", 0.0),
         training=training, task_options=dict(s.task_options), latency=ctx.setting,
         latency_table=ctx.table_path))
     m = res.main_metric

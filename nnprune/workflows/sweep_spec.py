@@ -201,7 +201,9 @@ class RouteSpec:
     ``fill_share`` / ``fill_init``: the fill stage of a filling method (hybrid-filled);
     ``score_init``: fine-pruning routes; ``width_depth`` / ``hidden_size``: what the one-shot
     search may prune besides heads and FFN dimensions (``nnprune prune --heads-ffn-only``,
-    ``--hidden-size N``; default: width and depth, the search choosing); ``steps``: another
+    ``--hidden-size N``; default: width and depth, the search choosing); ``alpha_hidden``: the
+    one-shot fill's layer-wise distillation (``--distill-hidden``; fine-pruning routes:
+    ``set: [alpha_hidden=W]``); ``steps``: another
     budget for this route's points; ``targets`` / ``seeds``: this route's own (default the
     sweep's)."""
 
@@ -213,6 +215,7 @@ class RouteSpec:
     score_init: Optional[str] = None
     width_depth: Optional[bool] = None
     hidden_size: Optional[int] = None
+    alpha_hidden: Optional[float] = None
     steps: Optional[int] = None
     targets: Optional[tuple[float, ...]] = None
     seeds: Optional[tuple[int, ...]] = None
@@ -236,12 +239,14 @@ class RouteSpec:
                                    "(hybrid-filled)")
         if self.score_init is not None and kind is not RouteKind.FINE_PRUNE:
             raise NNPruneError(f"route {self.route}: score_init is for fine-pruning routes")
-        for name in ("width_depth", "hidden_size"):
+        for name in ("width_depth", "hidden_size", "alpha_hidden"):
             if getattr(self, name) is not None and kind is not RouteKind.ONE_SHOT:
                 raise NNPruneError(f"route {self.route}: {name} is for the one-shot route")
         if self.hidden_size is not None and (self.hidden_size < 1 or self.width_depth is False):
             raise NNPruneError(f"route {self.label}: hidden_size must be a positive width, and "
                                "needs width_depth")
+        if self.alpha_hidden is not None and self.alpha_hidden < 0:
+            raise NNPruneError(f"route {self.label}: alpha_hidden must be >= 0")
         if self.fill_share is not None and not 0 < self.fill_share < 1:
             raise NNPruneError(f"route {self.label}: fill_share must be in (0, 1)")
         if self.steps is not None and self.steps < 2:
@@ -277,6 +282,8 @@ class RouteSpec:
                 out["width_depth"] = False
             if self.hidden_size is not None:
                 out["hidden_size"] = self.hidden_size
+            if self.alpha_hidden:
+                out["alpha_hidden"] = self.alpha_hidden
         return out
 
 

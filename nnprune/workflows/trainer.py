@@ -46,6 +46,7 @@ class PruningTrainer(Trainer):
             teacher.requires_grad_(False)
             teacher.to(self.args.device)
         self._extra_logs: dict[str, list[float]] = {}
+        self._hidden_map: Optional[tuple[list[int], Optional[list[int]]]] = None
         self._pruning_callback = nnprune.PruningCallback(pruning, manage_optimizer=False)
         self.add_callback(self._pruning_callback)
         self._staging_root: Optional[str] = None
@@ -162,13 +163,14 @@ class PruningTrainer(Trainer):
 
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None):
-        outputs = model(**inputs)
+        cfg = self.config
+        layerwise = model.training and self.teacher is not None and cfg.alpha_hidden > 0
+        outputs = model(**inputs, **({"output_hidden_states": True} if layerwise else {}))
         loss = outputs.loss
         if model.training:
-            cfg = self.config
             if self.teacher is not None and cfg.alpha_teacher > 0:
                 with torch.no_grad():
-                    t_out = self.teacher(**inputs)
+                    t_out = self.teacher(**inputs, **({"output_hidden_states": True} if layerwise else {}))
                 mask = self.task.distillation_mask(inputs) if self.task is not None else None
                 pairs = zip(self._logits(outputs), self._logits(t_out))
                 parts = [nnprune.distillation_loss(s, t, cfg.temperature, mask) for s, t in pairs]
@@ -176,6 +178,15 @@ class PruningTrainer(Trainer):
                 self._remember("distill_loss", distill)
                 self._remember("task_loss", loss)
                 loss = cfg.alpha_ce * loss + cfg.alpha_teacher * distill
+                if layerwise:
+                    if self._hidden_map is None:  # the student's shape does not change in a run
+                        self._hidden_map = nnprune.student_hidden_map(self.accelerator.unwrap_model(model),
+                                                                      self.teacher)
+                    hidden = nnprune.hidden_distillation_loss(
+                        outputs.hidden_states, t_out.hidden_states, self._hidden_map,
+                        inputs.get("attention_mask"))
+                    self._remember("hidden_loss", hidden)
+                    loss = loss + cfg.alpha_hidden * hidden
             elif self.pruning.regularized:
                 # the task's own loss, beside the regularization the logs show
                 self._remember("task_loss", loss)

@@ -146,6 +146,16 @@ def test_scores_can_start_from_the_fisher_ranking_of_channels_and_layers():
     keep = masks.kept_channels()
     assert keep == sorted(torch.argsort(imp.hidden, descending=True)[:16].tolist())
 
+    # attach_masks with score_init=importance does the same from its importance batches
+    import nnprune
+
+    other = _model(layers=2)
+    nnprune.attach_masks(other, "struct", importance_batches=batches, overrides={
+        "hidden_size": 16, "prune_layers": True, "score_init": "importance"})
+    attached = width_depth_masks(other)
+    assert torch.equal(torch.argsort(attached.hidden_scores.detach()), torch.argsort(imp.hidden.float()))
+    assert (attached.layer_scores[0] > attached.layer_scores[1]) == bool(imp.layers[0] > imp.layers[1])
+
 
 def test_a_layer_whose_gate_is_off_or_that_is_empty_is_removed():
     model = _model(layers=3)
