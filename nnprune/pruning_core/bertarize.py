@@ -16,6 +16,7 @@ from nnprune.pruning_core.checkpoint import load_model, load_pretrained
 from nnprune.pruning_core.compact import (EXACT_TOLERANCE, CompactionReport, compact_model,
                                           is_compacted, max_abs_diff, model_outputs,
                                           probe_inputs, write_remote_code)
+from nnprune.pruning_core.learned_width_depth import final_width_depth
 from nnprune.pruning_core.pruner import unpatch_model
 from nnprune.pruning_core.run_record import write_config
 from nnprune.pruning_core.structure import analyze_structure
@@ -99,6 +100,10 @@ def bertarize(checkpoint: str | Path, output: str | Path, *, compact: bool = Fal
     model = loaded.model
     inputs = probe_inputs(model.config, _try_tokenizer(src))
     reference = model_outputs(model, inputs)
+    keep, removed = final_width_depth(model)
+    if not compact and (removed or (keep is not None and len(keep) < model.config.hidden_size)):
+        raise NNPruneError(f"{src}'s masks narrow the hidden dimension or remove layers, which a "
+                           "plain (not compacted) checkpoint cannot hold: pass --compact")
     unpatch_model(model, apply_masks=True)
     result = BertarizeResult(str(src), str(out), loaded.is_masked, False, 0.0, tolerance,
                              allow_inexact, sorted(reference))

@@ -401,6 +401,12 @@ def test_fine_prune_learns_the_width_and_layers_end_to_end(tmp_path):
     assert width_depth_masks(pruning.model).kept_channels() != list(range(H))
     small = nnprune.compact(pruning.model).model
     assert stream_sites(small).width == 16
+    # bertarize writes it compacted; a plain checkpoint cannot hold a narrower stream
+    with pytest.raises(nnprune.NNPruneError, match="cannot hold: pass --compact"):
+        nnprune.bertarize_checkpoint(out, tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()
+    cli_output(["bertarize", out, "--output", tmp_path / "small", "--compact"])
+    assert stream_sites(nnprune.load_pretrained(tmp_path / "small")).width == 16
 
     # with a speed target, priced by a table that prices widths (its file, as a user passes it)
     from nnprune.pruning_core.checkpoint import load_config
