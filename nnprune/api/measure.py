@@ -124,7 +124,7 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
                   device: str = "cpu", dtype: str = "fp32", quantize: Optional[str] = None,
                   onnx: bool = False, warmup: int = 5, iters: int = 20, keep_times: bool = False,
                   generate: bool = False, max_new_tokens: int = 64,
-                  num_beams: int = 1) -> SpeedReport:
+                  num_beams: int = 1, baseline_pytorch: bool = False) -> SpeedReport:
     """Time ``model`` against ``baseline`` interleaved in one process (a busy spell hits both):
     latency, throughput, measured and FLOP speedups per (batch size, sequence length).
 
@@ -135,6 +135,8 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
         seq_lens: the grid's sequence lengths; ``None``: the device's default grid.
         quantize: ``"int8"``: the model runs dynamically quantized (CPU).
         onnx: run both on onnxruntime (CPU, fp32).
+        baseline_pytorch: with ``onnx``, the baseline runs in PyTorch fp32 instead (the
+            speedup of shipping the ONNX model over serving the dense one in PyTorch).
         keep_times: keep every per-forward time in the rows.
         generate: encoder-decoders: also time ``generate()`` of exactly ``max_new_tokens``
             tokens with ``num_beams`` beams.
@@ -154,7 +156,7 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
                      device=device, batch_sizes=batch_sizes, seq_lens=seq_lens, threads=threads,
                      dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
                      keep_times=keep_times, generate=generate, max_new_tokens=max_new_tokens,
-                     num_beams=num_beams)
+                     num_beams=num_beams, baseline_pytorch=baseline_pytorch)
 
 
 __all__ = ["count_flops", "count_parameters", "latency_table", "measure_speed", "table_for"]

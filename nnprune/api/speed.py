@@ -65,11 +65,13 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
               dtype: str = "fp32", quantize: str | None = None, onnx: bool = False,
               warmup: int = 5, iters: int = 20, keep_times: bool = False,
               model: nn.Module | None = None, baseline: nn.Module | None = None,
-              generate: bool = False, max_new_tokens: int = 64, num_beams: int = 1) -> SpeedReport:
+              generate: bool = False, max_new_tokens: int = 64, num_beams: int = 1,
+              baseline_pytorch: bool = False) -> SpeedReport:
     """Load (or take) a model and its baseline and time them; see module doc.
 
     ``model``/``baseline`` may be given as modules instead of paths (``model_path`` then only
-    names it in the report). ``generate`` (seq2seq LMs, PyTorch only) also times ``generate`` of
+    names it in the report). ``baseline_pytorch`` (with ``onnx``): the baseline runs in PyTorch
+    fp32, what serving the dense model without an export is. ``generate`` (seq2seq LMs, PyTorch only) also times ``generate`` of
     exactly ``max_new_tokens`` tokens with ``num_beams`` beams (``report.generate_rows``).
     """
     if device not in ("cpu", "cuda"):
@@ -86,6 +88,8 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
         raise NNPruneError("--quantize int8 quantizes an fp32 model; leave --dtype at fp32")
     if onnx and (device != "cpu" or dtype != "fp32"):
         raise NNPruneError("--onnx runs onnxruntime on the CPU in fp32; use --device cpu --dtype fp32")
+    if baseline_pytorch and not onnx:
+        raise NNPruneError("--baseline-pytorch is for --onnx (without it both models run in PyTorch)")
     if generate and onnx:
         raise NNPruneError("--generate times PyTorch generate(); it cannot be combined with --onnx")
     if generate and (max_new_tokens < 1 or num_beams < 1):
@@ -150,6 +154,9 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                 base_label = str(bpath)
                 base_model = None
                 if is_onnx_dir(bpath):
+                    if baseline_pytorch:
+                        raise NNPruneError(f"baseline {bpath} is an ONNX export; --baseline-pytorch "
+                                           "needs a checkpoint folder")
                     if not onnx:
                         raise NNPruneError(f"baseline {bpath} is an ONNX export; add --onnx")
                     b_meta = read_onnx_meta(bpath)
@@ -165,7 +172,7 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                 if generate:
                     check_can_generate(base_model, f"baseline {base_label}")
                 b_profile = flop_profile(base_model)
-                if onnx:
+                if onnx and not baseline_pytorch:
                     b_onnx = export_onnx(base_model, tmp / "baseline", kind="baseline").model_path
             # ---- runners
             if onnx:
@@ -173,9 +180,14 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                     notes.append("model: onnxruntime dynamic int8; baseline stays fp32; FLOPs (and so "
                                  "efficiency) ignore int8")
                 m_runner: Any = OrtRunner(onnx_file, n_threads, str(mpath))
-                b_runner: Any = OrtRunner(b_onnx, n_threads, base_label)
-                base_label += " (onnxruntime fp32)"
-                runtime = "onnxruntime"
+                if baseline_pytorch:
+                    b_runner: Any = TorchRunner(base_model.to(dev, torch.float32).eval(), dev, base_label)
+                    base_label += " (PyTorch fp32)"
+                    runtime = "onnxruntime, baseline PyTorch"
+                else:
+                    b_runner = OrtRunner(b_onnx, n_threads, base_label)
+                    base_label += " (onnxruntime fp32)"
+                    runtime = "onnxruntime"
             else:
                 tdtype = DTYPES[dtype]
                 tm = torch_model.to(dev, tdtype).eval()

@@ -36,6 +36,7 @@ def speed(
     dtype: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (both models).")] = "fp32",
     quantize: Annotated[str | None, typer.Option(help="int8: dynamic int8 quantization of the model (CPU); the baseline stays fp32.")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="Run both models with onnxruntime (CPU); MODEL may be an export-onnx folder.")] = False,
+    baseline_pytorch: Annotated[bool, typer.Option("--baseline-pytorch", help="With --onnx: run the baseline in PyTorch fp32 instead of onnxruntime (the speedup of shipping MODEL's export over serving the dense model in PyTorch).")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
     generate: Annotated[bool, typer.Option("--generate", rich_help_panel=PANEL_GENERATE, help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
@@ -68,7 +69,8 @@ def speed(
         report = measure_speed(model, baseline, device=device, batch_sizes=sizes, seq_lens=lengths,
                                threads=threads, dtype=dtype, quantize=quantize, onnx=onnx,
                                warmup=warmup, iters=iters, keep_times=True, generate=generate,
-                               max_new_tokens=max_new_tokens, num_beams=num_beams)
+                               max_new_tokens=max_new_tokens, num_beams=num_beams,
+                               baseline_pytorch=baseline_pytorch)
         if note:
             report.notes.insert(0, note)
         payload = report.to_dict()

@@ -17,6 +17,7 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
     model = compact_first(tiny_bert(), {("encoder", 0): 3, ("encoder", 1): 1},
                     {("encoder", 0): 40, ("encoder", 1): 16})
     model.save_pretrained(tmp_path / "ckpt")
+    tiny_bert().save_pretrained(tmp_path / "dense")
     out = cli_output(["export-onnx", str(tmp_path / "ckpt"), str(tmp_path / "onnx"), "--quantize", "int8",
                 "--json"])
     exp = json.loads(out)
@@ -49,6 +50,16 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
                         threads=1, warmup=1, iters=2)
         assert rep.runtime == "onnxruntime" and rep.model_kind == "compacted"
         assert rep.rows[0].theoretical_speedup > 1.5
+    # against the dense model served in PyTorch fp32 (what a user has before exporting)
+    rep = run_speed(tmp_path / "onnx", tmp_path / "dense", onnx=True, quantize="int8",
+                    baseline_pytorch=True, batch_sizes=[2], seq_lens=[16], threads=1, warmup=1, iters=2)
+    assert rep.runtime == "onnxruntime, baseline PyTorch" and rep.baseline.endswith("(PyTorch fp32)")
+    assert rep.rows[0].speedup > 0 and rep.rows[0].theoretical_speedup > 1.5
+    with pytest.raises(NNPruneError, match="--baseline-pytorch is for --onnx"):
+        run_speed(tmp_path / "ckpt", baseline_pytorch=True, batch_sizes=[2], seq_lens=[16])
+    with pytest.raises(NNPruneError, match="needs a checkpoint folder"):
+        run_speed(tmp_path / "onnx", tmp_path / "onnx", onnx=True, baseline_pytorch=True,
+                  batch_sizes=[2], seq_lens=[16])
 
 
 def test_export_onnx_refuses_a_bad_opset(tmp_path, tiny_bert_dir):
