@@ -28,10 +28,11 @@ from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.api.measure import table_for
 from nnprune.measure.latency import LatencySetting, LatencyTable
+from nnprune.pruning_core.architectures import architecture_for
 from nnprune.pruning_core.checkpoint import save_checkpoint
 from nnprune.pruning_core.config import PruningConfig, ScoreInit
-from nnprune.pruning_core.methods import build_config
 from nnprune.pruning_core.learned_width_depth import init_width_depth_from
+from nnprune.pruning_core.methods import build_config
 from nnprune.pruning_core.post_training import fisher_information, init_scores_from, mask_groups
 from nnprune.pruning_core.pruner import Pruner, patch_model, unpatch_model
 from nnprune.pruning_core.run_record import RunConfig, write_config
@@ -120,7 +121,8 @@ def student_hidden_map(model: nn.Module, teacher: Optional[nn.Module] = None
 
 
 def _num_layers(config: Any) -> int:
-    return int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0))
+    """The layer count of an encoder's config, by the attribute its architecture names."""
+    return int(getattr(config, architecture_for(config.model_type).stacks[0].layers_attr))
 
 
 def hidden_distillation_loss(student_states: Sequence[torch.Tensor],

@@ -168,16 +168,17 @@ class PruningTrainer(Trainer):
         outputs = model(**inputs, **({"output_hidden_states": True} if layerwise else {}))
         loss = outputs.loss
         if model.training:
-            if self.teacher is not None and cfg.alpha_teacher > 0:
+            if self.teacher is not None and (cfg.alpha_teacher > 0 or layerwise):
                 with torch.no_grad():
                     t_out = self.teacher(**inputs, **({"output_hidden_states": True} if layerwise else {}))
-                mask = self.task.distillation_mask(inputs) if self.task is not None else None
-                pairs = zip(self._logits(outputs), self._logits(t_out))
-                parts = [nnprune.distillation_loss(s, t, cfg.temperature, mask) for s, t in pairs]
-                distill = torch.stack(parts).mean()
-                self._remember("distill_loss", distill)
                 self._remember("task_loss", loss)
-                loss = cfg.alpha_ce * loss + cfg.alpha_teacher * distill
+                if cfg.alpha_teacher > 0:
+                    mask = self.task.distillation_mask(inputs) if self.task is not None else None
+                    pairs = zip(self._logits(outputs), self._logits(t_out))
+                    parts = [nnprune.distillation_loss(s, t, cfg.temperature, mask) for s, t in pairs]
+                    distill = torch.stack(parts).mean()
+                    self._remember("distill_loss", distill)
+                    loss = cfg.alpha_ce * loss + cfg.alpha_teacher * distill
                 if layerwise:
                     if self._hidden_map is None:  # the student's shape does not change in a run
                         self._hidden_map = nnprune.student_hidden_map(self.accelerator.unwrap_model(model),

@@ -101,3 +101,19 @@ def test_prune_then_fill_distils_hidden_states(tmp_path, capsys, caplog):
     assert _exit_code(main, argv[:5] + ["--distill-hidden", "1", "--output-dir", str(tmp_path / "y"),
                                         "--data-dir", str(data)]) == 2
     assert "add --then-fill" in capsys.readouterr().err
+
+
+def test_layerwise_distillation_alone_trains_with_its_term(tmp_path, caplog):
+    """``alpha_hidden`` without logit distillation (``alpha_teacher=0``) still distils the
+    hidden states: the teacher runs and every step logs the layer-wise term."""
+    from nnprune.cli.main import main
+
+    model = save_tiny_model(tmp_path / "tiny")
+    data = write_toy_sst2(tmp_path / "toy")
+    argv = ["fine-prune", "sst2", "--model", str(model), "--teacher", str(model), "--method", "dense",
+            "--set", "alpha_teacher=0", "--set", "alpha_hidden=1", "--data-dir", str(data),
+            "--max-steps", "3", "--batch-size", "8", "--max-seq-length", "16", "--logging-steps", "1",
+            "--max-eval-samples", "16", "--output-dir", str(tmp_path / "out")]
+    assert _exit_code(main, argv) == 0
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(steps) == 3 and all("hidden_loss" in line and "distill_loss" not in line for line in steps)
