@@ -332,18 +332,22 @@ class LatencyCut:
         attention, ffn = units if units is not None else self.unit_scores()
         return [_kept(s, cutoff) for s in attention], [_kept(s, cutoff) for s in ffn]
 
-    def predict(self, cutoff: float) -> float:
-        return self.model.predict(*self.sizes(cutoff))
+    def predict(self, cutoff: float, units: Optional[UnitScores] = None) -> float:
+        return self.model.predict(*self.sizes(cutoff, units))
+
+    def candidates(self) -> list[torch.Tensor]:
+        """The scores a cut may fall on (flat, on the CPU): every owner's."""
+        return [_owner_scores(m).flatten() for m in self.owners]
 
     def cutoff(self, budget_ms: float) -> float:
         """The lowest score cutoff (most blocks kept) whose predicted latency is within
         ``budget_ms``; above every score (nothing kept) when none is."""
-        values = torch.unique(torch.cat([_owner_scores(m).flatten() for m in self.owners]))
+        values = torch.unique(torch.cat(self.candidates()))
         units = self.unit_scores()
         lo, hi = 0, len(values)  # answer in [lo, hi]; index len(values) = above every score
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.model.predict(*self.sizes(float(values[mid]), units)) <= budget_ms:
+            if self.predict(float(values[mid]), units) <= budget_ms:
                 hi = mid
             else:
                 lo = mid + 1

@@ -457,22 +457,13 @@ class WidthDepthCut(LatencyCut):
         heads, dims, kept = self.layout(cutoff, units)
         return self.model.predict([heads[i] for i in kept], [dims[i] for i in kept], width=self.width)
 
-    def cutoff(self, budget_ms: float) -> float:
-        """The lowest cut over the block and layer-gate scores whose predicted latency, at the
-        current width, is within ``budget_ms``; above every score when none is."""
-        parts = [m.score_tensor().detach().float().cpu().flatten() for m in self.owners]
+    def candidates(self) -> list[torch.Tensor]:
+        """The block scores and the layer gates' (one cut over both: the base class's
+        :meth:`cutoff` bisects them, priced at the current width by :meth:`predict`)."""
+        parts = super().candidates()
         if self.masks.layer_scores is not None:
             parts.append(self.masks.layer_scores.detach().float().cpu())
-        values = torch.unique(torch.cat(parts))
-        units = self.unit_scores()
-        lo, hi = 0, len(values)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.predict(float(values[mid]), units) <= budget_ms:
-                hi = mid
-            else:
-                lo = mid + 1
-        return float(values[lo]) if lo < len(values) else float(values[-1]) + 1.0
+        return parts
 
 
 def hidden_schedule_width(dense: int, final: int, progress: float) -> int:
