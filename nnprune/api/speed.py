@@ -71,8 +71,9 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
 
     ``model``/``baseline`` may be given as modules instead of paths (``model_path`` then only
     names it in the report). ``baseline_pytorch`` (with ``onnx``): the baseline runs in PyTorch
-    fp32, what serving the dense model without an export is. ``generate`` (seq2seq LMs, PyTorch only) also times ``generate`` of
-    exactly ``max_new_tokens`` tokens with ``num_beams`` beams (``report.generate_rows``).
+    fp32, what serving the dense model without an export is. ``generate`` (seq2seq LMs, PyTorch
+    only) also times ``generate`` of exactly ``max_new_tokens`` tokens with ``num_beams`` beams
+    (``report.generate_rows``).
     """
     if device not in ("cpu", "cuda"):
         raise NNPruneError(f"--device must be cpu or cuda, not {device!r}")
