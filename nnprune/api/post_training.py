@@ -27,7 +27,7 @@ from nnprune.errors import NNPruneError
 from nnprune.phases import PhaseClock
 from nnprune.api.measure import table_for
 from nnprune.measure.flops import flop_profile
-from nnprune.measure.latency import LatencySetting, LatencyTable
+from nnprune.measure.latency import LatencySetting, LatencyTable, hardware_name
 from nnprune.pruning_core.compact import CompactionReport, compact_exactly
 from nnprune.pruning_core.config import check_speedup_target
 from nnprune.pruning_core.latency_model import LatencyModel
@@ -46,6 +46,11 @@ FFN_MULTIPLE = 8  # FFN sizes kept by the search: multiples of 8 (fast CPU kerne
 MAX_BUDGET_ROUNDS = 6  # target_speedup: re-searches with a lower linear budget (see search_units)
 BUDGET_SLACK = 0.005  # the table's prediction may exceed the budget by this fraction
 MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise
+# measured_target: re-searches after timing a candidate, and how close to the target it must land
+# (a candidate measured within [1 - LOW, 1 + HIGH] x target is taken; paired timing noise on a
+# shared CPU is ~2%)
+MEASURED_ROUNDS = 5
+MEASURED_LOW, MEASURED_HIGH = 0.02, 0.06
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -85,6 +90,11 @@ class PostTrainingResult:
     layers_removed: list[int] = field(default_factory=list)
     width_depth: bool = False
     width_depth_note: Optional[str] = None  # why width / depth were not searched, when asked
+    # measured_target: the speedup the final shape measured against the dense model on this
+    # machine (the table's setting), and every candidate timed on the way: budget (ms),
+    # predicted and measured speedup
+    measured_speedup: Optional[float] = None
+    speed_rounds: list[dict[str, Any]] = field(default_factory=list)
     compaction: Optional[CompactionReport] = field(default=None, repr=False)
     model: Any = field(default=None, repr=False, compare=False)
 
@@ -315,7 +325,8 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
           latency_table: "LatencyTable | str | Path | None" = None,
           latency: Optional[LatencySetting] = None, seq_len: Optional[int] = None,
           rearrange_units: bool = True, tune: bool = False, tune_samples: int = 256,
-          width_depth: bool = True, hidden_size: Optional[int] = None, tokenizer: Any = None,
+          width_depth: bool = True, hidden_size: Optional[int] = None,
+          measured_target: bool = False, tokenizer: Any = None,
           progress: Optional[Progress] = None) -> PostTrainingResult:
     """Post-training structured pruning of a fine-tuned encoder with a head, in place.
 
@@ -341,6 +352,12 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
             back to heads and FFN, saying why (``result.width_depth_note``).
         hidden_size: keep this many channels of the stream (its most important ones) instead
             of letting the search choose the width; layers, heads and FFN are still searched.
+        measured_target: with ``target_speedup``, hold the target to the speedup measured on
+            this machine rather than the one the table predicts: each candidate shape is
+            compacted on a copy and timed against the dense model at the table's setting
+            (batch, length, threads; a second or two at batch 1), and the budget corrected by
+            what was measured until it lands within -2% / +6% of the target (at most
+            ``MEASURED_ROUNDS`` candidates). The table must be this machine's.
         tokenizer: used to build the probe batch of the exactness check (optional).
         progress: ``progress(phase, done, total)`` for the "score" and "tune" phases.
 
@@ -386,6 +403,11 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
                     "it again to price them")
     if hidden_size is not None and note is not None:
         raise NNPruneError(f"--hidden-size: {note}")
+    if measured_target:
+        if table is None:
+            raise NNPruneError("--measured-target holds --target-speedup to a measured speed: it "
+                               "needs --target-speedup, not --target-flops")
+        check_table_here(table, "--measured-target")
     use_wd = width_depth and note is None
     if note is not None:
         logger.warning("width / depth: %s; pruning heads and FFN only", note)
@@ -416,14 +438,23 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
                 raise NNPruneError(f"--hidden-size {hidden_size} is below the narrowest width the "
                                    f"latency table measured ({table.model.widths[0]})")
             search = replace(search, widths=[hidden_size])
-        shape = search_shape(importance, groups, search, budget, rearrange_units)
+
+        def find(ms: float) -> ShapeChoice:
+            return search_shape(importance, groups, search, ms, rearrange_units)
     else:
-        kept = search_units(importance, groups, costs, budget, rearrange_units,
-                            table.model if table is not None else None)
-        shape = ShapeChoice(kept, list(range(hidden)), [])
+        def find(ms: float) -> ShapeChoice:
+            return ShapeChoice(search_units(importance, groups, costs, ms, rearrange_units,
+                                            table.model if table is not None else None),
+                               list(range(hidden)), [])
+    shape = find(budget)
+    phase("search")
+    rounds: list[dict[str, Any]] = []
+    if measured_target:
+        shape, rounds = _measured_search(model, groups, find, shape, budget, target_speedup,
+                                         table, use_wd, hidden)
+        phase("measure")
     kept = shape.kept
     narrowed = len(shape.channels) < hidden
-    phase("search")
     tune_error: dict[str, list[float]] = {}
     live = [g for g in groups if g.key[1] not in set(shape.removed_layers)]
     if tune:
@@ -472,7 +503,80 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         hidden_kept=len(shape.channels), hidden_total=hidden,
         layers_removed=list(shape.removed_layers), width_depth=use_wd,
         width_depth_note=note if width_depth else None,
+        measured_speedup=next((r["measured"] for r in rounds if r["taken"]), None),
+        speed_rounds=rounds,
         compaction=compaction, model=model)
 
+
+def check_table_here(table: LatencyTable, option: str) -> None:
+    """One-line error unless ``table`` was measured on this machine (its hardware and, on CPU,
+    within its thread count): what timing here against it needs."""
+    setting = LatencySetting(**table.key["setting"])
+    if setting.device == "cuda" and not torch.cuda.is_available():
+        raise NNPruneError(f"{option}: the latency table is for cuda and this machine has no GPU")
+    here = hardware_name(setting.device)
+    if table.key.get("hardware") != here:
+        raise NNPruneError(f"{option}: the latency table was measured on {table.key.get('hardware')}, "
+                           f"this is {here}; measure one here (nnprune latency-table)")
+
+
+def shape_speedup(model: nn.Module, shape: ShapeChoice, narrowed: bool,
+                  setting: LatencySetting) -> float:
+    """The speedup of ``model`` (dense, unchanged) cut to ``shape``, measured: a copy is masked,
+    compacted and timed against ``model`` interleaved at ``setting`` (median of per-round
+    ratios)."""
+    from nnprune.api.measure import measure_speed
+    from nnprune.pruning_core.compact import compact_model
+
+    trial = copy.deepcopy(model)
+    gone = set(shape.removed_layers)
+    live = [g for g in mask_groups(trial) if g.key[1] not in gone]
+    apply_masks(trial, live, shape.kept)
+    if narrowed or gone:
+        apply_width_depth(trial, shape.channels if narrowed else None, shape.removed_layers)
+    compact_model(trial, allow_inexact=False, ffn_multiple=FFN_MULTIPLE)
+    report = measure_speed(trial, model, batch_sizes=[setting.batch_size],
+                           seq_lens=[setting.seq_len], threads=setting.threads,
+                           device=setting.device, dtype=setting.dtype, warmup=3, iters=30)
+    return float(report.rows[0].speedup_paired)
+
+
+def _measured_search(model: nn.Module, groups: list[MaskGroup],
+                     find: Callable[[float], ShapeChoice], shape: ShapeChoice, budget: float,
+                     target: float, table: LatencyTable, width_depth: bool, hidden: int
+                     ) -> tuple[ShapeChoice, list[dict[str, Any]]]:
+    """``measured_target``: time ``shape`` (found at ``budget`` ms), and while it lands outside
+    the target's band, search again with the budget scaled by measured / target (the table's
+    error is close to proportional between neighbouring shapes). Takes the slowest candidate
+    that reached the target within ``MEASURED_LOW`` (else the fastest found, with a warning).
+    Returns it and every candidate: ``budget_ms``, ``predicted``, ``measured``, ``taken``."""
+    setting = LatencySetting(**table.key["setting"])
+    rounds: list[dict[str, Any]] = []
+    shapes: list[ShapeChoice] = []
+    for _ in range(MEASURED_ROUNDS):
+        measured = shape_speedup(model, shape, len(shape.channels) < hidden, setting)
+        heads, dims = kept_layers_shape(groups, shape)
+        predicted = table.model.speedup(heads, dims, len(shape.channels) if width_depth else None)
+        rounds.append({"budget_ms": round(budget, 4), "predicted": round(predicted, 4),
+                       "measured": round(measured, 4), "taken": False})
+        shapes.append(shape)
+        logger.info("measured target: budget %.2f ms, predicted %.2fx, measured %.2fx (target %gx)",
+                    budget, predicted, measured, target)
+        if (1 - MEASURED_LOW) * target <= measured <= (1 + MEASURED_HIGH) * target:
+            break
+        budget *= measured / target
+        try:
+            shape = find(budget)
+        except NNPruneError:  # the corrected budget is below what the table says any shape costs
+            break
+    reached = [i for i, r in enumerate(rounds) if r["measured"] >= (1 - MEASURED_LOW) * target]
+    if reached:
+        best = min(reached, key=lambda i: rounds[i]["measured"])
+    else:
+        best = max(range(len(rounds)), key=lambda i: rounds[i]["measured"])
+        logger.warning("measured target: %gx not reached on this machine; the fastest shape found "
+                       "measured %.2fx", target, rounds[best]["measured"])
+    rounds[best]["taken"] = True
+    return shapes[best], rounds
 
 __all__ = ["PostTrainingResult", "check_prune_targets", "prune", "unit_costs", "width_steps"]

@@ -73,6 +73,7 @@ def prune(
     tune: Annotated[Optional[bool], typer.Option("--tune/--no-tune", rich_help_panel=PANEL_PRUNING, help="Least-squares tuning of the kept units, layer by layer; default: the task's choice (on for question answering, +1.2 F1 on SQuAD; off for classification, where it cost accuracy on SST-2; see README).")] = None,
     width_depth: Annotated[bool, typer.Option("--width-depth/--heads-ffn-only", rich_help_panel=PANEL_PRUNING, help="Also prune the hidden dimension and remove whole layers, the search choosing width, depth, heads and FFN together (docs/width-depth.md); --heads-ffn-only prunes heads and FFN dimensions only.")] = True,
     hidden_size: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_PRUNING, help="With --width-depth: keep this many channels of the hidden dimension (the most important ones) instead of letting the search choose the width.")] = None,
+    measured_target: Annotated[bool, typer.Option(rich_help_panel=PANEL_SPEED, help="Hold --target-speedup to the speed measured on this machine, not the latency table's prediction: each candidate shape is compacted and timed against the dense model at the --latency-* setting, and the search re-run with a corrected budget until it lands within -2%/+6% of the target (a few seconds at batch 1).")] = False,
     speed_probe: Annotated[bool, typer.Option(rich_help_panel=PANEL_SPEED, help="Time the result against the dense model (batch 1).")] = True,
     then_fill: Annotated[Optional[int], typer.Option(rich_help_panel=PANEL_THEN_FILL, help="Then fine-tune the compacted model for this many steps, distilled from CHECKPOINT.")] = None,
     distill_hidden: Annotated[float, typer.Option(rich_help_panel=PANEL_THEN_FILL, help=DISTILL_HIDDEN_HELP)] = 0.0,
@@ -99,7 +100,8 @@ def prune(
         checkpoint=checkpoint, task=task, output_dir=output_dir, target_speedup=target_speedup,
         target_flops=target_flops, calibration_samples=calibration_samples,
         tune_samples=tune_samples, rearrange=rearrange, tune=tune, speed_probe=speed_probe,
-        width_depth=width_depth, hidden_size=hidden_size, then_fill=then_fill, alpha_hidden=distill_hidden, training=training, task_options=task_options(task_option),
+        width_depth=width_depth, hidden_size=hidden_size, measured_target=measured_target,
+        then_fill=then_fill, alpha_hidden=distill_hidden, training=training, task_options=task_options(task_option),
         latency=latency, latency_table=latency_table)
     to_stdout = json_out
     bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -126,6 +128,13 @@ def _width_depth_rows(result) -> list[tuple[str, object]]:
             ("layers removed", removed)]
 
 
+def _rounds_rows(result) -> list[tuple[str, object]]:
+    """--measured-target: each shape timed, predicted against measured."""
+    return [(f"candidate {i}{' (taken)' if r['taken'] else ''}",
+             f"budget {r['budget_ms']:.2f} ms: predicted {r['predicted']:.2f}x, measured "
+             f"{r['measured']:.2f}x") for i, r in enumerate(result.speed_rounds, 1)]
+
+
 def result_rows(result) -> list[tuple[str, object]]:
     m = result.main_metric
     rows: list[tuple[str, object]] = [
@@ -138,8 +147,10 @@ def result_rows(result) -> list[tuple[str, object]]:
              ("ffn dims per layer", ", ".join(map(str, result.ffn_dims_per_layer))),
              *_width_depth_rows(result),
              (f"predicted speedup ({result.predicted_by})", f"{result.predicted_speedup:.2f}x"),
-             (f"measured speedup (probe, {setting_text(result.speed_setting)})",
+             (f"measured speedup ({'target' if result.speed_rounds else 'probe'}, "
+              f"{setting_text(result.speed_setting)})",
               "-" if result.measured_speedup is None else f"{result.measured_speedup:.2f}x"),
+             *_rounds_rows(result),
              ("calibration examples", result.calibration_samples),
              ("max |Δlogit| compacted vs masked", f"{result.exactness:.2e}")]
     rows += [(f"time: {k}", f"{v:.1f} s") for k, v in result.seconds.items()]

@@ -336,6 +336,9 @@ class PruneResult(Record):
     hidden_kept: Optional[int] = None
     hidden_total: Optional[int] = None
     layers_removed: list[int] = field(default_factory=list)
+    # --measured-target: every shape timed on the way (budget_ms, predicted, measured, taken);
+    # measured_speedup is then the taken one's
+    speed_rounds: list[dict[str, Any]] = field(default_factory=list)
     # the compacted model, in memory only (never recorded)
     model: Any = field(default=None, repr=False, compare=False, metadata={"recorded": False})
     extra: dict[str, Any] = _extra()

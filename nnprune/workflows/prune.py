@@ -103,6 +103,8 @@ class PruneArgs:
     # also prune the hidden dimension and remove whole layers (False: heads and FFN only)
     width_depth: bool = True
     hidden_size: Optional[int] = None  # the stream's width to keep (None: the search chooses)
+    # hold target_speedup to the speed measured here, not the table's prediction (re-searches)
+    measured_target: bool = False
     speed_probe: bool = True
     then_fill: Optional[int] = None  # steps of a distilled fine-tune of the compacted model
     alpha_hidden: float = 0.0  # the fill's layer-wise distillation weight (FillArgs.alpha_hidden)
@@ -123,6 +125,9 @@ class PruneArgs:
                                f"estimates from fewer examples are noise), got {self.calibration_samples}")
         if self.hidden_size is not None and not self.width_depth:
             raise NNPruneError("--hidden-size chooses the width of the stream: it needs --width-depth")
+        if self.measured_target and self.target_speedup is None:
+            raise NNPruneError("--measured-target holds --target-speedup to a measured speed: it "
+                               "needs --target-speedup, not --target-flops")
         if self.tune_samples < 1:
             raise NNPruneError(f"--tune-samples must be >= 1, got {self.tune_samples}")
         if self.then_fill is not None and self.then_fill < 1:
@@ -136,7 +141,8 @@ class PruneArgs:
         """JSON-ready values, as recorded (``post_training.options``): the options ``prune``
         takes, flat."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "training"
-               and not (f.name == "alpha_hidden" and not self.alpha_hidden)}  # records as before
+               and not (f.name in ("alpha_hidden", "measured_target")
+                        and not getattr(self, f.name))}  # records as before
         out["latency"] = self.latency.to_dict()
         training = self.training.to_dict()
         out.update({name: training[name] for name in PRUNE_TRAINING_HELP})
@@ -286,7 +292,8 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
                              target_flops=args.target_flops, latency_table=table,
                              seq_len=seq_len, rearrange_units=args.rearrange, tune=tune,
                              tune_samples=args.tune_samples, width_depth=args.width_depth,
-                             hidden_size=args.hidden_size, tokenizer=tokenizer, progress=progress)
+                             hidden_size=args.hidden_size, measured_target=args.measured_target,
+                             tokenizer=tokenizer, progress=progress)
         post = records.PostTrainingRecord(
             method="fisher+search" + ("+width+depth" if done.width_depth else "")
                    + ("+rearrange" if args.rearrange else "") + ("+lstsq" if tune else ""),
@@ -313,8 +320,8 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
 
     after = evaluate_checkpoint(args.task, save_to, **eval_kw).metrics
     phase("evaluate pruned")
-    measured = None
-    if args.speed_probe:
+    measured = done["measured_speedup"]  # measured_target timed the shape it took
+    if args.speed_probe and measured is None:
         measured = from_main_process(lambda: nnprune.measure_speed(
             save_to, src, device=setting.device, dtype=setting.dtype,
             batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
@@ -333,7 +340,7 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
         speed_setting=setting.resolved().to_dict(),
         hidden_kept=done["hidden_kept"] if done["width_depth"] else None,
         hidden_total=done["hidden_total"] if done["width_depth"] else None,
-        layers_removed=done["layers_removed"],
+        layers_removed=done["layers_removed"], speed_rounds=done["speed_rounds"],
         model=model if is_main_process() else None)  # the others never compacted theirs
     if is_main_process():
         records.write_results(save_to, result)

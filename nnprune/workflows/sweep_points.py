@@ -108,7 +108,7 @@ def training_options(ctx: PointContext, point: Point, steps: int, resume: bool) 
     """The point's training options: the sweep's budget, the point's seed and steps."""
     s, b = ctx.spec, ctx.spec.budget
     return TrainingOptions(
-        max_steps=steps, batch_size=b.batch_size, learning_rate=b.learning_rate,
+        max_steps=steps, batch_size=b.batch_size, learning_rate=point.route.learning_rate_in(b),
         seed=point.seed if point.seed is not None else 42, max_seq_length=b.max_seq_length,
         data_dir=s.data_dir, max_train_samples=b.max_train_samples,
         max_eval_samples=b.max_eval_samples, logging_steps=s.logging_every(steps),
@@ -154,6 +154,7 @@ def run_one_shot(ctx: PointContext, point: Point, folder: Path) -> Trained:
         calibration_samples=b.calibration_samples, speed_probe=False, then_fill=steps,
         width_depth=recipe.get("width_depth", True), hidden_size=recipe.get("hidden_size"),
         alpha_hidden=recipe.get("alpha_hidden", 0.0),
+        measured_target=recipe.get("measured_target", False),
         training=training, task_options=dict(s.task_options), latency=ctx.setting,
         latency_table=ctx.table_path))
     m = res.main_metric

@@ -203,9 +203,9 @@ class RouteSpec:
     search may prune besides heads and FFN dimensions (``nnprune prune --heads-ffn-only``,
     ``--hidden-size N``; default: width and depth, the search choosing); ``alpha_hidden``: the
     one-shot fill's layer-wise distillation (``--distill-hidden``; fine-pruning routes:
-    ``set: [alpha_hidden=W]``); ``steps``: another
-    budget for this route's points; ``targets`` / ``seeds``: this route's own (default the
-    sweep's)."""
+    ``set: [alpha_hidden=W]``); ``measured_target``: the one-shot cut held to the speed measured
+    on this machine (``--measured-target``); ``steps`` / ``learning_rate``: another budget for
+    this route's points; ``targets`` / ``seeds``: this route's own (default the sweep's)."""
 
     route: str
     label: Optional[str] = None
@@ -216,7 +216,9 @@ class RouteSpec:
     width_depth: Optional[bool] = None
     hidden_size: Optional[int] = None
     alpha_hidden: Optional[float] = None
+    measured_target: Optional[bool] = None
     steps: Optional[int] = None
+    learning_rate: Optional[float] = None
     targets: Optional[tuple[float, ...]] = None
     seeds: Optional[tuple[int, ...]] = None
 
@@ -239,7 +241,7 @@ class RouteSpec:
                                    "(hybrid-filled)")
         if self.score_init is not None and kind is not RouteKind.FINE_PRUNE:
             raise NNPruneError(f"route {self.route}: score_init is for fine-pruning routes")
-        for name in ("width_depth", "hidden_size", "alpha_hidden"):
+        for name in ("width_depth", "hidden_size", "alpha_hidden", "measured_target"):
             if getattr(self, name) is not None and kind is not RouteKind.ONE_SHOT:
                 raise NNPruneError(f"route {self.route}: {name} is for the one-shot route")
         if self.hidden_size is not None and (self.hidden_size < 1 or self.width_depth is False):
@@ -251,8 +253,12 @@ class RouteSpec:
             raise NNPruneError(f"route {self.label}: fill_share must be in (0, 1)")
         if self.steps is not None and self.steps < 2:
             raise NNPruneError(f"route {self.label}: steps must be >= 2")
-        if kind is RouteKind.DENSE and (self.targets or self.seeds or self.steps):
-            raise NNPruneError("route dense is the dense model evaluated: no targets, seeds or steps")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise NNPruneError(f"route {self.label}: learning_rate must be > 0")
+        if kind is RouteKind.DENSE and (self.targets or self.seeds or self.steps
+                                        or self.learning_rate):
+            raise NNPruneError("route dense is the dense model evaluated: no targets, seeds, "
+                               "steps or learning rate")
         if self.targets is not None:
             _check_targets(self.targets, f"route {self.label} targets")
 
@@ -284,7 +290,13 @@ class RouteSpec:
                 out["hidden_size"] = self.hidden_size
             if self.alpha_hidden:
                 out["alpha_hidden"] = self.alpha_hidden
+            if self.measured_target:
+                out["measured_target"] = True
         return out
+
+    def learning_rate_in(self, budget: "Budget") -> float:
+        """This route's learning rate: its own, else the budget's."""
+        return self.learning_rate or budget.learning_rate
 
 
 @dataclass(frozen=True)
@@ -422,7 +434,8 @@ class SweepSpec:
             return self.data_key()
         b = self.budget
         return {**self.data_key(), "recipe": point.route.recipe(b), "target": point.target,
-                "seed": point.seed, "batch_size": b.batch_size, "learning_rate": b.learning_rate,
+                "seed": point.seed, "batch_size": b.batch_size,
+                "learning_rate": point.route.learning_rate_in(b),
                 "max_train_samples": b.max_train_samples, "latency_table": table_id}
 
     def to_dict(self) -> dict[str, Any]:

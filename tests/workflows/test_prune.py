@@ -118,6 +118,34 @@ def test_prune_cli_then_fill_writes_both_stages(setup, tmp_path):
     assert [s["stage"] for s in stages] == ["prune", "fill"]
 
 
+def test_prune_cli_measured_target_records_every_candidate_timed(setup, tmp_path):
+    """``--measured-target``: the result's measured speedup is the taken candidate's, every
+    candidate is recorded with the table's prediction beside it, and the table shows them."""
+    import nnprune
+    from nnprune.cli.main import app
+    from nnprune.pruning_core.checkpoint import load_config
+
+    model_dir, data = setup
+    table = nnprune.latency_table(load_config(str(model_dir)), batch_size=1, seq_len=32, threads=1,
+                                  budget_s=2.0, cache_dir=tmp_path / "cache")
+    (tmp_path / "table.json").write_text(json.dumps(table.to_dict()))
+    res = CliRunner().invoke(app, [
+        "prune", str(model_dir), "sst2", "--output-dir", str(tmp_path / "run"),
+        "--target-speedup", "1.3", "--measured-target", "--latency-table",
+        str(tmp_path / "table.json"), "--latency-threads", "1", "--data-dir", str(data),
+        "--calibration-samples", "48", "--max-seq-length", "32", "--json-file",
+        str(tmp_path / "r.json")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    payload = json.loads((tmp_path / "r.json").read_text())
+    rounds = payload["speed_rounds"]
+    assert rounds and [r["taken"] for r in rounds].count(True) == 1
+    assert payload["measured_speedup"] == next(r["measured"] for r in rounds if r["taken"])
+    assert all(r["predicted"] > 1 and r["measured"] > 0 for r in rounds)
+    assert "candidate 1" in res.output and "measured speedup (target" in res.output
+    options = json.loads((tmp_path / "run" / "nnprune_config.json").read_text())
+    assert options["post_training"]["options"]["measured_target"] is True
+
+
 @pytest.mark.parametrize("kw, message", [
     (dict(target_speedup=0.0), "--target-speedup must be > 1"),
     (dict(target_speedup=0.8), "--target-speedup must be > 1"),
@@ -125,6 +153,7 @@ def test_prune_cli_then_fill_writes_both_stages(setup, tmp_path):
     (dict(target_speedup=2.0, target_flops=0.5), "pass one target"),
     (dict(), "pass one target"),
     (dict(target_speedup=2.0, calibration_samples=8), "--calibration-samples must be >= 32"),
+    (dict(target_flops=0.5, measured_target=True), "--measured-target holds --target-speedup"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, kw, message):
     with pytest.raises(NNPruneError, match=message):

@@ -88,6 +88,25 @@ def test_a_spec_file_expands_to_its_points_and_flags_override_it(inputs, tmp_pat
     assert flagged.budget.batch_size == 8  # the file's, where no flag says otherwise
 
 
+def test_a_route_brings_its_own_learning_rate_and_measured_target(inputs, tmp_path):
+    """A route's ``learning_rate`` replaces the budget's for its points only (their identity and
+    their training options), and ``measured_target`` reaches the one-shot cut; routes without
+    them keep the identity they always had."""
+    from nnprune.workflows.sweep_points import PointContext, training_options
+
+    spec = load_spec(_spec_file(inputs, tmp_path / "w", targets=[2], routes=[
+        "one-shot", {"route": "one-shot", "label": "fast", "learning_rate": 2e-4,
+                     "measured_target": True}]))
+    plain, fast = spec.point("one-shot-x2-s42"), spec.point("fast-x2-s42")
+    assert spec.point_key(plain, "t")["learning_rate"] == 5e-5
+    assert spec.point_key(fast, "t")["learning_rate"] == 2e-4
+    assert "measured_target" not in plain.route.recipe(spec.budget)
+    assert fast.route.recipe(spec.budget)["measured_target"] is True
+    ctx = PointContext(spec, None, None)
+    assert training_options(ctx, fast, 10, False).learning_rate == 2e-4
+    assert training_options(ctx, plain, 10, False).learning_rate == 5e-5
+
+
 @pytest.mark.parametrize("change, message", [
     ({"budgte": {"steps": 3}}, "unknown key 'budgte'"),
     ({"budget": {"stpes": 3}}, "budget: unknown key 'stpes'"),
@@ -104,6 +123,9 @@ def test_a_spec_file_expands_to_its_points_and_flags_override_it(inputs, tmp_pat
     ({"routes": [{"route": "struct", "hidden_size": 16}]}, "hidden_size is for the one-shot route"),
     ({"routes": [{"route": "one-shot", "width_depth": False, "hidden_size": 16}]},
      "hidden_size must be a positive width, and needs width_depth"),
+    ({"routes": [{"route": "struct", "measured_target": True}]},
+     "measured_target is for the one-shot route"),
+    ({"routes": [{"route": "one-shot", "learning_rate": 0}]}, "learning_rate must be > 0"),
 ])
 def test_bad_spec_is_one_line_naming_the_file_and_key(inputs, tmp_path, change, message):
     path = _spec_file(inputs, tmp_path / "w", **change)
