@@ -13,16 +13,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
@@ -129,33 +132,93 @@ class LocalExecutor:
         return cmd
 
     def run(self, point_ids: Sequence[str], detach: bool = False) -> list[Outcome]:
+        """Every point, ``len(slots)`` at a time. Interrupted (Ctrl-C, or SIGTERM: ``kill``, a
+        batch system's time limit), it stops its running points' processes and starts no more
+        before it gives up: nothing keeps writing into the work folder behind a sweep that has
+        exited, and the next run resumes each point from its last checkpoint."""
         if detach:
             raise NNPruneError("--detach leaves a cluster's jobs running; the local executor "
                                "runs its points in this process's children")
         free: "queue.Queue[Slot]" = queue.Queue()
         for slot in self.slots:
             free.put(slot)
+        self._stopping = threading.Event()
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
         outcomes: list[Outcome] = []
-        with ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
+        with interrupt_on_sigterm(), ThreadPoolExecutor(max_workers=len(self.slots)) as pool:
             futures = [pool.submit(self._one, pid, free) for pid in point_ids]
-            for future in as_completed(futures):
-                outcomes.append(future.result())
+            try:
+                for future in as_completed(futures):
+                    outcomes.append(future.result())
+            except BaseException:
+                self._stop(futures)
+                raise
         return outcomes
+
+    def _stop(self, futures: list[Any]) -> None:
+        """Start no more points and end the running ones: SIGTERM, then SIGKILL after
+        ``STOP_GRACE_S``."""
+        self._stopping.set()
+        for future in futures:
+            future.cancel()
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        logger.warning("sweep interrupted: %d running point(s) stopped; run it again to resume them",
+                       len(running))
 
     def _one(self, point_id: str, free: "queue.Queue[Slot]") -> Outcome:
         slot = free.get()
         try:
+            if self._stopping.is_set():
+                return Outcome(point_id, False, "the sweep was interrupted before it started")
             folder = self.work / point_id
             folder.mkdir(parents=True, exist_ok=True)
             logger.info("%s: started on %s", point_id, slot.describe())
             with (folder / LOG_FILE).open("ab") as log:
-                rc = subprocess.run(self.command(point_id, slot), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+                with self._lock:
+                    if self._stopping.is_set():
+                        return Outcome(point_id, False, "the sweep was interrupted before it started")
+                    proc = subprocess.Popen(self.command(point_id, slot), stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    self._running.add(proc)
+                rc = proc.wait()
+                with self._lock:
+                    self._running.discard(proc)
         finally:
             free.put(slot)
         if rc == 0:
             return Outcome(point_id, True)
         return Outcome(point_id, False, f"its process exited with code {rc}")
+
+
+STOP_GRACE_S = 10.0  # an interrupted sweep's points get this long to exit on SIGTERM
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread while inside (what Ctrl-C does), so
+    ``kill`` reaches the same clean-up; outside the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ------------------------------------------------------------------------------- submitit

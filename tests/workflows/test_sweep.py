@@ -406,6 +406,41 @@ def test_a_point_killed_mid_run_resumes_from_its_checkpoint(inputs, tmp_path):
     assert result.points[0]["state"] == State.TRAINED
 
 
+def test_a_sweep_killed_with_sigterm_stops_its_points_and_starts_no_more(inputs, tmp_path):
+    """``kill SWEEP_PID`` (a batch system's time limit, a user's ``kill``) reaches only the sweep
+    process: it stops the point it runs and starts no other, so nothing keeps writing into the
+    work folder once it has exited."""
+    work = tmp_path / "terminated"
+    path = _spec_file(inputs, work, routes=["struct"], targets=[1.5, 2],
+                      budget={**TINY_BUDGET, "steps": 4000}, executor={"kind": "local", "workers": 1},
+                      save_steps=5, logging_steps=1)
+    first = work / "struct-x1.5-s42"
+    log = tmp_path / "sweep.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "nnprune", "sweep", str(path), "--phase", "train"],
+                                stdout=fh, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                if any((c / "nnprune_state.json").is_file() for c in (first / "run").glob("checkpoint-*")):
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, log.read_text()[-2000:]
+            os.kill(proc.pid, signal.SIGTERM)  # the sweep alone, not its process group
+            rc = proc.wait(timeout=60)
+            time.sleep(0.5)
+            with pytest.raises(ProcessLookupError):  # no process of the sweep's is left
+                os.killpg(proc.pid, 0)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert rc == 130 and "interrupted" in log.read_text()
+    assert read_record(first)["state"] == State.STARTED  # resumable, not failed
+    assert not (work / "struct-x2-s42" / "run").exists()  # the next point never started
+
+
 # ------------------------------------------------------------------------------- submitit
 def test_the_submitit_local_executor_runs_the_points_as_jobs(inputs, tmp_path):
     pytest.importorskip("submitit")
