@@ -546,8 +546,9 @@ def _measured_search(model: nn.Module, groups: list[MaskGroup],
                      target: float, table: LatencyTable, width_depth: bool, hidden: int
                      ) -> tuple[ShapeChoice, list[dict[str, Any]]]:
     """``measured_target``: time ``shape`` (found at ``budget`` ms), and while it lands outside
-    the target's band, search again with the budget scaled by measured / target (the table's
-    error is close to proportional between neighbouring shapes). Takes the slowest candidate
+    the target's band, search again for the speed its prediction would have to reach to measure
+    the target (the table's error, predicted / measured, changes slowly between neighbouring
+    shapes). Takes the slowest candidate
     that reached the target within ``MEASURED_LOW`` (else the fastest found, with a warning).
     Returns it and every candidate: ``budget_ms``, ``predicted``, ``measured``, ``taken``."""
     setting = LatencySetting(**table.key["setting"])
@@ -564,7 +565,10 @@ def _measured_search(model: nn.Module, groups: list[MaskGroup],
                     budget, predicted, measured, target)
         if (1 - MEASURED_LOW) * target <= measured <= (1 + MEASURED_HIGH) * target:
             break
-        budget *= measured / target
+        # the next shape is asked for the speed this one's prediction would need to measure S:
+        # target x predicted / measured, in the table's milliseconds (the search lands near,
+        # not on, its budget, so the ratio is taken at the price it did land on)
+        budget = table.model.dense_ms * measured / (target * predicted)
         try:
             shape = find(budget)
         except NNPruneError:  # the corrected budget is below what the table says any shape costs
