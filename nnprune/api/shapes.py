@@ -21,9 +21,6 @@ from nnprune.measure.latency import LatencyTable
 from nnprune.pruning_core.architectures import architecture_for, model_class_for
 from nnprune.pruning_core.compact import apply_saved_layout, is_compacted, model_layout
 
-# config attributes holding the layer count of a one-stack (encoder) model
-_LAYER_ATTRS = ("num_hidden_layers", "n_layers", "num_layers")
-
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -124,13 +121,6 @@ def layers_for_speedup(table: LatencyTable, target: float) -> tuple[int, float]:
     return best
 
 
-def _layer_attr(config: Any) -> str:
-    for name in _LAYER_ATTRS:
-        if hasattr(config, name):
-            return name
-    raise NNPruneError(f"{config.model_type}: no layer count in its config")
-
-
 @torch.no_grad()
 def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     """A new plain model with only the layers ``keep`` of ``model`` (renumbered ``0..k-1``), the
@@ -151,12 +141,12 @@ def drop_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     arch = architecture_for(model.config.model_type)
     if len(arch.stacks) != 1:
         raise NNPruneError("drop_layers covers encoder models only")
-    n = int(getattr(model.config, _layer_attr(model.config)))
+    n = int(getattr(model.config, arch.stacks[0].layers_attr))
     keep = sorted(set(int(i) for i in keep))
     if not keep or keep[0] < 0 or keep[-1] >= n:
         raise NNPruneError(f"keep: layer indices in [0, {n - 1}], got {list(keep)}")
     cfg = copy.deepcopy(model.config)
-    setattr(cfg, _layer_attr(cfg), len(keep))
+    setattr(cfg, arch.stacks[0].layers_attr, len(keep))
     if isinstance(getattr(cfg, "layer_types", None), list):  # per-layer kinds (ModernBERT)
         cfg.layer_types = [cfg.layer_types[i] for i in keep]
     cfg.architectures = [type(model).__name__]

@@ -36,6 +36,19 @@ def test_dropped_layers_compute_what_they_computed_in_the_full_model():
         nnprune.evenly_spaced_layers(6, 0)
 
 
+def test_drop_layers_sets_the_layer_count_each_architecture_names():
+    """DistilBERT counts its layers in ``n_layers``: the student's config says 1 there, and the
+    student runs."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tests.conftest import tiny_config
+
+    model = AutoModelForSequenceClassification.from_config(tiny_config("distilbert")).eval()
+    small = nnprune.drop_layers(model, [1])
+    assert small.config.n_layers == 1 and len(small.distilbert.transformer.layer) == 1
+    assert small(input_ids=torch.randint(0, 1000, (1, 8))).logits.shape == (1, 2)
+
+
 def test_shape_and_prediction_of_a_compacted_model_and_of_its_config(tiny_dir, tmp_path):
     model = nnprune.load_pretrained(tiny_dir)
     table = nnprune.latency_table(model, path=known_latency_table(tiny_dir, tmp_path / "t.json"))
