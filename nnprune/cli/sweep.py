@@ -85,6 +85,8 @@ def sweep(
     pick: Annotated[Optional[float], _opt("Hand over the best point at least this many times faster (batch 1, first thread count) as a folder with its model card.", PANEL_RUN)] = None,
     pick_out: Annotated[Optional[Path], _opt("Where --pick copies the model (default WORK/picked-<S>x).", PANEL_RUN)] = None,
     pick_tolerance: Annotated[float, _opt("--pick: a point this share under the speed still counts as that fast (timing noise; the table predicts the smallest models a few percent fast).", PANEL_RUN)] = 0.03,
+    plot_file: Annotated[Optional[Path], _opt("Also draw the picture here (PNG), e.g. for a page or a talk.", PANEL_RUN)] = None,
+    plot_route: Annotated[Optional[list[str]], typer.Option("--plot-route", metavar="LABEL", help="Only this route in --plot-file's picture, by its label (repeatable; the dense model is always drawn).", rich_help_panel=PANEL_RUN)] = None,
     json_out: JsonOutOpt = False,
     json_file: JsonFileOpt = None,
 ) -> None:
@@ -118,7 +120,8 @@ def sweep(
     with stdout_for_json(json_out):
         result = run(SweepArgs(spec=spec, phase=phase, dry_run=dry_run, retime=retime,
                                detach=detach, pick=pick, pick_out=pick_out,
-                               pick_tolerance=pick_tolerance))
+                               pick_tolerance=pick_tolerance, plot_file=plot_file,
+                               plot_routes=tuple(plot_route or ())))
     if not json_out:
         show(result, dry_run)
     write_json(json_out, result.to_dict(), json_file)

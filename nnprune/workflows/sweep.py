@@ -31,7 +31,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import nnprune
 from nnprune import LatencySetting
@@ -63,8 +63,16 @@ class SweepArgs:
     pick: Optional[float] = None  # hand over the best point at least this fast
     pick_out: Optional[Path] = None
     pick_tolerance: float = 0.03  # a point within 3% under the speed still counts as that fast
+    # also draw the picture to plot_file, with only the routes labelled plot_routes (all if
+    # empty) and the dense model: a picture of some routes for a page or a talk
+    plot_file: Optional[Path] = None
+    plot_routes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "plot_routes", tuple(self.plot_routes))
+        if self.plot_routes and self.plot_file is None:
+            raise NNPruneError("--plot-route chooses the routes of --plot-file's picture: add "
+                               "--plot-file PATH.png")
         try:
             object.__setattr__(self, "phase", Phase(self.phase))
         except ValueError:
@@ -416,9 +424,12 @@ def write_csv(result: SweepResult, path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def draw(result: SweepResult, spec: SweepSpec, path: Path) -> Optional[Path]:
+def draw(result: SweepResult, spec: SweepSpec, path: Path,
+         labels: Sequence[str] = ()) -> Optional[dict[str, list[tuple[float, float]]]]:
     """The trade-off picture: metric against measured speedup at batch 1 (first thread count),
-    a curve per route (variants dashed), the dense model as a star, the Pareto front."""
+    a curve per route (variants dashed), the dense model as a star, the Pareto front (of the
+    points drawn). ``labels``: only these routes (and dense); default every one. Returns the
+    curves drawn (route -> [(speedup, metric)]), or None when there was too little to draw."""
     from nnprune.report.plots import TradeoffPoint, tradeoff_plot
 
     n = result.threads[0]
@@ -426,10 +437,11 @@ def draw(result: SweepResult, spec: SweepSpec, path: Path) -> Optional[Path]:
     dense = result.dense
     if dense is not None and dense.get("metric") is not None:
         pts.append(TradeoffPoint("dense", 1.0, result.scale * dense["metric"], "dense"))
+    points = [p for p in result.points if not labels or p["label"] in labels]
     first_seed = {}
-    for p in result.points:
+    for p in points:
         first_seed.setdefault((p["label"], p["target"]), p["seed"])
-    for p in result.points:
+    for p in points:
         s = speed_of(p, n)
         if s is None or p.get("metric") is None or p["seed"] != first_seed[(p["label"], p["target"])]:
             continue
@@ -440,8 +452,11 @@ def draw(result: SweepResult, spec: SweepSpec, path: Path) -> Optional[Path]:
                                  label if p["label"] == p["route"] else None))
     if len(pts) < 2:
         return None
-    by_id = {p["id"]: p for p in ([dense] if dense else []) + result.points}
-    front = [(speed_of(by_id[i], n) or 1.0, result.scale * by_id[i]["metric"]) for i in result.pareto]
+    by_id = {p["id"]: p for p in ([dense] if dense else []) + points}
+    pareto = result.pareto if not labels else pareto_front(
+        [(i, speed_of(p, n) or 1.0, p["metric"]) for i, p in by_id.items()
+         if p.get("metric") is not None and (speed_of(p, n) is not None or p is dense)])
+    front = [(speed_of(by_id[i], n) or 1.0, result.scale * by_id[i]["metric"]) for i in pareto]
     b = spec.budget
     metric = (result.main_metric or "metric") + (" (%)" if result.scale == 100 else "")
     name = spec.task if spec.name == spec.task else f"{spec.name}: {spec.task}"
@@ -449,8 +464,7 @@ def draw(result: SweepResult, spec: SweepSpec, path: Path) -> Optional[Path]:
              f"{f' x seq {b.max_seq_length}' if b.max_seq_length else ''}, every route distilled "
              f"from the dense model\nspeed: batch 1 x seq {spec.timing.seq_len or spec.latency.seq_len}"
              f", {n} thread{'s' if n > 1 else ''}; grey: Pareto front")
-    tradeoff_plot(pts, path, metric=metric, title=title, front=front)
-    return path
+    return tradeoff_plot(pts, path, metric=metric, title=title, front=front)
 
 
 def collect(spec: SweepSpec, table_id: Optional[str], points: list[Point]) -> SweepResult:
@@ -488,13 +502,17 @@ def collect(spec: SweepSpec, table_id: Optional[str], points: list[Point]) -> Sw
     return result
 
 
-def write_report(result: SweepResult, spec: SweepSpec) -> None:
-    """``sweep.json``, ``sweep.csv`` and ``sweep.png`` in the work folder."""
+def write_report(result: SweepResult, spec: SweepSpec, plot_file: Optional[Path] = None,
+                 plot_routes: Sequence[str] = ()) -> None:
+    """``sweep.json``, ``sweep.csv`` and ``sweep.png`` in the work folder; ``plot_file``: the
+    picture also there, of ``plot_routes`` only when given."""
     work = spec.work
     json_path, csv_path, png_path = (work / f"{REPORT_STEM}{ext}" for ext in (".json", ".csv", ".png"))
     result.files = {"json": str(json_path), "csv": str(csv_path)}
     if draw(result, spec, png_path) is not None:
         result.files["png"] = str(png_path)
+    if plot_file is not None and draw(result, spec, plot_file, plot_routes) is not None:
+        result.files["plot"] = str(plot_file)
     write_csv(result, csv_path)
     atomic_write_text(json_path, json.dumps({**result.to_dict(), "spec": spec.to_dict()},
                                             indent=2, default=str) + "\n")
@@ -547,6 +565,7 @@ def sweep(args: SweepArgs) -> SweepResult:
     spec = args.spec
     check_inputs(spec, args.phase)
     check_recipes(spec)
+    check_plot(spec, args.plot_file, args.plot_routes)
     executor = make_executor(spec.executor, spec.work, spec.name)  # refuses a missing engine now
     starts = args.phase in (Phase.ALL, Phase.TRAIN) and not args.dry_run
     if args.phase in (Phase.ALL, Phase.TRAIN):
@@ -592,8 +611,21 @@ def sweep(args: SweepArgs) -> SweepResult:
     result.wall_seconds = round(time.perf_counter() - started, 1)
     if args.pick is not None:
         result.picked = pick(result, args.pick, args.pick_out, args.pick_tolerance)
-    write_report(result, spec)
+    write_report(result, spec, args.plot_file, args.plot_routes)
     return result
+
+
+def check_plot(spec: SweepSpec, path: Optional[Path], labels: Sequence[str]) -> None:
+    """One line for a ``--plot-route`` that names no route of the spec (with the labels it has)
+    or a ``--plot-file`` that cannot be written, before any point starts."""
+    from nnprune.workflows.preflight import check_output_file
+
+    check_output_file(path, "--plot-file")
+    known = [r.label for r in spec.routes if r.kind is not RouteKind.DENSE]
+    for label in labels:
+        if label not in known:
+            raise NNPruneError(f"--plot-route {label!r} is no route of the sweep; its routes: "
+                               f"{'; '.join(map(repr, known))}")
 
 
 __all__ = ["PICK_FILE", "REPORT_STEM", "SweepArgs", "SweepResult", "TABLE_FILE", "all_points",

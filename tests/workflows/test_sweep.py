@@ -251,6 +251,29 @@ def test_local_sweep_trains_times_and_reports_every_point(local_sweep):
     assert sorted(p.parent.parent.name for p in work.glob("*/run/tensorboard")) == sorted(ok)
 
 
+def test_a_picture_of_some_routes_is_drawn_where_asked(local_sweep, tmp_path):
+    """``--plot-file`` / ``--plot-route``: the report phase also draws the picture of the routes
+    named (and dense) to a file of the user's; a label the sweep lacks is one line naming its
+    routes, before anything is written."""
+    from nnprune.workflows.sweep import all_points, collect, draw, resolve_table
+
+    spec, _, _ = local_sweep
+    out = tmp_path / "pics" / "two-routes.png"
+    result = sweep(SweepArgs(spec, phase=Phase.REPORT, plot_file=out,
+                             plot_routes=("struct", "layer-drop")))
+    assert result.files["plot"] == str(out) and out.stat().st_size > 10_000
+    _, table_path = resolve_table(spec, measure=False)
+    curves = draw(collect(spec, table_fingerprint(table_path), all_points(spec)), spec,
+                  tmp_path / "again.png", ("struct",))
+    assert curves is not None and set(curves) - {"Pareto front"} == {"dense", "struct"}
+    with pytest.raises(NNPruneError, match=r"--plot-route 'strcut' is no route of the sweep; "
+                                           r"its routes: 'one-shot'; 'hybrid-filled'"):
+        sweep(SweepArgs(spec, phase=Phase.REPORT, plot_file=tmp_path / "x.png", plot_routes=("strcut",)))
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(NNPruneError, match="add --plot-file"):
+        SweepArgs(spec, plot_routes=("struct",))
+
+
 def test_pick_hands_over_the_best_point_with_its_model_card(local_sweep):
     spec, result, _ = local_sweep
     picked = result.picked
