@@ -583,12 +583,21 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
     curves: dict[str, list[TradeoffPoint]] = {}
     for p in pts:
         curves.setdefault(p.route, []).append(p)
-    fig = _figure(WIDTH_IN, 4.8)
-    ax = fig.add_axes((0.9 / WIDTH_IN, 0.7 / 4.8, (WIDTH_IN - 1.2) / WIDTH_IN, 3.6 / 4.8))
+    # More entries than sit beside the curves: the legend goes under the plot, two columns, and
+    # the figure grows to hold it (a crowded legend covered the curves it names)
+    entries = len(curves) + (1 if front else 0)
+    below = entries > LEGEND_BESIDE
+    legend_in = 0.2 * math.ceil(entries / 2) + 0.3 if below else 0.0
+    height = 4.8 + legend_in
+    fig = _figure(WIDTH_IN, height)
+    ax = fig.add_axes((0.9 / WIDTH_IN, (0.7 + legend_in) / height, (WIDTH_IN - 1.2) / WIDTH_IN,
+                       3.6 / height))
     drawn: dict[str, list[tuple[float, float]]] = {}
     colours: dict[str, str] = {}
     variants: dict[str, int] = {}  # variants of each route drawn so far
-    palette = iter(f"C{i}" for i in range(100))
+    bases = {r.split(" (", 1)[0] for r in curves if r != dense_route}
+    # no two routes in one colour: tab10 while it lasts, tab20 beyond ten routes
+    palette = iter([f"C{i}" for i in range(10)] if len(bases) <= 10 else _tab20())
     labelled: list[tuple[TradeoffPoint, str]] = []
     for route in sorted(curves, key=lambda r: " (" in r):  # base routes take colours first
         group = sorted(curves[route], key=lambda p: p.speedup)
@@ -622,10 +631,22 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
     ax.grid(color="#e5e5e5", linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title(title or f"{metric} vs measured speedup", fontsize=11)
-    if drawn:
+    if drawn and below:
+        ax.legend(fontsize=8, frameon=False, ncol=2, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.55 / 3.6))
+    elif drawn:
         ax.legend(fontsize=8, frameon=False)
     save_figure(fig, path)
     return drawn
+
+
+LEGEND_BESIDE = 9  # legend entries a trade-off plot keeps inside its axes
+
+
+def _tab20() -> list[Any]:
+    from matplotlib import colormaps
+
+    return list(colormaps["tab20"].colors)
 
 
 __all__ = ["FfnData", "HeadsData", "PatternData", "TradeoffPoint", "ffn_data", "ffn_plot",

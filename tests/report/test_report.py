@@ -181,6 +181,33 @@ def test_tradeoff_plot_draws_a_variant_dashed_in_its_routes_colour(tmp_path, mon
     assert styles["hybrid"][1] == "-" and styles["struct"][0] != styles["hybrid"][0]
 
 
+def test_tradeoff_plot_gives_twelve_routes_twelve_colours_and_a_legend_below(tmp_path, monkeypatch):
+    """Beyond ten routes the colours do not repeat (tab10 ran out and the eleventh route took
+    the first one's), and a legend too long to sit beside the curves goes under them, the
+    picture taller to hold it."""
+    from matplotlib.axes import Axes
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    from nnprune.report.plots import DPI, tradeoff_plot
+
+    colours = {}
+    plot = Axes.plot
+
+    def spy(self, *args, **kwargs):
+        colours[kwargs["label"]] = kwargs["color"]
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    few = [{"route": f"route {i}", "speedup": 1.5 + i / 10, "metric": 80.0 - i} for i in range(3)]
+    tradeoff_plot(few, tmp_path / "few.png")
+    many = [{"route": f"route {i}", "speedup": 1.5 + i / 10, "metric": 80.0 - i} for i in range(12)]
+    tradeoff_plot(many, tmp_path / "many.png")
+    assert len({to_rgb(colours[f"route {i}"]) for i in range(12)}) == 12
+    short, tall = (Image.open(tmp_path / f).size[1] for f in ("few.png", "many.png"))
+    assert short == round(4.8 * DPI) and tall > short + DPI
+
+
 def test_tradeoff_plot_moves_a_label_off_a_near_one(tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
