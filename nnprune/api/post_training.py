@@ -509,8 +509,8 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
 
 
 def check_table_here(table: LatencyTable, option: str) -> None:
-    """One-line error unless ``table`` was measured on this machine (its hardware and, on CPU,
-    within its thread count): what timing here against it needs."""
+    """One-line error unless ``table`` was measured on this machine's hardware (its CPU model
+    and count, or its GPU): what timing here against it needs."""
     setting = LatencySetting(**table.key["setting"])
     if setting.device == "cuda" and not torch.cuda.is_available():
         raise NNPruneError(f"{option}: the latency table is for cuda and this machine has no GPU")
@@ -522,9 +522,9 @@ def check_table_here(table: LatencyTable, option: str) -> None:
 
 def shape_speedup(model: nn.Module, shape: ShapeChoice, narrowed: bool,
                   setting: LatencySetting) -> float:
-    """The speedup of ``model`` (dense, unchanged) cut to ``shape``, measured: a copy is masked,
-    compacted and timed against ``model`` interleaved at ``setting`` (median of per-round
-    ratios)."""
+    """The speedup of ``model`` (dense, left as it is: on its device, in its dtype) cut to
+    ``shape``, measured: a copy is masked, compacted and timed against another copy,
+    interleaved, at ``setting`` (median of per-round ratios)."""
     from nnprune.api.measure import measure_speed
     from nnprune.pruning_core.compact import compact_model
 
@@ -535,7 +535,8 @@ def shape_speedup(model: nn.Module, shape: ShapeChoice, narrowed: bool,
     if narrowed or gone:
         apply_width_depth(trial, shape.channels if narrowed else None, shape.removed_layers)
     compact_model(trial, allow_inexact=False, ffn_multiple=FFN_MULTIPLE)
-    report = measure_speed(trial, model, batch_sizes=[setting.batch_size],
+    # timing moves both to the setting's device and dtype: never the caller's model
+    report = measure_speed(trial, copy.deepcopy(model), batch_sizes=[setting.batch_size],
                            seq_lens=[setting.seq_len], threads=setting.threads,
                            device=setting.device, dtype=setting.dtype, warmup=3, iters=30)
     return float(report.rows[0].speedup_paired)
