@@ -328,6 +328,17 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
     return [pid for _, pid in sorted(front)]
 
 
+def front_of(points: list[dict[str, Any]], dense: Optional[dict[str, Any]],
+             threads: int) -> list[str]:
+    """The Pareto front's point ids among ``points`` with a metric and a batch-1 speed at
+    ``threads``, and the dense model (at 1x) when it has a metric."""
+    candidates = [(p["id"], speed_of(p, threads), p["metric"]) for p in points
+                  if p.get("metric") is not None and speed_of(p, threads) is not None]
+    if dense and dense.get("metric") is not None:
+        candidates.append((dense["id"], 1.0, dense["metric"]))
+    return pareto_front(candidates)  # type: ignore[arg-type]
+
+
 def speed_of(record: dict[str, Any], threads: int, batch: int = 1) -> Optional[float]:
     return ((record.get("speed") or {}).get(f"t{threads}") or {}).get(f"b{batch}")
 
@@ -453,9 +464,7 @@ def draw(result: SweepResult, spec: SweepSpec, path: Path,
     if len(pts) < 2:
         return None
     by_id = {p["id"]: p for p in ([dense] if dense else []) + points}
-    pareto = result.pareto if not labels else pareto_front(
-        [(i, speed_of(p, n) or 1.0, p["metric"]) for i, p in by_id.items()
-         if p.get("metric") is not None and (speed_of(p, n) is not None or p is dense)])
+    pareto = front_of(points, dense, n) if labels else result.pareto
     front = [(speed_of(by_id[i], n) or 1.0, result.scale * by_id[i]["metric"]) for i in pareto]
     b = spec.budget
     metric = (result.main_metric or "metric") + (" (%)" if result.scale == 100 else "")
@@ -493,11 +502,7 @@ def collect(spec: SweepSpec, table_id: Optional[str], points: list[Point]) -> Sw
             result.main_metric = found.get("main_metric")
             result.scale = 100.0 if found["metric"] <= 1 else 1.0
     n = result.threads[0]
-    candidates = [(p["id"], speed_of(p, n), p["metric"]) for p in result.points
-                  if p.get("metric") is not None and speed_of(p, n) is not None]
-    if dense.get("metric") is not None:
-        candidates.append((dense["id"], 1.0, dense["metric"]))
-    result.pareto = pareto_front(candidates)  # type: ignore[arg-type]
+    result.pareto = front_of(result.points, result.dense, n)
     result.noise = noise_of(result.points, result.scale)
     return result
 
@@ -629,6 +634,7 @@ def check_plot(spec: SweepSpec, path: Optional[Path], labels: Sequence[str]) -> 
 
 
 __all__ = ["PICK_FILE", "REPORT_STEM", "SweepArgs", "SweepResult", "TABLE_FILE", "all_points",
-           "check_inputs", "check_reach", "check_recipes", "check_work", "collect", "draw", "pareto_front",
+           "check_inputs", "check_reach", "check_recipes", "check_work", "collect", "draw", "front_of",
+           "pareto_front",
            "pick", "plan_of", "resolve_table", "speed_of", "sweep", "table_columns", "table_rows",
            "time_phase", "time_point", "write_csv", "write_report"]

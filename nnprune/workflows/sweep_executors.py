@@ -178,21 +178,20 @@ class LocalExecutor:
     def _one(self, point_id: str, free: "queue.Queue[Slot]") -> Outcome:
         slot = free.get()
         try:
-            if self._stopping.is_set():
-                return Outcome(point_id, False, "the sweep was interrupted before it started")
-            folder = self.work / point_id
-            folder.mkdir(parents=True, exist_ok=True)
-            logger.info("%s: started on %s", point_id, slot.describe())
-            with (folder / LOG_FILE).open("ab") as log:
-                with self._lock:
-                    if self._stopping.is_set():
-                        return Outcome(point_id, False, "the sweep was interrupted before it started")
+            # under the lock: a stop either sees this process in _running or keeps it unstarted
+            with self._lock:
+                if self._stopping.is_set():
+                    return Outcome(point_id, False, "the sweep was interrupted before it started")
+                folder = self.work / point_id
+                folder.mkdir(parents=True, exist_ok=True)
+                logger.info("%s: started on %s", point_id, slot.describe())
+                with (folder / LOG_FILE).open("ab") as log:  # the child holds its own copy
                     proc = subprocess.Popen(self.command(point_id, slot), stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                    self._running.add(proc)
-                rc = proc.wait()
-                with self._lock:
-                    self._running.discard(proc)
+                self._running.add(proc)
+            rc = proc.wait()
+            with self._lock:
+                self._running.discard(proc)
         finally:
             free.put(slot)
         if rc == 0:
