@@ -192,7 +192,7 @@ def table_key(config: Any, setting: LatencySetting) -> dict[str, Any]:
     heads = int(getattr(cfg, stack.heads_attr))
     # No head class in the key: the encoder's shapes set the time, so a table serves every task
     return {"format": TABLE_FORMAT, "model_type": cfg.model_type,
-            "layers": int(getattr(cfg, "num_hidden_layers", getattr(cfg, "n_layers", 0))),
+            "layers": int(getattr(cfg, stack.layers_attr)),
             "hidden": hidden, "heads": heads,
             "head_dim": int(getattr(cfg, "head_dim", None) or hidden // heads),
             "ffn": int(getattr(cfg, stack.ffn_attr)),
