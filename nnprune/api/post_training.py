@@ -301,9 +301,11 @@ def _seq_len(batches: list[dict[str, Any]]) -> int:
     return int(ids.shape[1])
 
 
-def check_prune_targets(target_speedup: Optional[float], target_flops: Optional[float]) -> None:
+def check_prune_targets(target_speedup: Optional[float], target_flops: Optional[float],
+                        measured_target: bool = False) -> None:
     """One-line :class:`~nnprune.NNPruneError` for anything but exactly one valid target of
-    :func:`prune` (what a script checks before it loads anything).
+    :func:`prune` (what a script checks before it loads anything); ``measured_target`` needs
+    the speed target.
 
     Example::
 
@@ -317,6 +319,9 @@ def check_prune_targets(target_speedup: Optional[float], target_flops: Optional[
     if target_flops is not None and not 0 < target_flops < 1:
         raise NNPruneError(f"--target-flops is the fraction of FLOPs kept, in (0, 1); got "
                            f"{target_flops}")
+    if measured_target and target_speedup is None:
+        raise NNPruneError("--measured-target holds --target-speedup to a measured speed: it "
+                           "needs --target-speedup, not --target-flops")
 
 
 def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
@@ -371,7 +376,7 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
         result = nnprune.prune(model, batches, target_speedup=2.0)
         nnprune.save_pretrained(result.model, "model-2x", tokenizer=tokenizer)
     """
-    check_prune_targets(target_speedup, target_flops)
+    check_prune_targets(target_speedup, target_flops, measured_target)
     if hidden_size is not None and not width_depth:
         raise NNPruneError("--hidden-size chooses the width of the stream: it needs --width-depth")
     if any(isinstance(m, MaskedLinear) for m in model.modules()):
@@ -404,9 +409,6 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     if hidden_size is not None and note is not None:
         raise NNPruneError(f"--hidden-size: {note}")
     if measured_target:
-        if table is None:
-            raise NNPruneError("--measured-target holds --target-speedup to a measured speed: it "
-                               "needs --target-speedup, not --target-flops")
         check_table_here(table, "--measured-target")
     use_wd = width_depth and note is None
     if note is not None:

@@ -119,15 +119,12 @@ class PruneArgs:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.latency_table is not None:
             object.__setattr__(self, "latency_table", Path(self.latency_table))
-        nnprune.check_prune_targets(self.target_speedup, self.target_flops)
+        nnprune.check_prune_targets(self.target_speedup, self.target_flops, self.measured_target)
         if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
             raise NNPruneError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES} (Fisher "
                                f"estimates from fewer examples are noise), got {self.calibration_samples}")
         if self.hidden_size is not None and not self.width_depth:
             raise NNPruneError("--hidden-size chooses the width of the stream: it needs --width-depth")
-        if self.measured_target and self.target_speedup is None:
-            raise NNPruneError("--measured-target holds --target-speedup to a measured speed: it "
-                               "needs --target-speedup, not --target-flops")
         if self.tune_samples < 1:
             raise NNPruneError(f"--tune-samples must be >= 1, got {self.tune_samples}")
         if self.then_fill is not None and self.then_fill < 1:
