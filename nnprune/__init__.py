@@ -107,6 +107,7 @@ _LAZY = {
     "ParamCount": "nnprune.measure.counting",
     "FlopCount": "nnprune.measure.flops",
     "SpeedReport": "nnprune.measure.timing",
+    "CacheState": "nnprune.measure.timing",
     # shapes: what a trade-off sweep compares (layer dropping, timing from a config)
     "ModelShape": "nnprune.api.shapes",
     "model_shape": "nnprune.api.shapes",

@@ -20,7 +20,7 @@ from nnprune.measure.flops import FlopCount
 from nnprune.measure.flops import count_flops as _count_flops
 from nnprune.measure.latency import LatencySetting, LatencyTable, check_table_fits, read_table
 from nnprune.measure.latency import latency_table as _latency_table
-from nnprune.measure.timing import SpeedReport
+from nnprune.measure.timing import CacheState, SpeedReport
 
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
                   device: str = "cpu", dtype: str = "fp32", quantize: Optional[str] = None,
                   onnx: bool = False, warmup: int = 5, iters: int = 20, keep_times: bool = False,
                   generate: bool = False, max_new_tokens: int = 64,
-                  num_beams: int = 1, baseline_pytorch: bool = False) -> SpeedReport:
+                  num_beams: int = 1, baseline_pytorch: bool = False,
+                  cache: "CacheState | str" = "warm") -> SpeedReport:
     """Time ``model`` against ``baseline`` interleaved in one process (a busy spell hits both):
     latency, throughput, measured and FLOP speedups per (batch size, sequence length).
 
@@ -138,6 +139,9 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
         baseline_pytorch: with ``onnx``, the baseline runs in PyTorch fp32 instead (the
             speedup of shipping the ONNX model over serving the dense one in PyTorch).
         keep_times: keep every per-forward time in the rows.
+        cache: ``"warm"``: each timed forward follows an untimed one of the same model, as when
+            a server runs only that model; ``"cold"``: it follows the other model's, which
+            evicted its weights from the CPU's caches (a small model times slower).
         generate: encoder-decoders: also time ``generate()`` of exactly ``max_new_tokens``
             tokens with ``num_beams`` beams.
 
@@ -156,7 +160,7 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
                      device=device, batch_sizes=batch_sizes, seq_lens=seq_lens, threads=threads,
                      dtype=dtype, quantize=quantize, onnx=onnx, warmup=warmup, iters=iters,
                      keep_times=keep_times, generate=generate, max_new_tokens=max_new_tokens,
-                     num_beams=num_beams, baseline_pytorch=baseline_pytorch)
+                     num_beams=num_beams, baseline_pytorch=baseline_pytorch, cache=cache)
 
 
 __all__ = ["count_flops", "count_parameters", "latency_table", "measure_speed", "table_for"]

@@ -30,7 +30,7 @@ from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, 
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
 from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
-from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, GenerateRow, GenerateRunner,
+from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, CacheState, GenerateRow, GenerateRunner,
                                     SpeedReport, TorchRunner, check_can_generate, compare,
                                     compare_generate, cpu_model_name, default_batch_sizes,
                                     generation_config_for)
@@ -66,15 +66,17 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
               warmup: int = 5, iters: int = 20, keep_times: bool = False,
               model: nn.Module | None = None, baseline: nn.Module | None = None,
               generate: bool = False, max_new_tokens: int = 64, num_beams: int = 1,
-              baseline_pytorch: bool = False) -> SpeedReport:
+              baseline_pytorch: bool = False, cache: "CacheState | str" = CacheState.WARM) -> SpeedReport:
     """Load (or take) a model and its baseline and time them; see module doc.
 
     ``model``/``baseline`` may be given as modules instead of paths (``model_path`` then only
     names it in the report). ``baseline_pytorch`` (with ``onnx``): the baseline runs in PyTorch
     fp32, what serving the dense model without an export is. ``generate`` (seq2seq LMs, PyTorch
     only) also times ``generate`` of exactly ``max_new_tokens`` tokens with ``num_beams`` beams
-    (``report.generate_rows``).
+    (``report.generate_rows``). ``cache``: what each timed forward finds in the caches
+    (:class:`~nnprune.measure.timing.CacheState`).
     """
+    cache = CacheState.parse(cache, "--cache")
     if device not in ("cpu", "cuda"):
         raise NNPruneError(f"--device must be cpu or cuda, not {device!r}")
     if dtype not in DTYPES:
@@ -202,7 +204,7 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                 runtime = "pytorch"
             rows = compare(m_runner, b_runner, m_profile, b_profile, input_model,
                            batch_sizes=batch_sizes, seq_lens=seq_lens, warmup=warmup, iters=iters,
-                           device=dev, keep_times=keep_times)
+                           device=dev, cache=cache, keep_times=keep_times)
             generate_rows: list[GenerateRow] = []
             if generate:
                 # One generation config (the model's, forced to N tokens) for both models.
@@ -211,7 +213,7 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                     GenerateRunner(tm, dev, str(mpath), gen_cfg),
                     GenerateRunner(tb, dev, base_label, gen_cfg), input_model,
                     batch_sizes=batch_sizes, seq_lens=seq_lens, warmup=warmup, iters=iters,
-                    device=dev, keep_times=keep_times)
+                    device=dev, cache=cache, keep_times=keep_times)
             if kind == "masked" and torch_model is not None:
                 b0, s0 = batch_sizes[0], seq_lens[0]
                 after = compacted_profile(torch_model).count(b0, s0).total
@@ -225,7 +227,8 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
         device=(torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"), dtype=dtype,
         quantize=quantize, threads=n_threads, warmup=warmup, iters=iters, cpu=cpu_model_name(),
         torch_version=torch.__version__, rows=rows, notes=notes, generate_rows=generate_rows,
-        max_new_tokens=max_new_tokens if generate else None, num_beams=num_beams if generate else None)
+        max_new_tokens=max_new_tokens if generate else None, num_beams=num_beams if generate else None,
+        cache=cache.value)
 
 
 @dataclass

@@ -39,6 +39,7 @@ def speed(
     baseline_pytorch: Annotated[bool, typer.Option("--baseline-pytorch", help="With --onnx: run the baseline in PyTorch fp32 instead of onnxruntime (the speedup of shipping MODEL's export over serving the dense model in PyTorch).")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
+    cache: Annotated[str, typer.Option(help="warm: each timed forward follows an untimed one of the same model (a server running only it); cold: it follows the other model's, which evicted its weights from the CPU's caches.")] = "warm",
     generate: Annotated[bool, typer.Option("--generate", rich_help_panel=PANEL_GENERATE, help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
     max_new_tokens: Annotated[int, typer.Option(rich_help_panel=PANEL_GENERATE, help="With --generate: new tokens per sequence (forced on both models).")] = 64,
     num_beams: Annotated[int, typer.Option(rich_help_panel=PANEL_GENERATE, help="With --generate: beams (1: greedy); never sampling.")] = 1,
@@ -70,7 +71,7 @@ def speed(
                                threads=threads, dtype=dtype, quantize=quantize, onnx=onnx,
                                warmup=warmup, iters=iters, keep_times=True, generate=generate,
                                max_new_tokens=max_new_tokens, num_beams=num_beams,
-                               baseline_pytorch=baseline_pytorch)
+                               baseline_pytorch=baseline_pytorch, cache=cache)
         if note:
             report.notes.insert(0, note)
         payload = report.to_dict()
@@ -156,7 +157,8 @@ def render_metrics_table(task: str, metrics: dict):
 def render_speed_table(report):
     what = f"{report.runtime} {report.device} {report.dtype}" + (f" {report.quantize}" if report.quantize else "")
     title = (f"{report.model} ({report.model_kind}) vs {report.baseline}\n"
-             f"{what}, {report.threads} threads, {report.warmup} warm-up + {report.iters} interleaved iters"
+             f"{what}, {report.threads} threads, {report.warmup} warm-up + {report.iters} interleaved iters, "
+             f"{report.cache} cache"
              + (f", {report.cpu}" if report.device == "cpu" else ""))
     rows = [(r.batch_size, r.seq_len, f"{r.baseline_ms:.2f}", f"{r.baseline_p90_ms:.2f}",
              f"{r.model_ms:.2f}", f"{r.model_p90_ms:.2f}", f"{r.baseline_throughput:.1f}",

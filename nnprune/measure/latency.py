@@ -6,9 +6,11 @@ shapes), compacted to the same number of heads (or FFN dimensions) in every laye
 
 * ``T(k, F)`` for every head count ``k`` of the grid with full FFNs, ``T(H, f)`` for every FFN
   width ``f`` of the grid with all heads, and ``T(0, 0)`` (nothing left but what no unit removes);
-* each one timed interleaved against the dense model in the same process (alternating order,
-  after warm-up), as ``nnprune speed`` does, and taken as ``ratio * dense`` so that a slow spell
-  of a shared machine does not bend the curves. The ratio is of the fast end
+* each one timed interleaved against the dense model in the same process (after warm-up, each
+  timed forward after one of its own: a warm cache), as ``nnprune speed`` does by default, and
+  taken as ``ratio * dense`` so that a slow spell of a shared machine does not bend the curves
+  (tables cached before nnprune timed warm were timed alternating, half of each variant's
+  forwards after the dense model's; they stay valid). The ratio is of the fast end
   (``TIME_PERCENTILE``) of each one's times: on a busy machine the median moves with whatever
   else runs, the fast forwards much less.
 
@@ -53,7 +55,7 @@ from torch import nn
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_write_text
 from nnprune.measure.flops import make_inputs
-from nnprune.measure.timing import DTYPES, cpu_model_name, percentile, time_interleaved
+from nnprune.measure.timing import DTYPES, CacheState, cpu_model_name, percentile, time_interleaved
 from nnprune.pruning_core.architectures import architecture_for, model_class_for
 from nnprune.pruning_core.compact import compact_model, dense_config
 from nnprune.pruning_core.latency_model import LatencyModel, monotone
@@ -366,16 +368,18 @@ def build_latency_table(config: Any, setting: LatencySetting, *, budget_s: float
             def bind(m: nn.Module) -> Callable[[], Any]:
                 return lambda: m(**inputs)
 
-            first = time_interleaved({"dense": bind(dense)}, warmup=2, iters=3, device=device)
+            first = time_interleaved({"dense": bind(dense)}, warmup=2, iters=3, device=device,
+                                     cache=CacheState.WARM)
             t_dense = statistics.median(first["dense"])
             per_variant = budget_s / max(1, len(variants))
-            rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, per_variant / (2e-3 * t_dense))))
+            # a warm round runs each model twice: at most four dense forwards
+            rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, per_variant / (4e-3 * t_dense))))
             ratios: dict[str, float] = {}
             dense_times: list[float] = []
             for i, (name, shape) in enumerate(variants.items()):
                 model = _variant(dense, *shape).to(device=device, dtype=dtype)
                 times = time_interleaved({"dense": bind(dense), "v": bind(model)}, warmup=2,
-                                         iters=rounds, device=device)
+                                         iters=rounds, device=device, cache=CacheState.WARM)
                 dense_times += times["dense"]
                 ratios[name] = (percentile(times["v"], TIME_PERCENTILE)
                                 / percentile(times["dense"], TIME_PERCENTILE))

@@ -3,8 +3,16 @@ report rows of ``nnprune speed`` (loading checkpoints and choosing runners is
 :mod:`nnprune.workflows.speed`).
 
 Both models run **in the same process, interleaved**: after warm-up, every iteration times the
-baseline and the model once each, alternating which goes first, so that a slow spell of a shared
-machine hits both. Latency is the median (and 90th percentile) of those per-forward times;
+baseline and the model once each, so that a slow spell of a shared machine hits both.
+
+With a **warm cache** (:attr:`CacheState.WARM`, the default) each timed forward follows an
+untimed one of the same model, so it finds its own weights in the CPU's caches, as a server
+running only that model does; with a **cold** one (:attr:`CacheState.COLD`) it follows the other
+model's forward, which evicted them. A small model's weights fit the caches, the dense model's
+do not, so its cold speedup is lower: on this project's 2-core Xeon (4 MiB of L2 a core) an
+8x-pruned MiniLM timed 8.2x cold and 9.3x warm at batch 1 (docs/commands/speed.md).
+
+Latency is the median (and 90th percentile) of those per-forward times;
 throughput is examples per second at the median; the speedup is the ratio of medians (the
 report also gives the median of per-round ratios and the ratio of the fastest forwards, which
 resist a busy machine better). The theoretical speedup is the ratio of
@@ -33,6 +41,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +50,28 @@ from torch import nn
 
 from nnprune.errors import NNPruneError
 from nnprune.measure.flops import FlopProfile, make_inputs, takes_decoder_ids
+from nnprune.pruning_core.config import parse_enum
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class CacheState(str, Enum):
+    """What each timed forward finds in the caches (see the module doc).
+
+    Example::
+
+        report = nnprune.measure_speed(small, cache=nnprune.CacheState.COLD)
+        state = nnprune.CacheState.parse("warm")   # from text: a one-line error if unknown
+    """
+
+    WARM = "warm"  # its own previous forward's weights: steady serving of one model
+    COLD = "cold"  # the other model's: a model called rarely, or two sharing a process
+
+    @classmethod
+    def parse(cls, value: Any, name: str = "cache") -> "CacheState":
+        """``value`` (a member, or its value in any case) as a member; anything else is a
+        one-line :class:`~nnprune.NNPruneError` naming ``name`` and the known values."""
+        return parse_enum(cls, value, name)
 
 
 def default_batch_sizes(device: str) -> tuple[int, ...]:
@@ -170,17 +199,25 @@ def _timer(device: torch.device) -> Callable[[Callable[[], Any]], float]:
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int, iters: int,
-                     device: torch.device | None = None) -> dict[str, list[float]]:
+                     device: torch.device | None = None, *,
+                     cache: CacheState) -> dict[str, list[float]]:
     """Per-forward times (ms) of each function: ``warmup`` untimed rounds, then ``iters`` rounds
-    each timing every function once, alternating the order every round."""
+    each timing every function once. ``CacheState.WARM``: each timed call right after an untimed
+    one of the same function (twice the calls), the order alternating every round;
+    ``CacheState.COLD``: the same order every round, so each call follows another function's.
+    (Alternating the order with one call each, as nnprune timed before the cache was a setting,
+    puts half of a function's calls after its own: a median between the two.)"""
     timer = _timer(device or torch.device("cpu"))
     names = list(fns)
     for _ in range(warmup):
         for n in names:
             fns[n]()
     times: dict[str, list[float]] = {n: [] for n in names}
+    warm = cache is CacheState.WARM
     for i in range(iters):
-        for n in (names if i % 2 == 0 else names[::-1]):
+        for n in (names[::-1] if warm and i % 2 else names):
+            if warm:
+                fns[n]()
             times[n].append(timer(fns[n]))
     return times
 
@@ -270,6 +307,7 @@ class SpeedReport:
     generate_rows: list[GenerateRow] = field(default_factory=list)
     max_new_tokens: int | None = None  # generate settings (None: generate not timed)
     num_beams: int | None = None
+    cache: str = "warm"  # a CacheState value: what each timed forward found in the caches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -290,7 +328,7 @@ def cpu_model_name() -> str:
 def compare(model_runner: Any, baseline_runner: Any, model_flops: FlopProfile,
             baseline_flops: FlopProfile, input_model: nn.Module, *,
             batch_sizes: Sequence[int], seq_lens: Sequence[int], warmup: int, iters: int,
-            device: torch.device, keep_times: bool = False) -> list[SpeedRow]:
+            device: torch.device, cache: CacheState, keep_times: bool = False) -> list[SpeedRow]:
     """Time both runners interleaved at every (batch, seq); ``input_model`` builds the inputs."""
     if warmup < 0 or iters < 1:
         raise NNPruneError(f"need warmup >= 0 and iters >= 1 (got {warmup}, {iters})")
@@ -301,7 +339,7 @@ def compare(model_runner: Any, baseline_runner: Any, model_flops: FlopProfile,
             inputs = make_inputs(input_model, b, s, seed=b * 100003 + s)
             with torch.inference_mode() if torch_side else nullcontext():
                 fns = {"baseline": baseline_runner.bind(inputs), "model": model_runner.bind(inputs)}
-                times = time_interleaved(fns, warmup, iters, device)
+                times = time_interleaved(fns, warmup, iters, device, cache=cache)
             lat = latency_summary(times["baseline"], times["model"], keep_times)
             bf = baseline_flops.count(b, s).total
             mf = model_flops.count(b, s).total
@@ -337,7 +375,7 @@ def _per_second(count: float, ms: float) -> float:
 
 def compare_generate(model_runner: GenerateRunner, baseline_runner: GenerateRunner,
                      input_model: nn.Module, *, batch_sizes: Sequence[int], seq_lens: Sequence[int],
-                     warmup: int, iters: int, device: torch.device,
+                     warmup: int, iters: int, device: torch.device, cache: CacheState,
                      keep_times: bool = False) -> list[GenerateRow]:
     """Time both models' ``generate`` interleaved at every (batch, source length), with the same
     source ids as :func:`compare`; checks both produced exactly ``max_new_tokens`` tokens."""
@@ -351,7 +389,7 @@ def compare_generate(model_runner: GenerateRunner, baseline_runner: GenerateRunn
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fns = {"baseline": baseline_runner.bind(inputs), "model": model_runner.bind(inputs)}
-                times = time_interleaved(fns, warmup, iters, device)
+                times = time_interleaved(fns, warmup, iters, device, cache=cache)
             n = model_runner.new_tokens()
             if baseline_runner.new_tokens() != n:  # pragma: no cover - both are checked against N
                 raise NNPruneError("the model and its baseline generated different numbers of tokens")

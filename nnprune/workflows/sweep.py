@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import nnprune
-from nnprune import LatencySetting
+from nnprune import CacheState, LatencySetting
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_directory, atomic_write_text
 from nnprune.workflows.sweep_executors import make_executor
@@ -240,7 +240,7 @@ def time_point(spec: SweepSpec, ctx_table: "nnprune.LatencyTable", record: dict[
         shape = nnprune.model_shape(nnprune.load_pretrained(spec.model, bake_masks=True))
         speed = {f"t{n}": {**{f"b{b}": 1.0 for b in t.batch_sizes}} for n in threads}
         return {**record, "shape": shape.to_dict(), "predicted": 1.0,
-                "speed": {**record.get("speed", {}), **speed}}
+                "speed": {**record.get("speed", {}), **speed}, "speed_cache": t.cache.value}
     model_dir = folder / record["timed_dir"]
     random_weights = not _has_weights(model_dir)
     if random_weights:
@@ -255,7 +255,8 @@ def time_point(spec: SweepSpec, ctx_table: "nnprune.LatencyTable", record: dict[
     report = record.get("speed_report")
     for n in threads:
         rep = nnprune.measure_speed(model, spec.model, batch_sizes=list(t.batch_sizes),
-                                    seq_lens=[seq], threads=n, warmup=t.warmup, iters=t.iters)
+                                    seq_lens=[seq], threads=n, warmup=t.warmup, iters=t.iters,
+                                    cache=t.cache)
         row: dict[str, float] = {}
         for r in rep.rows:
             row[f"b{r.batch_size}"] = round(r.speedup, 3)
@@ -270,7 +271,7 @@ def time_point(spec: SweepSpec, ctx_table: "nnprune.LatencyTable", record: dict[
     return {**record, "shape": shape.to_dict(),
             "predicted": None if predicted is None else round(predicted, 3),
             "speed": speed, "speed_report": report, "timed_on_random_weights": random_weights,
-            "cpu": (report or {}).get("cpu")}
+            "cpu": (report or {}).get("cpu"), "speed_cache": t.cache.value}
 
 
 def time_phase(spec: SweepSpec, table: "nnprune.LatencyTable", table_id: Optional[str],
@@ -286,9 +287,14 @@ def time_phase(spec: SweepSpec, table: "nnprune.LatencyTable", table_id: Optiona
         if record["state"] not in (State.TRAINED, State.TIMED):
             continue
         have = {int(k[1:]) for k in (record.get("speed") or {})}
-        todo = wanted if retime or record["state"] == State.TRAINED else [n for n in wanted if n not in have]
+        # Timings from before the cache was a setting were cold (one forward each, alternating).
+        other_cache = record.get("speed_cache", CacheState.COLD.value) != spec.timing.cache.value
+        todo = (wanted if retime or other_cache or record["state"] == State.TRAINED
+                else [n for n in wanted if n not in have])
         if not todo:
             continue
+        if other_cache:  # no thread count keeps a timing of the other cache
+            record = {**record, "speed": {}}
         logger.info("%s: timing at %s thread(s)", p.id, ",".join(map(str, todo)))
         try:
             record = time_point(spec, table, record, folder, todo)

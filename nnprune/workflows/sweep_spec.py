@@ -35,7 +35,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from nnprune import METHODS
+from nnprune import METHODS, CacheState
 from nnprune.errors import NNPruneError
 from nnprune.settings import TRACKERS, load_config_file, normalize_trackers, parse_assignments
 
@@ -141,13 +141,16 @@ class LatencySpec:
 @dataclass(frozen=True)
 class TimingSpec:
     """The timing phase: every model against the dense one, interleaved in one process, at each
-    thread count and batch size, sequence ``seq_len`` (default: the latency table's)."""
+    thread count and batch size, sequence ``seq_len`` (default: the latency table's), with a
+    ``warm`` or ``cold`` cache (:class:`nnprune.CacheState`; a point timed with the other is
+    timed again)."""
 
     threads: tuple[int, ...] = (1,)  # the first is the plot's and --pick's
     batch_sizes: tuple[int, ...] = (1, 32)
     seq_len: Optional[int] = None
     iters: int = 10
     warmup: int = 3
+    cache: CacheState = CacheState.WARM
 
     def __post_init__(self) -> None:
         if not self.threads or min(self.threads) < 1:

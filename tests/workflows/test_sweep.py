@@ -25,7 +25,7 @@ from conftest import REPO, known_latency_table, save_tiny_model, write_toy_sst2
 from nnprune.errors import NNPruneError
 from nnprune.workflows.sweep import SweepArgs, pareto_front, sweep
 from nnprune.workflows.sweep_executors import LocalExecutor, Outcome, PointTask, Slot, local_slots
-from nnprune.workflows.sweep_points import State, read_record
+from nnprune.workflows.sweep_points import State, read_record, write_record
 from nnprune.workflows.sweep_spec import (ExecutorSpec, Phase, load_spec, route_names,
                                           table_fingerprint)
 
@@ -343,6 +343,24 @@ def test_time_phase_starts_nothing_and_report_phase_reads_what_is_there(local_sw
     states = {p["id"]: p["state"] for p in result.points}
     assert states == {"struct-x1.5-s42": State.TIMED, "struct-x2.5-s42": "not run"}
     assert not (spec.work / "struct-x2.5-s42").exists()
+
+
+def test_a_point_timed_with_the_other_cache_is_timed_again(local_sweep):
+    """A point timed cold (or before the cache was a setting, which was neither) is timed again
+    warm, every thread count at once; a warm one is left alone."""
+    spec, _, _ = local_sweep
+    old, kept = spec.work / "struct-x1.5-s42", spec.work / "layer-drop-x1.5-s42"
+    record = read_record(old)
+    assert record["speed_cache"] == "warm" and record["speed_report"]["cache"] == "warm"
+    stale = {k: v for k, v in record.items() if k != "speed_cache"}
+    stale["speed"] = {"t1": {"b1": 99.0, "b32": 99.0}, "t4": {"b1": 99.0, "b32": 99.0}}
+    write_record(old, stale)
+    untouched = read_record(kept)
+    sweep(SweepArgs(spec, phase=Phase.TIME))
+    again = read_record(old)
+    assert again["speed_cache"] == "warm" and set(again["speed"]) == {"t1"}
+    assert again["speed"]["t1"]["b1"] != 99.0
+    assert read_record(kept) == untouched
 
 
 def _width_table(model_dir: Path, path: Path) -> Path:
