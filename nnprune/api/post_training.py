@@ -28,6 +28,7 @@ from nnprune.phases import PhaseClock
 from nnprune.api.measure import table_for
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.latency import LatencySetting, LatencyTable, hardware_name
+from nnprune.measure.timing import CacheState
 from nnprune.pruning_core.compact import CompactionReport, compact_exactly
 from nnprune.pruning_core.config import check_speedup_target
 from nnprune.pruning_core.latency_model import LatencyModel
@@ -50,6 +51,8 @@ MIN_CALIBRATION_SAMPLES = 32  # below this the Fisher estimates are noise
 # (a candidate measured within [1 - LOW, 1 + HIGH] x target is taken; paired timing noise on a
 # shared CPU is ~2%)
 MEASURED_ROUNDS = 5
+# A cut is timed as the model will serve, its weights in cache (nnprune speed's default).
+MEASURED_CACHE = CacheState.WARM
 MEASURED_LOW, MEASURED_HIGH = 0.02, 0.06
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -540,7 +543,8 @@ def shape_speedup(model: nn.Module, shape: ShapeChoice, narrowed: bool,
     # timing moves both to the setting's device and dtype: never the caller's model
     report = measure_speed(trial, copy.deepcopy(model), batch_sizes=[setting.batch_size],
                            seq_lens=[setting.seq_len], threads=setting.threads,
-                           device=setting.device, dtype=setting.dtype, warmup=3, iters=30)
+                           device=setting.device, dtype=setting.dtype, warmup=3, iters=30,
+                           cache=MEASURED_CACHE)
     return float(report.rows[0].speedup_paired)
 
 
@@ -562,7 +566,8 @@ def _measured_search(model: nn.Module, groups: list[MaskGroup],
         heads, dims = kept_layers_shape(groups, shape)
         predicted = table.model.speedup(heads, dims, len(shape.channels) if width_depth else None)
         rounds.append({"budget_ms": round(budget, 4), "predicted": round(predicted, 4),
-                       "measured": round(measured, 4), "taken": False})
+                       "measured": round(measured, 4), "cache": MEASURED_CACHE.value,
+                       "taken": False})
         shapes.append(shape)
         logger.info("measured target: budget %.2f ms, predicted %.2fx, measured %.2fx (target %gx)",
                     budget, predicted, measured, target)

@@ -68,6 +68,7 @@ def test_an_optimistic_table_is_corrected_by_what_is_measured(model_and_table):
                            width_depth=False)
     rounds = result.speed_rounds
     assert rounds and sum(r["taken"] for r in rounds) == 1
+    assert {r["cache"] for r in rounds} == {"warm"}  # timed as the model serves
     first = rounds[0]
     # the table's first shape fits its (wrong) prices but measures short of the target
     assert first["predicted"] >= target * 0.99 and first["measured"] < target * (1 - MEASURED_LOW)
