@@ -36,6 +36,18 @@ _hypothesis_settings.load_profile(os.environ.get("NNPRUNE_HYPOTHESIS_PROFILE", "
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py`` as a module (the folder is not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

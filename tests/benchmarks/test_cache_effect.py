@@ -4,21 +4,11 @@ JSON and a picture; the models are tiny (what the timings show on MiniLM is on t
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from conftest import REPO, compact_first, tiny_bert
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("cache_effect", REPO / "benchmarks" / "cache_effect.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import compact_first, load_benchmark, tiny_bert
 
 
 def test_every_model_is_timed_warm_and_cold_with_its_weight_bytes(tmp_path, capsys):
@@ -28,7 +18,7 @@ def test_every_model_is_timed_warm_and_cold_with_its_weight_bytes(tmp_path, caps
     dense.save_pretrained(tmp_path / "dense")
     half.save_pretrained(tmp_path / "half")
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    bench = _bench()
+    bench = load_benchmark("cache_effect")
     assert bench.main([str(tmp_path / "half"), "--baseline", str(tmp_path / "dense"),
                        "--batch-sizes", "1,4", "--seq-len", "16", "--iters", "2", "--warmup", "1",
                        "--json", str(out), "--plot", str(png), "--labels", "half"]) == 0

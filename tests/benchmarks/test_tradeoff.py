@@ -4,27 +4,17 @@ sweep end to end; what the sweep itself does is tested in tests/workflows/test_s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from conftest import REPO
-
-
-def _tradeoff():
-    spec = importlib.util.spec_from_file_location("tradeoff", REPO / "benchmarks" / "tradeoff.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import REPO, load_benchmark
 
 
 def test_the_readme_command_is_the_sweep_it_meant(tmp_path):
     from nnprune.workflows.sweep_spec import load_spec
 
-    t = _tradeoff()
+    t = load_benchmark("tradeoff")
     a = t.parse(["--dense", str(tmp_path / "dense"), "--data-dir", str(tmp_path), "--targets",
                  "1.5,2,3", "--steps", "600", "--threads", "1,2", "--work", str(tmp_path / "w"),
                  "--set", "attention_lambda=20"])
@@ -51,7 +41,7 @@ def test_the_readme_command_is_the_sweep_it_meant(tmp_path):
     (["--only", "magic"], "unknown route(s) magic"),
 ])
 def test_flags_that_cannot_be_a_sweep_are_refused(flags, message, capsys):
-    assert _tradeoff().main(["--dense", "d", *flags]) == 2
+    assert load_benchmark("tradeoff").main(["--dense", "d", *flags]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -65,7 +55,7 @@ def test_a_smoke_run_goes_through_the_sweep(tiny_dir, toy_data, tmp_path):
             table, "--speed-seq", "16", "--only", "layer-drop", "--max-seq-length", "16",
             "--batch-size", "8", "--max-train-samples", "32", "--max-eval-samples", "16",
             "--work", str(work), "--executor", "debug", "--quiet"]
-    assert _tradeoff().main(argv) == 0
+    assert load_benchmark("tradeoff").main(argv) == 0
     report = json.loads((work / "sweep.json").read_text())
     assert [(p["id"], p["state"]) for p in report["points"]] == [("layer-drop-x1.5-s42", "timed")]
     assert report["dense"]["state"] == "timed" and (work / "sweep.png").is_file()

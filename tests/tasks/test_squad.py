@@ -3,14 +3,13 @@ dev questions, file errors, fine-pruning end to end and the ``evaluate`` command
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, make_args, save_tiny_model
+from conftest import SHARED_DATA, load_benchmark, make_args, save_tiny_model
 
 from nnprune.errors import NNPruneError
 from nnprune.tasks import TASKS, DataArgs, get_task
@@ -38,7 +37,6 @@ from nnprune.workflows.training import write_prediction_files
 SQUAD = SHARED_DATA / "squad"
 DEV_V1 = SQUAD / "v1.1" / "dev-v1.1.json"
 DEV_V2 = SQUAD / "v2.0" / "dev-v2.0.json"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def needs(path: Path) -> None:
@@ -408,10 +406,7 @@ def test_hub_rows_and_offline_hub_error(tokenizer, monkeypatch):
 
 def test_split_squad_by_article(tmp_path, capsys):
     needs(DEV_V1)
-    spec = importlib.util.spec_from_file_location("split_squad", REPO / "benchmarks" /
-                                                  "split_squad.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("split_squad")
     assert mod.main([str(DEV_V1), "--out", str(tmp_path)]) == 0
     assert "36 articles" in capsys.readouterr().out
     train = json.loads((tmp_path / "train-v1.1.json").read_text())["data"]
