@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import REPO, load_benchmark
+from conftest import load_benchmark
 
 
 def test_the_readme_command_is_the_sweep_it_meant(tmp_path):
