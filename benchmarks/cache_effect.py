@@ -95,12 +95,14 @@ def plot(rows: list[dict[str, Any]], batch_sizes: list[int], labels: list[str], 
             bars = ax.bar([i + (k - 0.5) * 0.38 for i in x], vals, 0.38, color=colour,
                           label=f"{cache} cache")
             ax.bar_label(bars, fmt="%.1fx", fontsize=8)
-        ax.set_xticks(list(x), labels, fontsize=8)
+        ax.set_xticks(list(x), [f"{name}\n{r['weights_mib']:.1f} MiB" for name, r in zip(labels, rows)],
+                      fontsize=8)
         ax.set_ylabel("measured speedup vs dense")
         ax.set_title(f"batch {b}")
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Pruned MiniLM: the same models timed with a warm and a cold cache", fontsize=10)
+    fig.suptitle("The same pruned models timed with a warm and a cold cache "
+                 "(under each: its weights, word embeddings aside)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
