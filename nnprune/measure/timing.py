@@ -10,7 +10,7 @@ untimed one of the same model, so it finds its own weights in the CPU's caches, 
 running only that model does; with a **cold** one (:attr:`CacheState.COLD`) it follows the other
 model's forward, which evicted them. A small model's weights fit the caches, the dense model's
 do not, so its cold speedup is lower: on this project's 2-core Xeon (4 MiB of L2 a core) an
-8x-pruned MiniLM timed 8.2x cold and 9.3x warm at batch 1 (docs/commands/speed.md).
+8x-pruned MiniLM timed 8.5x cold and 9.3x warm at batch 1 (docs/commands/speed.md).
 
 Latency is the median (and 90th percentile) of those per-forward times;
 throughput is examples per second at the median; the speedup is the ratio of medians (the
