@@ -583,10 +583,11 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
     curves: dict[str, list[TradeoffPoint]] = {}
     for p in pts:
         curves.setdefault(p.route, []).append(p)
-    # More entries than sit beside the curves: the legend goes under the plot, two columns, and
-    # the figure grows to hold it (a crowded legend covered the curves it names)
+    # More entries than sit beside the curves, or labels too long to: the legend goes under the
+    # plot, two columns, and the figure grows to hold it (a crowded or wide legend covered the
+    # curves it names)
     entries = len(curves) + (1 if front else 0)
-    below = entries > LEGEND_BESIDE
+    below = entries > LEGEND_BESIDE or max(map(len, curves), default=0) > LEGEND_LABEL_BESIDE
     legend_in = 0.2 * math.ceil(entries / 2) + 0.3 if below else 0.0
     height = 4.8 + legend_in
     fig = _figure(WIDTH_IN, height)
@@ -641,6 +642,7 @@ def tradeoff_plot(points: Iterable["TradeoffPoint | Mapping[str, Any]"], path: "
 
 
 LEGEND_BESIDE = 9  # legend entries a trade-off plot keeps inside its axes
+LEGEND_LABEL_BESIDE = 48  # characters of its longest label a legend inside the axes may have
 
 
 def _tab20() -> list[Any]:

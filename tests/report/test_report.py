@@ -206,6 +206,11 @@ def test_tradeoff_plot_gives_twelve_routes_twelve_colours_and_a_legend_below(tmp
     assert len({to_rgb(colours[f"route {i}"]) for i in range(12)}) == 12
     short, tall = (Image.open(tmp_path / f).size[1] for f in ("few.png", "many.png"))
     assert short == round(4.8 * DPI) and tall > short + DPI
+    # three routes, one of them with a label as wide as half the axes: under them too
+    wide = few[:2] + [{"route": "width 288, lr 4e-4, warm-measured, layer-wise distillation "
+                                "(2400 steps)", "speedup": 5.0, "metric": 86.0}]
+    tradeoff_plot(wide, tmp_path / "wide.png")
+    assert Image.open(tmp_path / "wide.png").size[1] > short
 
 
 def test_tradeoff_plot_moves_a_label_off_a_near_one(tmp_path, monkeypatch):
