@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import nnprune
-from nnprune import CacheState, LatencySetting
+from nnprune import LatencySetting
 from nnprune.errors import NNPruneError
 from nnprune.io_utils import atomic_directory, atomic_write_text
 from nnprune.workflows.sweep_executors import make_executor
@@ -240,7 +240,7 @@ def time_point(spec: SweepSpec, ctx_table: "nnprune.LatencyTable", record: dict[
         shape = nnprune.model_shape(nnprune.load_pretrained(spec.model, bake_masks=True))
         speed = {f"t{n}": {**{f"b{b}": 1.0 for b in t.batch_sizes}} for n in threads}
         return {**record, "shape": shape.to_dict(), "predicted": 1.0,
-                "speed": {**record.get("speed", {}), **speed}, "speed_cache": t.cache.value}
+                "speed": {**record.get("speed", {}), **speed}}
     model_dir = folder / record["timed_dir"]
     random_weights = not _has_weights(model_dir)
     if random_weights:
@@ -271,7 +271,7 @@ def time_point(spec: SweepSpec, ctx_table: "nnprune.LatencyTable", record: dict[
     return {**record, "shape": shape.to_dict(),
             "predicted": None if predicted is None else round(predicted, 3),
             "speed": speed, "speed_report": report, "timed_on_random_weights": random_weights,
-            "cpu": (report or {}).get("cpu"), "speed_cache": t.cache.value}
+            "cpu": (report or {}).get("cpu")}
 
 
 def time_phase(spec: SweepSpec, table: "nnprune.LatencyTable", table_id: Optional[str],
@@ -287,17 +287,18 @@ def time_phase(spec: SweepSpec, table: "nnprune.LatencyTable", table_id: Optiona
         if record["state"] not in (State.TRAINED, State.TIMED):
             continue
         have = {int(k[1:]) for k in (record.get("speed") or {})}
-        # Timings from before the cache was a setting were cold (one forward each, alternating).
-        other_cache = record.get("speed_cache", CacheState.COLD.value) != spec.timing.cache.value
+        cache = spec.timing.cache.value
+        # timed with the other cache, or before the cache was a setting (one forward each,
+        # alternating: neither): every thread count is timed again, none of it kept
+        other_cache = record.get("speed_cache") != cache
         todo = (wanted if retime or other_cache or record["state"] == State.TRAINED
                 else [n for n in wanted if n not in have])
         if not todo:
             continue
-        if other_cache:  # no thread count keeps a timing of the other cache
-            record = {**record, "speed": {}}
         logger.info("%s: timing at %s thread(s)", p.id, ",".join(map(str, todo)))
         try:
-            record = time_point(spec, table, record, folder, todo)
+            timing = {**record, "speed": {}} if other_cache else record
+            record = {**time_point(spec, table, timing, folder, todo), "speed_cache": cache}
         except NNPruneError as exc:
             record = {**record, "timing_error": str(exc)}
             write_record(folder, record)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, known_latency_table, save_tiny_model, write_toy_sst2
 
+from nnprune import CacheState
 from nnprune.errors import NNPruneError
 from nnprune.workflows.sweep import SweepArgs, pareto_front, sweep
 from nnprune.workflows.sweep_executors import LocalExecutor, Outcome, PointTask, Slot, local_slots
@@ -361,6 +362,14 @@ def test_a_point_timed_with_the_other_cache_is_timed_again(local_sweep):
     assert again["speed_cache"] == "warm" and set(again["speed"]) == {"t1"}
     assert again["speed"]["t1"]["b1"] != 99.0
     assert read_record(kept) == untouched
+    # a timing from before the setting was neither warm nor cold: a cold sweep times it again too
+    write_record(old, stale)
+    cold = replace(spec, timing=replace(spec.timing, cache=CacheState.COLD))
+    sweep(SweepArgs(cold, phase=Phase.TIME))
+    assert read_record(old)["speed_cache"] == "cold" and read_record(old)["speed"]["t1"]["b1"] != 99.0
+    assert read_record(old)["speed_report"]["cache"] == "cold"
+    sweep(SweepArgs(spec, phase=Phase.TIME))  # warm again, as the other tests left it
+    assert read_record(old)["speed_cache"] == "warm"
 
 
 def _width_table(model_dir: Path, path: Path) -> Path:
