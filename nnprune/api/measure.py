@@ -125,7 +125,7 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
                   onnx: bool = False, warmup: int = 5, iters: int = 20, keep_times: bool = False,
                   generate: bool = False, max_new_tokens: int = 64,
                   num_beams: int = 1, baseline_pytorch: bool = False,
-                  cache: "CacheState | str" = "warm") -> SpeedReport:
+                  cache: "CacheState | str | None" = None) -> SpeedReport:
     """Time ``model`` against ``baseline`` interleaved in one process (a busy spell hits both):
     latency, throughput, measured and FLOP speedups per (batch size, sequence length).
 
@@ -139,9 +139,9 @@ def measure_speed(model: "nn.Module | str | Path", baseline: "nn.Module | str | 
         baseline_pytorch: with ``onnx``, the baseline runs in PyTorch fp32 instead (the
             speedup of shipping the ONNX model over serving the dense one in PyTorch).
         keep_times: keep every per-forward time in the rows.
-        cache: ``"warm"``: each timed forward follows an untimed one of the same model, as when
-            a server runs only that model; ``"cold"``: it follows the other model's, which
-            evicted its weights from the CPU's caches (a small model times slower).
+        cache: ``"warm"`` (the default): each timed forward follows an untimed one of the same
+            model, as when a server runs only that model; ``"cold"``: it follows the other
+            model's, which evicted its weights from the CPU's caches (a small model times slower).
         generate: encoder-decoders: also time ``generate()`` of exactly ``max_new_tokens``
             tokens with ``num_beams`` beams.
 

@@ -30,8 +30,8 @@ from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, 
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
 from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
-from nnprune.measure.timing import (DEFAULT_SEQ_LENS, DTYPES, CacheState, GenerateRow, GenerateRunner,
-                                    SpeedReport, TorchRunner, check_can_generate, compare,
+from nnprune.measure.timing import (DEFAULT_CACHE, DEFAULT_SEQ_LENS, DTYPES, CacheState, GenerateRow,
+                                    GenerateRunner, SpeedReport, TorchRunner, check_can_generate, compare,
                                     compare_generate, cpu_model_name, default_batch_sizes,
                                     generation_config_for)
 from nnprune.pruning_core.checkpoint import (load_checkpoint_model, load_config, load_pretrained,
@@ -66,7 +66,7 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
               warmup: int = 5, iters: int = 20, keep_times: bool = False,
               model: nn.Module | None = None, baseline: nn.Module | None = None,
               generate: bool = False, max_new_tokens: int = 64, num_beams: int = 1,
-              baseline_pytorch: bool = False, cache: "CacheState | str" = CacheState.WARM) -> SpeedReport:
+              baseline_pytorch: bool = False, cache: "CacheState | str | None" = None) -> SpeedReport:
     """Load (or take) a model and its baseline and time them; see module doc.
 
     ``model``/``baseline`` may be given as modules instead of paths (``model_path`` then only
@@ -74,9 +74,9 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
     fp32, what serving the dense model without an export is. ``generate`` (seq2seq LMs, PyTorch
     only) also times ``generate`` of exactly ``max_new_tokens`` tokens with ``num_beams`` beams
     (``report.generate_rows``). ``cache``: what each timed forward finds in the caches
-    (:class:`~nnprune.measure.timing.CacheState`).
+    (:class:`~nnprune.measure.timing.CacheState`; default ``DEFAULT_CACHE``, warm).
     """
-    cache = CacheState.parse(cache, "--cache")
+    cache = DEFAULT_CACHE if cache is None else CacheState.parse(cache, "--cache")
     if device not in ("cpu", "cuda"):
         raise NNPruneError(f"--device must be cpu or cuda, not {device!r}")
     if dtype not in DTYPES:

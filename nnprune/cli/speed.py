@@ -39,7 +39,7 @@ def speed(
     baseline_pytorch: Annotated[bool, typer.Option("--baseline-pytorch", help="With --onnx: run the baseline in PyTorch fp32 instead of onnxruntime (the speedup of shipping MODEL's export over serving the dense model in PyTorch).")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed forwards of each model per shape.")] = 5,
     iters: Annotated[int, typer.Option(help="Timed forwards of each model per shape (interleaved).")] = 20,
-    cache: Annotated[str, typer.Option(help="warm: each timed forward follows an untimed one of the same model (a server running only it); cold: it follows the other model's, which evicted its weights from the CPU's caches.")] = "warm",
+    cache: Annotated[str | None, typer.Option(help="warm (the default): each timed forward follows an untimed one of the same model (a server running only it); cold: it follows the other model's, which evicted its weights from the CPU's caches.")] = None,
     generate: Annotated[bool, typer.Option("--generate", rich_help_panel=PANEL_GENERATE, help="Seq2seq LMs: also time a full generate() of exactly --max-new-tokens tokens (EOS suppressed until then) for both models, interleaved, at the same batch/source-length grid.")] = False,
     max_new_tokens: Annotated[int, typer.Option(rich_help_panel=PANEL_GENERATE, help="With --generate: new tokens per sequence (forced on both models).")] = 64,
     num_beams: Annotated[int, typer.Option(rich_help_panel=PANEL_GENERATE, help="With --generate: beams (1: greedy); never sampling.")] = 1,

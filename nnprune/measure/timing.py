@@ -74,6 +74,9 @@ class CacheState(str, Enum):
         return parse_enum(cls, value, name)
 
 
+DEFAULT_CACHE = CacheState.WARM  # nnprune speed / measure_speed when none is asked for
+
+
 def default_batch_sizes(device: str) -> tuple[int, ...]:
     return (1, 128) if device == "cuda" else (1, 32)
 
@@ -307,7 +310,7 @@ class SpeedReport:
     generate_rows: list[GenerateRow] = field(default_factory=list)
     max_new_tokens: int | None = None  # generate settings (None: generate not timed)
     num_beams: int | None = None
-    cache: str = "warm"  # a CacheState value: what each timed forward found in the caches
+    cache: str = DEFAULT_CACHE.value  # what each timed forward found in the caches
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
