@@ -35,13 +35,10 @@ CACHES = ("warm", "cold")
 
 
 def weight_mb(model: Any) -> float:
-    """Bytes of every parameter but the word embeddings (a forward reads one row per token of
+    """Bytes of every parameter but the input embeddings (a forward reads one row per token of
     those; it streams every other weight), in MiB."""
-    total = 0
-    for name, p in model.named_parameters():
-        if "word_embeddings" not in name:
-            total += p.numel() * p.element_size()
-    return total / 2**20
+    table = model.get_input_embeddings().weight
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p is not table) / 2**20
 
 
 def measure(paths: list[str], baseline: str, threads: int, batch_sizes: list[int], seq_len: int,
