@@ -25,8 +25,8 @@ from torch import nn
 
 from nnprune.api.architectures import check_positions
 from nnprune.errors import NNPruneError
-from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, OrtRunner, export_onnx, is_onnx_dir,
-                                 quantize_onnx_int8, read_onnx_meta)
+from nnprune.export.onnx import (ONNX_INT8, ONNX_MODEL, ORT_DISABLED_OPTIMIZERS, OrtRunner,
+                                 export_onnx, is_onnx_dir, quantize_onnx_int8, read_onnx_meta)
 from nnprune.measure.flops import FlopProfile, compacted_profile, flop_profile
 from nnprune.measure.latency import LatencySetting, LatencyTable
 from nnprune.measure.quantize import quantize_int8
@@ -182,6 +182,8 @@ def run_speed(model_path: str | Path, baseline_path: str | Path | None = None, *
                 if quantize:
                     notes.append("model: onnxruntime dynamic int8; baseline stays fp32; FLOPs (and so "
                                  "efficiency) ignore int8")
+                notes.append("onnxruntime sessions without " + ", ".join(ORT_DISABLED_OPTIMIZERS)
+                             + " (a slower kernel; docs/commands/export-onnx.md)")
                 m_runner: Any = OrtRunner(onnx_file, n_threads, str(mpath))
                 if baseline_pytorch:
                     b_runner: Any = TorchRunner(base_model.to(dev, torch.float32).eval(), dev, base_label)

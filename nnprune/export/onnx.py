@@ -47,6 +47,15 @@ ONNX_MODEL = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 
 DEFAULT_OPSET = 17
+#: onnxruntime graph optimizers that nnprune's sessions leave off (``disabled_optimizers``; also
+#: written to ``nnprune_onnx.json`` as ``ort_disabled_optimizers`` for a server's own session).
+#: SkipLayerNormFusion folds each sublayer's residual add and LayerNorm into one
+#: SkipLayerNormalization node, whose CPU kernel (onnxruntime 1.32) is several times slower than
+#: the Add + LayerNormalization it replaces: 216 against 46 us at 128 x 288, one thread. It fuses
+#: in the int8 graphs (the fp32 ones fold the add into the MatMul first), where it made a 5x
+#: MiniLM 45% slower at batch 1 x 128 and the dense one 13% slower
+#: (``benchmarks/ort_fusions.py``, docs/commands/export-onnx.md).
+ORT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 FP32_TOLERANCE = 1e-3
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids")
 _SKIP_OUTPUTS = {"loss", "past_key_values", "hidden_states", "attentions", "cross_attentions",
@@ -163,11 +172,7 @@ def _outputs(model: nn.Module, inputs: dict[str, Any]) -> dict[str, torch.Tensor
 
 
 def _ort_outputs(path: Path, feed: dict[str, Any]) -> list[Any]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = _cpu_session(path, threads=0)
     names = [i.name for i in sess.get_inputs()]
     return sess.run(None, {n: feed[n] for n in names})
 
@@ -291,6 +296,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, *, opset: int = DEFAULT_O
             "max_abs_diff": diff, "int8_max_abs_diff": int8_diff,
             "int8_model": ONNX_INT8 if quantize else None, "torch_version": torch.__version__,
             "flop_profile": flop_profile(m).to_dict(), "notes": notes,
+            "ort_disabled_optimizers": list(ORT_DISABLED_OPTIMIZERS),
         }
         (tmp / ONNX_META).write_text(json.dumps(meta, indent=2) + "\n")  # the folder is renamed in whole
     return OnnxExport(out, out / ONNX_MODEL, out / ONNX_INT8 if quantize else None, opset,
@@ -337,9 +343,12 @@ def read_onnx_meta(path: Path) -> dict[str, Any]:
         raise NNPruneError(f"{path / ONNX_META} is unreadable: {exc}") from None
 
 
-def _cpu_session(onnx_path: str | Path, threads: int) -> Any:
-    """An onnxruntime CPU session with ``threads`` intra-op threads, one inter-op thread and all
-    graph optimizations (as ``speed --onnx`` times it)."""
+def _cpu_session(onnx_path: str | Path, threads: int, *,
+                 optimized_model_path: str | Path | None = None) -> Any:
+    """An onnxruntime CPU session with ``threads`` intra-op threads (0: onnxruntime's default),
+    one inter-op thread and all graph optimizations but :data:`ORT_DISABLED_OPTIMIZERS` (as
+    ``speed --onnx`` times it). ``optimized_model_path``: also write the graph the session runs,
+    after its optimizations, there (to see what it fused)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -348,7 +357,10 @@ def _cpu_session(onnx_path: str | Path, threads: int) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    if optimized_model_path is not None:
+        opts.optimized_model_filepath = str(optimized_model_path)
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"],
+                               disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
 
 
 #: onnxruntime's input element types -> numpy's (the exported inputs are integer ids and masks)

@@ -49,6 +49,7 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
         rep = run_speed(tmp_path / "onnx", onnx=True, quantize=q, batch_sizes=[2], seq_lens=[16],
                         threads=1, warmup=1, iters=2)
         assert rep.runtime == "onnxruntime" and rep.model_kind == "compacted"
+        assert any("without SkipLayerNormFusion" in n for n in rep.notes)
         assert rep.rows[0].theoretical_speedup > 1.5
     # against the dense model served in PyTorch fp32 (what a user has before exporting)
     rep = run_speed(tmp_path / "onnx", tmp_path / "dense", onnx=True, quantize="int8",
@@ -67,3 +68,37 @@ def test_export_onnx_refuses_a_bad_opset(tmp_path, tiny_bert_dir):
 
     with pytest.raises(NNPruneError, match="opset"):
         export_checkpoint(tiny_bert_dir, tmp_path / "o", opset=99)
+
+
+def test_int8_sessions_leave_the_slow_skip_layernorm_fusion_off(tmp_path):
+    """onnxruntime fuses each residual add + LayerNorm of an int8 graph into a
+    SkipLayerNormalization node whose CPU kernel is several times slower than the two ops
+    (benchmarks/ort_fusions.py); nnprune's sessions (speed --onnx, evaluate --onnx, load_onnx)
+    run without that fusion and give the same outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from nnprune.export.onnx import ORT_DISABLED_OPTIMIZERS, _cpu_session, export_onnx
+
+    model = compact_first(tiny_bert(), {("encoder", 0): 3}, {("encoder", 1): 16})
+    exp = export_onnx(model, tmp_path / "onnx", quantize="int8")
+    meta = json.loads((tmp_path / "onnx" / "nnprune_onnx.json").read_text())
+    assert meta["ort_disabled_optimizers"] == list(ORT_DISABLED_OPTIMIZERS)
+
+    def fused_ops(path):
+        return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "default.onnx")
+    default = ort.InferenceSession(str(exp.int8_path), opts, providers=["CPUExecutionProvider"])
+    # the pattern is there: onnxruntime's defaults fuse it
+    assert "SkipLayerNormalization" in fused_ops(tmp_path / "default.onnx")
+    ours = _cpu_session(exp.int8_path, 1, optimized_model_path=tmp_path / "ours.onnx")
+    ops = fused_ops(tmp_path / "ours.onnx")
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+
+    inputs = make_inputs(model, 2, 19, seed=4)
+    inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+    feed = {k: inputs[k].numpy() for k in meta["inputs"]}
+    assert abs(default.run(None, feed)[0] - ours.run(None, feed)[0]).max() < 1e-4
