@@ -123,7 +123,10 @@ def _width_depth_rows(result) -> list[tuple[str, object]]:
     """The stream's width and the layers removed, when the search could choose them."""
     if not result.hidden_total:
         return []
-    removed = ", ".join(map(str, result.layers_removed)) or "none"
+    gone = result.layers_removed
+    # the count first: "layers removed | 5" read as five layers when it meant layer 5
+    removed = (f"{len(gone)} (layer{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))})"
+               if gone else "none")
     return [("hidden width kept", f"{result.hidden_kept}/{result.hidden_total}"),
             ("layers removed", removed)]
 

@@ -392,6 +392,15 @@ def test_the_prune_command_searches_width_and_depth_unless_told_heads_ffn_only(t
     assert record["post_training"]["method"].startswith("fisher+search+width+depth")
     assert record["post_training"]["options"]["width_depth"] is True
     assert wide["hidden_total"] == 32 and "hidden width kept" in printed
+    # the layers removed are counted, then named: "1 (layer 5)", where "5" read as five layers
+    from types import SimpleNamespace
+
+    from nnprune.cli.prune import _width_depth_rows
+
+    def removed(layers):
+        rec = SimpleNamespace(hidden_kept=24, hidden_total=32, layers_removed=layers)
+        return dict(_width_depth_rows(rec))["layers removed"]
+    assert [removed([5]), removed([1, 3]), removed([])] == ["1 (layer 5)", "2 (layers 1, 3)", "none"]
     assert "stream" in record["post_training"]["kept"]
     only, record, printed = results["--heads-ffn-only"]
     assert record["post_training"]["method"] == "fisher+search+rearrange"
