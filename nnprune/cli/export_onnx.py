@@ -38,7 +38,9 @@ def export_onnx(
                  f"{exp.max_abs_diff:.2e}")]
         if exp.int8_path is not None:
             rows += [("int8 model", str(exp.int8_path)),
-                     ("max |int8 onnx - torch fp32|", f"{exp.int8_max_abs_diff:.2e}")]
+                     ("max |int8 onnx - torch fp32|", f"{exp.int8_max_abs_diff:.2e}"),
+                     # a server's own session: the fusion's kernel is slow (docs: export-onnx)
+                     ("onnxruntime: disabled_optimizers", ", ".join(exp.ort_disabled_optimizers))]
         console.print(make_table(f"ONNX export of {checkpoint}", ["", "value"], rows))
         for note in exp.notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)

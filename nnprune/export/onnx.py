@@ -29,7 +29,7 @@ import copy
 import inspect
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,8 @@ class OnnxExport:
     int8_max_abs_diff: float | None  # int8 ONNX vs PyTorch fp32 (informative)
     check_batch: list[int]  # [batch, seq] of the check
     notes: list[str]
+    # onnxruntime graph optimizers to leave off when serving it (ORT_DISABLED_OPTIMIZERS)
+    ort_disabled_optimizers: list[str] = field(default_factory=lambda: list(ORT_DISABLED_OPTIMIZERS))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

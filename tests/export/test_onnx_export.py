@@ -22,6 +22,10 @@ def test_export_onnx_compacted_matches_and_int8(tmp_path):
                 "--json"])
     exp = json.loads(out)
     assert exp["max_abs_diff"] < 1e-4
+    assert exp["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
+    # the table tells a server what to leave off (the same as nnprune_onnx.json)
+    shown = cli_output(["export-onnx", str(tmp_path / "ckpt"), str(tmp_path / "onnx2"), "--quantize", "int8"])
+    assert "disabled_optimizers" in shown and "SkipLayerNormFusion" in shown
     assert exp["int8_max_abs_diff"] is not None
     meta = json.loads((tmp_path / "onnx" / "nnprune_onnx.json").read_text())
     # BERT's segment ids are an input (pair tasks: MNLI, SQuAD); a model without them has none
