@@ -32,24 +32,12 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import numpy as np
 
 import nnprune
-from nnprune.export.onnx import ORT_DISABLED_OPTIMIZERS
+from nnprune.export.onnx import ORT_DISABLED_OPTIMIZERS, cpu_session
 from nnprune.measure.timing import CacheState, time_interleaved
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "ort_fusions.json"
 SESSIONS = ("default", "nnprune")
-
-
-def session(path: Path, threads: int, disabled: tuple[str, ...]) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(disabled))
 
 
 def feed(sess: Any, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -70,8 +58,8 @@ def time_pair(path: Path, threads: int, batch_sizes: list[int], seq_len: int, it
               warmup: int) -> dict[str, Any]:
     """Median ms of ``path`` under onnxruntime's defaults and nnprune's session, per batch size,
     and the largest difference between their outputs."""
-    sessions = {"default": session(path, threads, ()),
-                "nnprune": session(path, threads, ORT_DISABLED_OPTIMIZERS)}
+    sessions = {"default": cpu_session(path, threads, disabled_optimizers=()),
+                "nnprune": cpu_session(path, threads)}
     out: dict[str, Any] = {}
     for b in batch_sizes:
         f = feed(sessions["default"], b, seq_len)
@@ -123,7 +111,7 @@ def kernels(hidden_sizes: list[int], seq_len: int, threads: int, iters: int) -> 
                 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                                 helper.make_opsetid("com.microsoft", 1)])
                 onnx.save(model, f"{tmp}/{h}.onnx")
-                sess = session(Path(f"{tmp}/{h}.onnx"), threads, ORT_DISABLED_OPTIMIZERS)
+                sess = cpu_session(f"{tmp}/{h}.onnx", threads)
                 rng = np.random.default_rng(0)
                 f = {n: rng.standard_normal((1, seq_len, h), dtype=np.float32) for n in "xs"}
                 t = time_interleaved({name: lambda: sess.run(None, f)}, 20, iters * 20,

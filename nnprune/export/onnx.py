@@ -50,10 +50,10 @@ DEFAULT_OPSET = 17
 #: onnxruntime graph optimizers that nnprune's sessions leave off (``disabled_optimizers``; also
 #: written to ``nnprune_onnx.json`` as ``ort_disabled_optimizers`` for a server's own session).
 #: SkipLayerNormFusion folds each sublayer's residual add and LayerNorm into one
-#: SkipLayerNormalization node, whose CPU kernel (onnxruntime 1.32) is several times slower than
-#: the Add + LayerNormalization it replaces: 216 against 46 us at 128 x 288, one thread. It fuses
-#: in the int8 graphs (the fp32 ones fold the add into the MatMul first), where it made a 5x
-#: MiniLM 45% slower at batch 1 x 128 and the dense one 13% slower
+#: SkipLayerNormalization node, whose CPU kernel (onnxruntime 1.32) is about six times slower than
+#: the Add + LayerNormalization it replaces (187 against 32 us at 128 x 288, one thread). It fuses
+#: in the int8 graphs (the fp32 ones fold the add into the MatMul first), where leaving it off made
+#: a 5x MiniLM 1.47x faster at batch 1 x 128 and the dense one 1.17x
 #: (``benchmarks/ort_fusions.py``, docs/commands/export-onnx.md).
 ORT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 FP32_TOLERANCE = 1e-3
@@ -174,7 +174,7 @@ def _outputs(model: nn.Module, inputs: dict[str, Any]) -> dict[str, torch.Tensor
 
 
 def _ort_outputs(path: Path, feed: dict[str, Any]) -> list[Any]:
-    sess = _cpu_session(path, threads=0)
+    sess = cpu_session(path, threads=0)
     names = [i.name for i in sess.get_inputs()]
     return sess.run(None, {n: feed[n] for n in names})
 
@@ -345,12 +345,14 @@ def read_onnx_meta(path: Path) -> dict[str, Any]:
         raise NNPruneError(f"{path / ONNX_META} is unreadable: {exc}") from None
 
 
-def _cpu_session(onnx_path: str | Path, threads: int, *,
-                 optimized_model_path: str | Path | None = None) -> Any:
+def cpu_session(onnx_path: str | Path, threads: int, *,
+                disabled_optimizers: tuple[str, ...] = ORT_DISABLED_OPTIMIZERS,
+                optimized_model_path: str | Path | None = None) -> Any:
     """An onnxruntime CPU session with ``threads`` intra-op threads (0: onnxruntime's default),
-    one inter-op thread and all graph optimizations but :data:`ORT_DISABLED_OPTIMIZERS` (as
-    ``speed --onnx`` times it). ``optimized_model_path``: also write the graph the session runs,
-    after its optimizations, there (to see what it fused)."""
+    one inter-op thread and all graph optimizations but ``disabled_optimizers`` (by default
+    :data:`ORT_DISABLED_OPTIMIZERS`: the session ``speed --onnx`` times; ``()``: onnxruntime's
+    defaults). ``optimized_model_path``: also write the graph the session runs, after its
+    optimizations, there (to see what it fused)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -362,7 +364,7 @@ def _cpu_session(onnx_path: str | Path, threads: int, *,
     if optimized_model_path is not None:
         opts.optimized_model_filepath = str(optimized_model_path)
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"],
-                               disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
+                               disabled_optimizers=list(disabled_optimizers))
 
 
 #: onnxruntime's input element types -> numpy's (the exported inputs are integer ids and masks)
@@ -385,7 +387,7 @@ class OrtRunner:
     runtime = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, threads: int, label: str) -> None:
-        self.session = _cpu_session(onnx_path, threads)
+        self.session = cpu_session(onnx_path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._input_types = {i.name: _ORT_NUMPY_TYPES.get(i.type) for i in self.session.get_inputs()}

@@ -79,10 +79,10 @@ def test_int8_sessions_leave_the_slow_skip_layernorm_fusion_off(tmp_path):
     SkipLayerNormalization node whose CPU kernel is several times slower than the two ops
     (benchmarks/ort_fusions.py); nnprune's sessions (speed --onnx, evaluate --onnx, load_onnx)
     run without that fusion and give the same outputs."""
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     import onnx
 
-    from nnprune.export.onnx import ORT_DISABLED_OPTIMIZERS, _cpu_session, export_onnx
+    from nnprune.export.onnx import ORT_DISABLED_OPTIMIZERS, cpu_session, export_onnx
 
     model = compact_first(tiny_bert(), {("encoder", 0): 3}, {("encoder", 1): 16})
     exp = export_onnx(model, tmp_path / "onnx", quantize="int8")
@@ -92,13 +92,11 @@ def test_int8_sessions_leave_the_slow_skip_layernorm_fusion_off(tmp_path):
     def fused_ops(path):
         return [n.op_type for n in onnx.load(str(path)).graph.node]
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.optimized_model_filepath = str(tmp_path / "default.onnx")
-    default = ort.InferenceSession(str(exp.int8_path), opts, providers=["CPUExecutionProvider"])
+    default = cpu_session(exp.int8_path, 1, disabled_optimizers=(),
+                          optimized_model_path=tmp_path / "default.onnx")
     # the pattern is there: onnxruntime's defaults fuse it
     assert "SkipLayerNormalization" in fused_ops(tmp_path / "default.onnx")
-    ours = _cpu_session(exp.int8_path, 1, optimized_model_path=tmp_path / "ours.onnx")
+    ours = cpu_session(exp.int8_path, 1, optimized_model_path=tmp_path / "ours.onnx")
     ops = fused_ops(tmp_path / "ours.onnx")
     assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
 
