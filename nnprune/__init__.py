@@ -15,7 +15,8 @@ Post-training pruning from your own batches and loss
     prune(model, batches, target_speedup= | target_flops=, loss_fn=) -> PostTrainingResult
 
 Shrinking and shipping
-    bertarize(model), compact(model) -> CompactResult, save_pretrained(model, dir),
+    bertarize(model), compact(model) -> CompactResult, expand(model) (its inverse),
+    save_pretrained(model, dir),
     refill(model), fill(model, teacher, batches, steps=), prepare_fill(checkpoint),
     export_onnx(model, dir), load_onnx(dir), quantize_int8(model)
 
@@ -71,6 +72,7 @@ _LAZY = {
     "bertarize": "nnprune.api.shrink",
     "compact": "nnprune.api.shrink",
     "CompactResult": "nnprune.api.shrink",
+    "expand": "nnprune.api.shrink",
     "save_pretrained": "nnprune.api.shrink",
     "refill": "nnprune.api.shrink",
     "fill": "nnprune.api.shrink",

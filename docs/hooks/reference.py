@@ -29,7 +29,7 @@ API_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "method_config", "PruningConfig", "check_speedup_target", "LatencySetting")),
     ("Post-training pruning", ("prune", "PostTrainingResult", "check_prune_targets")),
     ("Shrinking and shipping", (
-        "bertarize", "compact", "CompactResult", "save_pretrained", "refill", "fill", "prepare_fill",
+        "bertarize", "compact", "CompactResult", "expand", "save_pretrained", "refill", "fill", "prepare_fill",
         "PreparedFill", "FillInit", "export_onnx", "OnnxExport", "load_onnx", "OrtModel",
         "onnx_metadata", "quantize_int8")),
     ("Checkpoints and run records", (

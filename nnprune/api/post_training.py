@@ -29,7 +29,7 @@ from nnprune.api.measure import table_for
 from nnprune.measure.flops import flop_profile
 from nnprune.measure.latency import LatencySetting, LatencyTable, hardware_name
 from nnprune.measure.timing import CacheState
-from nnprune.pruning_core.compact import CompactionReport, compact_exactly
+from nnprune.pruning_core.compact import CompactionReport, compact_exactly, is_compacted
 from nnprune.pruning_core.config import check_speedup_target
 from nnprune.pruning_core.latency_model import LatencyModel
 from nnprune.pruning_core.masked import MaskedLinear
@@ -340,7 +340,9 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
 
     Args:
         model: a fine-tuned encoder (BERT, RoBERTa, DeBERTa, ...) with its task head; plain
-            layers (a masked model: call ``FinePruning.detach()`` first).
+            layers (a masked model: call ``FinePruning.detach()`` first). To cut a model that
+            was pruned and compacted before, pass ``nnprune.expand(model)``: the targets then
+            count against the dense model.
         batches: calibration batches, dicts of tensors (``input_ids``, ``attention_mask``,
             labels, ...); 32 examples at least, 1-2k is typical. A ``DataLoader`` works.
         target_speedup: speedup of the whole forward to reach (> 1), priced by a latency table
@@ -385,6 +387,9 @@ def prune(model: nn.Module, batches: Iterable[dict[str, Any]], *,
     if any(isinstance(m, MaskedLinear) for m in model.modules()):
         raise NNPruneError("the model still has masked layers: detach them first "
                            "(FinePruning.detach() or nnprune.bertarize)")
+    if is_compacted(model.config):
+        raise NNPruneError("the model is compacted: prune nnprune.expand(model), its dense-shaped "
+                           "equivalent, to cut it again")
     batches = list(batches)
     n_examples = sum(batch_size(b) for b in batches) if batches else 0
     if n_examples < MIN_CALIBRATION_SAMPLES:

@@ -18,7 +18,7 @@ from nnprune.api.fine_pruning import distillation_loss
 from nnprune.errors import NNPruneError
 from nnprune.pruning_core.checkpoint import save_checkpoint
 from nnprune.pruning_core.compact import (EXACT_TOLERANCE, CompactionReport, compact_exactly,
-                                          reinit_zeros)
+                                          expand_model, reinit_zeros)
 from nnprune.pruning_core.config import PruningConfig
 from nnprune.pruning_core.post_training import LossFn, model_inputs
 from nnprune.pruning_core.pruner import unpatch_model
@@ -88,6 +88,22 @@ def compact(model: nn.Module, *, tokenizer: Any = None, ffn_multiple: int = 8) -
     report, diff = compact_exactly(model, tokenizer=tokenizer, ffn_multiple=ffn_multiple,
                                    refusal="the model was left baked, not compacted")
     return CompactResult(model, report, diff, EXACT_TOLERANCE)
+
+
+def expand(model: nn.Module) -> nn.Module:
+    """The inverse of :func:`compact` for heads and FFN dimensions: a new model of the dense
+    architecture in which what compaction removed is back as zeros. Same outputs (checked on a
+    probe batch, else a one-line :class:`~nnprune.NNPruneError`), dense shapes: what pruning a
+    compacted model again needs, with its targets counted against the dense model. A model
+    compacted with a narrower hidden dimension or fewer layers is refused (their LayerNorms
+    cannot come back exactly); one that is not compacted is returned as it is.
+
+    Example::
+
+        model = nnprune.load_pretrained("model-3x")      # compacted: 25 of 72 heads
+        result = nnprune.prune(nnprune.expand(model), batches, target_speedup=5.0)
+    """
+    return expand_model(model)
 
 
 def save_pretrained(model: nn.Module, directory: "str | Path", *, tokenizer: Any = None,
@@ -208,4 +224,4 @@ def fill(model: nn.Module, teacher: Optional[nn.Module], batches: Iterable[dict[
     return model.eval()
 
 
-__all__ = ["CompactResult", "bertarize", "compact", "fill", "refill", "save_pretrained"]
+__all__ = ["CompactResult", "bertarize", "compact", "expand", "fill", "refill", "save_pretrained"]

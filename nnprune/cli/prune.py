@@ -52,7 +52,8 @@ def checkpoint_help() -> str:
 
     return ("Fine-tuned checkpoint folder with the task's head (e.g. a dense fine-prune output), "
             f"of an encoder architecture: {', '.join(supported_architectures(encoder_only=True))} "
-            "(encoder-decoders: fine-prune).")
+            "(encoder-decoders: fine-prune). A model prune compacted before is cut again, the "
+            "target counting against the dense model, if its hidden size and layers are whole.")
 
 
 CHECKPOINT_HELP = checkpoint_help()

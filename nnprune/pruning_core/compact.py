@@ -563,6 +563,88 @@ def dense_baseline(model: nn.Module, seed: int = 0) -> nn.Module:
     return cls(cfg).eval()
 
 
+
+@torch.no_grad()
+def expand_model(model: nn.Module) -> nn.Module:
+    """The inverse of :func:`compact_model` for heads and FFN dimensions: a new model of the
+    dense ancestor's architecture (:func:`dense_config`) with every head and FFN dimension that
+    compaction removed back as zeros. It computes the same function as ``model`` (checked on a
+    probe batch) and has the dense shapes, so it can be pruned again with its targets counted
+    against the dense model: zero units carry no Fisher information and go first.
+
+    A kept head returns to its dense index where the layout records one (``head_index``);
+    otherwise the kept heads take the first positions, in order, and the kept FFN dimensions
+    too (where a unit sits does not change what the layer computes). An empty attention block
+    becomes a stock one with zero weights. A model whose hidden dimension was narrowed or whose
+    layers were removed is refused in one line: their LayerNorms cannot come back exactly. A
+    model that is not compacted is returned as it is.
+    """
+    layout = getattr(model.config, LAYOUT_ATTR, None)
+    if not layout:
+        return model
+    if layout.get("hidden") or any("kept_layers" in s for s in layout["stacks"].values()):
+        raise NNPruneError("this model was compacted with a narrower hidden dimension or fewer "
+                           "layers, which cannot be put back exactly; prune the fine-tuned model "
+                           "it came from")
+    param = next(model.parameters())
+    dense = dense_baseline(model).to(device=param.device, dtype=param.dtype)
+    src_state, dst_state = model.state_dict(), dense.state_dict()
+    if set(src_state) != set(dst_state):
+        odd = sorted(set(src_state) ^ set(dst_state))
+        raise NNPruneError(f"cannot expand this compacted model: its parameters differ from its "
+                           f"dense architecture's ({', '.join(odd[:3])})")
+    for name, value in src_state.items():
+        if value.shape == dst_state[name].shape:
+            dst_state[name].copy_(value)
+    original = _original_sizes(model.config)
+    roles = {s.name: s for s in architecture_for(model.config.model_type).stacks}
+    for name, stack in layout["stacks"].items():
+        dense_heads = original[roles[name].heads_attr]
+        pairs = zip(cm.find_layers(model, stack["layers"]), cm.find_layers(dense, stack["layers"]))
+        for i, (src, dst) in enumerate(pairs):
+            for spec in stack.get("attention", {}).values():
+                hd, heads = int(spec["head_dim"]), int(spec["heads"][i])
+                index = ([int(h) for h in spec["head_index"][i]] if spec.get("head_index")
+                         else list(range(heads)))
+                for path, sections in cm.head_row_layers(dst, spec):
+                    _put_rows(dst.get_submodule(path), src.get_submodule(path),
+                              _head_index(index, hd, param.device, sections, dense_heads))
+                _put_columns(dst.get_submodule(spec["o"]), src.get_submodule(spec["o"]),
+                             _head_index(index, hd, param.device))
+            ffn = stack.get("ffn")
+            if ffn is None:
+                continue
+            dims, dense_dims = int(ffn["dims"][i]), original[roles[name].ffn_attr]
+            for path in cm.ffn_in_paths(ffn):
+                _put_rows(dst.get_submodule(path), src.get_submodule(path),
+                          _section_index(list(range(dims)), dense_dims,
+                                         int(ffn.get("in_parts", 1)), param.device))
+            _put_columns(dst.get_submodule(ffn["out"]), src.get_submodule(ffn["out"]),
+                         torch.arange(dims, device=param.device))
+    inputs = probe_inputs(model.config)
+    diff = max_abs_diff(model_outputs(dense, inputs), model_outputs(model, inputs))
+    if diff > EXACT_TOLERANCE:
+        raise NNPruneError(f"expanding changed the model's outputs by {diff:.3g} "
+                           f"(> {EXACT_TOLERANCE:g}); refusing to use it")
+    return dense.train(model.training)
+
+
+def _put_rows(dst: nn.Linear, src: nn.Linear, rows: torch.Tensor) -> None:
+    """``dst`` (dense rows) zero but for ``rows``, which get ``src``'s rows in order."""
+    dst.weight.zero_()
+    dst.weight[rows] = src.weight
+    if dst.bias is not None:
+        dst.bias.zero_()
+        dst.bias[rows] = src.bias
+
+
+def _put_columns(dst: nn.Linear, src: nn.Linear, cols: torch.Tensor) -> None:
+    """``dst`` (dense columns) zero but for ``cols``, which get ``src``'s columns in order."""
+    dst.weight.zero_()
+    dst.weight[:, cols] = src.weight
+    if dst.bias is not None:
+        dst.bias.copy_(src.bias)
+
 # ---------------------------------------------------------------------------------- exactness probes
 PROBE_SENTENCES = (
     "The movie was surprisingly good, and the cast clearly enjoyed themselves.",
@@ -666,7 +748,8 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 
 __all__ = [
     "EXACT_TOLERANCE", "MODELING_FILE", "AttentionReport", "CompactionReport", "FfnReport",
-    "apply_saved_layout", "compact_exactly", "compact_model", "dense_baseline", "dense_config", "is_compacted",
+    "apply_saved_layout", "compact_exactly", "compact_model", "dense_baseline", "dense_config",
+    "expand_model", "is_compacted",
     "max_abs_diff", "model_layout", "model_outputs", "modeling_source", "probe_inputs",
     "reinit_zeros", "restore_inside_kept", "write_remote_code",
 ]

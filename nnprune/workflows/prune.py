@@ -261,9 +261,17 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
     task = get_task(args.task, args.task_options)
     src = info.path
     task.check_checkpoint(info.config, str(src))
-    if info.kind == "compacted":
-        raise NNPruneError(f"{src} is already compacted; prune the fine-tuned model it came from")
     model = nnprune.load_pretrained(src, bake_masks=True)  # a masked checkpoint: masks baked in
+    again = info.kind == "compacted"
+    if again:
+        # Pruning in steps: the dense shapes with zeros where units were removed (exact), so
+        # the table, the targets and the speed probe count against the dense architecture.
+        try:
+            model = nnprune.expand(model)
+        except NNPruneError as exc:
+            raise NNPruneError(f"{src}: {exc}") from None
+        logger.info("%s is compacted: pruning it again, its removed heads and FFN dimensions "
+                    "back as zeros; the target counts against the dense model", src)
     seq_len = (args.training.max_seq_length or training_max_seq_length(src)
                or task.default_max_seq_length)
     tokenizer = load_tokenizer(str(src))
@@ -320,7 +328,7 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
     measured = done["measured_speedup"]  # measured_target timed the shape it took
     if args.speed_probe and measured is None:
         measured = from_main_process(lambda: nnprune.measure_speed(
-            save_to, src, device=setting.device, dtype=setting.dtype,
+            save_to, None if again else src, device=setting.device, dtype=setting.dtype,
             batch_sizes=[setting.batch_size], seq_lens=[setting.seq_len],
             threads=setting.threads, warmup=3, iters=10).rows[0].speedup)
         phase("speed probe")

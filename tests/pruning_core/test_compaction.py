@@ -323,3 +323,60 @@ def test_reinit_zeros_of_a_compacted_model_with_an_empty_ffn():
                 for s in analyze_structure(model).sites)
     assert zeros > 0
     assert reinit_zeros(model, std=0.01, generator=torch.Generator().manual_seed(0)) == zeros
+
+
+def _masked_any(case: str):
+    """A ``struct``-masked tiny model of ``case`` with a layer left empty (see struct_masked,
+    test_architectures.masked_model, test_modernbert.masked_mb)."""
+    from tests.pruning_core.test_architectures import CASES, masked_model
+    from tests.pruning_core.test_modernbert import masked_mb
+
+    if case in CASES:
+        return masked_model(case)
+    if case == "modernbert":
+        return masked_mb()
+    return struct_masked(case, "question-answering" if case == "distilbert" else
+                         "sequence-classification")
+
+
+@pytest.mark.parametrize("case", ["bert", "roberta", "electra", "distilbert", "xlm-roberta",
+                                  "mpnet", "deberta-v3", "deberta-v2", "modernbert"])
+def test_expand_is_the_inverse_of_compact(case):
+    """expand puts back what compaction removed as zeros: the dense shapes, the same outputs, and
+    compacting it again gives the very same layout (MPNet's kept heads back at their dense
+    indices; the empty attention block a stock one again)."""
+    import nnprune
+    from nnprune.pruning_core.compact import (compact_model, dense_baseline, is_compacted,
+                                              probe_inputs)
+
+    model = _masked_any(case)
+    compact_model(model)
+    layout = copy.deepcopy(model.config.nnprune_layout)
+    inputs = probe_inputs(model.config)
+    small = _outputs(model, inputs)
+
+    big = nnprune.expand(model)
+    assert big is not model and not is_compacted(big.config) and not big.training
+    dense = dense_baseline(model)
+    assert {k: v.shape for k, v in big.state_dict().items()} == {
+        k: v.shape for k, v in dense.state_dict().items()}
+    assert not any(type(m).__name__ == "EmptyAttention" for m in big.modules())
+    assert _diff(small, _outputs(big, inputs)) <= TOL
+    assert is_compacted(model.config)  # the model passed in is left as it was
+
+    compact_model(big)
+    assert big.config.nnprune_layout == layout
+    assert _diff(small, _outputs(big, inputs)) <= TOL
+
+
+def test_expand_refuses_a_narrowed_stream_and_leaves_a_dense_model_alone():
+    import nnprune
+    from nnprune.errors import NNPruneError
+    from tests.pruning_core.test_width_depth import _calibration, _scaled_bert
+
+    dense = _model("bert")
+    assert nnprune.expand(dense) is dense
+    narrow = _scaled_bert(dead=8)
+    assert nnprune.prune(narrow, _calibration(n_batches=4), target_flops=0.5).hidden_kept < 32
+    with pytest.raises(NNPruneError, match="narrower hidden dimension or fewer layers"):
+        nnprune.expand(narrow)

@@ -146,6 +146,44 @@ def test_prune_cli_measured_target_records_every_candidate_timed(setup, tmp_path
     assert options["post_training"]["options"]["measured_target"] is True
 
 
+def test_a_pruned_model_is_pruned_again_against_the_dense_model(setup, tmp_path, capsys):
+    """Pruning in steps: ``prune`` of its own compacted output cuts deeper, the target and the
+    speed probe counting against the dense model (not the first cut); the second cut's model
+    reloads in stock transformers; an output whose stream was narrowed is refused in one line."""
+    from nnprune.cli.main import main
+    from nnprune.measure.flops import flop_profile
+    from nnprune.pruning_core.compact import model_outputs, probe_inputs
+
+    model_dir, data = setup
+    common = dict(task="sst2", data_dir=data, calibration_samples=64, max_seq_length=32)
+    first = prune(_args(checkpoint=str(model_dir), output_dir=tmp_path / "x2", target_flops=0.5,
+                        width_depth=False, speed_probe=False, **common))
+    second = prune(_args(checkpoint=str(tmp_path / "x2"), output_dir=tmp_path / "x4",
+                         target_flops=0.25, width_depth=False, **common))
+    assert second.metrics_before == first.metrics_after  # "before" is the model it was given
+    assert second.heads_kept <= first.heads_kept and second.exactness <= 1e-4
+    dense, small = load_model(model_dir).model, load_model(tmp_path / "x4").model
+    flops = flop_profile(dense).count(1, 32).total / flop_profile(small).count(1, 32).total
+    assert flops == pytest.approx(second.predicted_speedup, rel=1e-6) and flops >= 4.0
+    assert second.measured_speedup > 0  # the probe ran, against the dense architecture
+    inputs = probe_inputs(small.config)
+    write_probe(tmp_path / "x4", inputs, model_outputs(small, inputs))
+    diffs = stock_reload_diffs([(str(tmp_path / "x4"), "AutoModelForSequenceClassification")],
+                               tmp_path)
+    assert diffs[str(tmp_path / "x4")] <= 1e-4
+
+    narrow = prune(_args(checkpoint=str(model_dir), output_dir=tmp_path / "narrow",
+                         target_flops=0.5, hidden_size=24, speed_probe=False, **common))
+    assert narrow.hidden_kept == 24
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["prune", str(tmp_path / "narrow"), "sst2", "--output-dir", str(tmp_path / "o"),
+              "--target-flops", "0.3", "--data-dir", str(data), "--max-seq-length", "32",
+              "--calibration-samples", "64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code != 0 and len(err) == 1 and "narrower hidden dimension" in err[0], err
+
+
 @pytest.mark.parametrize("kw, message", [
     (dict(target_speedup=0.0), "--target-speedup must be > 1"),
     (dict(target_speedup=0.8), "--target-speedup must be > 1"),
