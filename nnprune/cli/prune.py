@@ -142,7 +142,8 @@ def _rounds_rows(result) -> list[tuple[str, object]]:
 def result_rows(result) -> list[tuple[str, object]]:
     m = result.main_metric
     rows: list[tuple[str, object]] = [
-        (f"{m} dense", result.metrics_before.get(m)), (f"{m} pruned", result.metrics_after.get(m))]
+        (f"{m} {'before (pruned before)' if result.pruned_before else 'dense'}",
+         result.metrics_before.get(m)), (f"{m} pruned", result.metrics_after.get(m))]
     if result.metrics_filled is not None:
         rows.append((f"{m} pruned + fill", result.metrics_filled.get(m)))
     rows += [("heads kept", f"{result.heads_kept}/{result.heads_total}"),

@@ -302,8 +302,9 @@ class FillResult(FinePruneResult):
 
 @dataclass
 class PruneResult(Record):
-    """What ``nnprune prune`` measured: the dense and the pruned model's metrics, what was kept,
-    FLOPs and speed, time per phase."""
+    """What ``nnprune prune`` measured: the metrics of the model it was given (the dense one, or
+    with ``pruned_before`` an earlier cut) and of the pruned one, what was kept, FLOPs and speed
+    against the dense model, time per phase."""
 
     KIND: ClassVar[ResultsKind] = ResultsKind.PRUNE
     DERIVED: ClassVar[tuple[str, ...]] = ("metrics",)
@@ -339,6 +340,9 @@ class PruneResult(Record):
     # --measured-target: every shape timed on the way (budget_ms, predicted, measured, taken);
     # measured_speedup is then the taken one's
     speed_rounds: list[dict[str, Any]] = field(default_factory=list)
+    # pruning in steps: the checkpoint was compacted by an earlier cut, so metrics_before are its
+    # own, not the dense model's (the FLOPs and speeds still count against the dense model)
+    pruned_before: bool = False
     # the compacted model, in memory only (never recorded)
     model: Any = field(default=None, repr=False, compare=False, metadata={"recorded": False})
     extra: dict[str, Any] = _extra()

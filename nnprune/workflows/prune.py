@@ -346,6 +346,7 @@ def _prune_once(args: PruneArgs, info: "nnprune.CheckpointInfo", save_to: Path,
         hidden_kept=done["hidden_kept"] if done["width_depth"] else None,
         hidden_total=done["hidden_total"] if done["width_depth"] else None,
         layers_removed=done["layers_removed"], speed_rounds=done["speed_rounds"],
+        pruned_before=again,
         model=model if is_main_process() else None)  # the others never compacted theirs
     if is_main_process():
         records.write_results(save_to, result)

@@ -151,6 +151,7 @@ def test_a_pruned_model_is_pruned_again_against_the_dense_model(setup, tmp_path,
     speed probe counting against the dense model (not the first cut); the second cut's model
     reloads in stock transformers; an output whose stream was narrowed is refused in one line."""
     from nnprune.cli.main import main
+    from nnprune.cli.prune import result_rows
     from nnprune.measure.flops import flop_profile
     from nnprune.pruning_core.compact import model_outputs, probe_inputs
 
@@ -160,7 +161,10 @@ def test_a_pruned_model_is_pruned_again_against_the_dense_model(setup, tmp_path,
                         width_depth=False, speed_probe=False, **common))
     second = prune(_args(checkpoint=str(tmp_path / "x2"), output_dir=tmp_path / "x4",
                          target_flops=0.25, width_depth=False, **common))
-    assert second.metrics_before == first.metrics_after  # "before" is the model it was given
+    # "before" is the model it was given, and says so
+    assert second.metrics_before == first.metrics_after and second.pruned_before
+    assert not first.pruned_before
+    assert dict(result_rows(second))["accuracy before (pruned before)"] == first.metrics_after["accuracy"]
     assert second.heads_kept <= first.heads_kept and second.exactness <= 1e-4
     dense, small = load_model(model_dir).model, load_model(tmp_path / "x4").model
     flops = flop_profile(dense).count(1, 32).total / flop_profile(small).count(1, 32).total
