@@ -587,7 +587,8 @@ def expand_model(model: nn.Module) -> nn.Module:
                            "layers, which cannot be put back exactly; prune the fine-tuned model "
                            "it came from")
     param = next(model.parameters())
-    dense = dense_baseline(model).to(device=param.device, dtype=param.dtype)
+    with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the RNG be
+        dense = dense_baseline(model).to(device=param.device, dtype=param.dtype)
     src_state, dst_state = model.state_dict(), dense.state_dict()
     if set(src_state) != set(dst_state):
         odd = sorted(set(src_state) ^ set(dst_state))

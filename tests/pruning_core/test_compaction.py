@@ -355,7 +355,9 @@ def test_expand_is_the_inverse_of_compact(case):
     inputs = probe_inputs(model.config)
     small = _outputs(model, inputs)
 
+    state = torch.random.get_rng_state()
     big = nnprune.expand(model)
+    assert torch.equal(torch.random.get_rng_state(), state)  # a caller's RNG is left as it was
     assert big is not model and not is_compacted(big.config) and not big.training
     dense = dense_baseline(model)
     assert {k: v.shape for k, v in big.state_dict().items()} == {
