@@ -4,7 +4,8 @@ runs (a local worker process, a SLURM array task, submitit's in-process debug ex
 A point's folder holds ``sweep_point.json`` (its record: state, the key of everything its result
 depends on, the result), ``sweep.log`` (its log), ``run/`` (the training command's output
 folder: checkpoints while it trains, the final model, ``tensorboard/`` with ``--report-to
-tensorboard``) and, for layer dropping, the smaller start model. A record with this sweep's key
+tensorboard``), for layer dropping the smaller start model, and for a two-step one-shot point
+(``through``) its first cut, filled, in ``through/``. A record with this sweep's key
 is *reused* once trained, *resumed* while only started (the training continues from its last
 complete checkpoint: a killed, pre-empted or requeued point loses at most ``save_steps``
 steps); any other record (another budget, another recipe) and its folder are removed first.
@@ -41,6 +42,7 @@ POINT_FILE = "sweep_point.json"
 LOG_FILE = "sweep.log"
 RUN_DIR = "run"
 COMPACT_DIR = "compact"  # a fine-pruned (masked) model compacted, to be timed
+THROUGH_DIR = "through"  # a two-step one-shot point's first cut, filled: the second one's start
 LOG_TAIL_LINES = 20
 
 
@@ -137,30 +139,55 @@ def run_dense(ctx: PointContext, point: Point, folder: Path) -> Trained:
                    info={"num_examples": res.num_examples, "eval_seconds": round(res.seconds, 1)})
 
 
-def run_one_shot(ctx: PointContext, point: Point, folder: Path) -> Trained:
+def _cut(ctx: PointContext, point: Point, checkpoint: Path, out: Path, target: float,
+         steps: int, **search: Any) -> Any:
+    """``nnprune prune checkpoint --target-speedup target --then-fill steps`` into ``out``, on
+    the sweep's budget and table; ``search``: what the search may prune and how it is held."""
     s, b = ctx.spec, ctx.spec.budget
-    run = folder / RUN_DIR
-    recipe = point.route.recipe(b)
-    steps = recipe["steps"]
     # a killed point resumes: its cut is kept once recorded, its fill goes on from a checkpoint
-    resume = (run / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_complete_checkpoint(run)
+    resume = (out / PRUNE_SUBDIR / RESULTS_FILE).is_file() or has_complete_checkpoint(out)
     opts = training_options(ctx, point, steps, resume)
     training = replace(PRUNE_TRAINING, **{k: getattr(opts, k) for k in (
         "batch_size", "max_seq_length", "seed", "data_dir", "max_train_samples",
         "max_eval_samples", "learning_rate", "save_steps", "save_total_limit", "resume",
         "overwrite", "report_to")})
-    res = prune(PruneArgs(
-        checkpoint=str(s.model), task=s.task, output_dir=run, target_speedup=point.target,
+    return prune(PruneArgs(
+        checkpoint=str(checkpoint), task=s.task, output_dir=out, target_speedup=target,
         calibration_samples=b.calibration_samples, speed_probe=False, then_fill=steps,
-        width_depth=recipe.get("width_depth", True), hidden_size=recipe.get("hidden_size"),
-        alpha_hidden=recipe.get("alpha_hidden", 0.0),
-        measured_target=recipe.get("measured_target", False),
         training=training, task_options=dict(s.task_options), latency=ctx.setting,
-        latency_table=ctx.table_path))
+        latency_table=ctx.table_path, **search))
+
+
+def _first_cut(ctx: PointContext, point: Point, out: Path, recipe: dict[str, Any],
+               **search: Any) -> dict[str, Any]:
+    """A two-step point's first cut (``through``), filled in ``out``: heads and FFN dimensions
+    only, so the second cut can put them back. Done once: a finished one is read back."""
+    if not _finished(out):
+        _cut(ctx, point, ctx.spec.model, out, recipe["through"], recipe["through_steps"],
+             width_depth=False, **search)
+    done = nnprune.records.read_results(out)
+    return {"target": recipe["through"], "metric": done.metrics[done.main_metric],
+            "train_seconds": done.train_seconds}
+
+
+def run_one_shot(ctx: PointContext, point: Point, folder: Path) -> Trained:
+    recipe = point.route.recipe(ctx.spec.budget)
+    search = dict(alpha_hidden=recipe.get("alpha_hidden", 0.0),
+                  measured_target=recipe.get("measured_target", False))
+    start, info = ctx.spec.model, {}
+    if "through" in recipe:
+        start = folder / THROUGH_DIR
+        info["through"] = _first_cut(ctx, point, start, recipe, **search)
+    res = _cut(ctx, point, start, folder / RUN_DIR, point.target, recipe["steps"],
+               width_depth=recipe.get("width_depth", True), hidden_size=recipe.get("hidden_size"),
+               **search)
     m = res.main_metric
-    return Trained((res.metrics_filled or {})[m], m, RUN_DIR, res.seconds.get("fill"),
+    seconds = res.seconds.get("fill")
+    if seconds is not None and info.get("through", {}).get("train_seconds") is not None:
+        seconds += info["through"]["train_seconds"]  # both fills: the point's whole budget
+    return Trained((res.metrics_filled or {})[m], m, RUN_DIR, seconds,
                    {"pruned_metric": res.metrics_after[m], "phases": res.seconds,
-                    "calibration_examples": res.calibration_samples})
+                    "calibration_examples": res.calibration_samples, **info})
 
 
 def run_fine_prune(ctx: PointContext, point: Point, folder: Path) -> Trained:

@@ -207,8 +207,12 @@ class RouteSpec:
     ``--hidden-size N``; default: width and depth, the search choosing); ``alpha_hidden``: the
     one-shot fill's layer-wise distillation (``--distill-hidden``; fine-pruning routes:
     ``set: [alpha_hidden=W]``); ``measured_target``: the one-shot cut held to the speed measured
-    on this machine (``--measured-target``); ``steps`` / ``learning_rate``: another budget for
-    this route's points; ``targets`` / ``seeds``: this route's own (default the sweep's)."""
+    on this machine (``--measured-target``); ``through``: the one-shot route in two steps, the
+    dense model first cut to this speedup (heads and FFN dimensions only, so that the second cut
+    can put them back) and filled for the sweep's budget of steps, then that model cut to the
+    point's target (``nnprune prune`` of a compacted model) and filled for the route's steps;
+    ``steps`` / ``learning_rate``: another budget for this route's points; ``targets`` /
+    ``seeds``: this route's own (default the sweep's)."""
 
     route: str
     label: Optional[str] = None
@@ -220,6 +224,7 @@ class RouteSpec:
     hidden_size: Optional[int] = None
     alpha_hidden: Optional[float] = None
     measured_target: Optional[bool] = None
+    through: Optional[float] = None
     steps: Optional[int] = None
     learning_rate: Optional[float] = None
     targets: Optional[tuple[float, ...]] = None
@@ -244,12 +249,14 @@ class RouteSpec:
                                    "(hybrid-filled)")
         if self.score_init is not None and kind is not RouteKind.FINE_PRUNE:
             raise NNPruneError(f"route {self.route}: score_init is for fine-pruning routes")
-        for name in ("width_depth", "hidden_size", "alpha_hidden", "measured_target"):
+        for name in ("width_depth", "hidden_size", "alpha_hidden", "measured_target", "through"):
             if getattr(self, name) is not None and kind is not RouteKind.ONE_SHOT:
                 raise NNPruneError(f"route {self.route}: {name} is for the one-shot route")
         if self.hidden_size is not None and (self.hidden_size < 1 or self.width_depth is False):
             raise NNPruneError(f"route {self.label}: hidden_size must be a positive width, and "
                                "needs width_depth")
+        if self.through is not None and not self.through > 1:
+            raise NNPruneError(f"route {self.label}: through is the first cut's speedup, > 1")
         if self.alpha_hidden is not None and self.alpha_hidden < 0:
             raise NNPruneError(f"route {self.label}: alpha_hidden must be >= 0")
         if self.fill_share is not None and not 0 < self.fill_share < 1:
@@ -295,6 +302,8 @@ class RouteSpec:
                 out["alpha_hidden"] = self.alpha_hidden
             if self.measured_target:
                 out["measured_target"] = True
+            if self.through is not None:
+                out.update(through=self.through, through_steps=budget.steps)
         return out
 
     def learning_rate_in(self, budget: "Budget") -> float:
@@ -372,6 +381,11 @@ class SweepSpec:
         _check_targets(self.targets, "targets")
         if not self.seeds:
             raise NNPruneError("seeds: give at least one seed")
+        for route in self.routes:
+            low = [t for t in (route.targets or self.targets) if route.through and t <= route.through]
+            if low:
+                raise NNPruneError(f"route {route.label}: target {low[0]:g} is not beyond its "
+                                   f"first cut (through {route.through:g})")
         if self.noise is not None:
             unknown = [r for r in self.noise.routes if r not in labels]
             if unknown:

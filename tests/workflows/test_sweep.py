@@ -127,6 +127,10 @@ def test_a_route_brings_its_own_learning_rate_and_measured_target(inputs, tmp_pa
     ({"routes": [{"route": "struct", "measured_target": True}]},
      "measured_target is for the one-shot route"),
     ({"routes": [{"route": "one-shot", "learning_rate": 0}]}, "learning_rate must be > 0"),
+    ({"routes": [{"route": "struct", "through": 1.5}]}, "through is for the one-shot route"),
+    ({"routes": [{"route": "one-shot", "through": 1}]}, "through is the first cut's speedup, > 1"),
+    ({"routes": [{"route": "one-shot", "through": 2}], "targets": [1.5, 3]},
+     "route one-shot: target 1.5 is not beyond its first cut (through 2)"),
 ])
 def test_bad_spec_is_one_line_naming_the_file_and_key(inputs, tmp_path, change, message):
     path = _spec_file(inputs, tmp_path / "w", **change)
@@ -417,6 +421,38 @@ def test_one_shot_routes_choose_what_the_search_may_prune(inputs, tmp_path):
                        tuple(narrow["shape"]["ffn_dims_per_layer"]), 16)
     assert narrow["predicted"] == pytest.approx(shape.predicted_speedup(read_table(table)), abs=1e-3)
     assert narrow["predicted"] >= 2 * 0.99
+
+
+def test_a_two_step_route_cuts_its_first_model_again(inputs, tmp_path):
+    """``through``: the point's model is the dense one cut to ``through`` (heads and FFN only),
+    filled, then cut again to the target against the dense model; the second cut keeps no more
+    than the first; the first is part of the point's identity, recorded in its info, and a
+    second sweep reuses the point."""
+    from nnprune.pruning_core.checkpoint import load_config
+    from nnprune.workflows.sweep_spec import RouteSpec
+
+    routes = [{"route": "one-shot", "label": "two steps", "through": 1.3}]
+    path = _spec_file(inputs, tmp_path / "steps", routes=routes, targets=[2],
+                      executor={"kind": "local", "workers": 1})
+    spec = load_spec(path)
+    point = spec.point("two-steps-x2-s42")
+    recipe = point.route.recipe(spec.budget)
+    assert (recipe["through"], recipe["through_steps"]) == (1.3, TINY_BUDGET["steps"])
+    assert "through" not in RouteSpec(route="one-shot").recipe(spec.budget)  # identities kept
+    result = sweep(SweepArgs(spec))
+    done = result.points[0]
+    assert done["state"] == State.TIMED, (done.get("error"), done.get("log_tail"))
+    first = done["info"]["through"]
+    assert first["target"] == 1.3 and 0 <= first["metric"] <= 1
+    folder = spec.work / point.id
+    heads = [sum(load_config(str(d)).nnprune_layout["stacks"]["encoder"]["attention"]["self"]["heads"])
+             for d in (folder / "through", folder / "run")]
+    assert heads[1] <= heads[0] < 8
+    record = json.loads((folder / "run" / "prune" / "nnprune_config.json").read_text())
+    assert record["base_model"] == str(folder / "through")
+    assert done["predicted"] >= 2 * 0.99  # against the dense model, by the sweep's table
+    again = sweep(SweepArgs(load_spec(path), phase=Phase.TRAIN))
+    assert again.points[0]["state"] == State.TIMED and read_record(folder)["attempts"] == 1
 
 
 # ------------------------------------------------------------------------------ kill, resume
