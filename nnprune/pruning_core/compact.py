@@ -563,7 +563,6 @@ def dense_baseline(model: nn.Module, seed: int = 0) -> nn.Module:
     return cls(cfg).eval()
 
 
-
 @torch.no_grad()
 def expand_model(model: nn.Module) -> nn.Module:
     """The inverse of :func:`compact_model` for heads and FFN dimensions: a new model of the
@@ -645,6 +644,7 @@ def _put_columns(dst: nn.Linear, src: nn.Linear, cols: torch.Tensor) -> None:
     dst.weight[:, cols] = src.weight
     if dst.bias is not None:
         dst.bias.copy_(src.bias)
+
 
 # ---------------------------------------------------------------------------------- exactness probes
 PROBE_SENTENCES = (
